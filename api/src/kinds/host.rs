@@ -1,0 +1,332 @@
+//! `Host` (a machine reached over SSH) and `Project` (naming conventions shared by services).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::service::Package;
+use super::{KindInfo, KindSpec};
+use crate::meta::{Condition, Time};
+use crate::validate::{self, Validator};
+use crate::values::{Duration, PortSpec, SecretRef};
+
+/// Roots and prefixes that name a project's paths, users and units.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProjectSpec {
+    #[serde(default)]
+    pub roots: Roots,
+    #[serde(default)]
+    pub prefixes: Prefixes,
+    /// A firewall applied to every host that runs one of the project's services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<Firewall>,
+}
+
+/// Root folders; a service's `storage: [{name: data}]` lives at `<data>/<service>`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Roots {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bin: Option<String>,
+}
+
+impl Roots {
+    /// The root names `${roots.X}` and `storage[].name` may use.
+    pub const NAMES: &'static [&'static str] =
+        &["source", "data", "state", "config", "cache", "logs", "run", "bin"];
+
+    /// Each root and its value, in [`Roots::NAMES`] order.
+    pub fn entries(&self) -> [(&'static str, Option<&str>); 8] {
+        [
+            ("source", self.source.as_deref()),
+            ("data", self.data.as_deref()),
+            ("state", self.state.as_deref()),
+            ("config", self.config.as_deref()),
+            ("cache", self.cache.as_deref()),
+            ("logs", self.logs.as_deref()),
+            ("run", self.run.as_deref()),
+            ("bin", self.bin.as_deref()),
+        ]
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Prefixes {
+    /// Prepended to service names to make account names, e.g. `toys-`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Prepended to service names to make unit names, e.g. `toys-`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProjectStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+pub const PROJECT_INFO: KindInfo = KindInfo {
+    kind: "Project",
+    plural: "projects",
+    singular: "project",
+    short_names: &["proj"],
+};
+
+impl KindSpec for ProjectSpec {
+    type Status = ProjectStatus;
+    const INFO: &'static KindInfo = &PROJECT_INFO;
+
+    fn validate(&self, _name: &str, v: &mut Validator) {
+        validate::project(self, v);
+    }
+}
+
+/// A machine HostKit manages over SSH.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostSpec {
+    /// DNS name or IP address.
+    pub address: String,
+    #[serde(default)]
+    pub ssh: Ssh,
+    /// Use sudo for privileged steps (needed when `ssh.user` is not root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sudo: Option<bool>,
+    /// Host-scoped nftables firewall.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<Firewall>,
+    /// Host-level packages and runtimes, applied before any service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<Bootstrap>,
+    /// How often facts and reachability are refreshed (default 1m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Duration>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+}
+
+/// How to reach a host over SSH.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ssh {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// An OpenSSH private key file on the controller (ed25519, rsa, ecdsa).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<String>,
+    /// A password, by reference only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<HostKey>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum HostKeyPolicy {
+    /// The key must already be in known_hosts.
+    Strict,
+    /// Record the key on first use, then require it.
+    AcceptNew,
+    /// The key must equal `key`.
+    Pinned,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostKey {
+    pub policy: HostKeyPolicy,
+    /// For `pinned`: the public key, `ssh-ed25519 AAAA…`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// known_hosts file; default `~/.ssh/known_hosts` of the controller user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<String>,
+}
+
+/// Retries of connection set-up only; a command is never sent twice.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Retry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_delay: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delay: Option<Duration>,
+}
+
+/// An nftables input policy: rules in order, then the default.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Firewall {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<FirewallRule>,
+    /// What happens to traffic no rule matched (default `deny`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<FirewallAction>,
+    /// Where the ruleset is written; default `/etc/nftables.d/hostkit.nft`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FirewallAction {
+    Allow,
+    Deny,
+}
+
+/// One rule: `allow` or `deny` some traffic `from` some sources.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FirewallRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<TrafficMatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny: Option<TrafficMatch>,
+    /// `any` (default), an address, a CIDR, or a list of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Sources>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrafficMatch {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp: Vec<PortSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub udp: Vec<PortSpec>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub icmp: bool,
+    /// Every protocol and port.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Sources {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Sources {
+    pub fn list(&self) -> Vec<&str> {
+        match self {
+            Sources::One(s) => vec![s.as_str()],
+            Sources::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Bootstrap {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<Package>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mise: Option<Mise>,
+}
+
+/// The mise runtime manager and the tools it installs system-wide.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Mise {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_data_dir: Option<String>,
+    /// Tool name → version, e.g. `erlang: "29.0.2"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tools: BTreeMap<String, String>,
+}
+
+/// Facts read from the host.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostFacts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_manager: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<HostFacts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<Time>,
+}
+
+pub const HOST_INFO: KindInfo = KindInfo {
+    kind: "Host",
+    plural: "hosts",
+    singular: "host",
+    short_names: &[],
+};
+
+impl KindSpec for HostSpec {
+    type Status = HostStatus;
+    const INFO: &'static KindInfo = &HOST_INFO;
+
+    fn validate(&self, _name: &str, v: &mut Validator) {
+        validate::host(self, v);
+    }
+
+    fn apply_defaults(&mut self) {
+        self.interval.get_or_insert_with(|| Duration::from_secs(60));
+        self.ssh.port.get_or_insert(22);
+        self.ssh.user.get_or_insert_with(|| "root".to_string());
+        self.ssh.host_key.get_or_insert(HostKey {
+            policy: HostKeyPolicy::Strict,
+            key: None,
+            known_hosts: None,
+        });
+        if self.sudo.is_none() {
+            self.sudo = Some(self.ssh.user.as_deref() != Some("root"));
+        }
+        if let Some(fw) = &mut self.firewall {
+            fw.default.get_or_insert(FirewallAction::Deny);
+        }
+    }
+}

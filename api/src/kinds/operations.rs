@@ -1,0 +1,226 @@
+//! Objects that steer when and how changes reach hosts: `PolicyWindow`, `Rollback`,
+//! and the controller-written `Revision` history they act on.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{KindInfo, KindSpec};
+use std::collections::BTreeMap;
+
+use crate::meta::{Condition, LabelExpression, LabelSelector, ObjectRef, Time};
+use crate::validate::{self, Validator};
+use crate::values::Duration;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowKind {
+    #[default]
+    Allow,
+    Deny,
+}
+
+/// A recurring time window that allows or denies applying changes (Argo CD sync-window
+/// semantics: no matching window → allowed; deny wins; with allow windows, only inside one).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyWindowSpec {
+    pub kind: WindowKind,
+    /// Cron expression (5 fields) for when the window opens.
+    pub schedule: String,
+    /// How long it stays open.
+    pub duration: Duration,
+    /// IANA time zone of `schedule` (default `UTC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    #[serde(default)]
+    pub selector: WindowSelector,
+    /// A Rollback or an explicit `hkctl sync --force` may apply despite the window.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual_override: bool,
+}
+
+/// Which services and hosts a window applies to; both parts must match.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WindowSelector {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<NamedSelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<NamedSelector>,
+}
+
+/// Objects by label and/or by name; an object matches if it matches either part given.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamedSelector {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<LabelExpression>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+}
+
+impl NamedSelector {
+    /// The label part as a [`LabelSelector`].
+    pub fn labels(&self) -> LabelSelector {
+        LabelSelector {
+            match_labels: self.match_labels.clone(),
+            match_expressions: self.match_expressions.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyWindowStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_transition: Option<Time>,
+}
+
+pub const POLICY_WINDOW_INFO: KindInfo = KindInfo {
+    kind: "PolicyWindow",
+    plural: "policywindows",
+    singular: "policywindow",
+    short_names: &["pw"],
+};
+
+impl KindSpec for PolicyWindowSpec {
+    type Status = PolicyWindowStatus;
+    const INFO: &'static KindInfo = &POLICY_WINDOW_INFO;
+
+    fn validate(&self, _name: &str, v: &mut Validator) {
+        validate::policy_window(self, v);
+    }
+
+    fn apply_defaults(&mut self) {
+        self.time_zone.get_or_insert_with(|| "UTC".to_string());
+    }
+}
+
+/// `previous` or a revision number.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RevisionTarget {
+    Number(u64),
+    Named(RevisionAlias),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RevisionAlias {
+    Previous,
+}
+
+impl Default for RevisionTarget {
+    fn default() -> Self {
+        RevisionTarget::Named(RevisionAlias::Previous)
+    }
+}
+
+/// Undo applied changes by running stored down plans.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RollbackSpec {
+    /// The Service (or Host) to roll back.
+    pub target_ref: TargetRef,
+    /// `previous` (default) or a revision number from `hkctl history`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_revision: Option<RevisionTarget>,
+    /// Only these resource ids, e.g. `file:/etc/toys/exograph/runtime.env`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub only: Vec<String>,
+    /// Ignore policy windows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TargetRef {
+    /// `Service` or `Host`.
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RollbackStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Per host: result and coverage of the down plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_revision: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_revision: Option<u64>,
+}
+
+pub const ROLLBACK_INFO: KindInfo = KindInfo {
+    kind: "Rollback",
+    plural: "rollbacks",
+    singular: "rollback",
+    short_names: &["rb"],
+};
+
+impl KindSpec for RollbackSpec {
+    type Status = RollbackStatus;
+    const INFO: &'static KindInfo = &ROLLBACK_INFO;
+
+    fn validate(&self, _name: &str, v: &mut Validator) {
+        validate::rollback(self, v);
+    }
+
+    fn apply_defaults(&mut self) {
+        self.to_revision.get_or_insert_with(Default::default);
+    }
+}
+
+/// An immutable record of one successful apply, written by the controller.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RevisionSpec {
+    pub target_ref: ObjectRef,
+    pub revision: u64,
+    /// The target's spec as applied.
+    #[serde(default)]
+    pub spec_snapshot: serde_json::Value,
+    /// Per host: the applied plan and its down plan (with backup references).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<serde_json::Value>,
+    /// Who caused it: `hkctl:<user>`, `gitsource/<name>@<commit>`, `rollback/<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Time>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RevisionStatus {}
+
+pub const REVISION_INFO: KindInfo = KindInfo {
+    kind: "Revision",
+    plural: "revisions",
+    singular: "revision",
+    short_names: &["rev"],
+};
+
+impl KindSpec for RevisionSpec {
+    type Status = RevisionStatus;
+    const INFO: &'static KindInfo = &REVISION_INFO;
+
+    fn validate(&self, _name: &str, v: &mut Validator) {
+        validate::object_ref("targetRef", &self.target_ref, v);
+        if self.revision == 0 {
+            v.err("revision", "revision numbers start at 1");
+        }
+    }
+}
