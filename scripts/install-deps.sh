@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(
   etcd-server etcd-client        # the production store, and the conformance suite's real etcd
-  protobuf-compiler              # the etcd-client crate compiles etcd's protobufs
+  protobuf-compiler libprotobuf-dev  # the etcd-client crate compiles etcd's protobufs
   openssh-server openssh-client  # test hosts and the demo host
   systemd-container debootstrap  # booted systemd test hosts (systemd-nspawn)
   iproute2 nftables caddy        # network namespaces and renderer validators

@@ -1,0 +1,49 @@
+//! Test harness: real processes on free loopback ports, cleaned up on drop.
+//!
+//! Every helper here starts the real thing (Debian's `etcd`, the `hostkit` binary) in a
+//! temporary folder on ports nobody else uses, and kills it when the handle is dropped, so
+//! a failing test never leaves a process behind and two runs never collide.
+
+pub mod etcd;
+pub mod server;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding 127.0.0.1:0")
+}
+
+/// Polls `check` until it is true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}
+
+/// Sends SIGTERM (or SIGKILL) to a child and reaps it.
+pub fn stop_child(child: &mut std::process::Child, kill: bool) {
+    let signal = if kill { libc::SIGKILL } else { libc::SIGTERM };
+    // SAFETY: kill(2) on our own child's pid has no memory-safety concerns.
+    unsafe {
+        libc::kill(child.id() as i32, signal);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
