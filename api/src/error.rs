@@ -62,7 +62,10 @@ impl fmt::Display for DocumentError {
 pub enum Error {
     /// An object failed validation; every problem is listed.
     #[error("{object} is invalid: {}", .errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
-    Invalid { object: String, errors: Vec<FieldError> },
+    Invalid {
+        object: String,
+        errors: Vec<FieldError>,
+    },
     /// A document of a manifest could not be used.
     #[error(transparent)]
     Document(#[from] DocumentError),

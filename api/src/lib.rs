@@ -5,6 +5,7 @@
 //! This crate does no I/O, so the CLI, the controller and tests can all depend on it cheaply
 //! and agree on exactly one definition of every field.
 
+pub mod config;
 pub mod error;
 pub mod kinds;
 pub mod manifest;

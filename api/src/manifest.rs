@@ -67,12 +67,14 @@ fn split_documents(text: &str) -> Vec<(usize, &str)> {
 
 fn parse_one(file: &str, offset: usize, chunk: &str) -> Result<Document, Vec<DocumentError>> {
     let doc_line = first_content_line(chunk) + offset;
-    let err = |line: usize, object: Option<String>, field: Option<String>, message: String| DocumentError {
-        file: file.to_string(),
-        line,
-        object,
-        field,
-        message,
+    let err = |line: usize, object: Option<String>, field: Option<String>, message: String| {
+        DocumentError {
+            file: file.to_string(),
+            line,
+            object,
+            field,
+            message,
+        }
     };
     if chunk.len() > crate::MAX_OBJECT_BYTES {
         return Err(vec![err(
@@ -106,13 +108,25 @@ fn parse_one(file: &str, offset: usize, chunk: &str) -> Result<Document, Vec<Doc
         )]);
     }
     let object = AnyObject::from_value(value).map_err(|e| {
-        vec![err(line_of(&e.field), object_name.clone(), field_opt(&e.field), e.message)]
+        vec![err(
+            line_of(&e.field),
+            object_name.clone(),
+            field_opt(&e.field),
+            e.message,
+        )]
     })?;
     let errors = object.validate();
     if !errors.is_empty() {
         return Err(errors
             .into_iter()
-            .map(|e| err(line_of(&e.field), object_name.clone(), field_opt(&e.field), e.message))
+            .map(|e| {
+                err(
+                    line_of(&e.field),
+                    object_name.clone(),
+                    field_opt(&e.field),
+                    e.message,
+                )
+            })
             .collect());
     }
     Ok(Document {
@@ -157,9 +171,12 @@ fn describe(value: &serde_json::Value) -> Option<String> {
 
 /// Checks `apiVersion` and `kind` before typed decoding, so those errors say what is valid.
 pub(crate) fn check_type_meta(value: &serde_json::Value) -> Result<&str, FieldError> {
-    let map = value
-        .as_object()
-        .ok_or_else(|| FieldError::new("", "a manifest is a mapping with apiVersion, kind, metadata and spec"))?;
+    let map = value.as_object().ok_or_else(|| {
+        FieldError::new(
+            "",
+            "a manifest is a mapping with apiVersion, kind, metadata and spec",
+        )
+    })?;
     match map.get("apiVersion").and_then(|v| v.as_str()) {
         Some(API_VERSION) => {}
         Some(other) => {
@@ -168,13 +185,24 @@ pub(crate) fn check_type_meta(value: &serde_json::Value) -> Result<&str, FieldEr
                 format!("{other:?} is not served here; use {API_VERSION}"),
             ));
         }
-        None => return Err(FieldError::new("apiVersion", format!("is required: {API_VERSION}"))),
+        None => {
+            return Err(FieldError::new(
+                "apiVersion",
+                format!("is required: {API_VERSION}"),
+            ));
+        }
     }
     let kinds = || KINDS.iter().map(|k| k.kind).collect::<Vec<_>>().join(", ");
     match map.get("kind").and_then(|v| v.as_str()) {
         Some(k) if kind_by_name(k).is_some() => Ok(k),
-        Some(k) => Err(FieldError::new("kind", format!("unknown kind {k:?}; valid kinds: {}", kinds()))),
-        None => Err(FieldError::new("kind", format!("is required, one of {}", kinds()))),
+        Some(k) => Err(FieldError::new(
+            "kind",
+            format!("unknown kind {k:?}; valid kinds: {}", kinds()),
+        )),
+        None => Err(FieldError::new(
+            "kind",
+            format!("is required, one of {}", kinds()),
+        )),
     }
 }
 
@@ -195,18 +223,33 @@ fn friendly_serde_message(msg: &str) -> String {
             return format!("{:?} is not one of {}", strip(given), strip(expected));
         }
         if let Some((given, expected)) = rest.split_once(", expected ") {
-            return format!("{:?} is not valid; expected {}", strip(given), strip(expected));
+            return format!(
+                "{:?} is not valid; expected {}",
+                strip(given),
+                strip(expected)
+            );
         }
     }
     if let Some(rest) = msg.strip_prefix("unknown field ") {
         if let Some((given, expected)) = rest.split_once(", expected one of ") {
-            return format!("unknown field {:?}; valid fields: {}", strip(given), strip(expected));
+            return format!(
+                "unknown field {:?}; valid fields: {}",
+                strip(given),
+                strip(expected)
+            );
         }
         if let Some((given, expected)) = rest.split_once(", expected ") {
-            return format!("unknown field {:?}; valid fields: {}", strip(given), strip(expected));
+            return format!(
+                "unknown field {:?}; valid fields: {}",
+                strip(given),
+                strip(expected)
+            );
         }
         if let Some((given, _)) = rest.split_once(", there are no fields") {
-            return format!("unknown field {:?}; this object takes no fields", strip(given));
+            return format!(
+                "unknown field {:?}; this object takes no fields",
+                strip(given)
+            );
         }
     }
     if let Some(rest) = msg.strip_prefix("missing field ") {
@@ -244,11 +287,21 @@ impl LineIndex {
             match event {
                 Event::MappingStart(..) => {
                     index.begin_value(&mut stack, &mut path, line);
-                    stack.push(Frame { is_map: true, parent_len: path.len(), expecting_key: true, index: 0 });
+                    stack.push(Frame {
+                        is_map: true,
+                        parent_len: path.len(),
+                        expecting_key: true,
+                        index: 0,
+                    });
                 }
                 Event::SequenceStart(..) => {
                     index.begin_value(&mut stack, &mut path, line);
-                    stack.push(Frame { is_map: false, parent_len: path.len(), expecting_key: false, index: 0 });
+                    stack.push(Frame {
+                        is_map: false,
+                        parent_len: path.len(),
+                        expecting_key: false,
+                        index: 0,
+                    });
                 }
                 Event::MappingEnd | Event::SequenceEnd => {
                     if let Some(f) = stack.pop() {
@@ -381,19 +434,35 @@ spec:
         let text = "apiVersion: hostkit.dev/v1alpha1\nkind: Host\nmetadata:\n  name: h\nspec:\n  address: x\n  ssh:\n    port: lots\n";
         let errs = errors(text);
         assert_eq!(errs.len(), 1);
-        assert!(errs[0].starts_with("t.yaml:8: Host/h spec.ssh.port: invalid type"), "{}", errs[0]);
+        assert!(
+            errs[0].starts_with("t.yaml:8: Host/h spec.ssh.port: invalid type"),
+            "{}",
+            errs[0]
+        );
         let text = "apiVersion: hostkit.dev/v1alpha1\nkind: Host\nmetadata:\n  name: h\nspec:\n  address: x\n  adress: y\n";
         let errs = errors(text);
-        assert!(errs[0].contains("unknown field \"adress\"; valid fields: address"), "{}", errs[0]);
+        assert!(
+            errs[0].contains("unknown field \"adress\"; valid fields: address"),
+            "{}",
+            errs[0]
+        );
         assert!(errs[0].starts_with("t.yaml:7: Host/h spec"), "{}", errs[0]);
     }
 
     #[test]
     fn unknown_kind_and_api_version() {
         let errs = errors("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n");
-        assert!(errs[0].contains("apiVersion: \"v1\" is not served here"), "{}", errs[0]);
+        assert!(
+            errs[0].contains("apiVersion: \"v1\" is not served here"),
+            "{}",
+            errs[0]
+        );
         let errs = errors("apiVersion: hostkit.dev/v1alpha1\nkind: Pod\nmetadata:\n  name: p\n");
-        assert!(errs[0].starts_with("t.yaml:2: Pod/p kind: unknown kind \"Pod\"; valid kinds: Project"), "{}", errs[0]);
+        assert!(
+            errs[0].starts_with("t.yaml:2: Pod/p kind: unknown kind \"Pod\"; valid kinds: Project"),
+            "{}",
+            errs[0]
+        );
     }
 
     #[test]
@@ -420,7 +489,11 @@ spec:
   interval: soon
 ";
         let errs = errors(text);
-        assert!(errs[0].starts_with("t.yaml:7: Service/Bad_Name spec.interval: invalid duration \"soon\""), "{errs:?}");
+        assert!(
+            errs[0]
+                .starts_with("t.yaml:7: Service/Bad_Name spec.interval: invalid duration \"soon\""),
+            "{errs:?}"
+        );
         let text = "\
 apiVersion: hostkit.dev/v1alpha1
 kind: Service
@@ -436,7 +509,12 @@ spec:
 ";
         let errs = errors(text);
         assert_eq!(errs.len(), 2, "{errs:?}");
-        assert!(errs[0].starts_with("t.yaml:4: Service/Bad_Name metadata.name: \"Bad_Name\" is not a valid name"), "{errs:?}");
+        assert!(
+            errs[0].starts_with(
+                "t.yaml:4: Service/Bad_Name metadata.name: \"Bad_Name\" is not a valid name"
+            ),
+            "{errs:?}"
+        );
         assert!(errs[1].starts_with("t.yaml:10: Service/Bad_Name spec.files[0].path: unknown reference ${storage.dta}; valid references:"), "{errs:?}");
         assert!(errs[1].contains("${storage.<data>}"), "{errs:?}");
         let text = "\
@@ -451,22 +529,35 @@ spec:
   timeZone: Mars/Olympus
 ";
         let errs = errors(text);
-        assert!(errs[0].starts_with("t.yaml:7: PolicyWindow/w spec.schedule"), "{errs:?}");
-        assert!(errs[1].starts_with("t.yaml:9: PolicyWindow/w spec.timeZone: \"Mars/Olympus\" is not an IANA"), "{errs:?}");
+        assert!(
+            errs[0].starts_with("t.yaml:7: PolicyWindow/w spec.schedule"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].starts_with(
+                "t.yaml:9: PolicyWindow/w spec.timeZone: \"Mars/Olympus\" is not an IANA"
+            ),
+            "{errs:?}"
+        );
     }
 
     #[test]
     fn mode_must_be_quoted() {
         let text = "apiVersion: hostkit.dev/v1alpha1\nkind: Service\nmetadata:\n  name: s\nspec:\n  hosts: [a]\n  storage:\n    - name: data\n      mode: 0750\n";
         let errs = errors(text);
-        assert!(errs[0].starts_with("t.yaml:9: Service/s spec.storage[0].mode: invalid mode"), "{errs:?}");
+        assert!(
+            errs[0].starts_with("t.yaml:9: Service/s spec.storage[0].mode: invalid mode"),
+            "{errs:?}"
+        );
         assert!(errs[0].contains("\"0750\""), "{errs:?}");
     }
 
     #[test]
     fn oversized_object_is_refused() {
         let big = "x".repeat(crate::MAX_OBJECT_BYTES + 10);
-        let text = format!("apiVersion: hostkit.dev/v1alpha1\nkind: Project\nmetadata:\n  name: p\n  annotations:\n    a: \"{big}\"\n");
+        let text = format!(
+            "apiVersion: hostkit.dev/v1alpha1\nkind: Project\nmetadata:\n  name: p\n  annotations:\n    a: \"{big}\"\n"
+        );
         let errs = errors(&text);
         assert!(errs[0].contains("at most"), "{errs:?}");
     }

@@ -63,7 +63,9 @@ impl ObjectMeta {
 
     /// The resourceVersion as a store revision, when the server has set one.
     pub fn revision(&self) -> Option<i64> {
-        self.resource_version.as_deref().and_then(|v| v.parse().ok())
+        self.resource_version
+            .as_deref()
+            .and_then(|v| v.parse().ok())
     }
 }
 
@@ -390,13 +392,26 @@ mod tests {
     #[test]
     fn selector_syntax_round_trips_and_matches() {
         let s = LabelSelector::parse("tier=search,env!=dev,role in (a, b),!legacy,team").unwrap();
-        assert_eq!(s.match_labels.get("tier").map(String::as_str), Some("search"));
+        assert_eq!(
+            s.match_labels.get("tier").map(String::as_str),
+            Some("search")
+        );
         assert_eq!(s.match_expressions.len(), 4);
         let yes = labels(&[("tier", "search"), ("role", "b"), ("team", "x")]);
         assert!(s.matches(&yes));
-        let legacy = labels(&[("tier", "search"), ("role", "b"), ("team", "x"), ("legacy", "1")]);
+        let legacy = labels(&[
+            ("tier", "search"),
+            ("role", "b"),
+            ("team", "x"),
+            ("legacy", "1"),
+        ]);
         assert!(!s.matches(&legacy));
-        let dev = labels(&[("tier", "search"), ("role", "a"), ("team", "x"), ("env", "dev")]);
+        let dev = labels(&[
+            ("tier", "search"),
+            ("role", "a"),
+            ("team", "x"),
+            ("env", "dev"),
+        ]);
         assert!(!s.matches(&dev));
         let again = LabelSelector::parse(&s.to_query()).unwrap();
         assert_eq!(again, s);
@@ -428,12 +443,52 @@ mod tests {
             last_transition_time: t,
             observed_generation: Some(1),
         };
-        assert!(set_condition(&mut conds, ready(ConditionStatus::True, "ok", t0)));
-        assert!(!set_condition(&mut conds, ready(ConditionStatus::True, "ok", t1)));
+        assert!(set_condition(
+            &mut conds,
+            ready(ConditionStatus::True, "ok", t0)
+        ));
+        assert!(!set_condition(
+            &mut conds,
+            ready(ConditionStatus::True, "ok", t1)
+        ));
         assert_eq!(conds[0].last_transition_time, t0);
-        assert!(set_condition(&mut conds, ready(ConditionStatus::True, "still ok", t1)));
+        assert!(set_condition(
+            &mut conds,
+            ready(ConditionStatus::True, "still ok", t1)
+        ));
         assert_eq!(conds[0].last_transition_time, t0);
-        assert!(set_condition(&mut conds, ready(ConditionStatus::False, "bad", t1)));
+        assert!(set_condition(
+            &mut conds,
+            ready(ConditionStatus::False, "bad", t1)
+        ));
         assert_eq!(conds[0].last_transition_time, t1);
     }
+}
+
+/// The body of every API error, in the Kubernetes `Status` shape, so clients can tell a
+/// conflict (retry) from invalid input (fix the manifest) without parsing prose.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiStatus {
+    pub kind: String,
+    /// `Success` or `Failure`.
+    pub status: String,
+    pub message: String,
+    /// CamelCase: `NotFound`, `AlreadyExists`, `Conflict`, `Invalid`, `BadRequest`, `Expired`,
+    /// `RequestEntityTooLarge`, `Unauthorized`, `Forbidden`, `InternalError`.
+    pub reason: String,
+    pub code: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<StatusDetails>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusDetails {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<crate::FieldError>,
 }

@@ -75,7 +75,8 @@ pub fn write_schemas(dir: &Path) -> Result<(), Error> {
 
 /// Explains a kind or one of its fields, kubectl-style: `explain("svc", "spec.daemon")`.
 pub fn explain(kind: &KindInfo, field_path: &str) -> Result<String, String> {
-    let schema = AnyObject::schema_of(kind).ok_or_else(|| format!("no schema for {}", kind.kind))?;
+    let schema =
+        AnyObject::schema_of(kind).ok_or_else(|| format!("no schema for {}", kind.kind))?;
     let root = schema.as_value();
     let defs = root.get("$defs").cloned().unwrap_or(Value::Null);
     let mut node = root.clone();
@@ -89,8 +90,16 @@ pub fn explain(kind: &KindInfo, field_path: &str) -> Result<String, String> {
                 "field {:?} does not exist in {}{}; valid fields: {}",
                 seg,
                 kind.kind,
-                if walked.is_empty() { String::new() } else { format!(".{}", walked.join(".")) },
-                valid.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                if walked.is_empty() {
+                    String::new()
+                } else {
+                    format!(".{}", walked.join("."))
+                },
+                valid
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         })?;
         walked.push(seg.to_string());
@@ -101,13 +110,22 @@ pub fn explain(kind: &KindInfo, field_path: &str) -> Result<String, String> {
     let _ = writeln!(out, "KIND:     {}", kind.kind);
     let _ = writeln!(out, "VERSION:  {API_VERSION}\n");
     if !walked.is_empty() {
-        let _ = writeln!(out, "FIELD: {} <{}>\n", walked.join("."), type_name(&node, &defs));
+        let _ = writeln!(
+            out,
+            "FIELD: {} <{}>\n",
+            walked.join("."),
+            type_name(&node, &defs)
+        );
     }
     let description = node
         .get("description")
         .or_else(|| resolved.get("description"))
         .and_then(Value::as_str)
-        .unwrap_or(if walked.is_empty() { "" } else { "(no description)" });
+        .unwrap_or(if walked.is_empty() {
+            ""
+        } else {
+            "(no description)"
+        });
     if !description.is_empty() {
         let _ = writeln!(out, "DESCRIPTION:\n{}\n", indent(description, 2));
     }
@@ -120,17 +138,30 @@ pub fn explain(kind: &KindInfo, field_path: &str) -> Result<String, String> {
         let required: Vec<String> = resolved
             .get("required")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         let _ = writeln!(out, "FIELDS:");
         for (name, prop) in &props {
-            let req = if required.contains(name) { " -required-" } else { "" };
+            let req = if required.contains(name) {
+                " -required-"
+            } else {
+                ""
+            };
             let _ = writeln!(out, "  {name}\t<{}>{req}", type_name(prop, &defs));
             let d = prop
                 .get("description")
                 .and_then(Value::as_str)
                 .map(String::from)
-                .or_else(|| resolve(prop, &defs).get("description").and_then(Value::as_str).map(String::from));
+                .or_else(|| {
+                    resolve(prop, &defs)
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .map(String::from)
+                });
             if let Some(d) = d {
                 let _ = writeln!(out, "{}\n", indent(&d, 4));
             } else {
@@ -143,7 +174,10 @@ pub fn explain(kind: &KindInfo, field_path: &str) -> Result<String, String> {
 
 fn indent(text: &str, n: usize) -> String {
     let pad = " ".repeat(n);
-    text.lines().map(|l| format!("{pad}{l}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("{pad}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Follows `$ref`, and unwraps `anyOf [X, null]` (how schemars writes `Option<X>`), and arrays.
@@ -154,8 +188,15 @@ fn resolve(node: &Value, defs: &Value) -> Value {
             return resolve(d, defs);
         }
     }
-    if let Some(any) = node.get("anyOf").or_else(|| node.get("oneOf")).and_then(Value::as_array) {
-        let non_null: Vec<&Value> = any.iter().filter(|v| v.get("type") != Some(&Value::from("null"))).collect();
+    if let Some(any) = node
+        .get("anyOf")
+        .or_else(|| node.get("oneOf"))
+        .and_then(Value::as_array)
+    {
+        let non_null: Vec<&Value> = any
+            .iter()
+            .filter(|v| v.get("type") != Some(&Value::from("null")))
+            .collect();
         if non_null.len() == 1 {
             return resolve(non_null[0], defs);
         }
@@ -175,7 +216,10 @@ fn resolve(node: &Value, defs: &Value) -> Value {
 }
 
 fn properties_of(node: &Value, _defs: &Value) -> Map<String, Value> {
-    node.get("properties").and_then(Value::as_object).cloned().unwrap_or_default()
+    node.get("properties")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn enum_values(node: &Value, defs: &Value) -> Vec<String> {
@@ -204,7 +248,10 @@ fn type_name(node: &Value, defs: &Value) -> String {
         return r.rsplit('/').next().unwrap_or("object").to_string();
     }
     if let Some(any) = node.get("anyOf").and_then(Value::as_array) {
-        let non_null: Vec<&Value> = any.iter().filter(|v| v.get("type") != Some(&Value::from("null"))).collect();
+        let non_null: Vec<&Value> = any
+            .iter()
+            .filter(|v| v.get("type") != Some(&Value::from("null")))
+            .collect();
         if non_null.len() == 1 {
             return type_name(non_null[0], defs);
         }
@@ -212,10 +259,23 @@ fn type_name(node: &Value, defs: &Value) -> String {
     }
     match node.get("type") {
         Some(Value::String(t)) if t == "array" => {
-            format!("[]{}", node.get("items").map(|i| type_name(i, defs)).unwrap_or_default())
+            format!(
+                "[]{}",
+                node.get("items")
+                    .map(|i| type_name(i, defs))
+                    .unwrap_or_default()
+            )
         }
-        Some(Value::String(t)) if t == "object" && node.get("additionalProperties").is_some_and(Value::is_object) => {
-            format!("map[string]{}", type_name(&node["additionalProperties"], defs))
+        Some(Value::String(t))
+            if t == "object"
+                && node
+                    .get("additionalProperties")
+                    .is_some_and(Value::is_object) =>
+        {
+            format!(
+                "map[string]{}",
+                type_name(&node["additionalProperties"], defs)
+            )
         }
         Some(Value::String(t)) => t.clone(),
         Some(Value::Array(ts)) => ts
@@ -258,11 +318,17 @@ mod tests {
         assert!(top.contains("KIND:     Service"), "{top}");
         assert!(top.contains("spec\t<ServiceSpec>"), "{top}");
         let restart = explain(svc, "spec.daemon.restart").unwrap();
-        assert!(restart.contains("FIELD: spec.daemon.restart <RestartPolicy>"), "{restart}");
+        assert!(
+            restart.contains("FIELD: spec.daemon.restart <RestartPolicy>"),
+            "{restart}"
+        );
         assert!(restart.contains("on-failure"), "{restart}");
         let daemon = explain(svc, "spec.daemon").unwrap();
         assert!(daemon.contains("exec\t<[]string> -required-"), "{daemon}");
         let err = explain(svc, "spec.deamon").unwrap_err();
-        assert!(err.contains("valid fields:") && err.contains("daemon"), "{err}");
+        assert!(
+            err.contains("valid fields:") && err.contains("daemon"),
+            "{err}"
+        );
     }
 }

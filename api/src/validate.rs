@@ -137,7 +137,10 @@ pub(crate) fn check_meta(kind: &KindInfo, meta: &ObjectMeta, v: &mut Validator) 
 pub(crate) fn object_ref(field: &str, r: &ObjectRef, v: &mut Validator) {
     v.scope(field, |v| {
         if find_kind(&r.kind).is_none() {
-            v.err("kind", format!("unknown kind {:?}; valid: {}", r.kind, kind_list()));
+            v.err(
+                "kind",
+                format!("unknown kind {:?}; valid: {}", r.kind, kind_list()),
+            );
         }
         v.check("name", check_dns_subdomain(&r.name));
     });
@@ -147,7 +150,10 @@ pub(crate) fn camel_case(field: &str, value: &str, v: &mut Validator) {
     let ok = value.starts_with(|c: char| c.is_ascii_uppercase())
         && value.chars().all(|c| c.is_ascii_alphanumeric());
     if !ok {
-        v.err(field, format!("{value:?} is not a CamelCase word, e.g. DriftDetected"));
+        v.err(
+            field,
+            format!("{value:?} is not a CamelCase word, e.g. DriftDetected"),
+        );
     }
 }
 
@@ -158,7 +164,10 @@ fn kind_list() -> String {
 /// Absolute paths, or paths starting with a `${…}` reference that expands to one.
 fn check_path(field: impl Display, path: &str, v: &mut Validator) {
     if !(path.starts_with('/') || path.starts_with("${")) {
-        v.err(field, format!("{path:?} is not an absolute path (start with / or a ${{roots.X}} reference)"));
+        v.err(
+            field,
+            format!("{path:?} is not an absolute path (start with / or a ${{roots.X}} reference)"),
+        );
     }
 }
 
@@ -191,7 +200,10 @@ fn check_owner(owner: &Option<String>, group: &Option<String>, v: &mut Validator
 
 fn check_argv(field: &str, argv: &[String], v: &mut Validator) {
     match argv.first() {
-        None => v.err(field, "must name a command: a list like [/usr/bin/program, --flag]"),
+        None => v.err(
+            field,
+            "must name a command: a list like [/usr/bin/program, --flag]",
+        ),
         Some(cmd) if cmd.is_empty() => v.err(format!("{field}[0]"), "the command is empty"),
         Some(_) => {}
     }
@@ -215,7 +227,10 @@ fn unique<'a>(field: &str, names: impl Iterator<Item = &'a str>, v: &mut Validat
     let mut seen = BTreeSet::new();
     for (i, n) in names.enumerate() {
         if !seen.insert(n) {
-            v.err(format!("{field}[{i}].name"), format!("{n:?} is declared twice"));
+            v.err(
+                format!("{field}[{i}].name"),
+                format!("{n:?} is declared twice"),
+            );
         }
     }
 }
@@ -248,8 +263,14 @@ pub(crate) fn service(spec: &ServiceSpec, _name: &str, v: &mut Validator) {
         v.check("project", check_dns_label(p));
     }
     match (spec.hosts.is_empty(), &spec.host_selector) {
-        (true, None) => v.err("hosts", "name the target hosts with `hosts: [name]` or `hostSelector`"),
-        (false, Some(_)) => v.err("hostSelector", "use either `hosts` or `hostSelector`, not both"),
+        (true, None) => v.err(
+            "hosts",
+            "name the target hosts with `hosts: [name]` or `hostSelector`",
+        ),
+        (false, Some(_)) => v.err(
+            "hostSelector",
+            "use either `hosts` or `hostSelector`, not both",
+        ),
         _ => {}
     }
     for (i, h) in spec.hosts.iter().enumerate() {
@@ -306,12 +327,21 @@ pub(crate) fn service(spec: &ServiceSpec, _name: &str, v: &mut Validator) {
             check_path("path", &f.path, v);
             check_owner(&f.owner, &f.group, v);
             match (&f.content, &f.content_base64) {
-                (Some(_), Some(_)) => v.err("contentBase64", "use either `content` or `contentBase64`, not both"),
-                (None, None) => v.err("content", "is required (or `contentBase64` for binary content)"),
+                (Some(_), Some(_)) => v.err(
+                    "contentBase64",
+                    "use either `content` or `contentBase64`, not both",
+                ),
+                (None, None) => v.err(
+                    "content",
+                    "is required (or `contentBase64` for binary content)",
+                ),
                 (None, Some(b)) => {
                     use base64_check::is_base64;
                     if !is_base64(b) {
-                        v.err("contentBase64", "is not valid base64 (standard alphabet, with padding)");
+                        v.err(
+                            "contentBase64",
+                            "is not valid base64 (standard alphabet, with padding)",
+                        );
                     }
                 }
                 _ => {}
@@ -342,7 +372,10 @@ pub(crate) fn service(spec: &ServiceSpec, _name: &str, v: &mut Validator) {
     for (name, e) in &spec.env {
         v.scope(format!("env.{name}"), |v| {
             if check_dns_label(name).is_err() {
-                v.err("", format!("env file name {name:?} must be lowercase letters, digits and '-'"));
+                v.err(
+                    "",
+                    format!("env file name {name:?} must be lowercase letters, digits and '-'"),
+                );
             }
             if let Some(p) = &e.path {
                 check_path("path", p, v);
@@ -355,7 +388,10 @@ pub(crate) fn service(spec: &ServiceSpec, _name: &str, v: &mut Validator) {
                 check_env_name(format!("secrets.{key}"), key, v);
                 check_secret(format!("secrets.{key}"), s, v);
                 if e.set.contains_key(key) {
-                    v.err(format!("secrets.{key}"), format!("{key} is also in `set`; a key is either public or secret"));
+                    v.err(
+                        format!("secrets.{key}"),
+                        format!("{key} is also in `set`; a key is either public or secret"),
+                    );
                 }
             }
         });
@@ -371,7 +407,10 @@ pub(crate) fn service(spec: &ServiceSpec, _name: &str, v: &mut Validator) {
             if !spec.env.contains_key(n) {
                 v.err(
                     format!("{field}[{i}]"),
-                    format!("{n:?} is not an env file of this service; declared: {}", list(spec.env.keys())),
+                    format!(
+                        "{n:?} is not an env file of this service; declared: {}",
+                        list(spec.env.keys())
+                    ),
                 );
             }
         }
@@ -379,10 +418,16 @@ pub(crate) fn service(spec: &ServiceSpec, _name: &str, v: &mut Validator) {
     let isolate = |i: &crate::kinds::Isolate, v: &mut Validator| {
         v.scope("isolate", |v| {
             for (k, w) in i.writable.iter().enumerate() {
-                if !w.starts_with('/') && !w.starts_with("${") && !storage_names.contains(w.as_str()) {
+                if !w.starts_with('/')
+                    && !w.starts_with("${")
+                    && !storage_names.contains(w.as_str())
+                {
                     v.err(
                         format!("writable[{k}]"),
-                        format!("{w:?} is neither a storage name ({}) nor an absolute path", list(storage_names.iter())),
+                        format!(
+                            "{w:?} is neither a storage name ({}) nor an absolute path",
+                            list(storage_names.iter())
+                        ),
                     );
                 }
             }
@@ -418,7 +463,10 @@ pub(crate) fn service(spec: &ServiceSpec, _name: &str, v: &mut Validator) {
                         && on != "any"
                         && IpAddr::from_str(on).is_err()
                     {
-                        v.err("on", format!("{on:?} is not loopback, any, or an IP address"));
+                        v.err(
+                            "on",
+                            format!("{on:?} is not loopback, any, or an IP address"),
+                        );
                     }
                 });
             }
@@ -442,7 +490,10 @@ pub(crate) fn service(spec: &ServiceSpec, _name: &str, v: &mut Validator) {
                 && s.on_unit_active_sec.is_none()
                 && s.on_active_sec.is_none()
             {
-                v.err("schedule", "needs at least one of onCalendar, onBootSec, onUnitActiveSec, onActiveSec");
+                v.err(
+                    "schedule",
+                    "needs at least one of onCalendar, onBootSec, onUnitActiveSec, onActiveSec",
+                );
             }
         });
     }
@@ -456,36 +507,63 @@ pub(crate) fn service(spec: &ServiceSpec, _name: &str, v: &mut Validator) {
                 v.check(format!("dependsOn[{k}]"), check_resource_id(d));
             }
             match &c.down {
-                None => v.err("down", "every command must say how it is undone: noop, irreversible, or {exec: [...]}"),
+                None => v.err(
+                    "down",
+                    "every command must say how it is undone: noop, irreversible, or {exec: [...]}",
+                ),
                 Some(CommandDown::Exec(e)) => check_argv("down.exec", &e.exec, v),
                 Some(_) => {}
             }
         });
     }
-    unique("caddySites", spec.caddy_sites.iter().map(|c| c.name.as_str()), v);
+    unique(
+        "caddySites",
+        spec.caddy_sites.iter().map(|c| c.name.as_str()),
+        v,
+    );
     for (i, site) in spec.caddy_sites.iter().enumerate() {
         v.index("caddySites", i, |v| {
             v.check("name", check_dns_label(&site.name));
             if site.host.is_empty() || site.host.contains(char::is_whitespace) {
-                v.err("host", format!("{:?} is not a site address such as api.example.com", site.host));
+                v.err(
+                    "host",
+                    format!(
+                        "{:?} is not a site address such as api.example.com",
+                        site.host
+                    ),
+                );
             }
             for (k, e) in site.encode.iter().enumerate() {
                 if !matches!(e.as_str(), "zstd" | "gzip") {
-                    v.err(format!("encode[{k}]"), format!("{e:?} is not one of zstd, gzip"));
+                    v.err(
+                        format!("encode[{k}]"),
+                        format!("{e:?} is not one of zstd, gzip"),
+                    );
                 }
             }
             if let Some(rp) = &site.reverse_proxy {
                 match (&rp.listener, &rp.to) {
                     (Some(l), None) if !listeners.contains(l.as_str()) => v.err(
                         "reverseProxy.listener",
-                        format!("{l:?} is not a listener of this service's daemon; declared: {}", list(listeners.iter())),
+                        format!(
+                            "{l:?} is not a listener of this service's daemon; declared: {}",
+                            list(listeners.iter())
+                        ),
                     ),
-                    (None, None) => v.err("reverseProxy", "needs `listener` (a daemon listener name) or `to` (an address)"),
-                    (Some(_), Some(_)) => v.err("reverseProxy", "use either `listener` or `to`, not both"),
+                    (None, None) => v.err(
+                        "reverseProxy",
+                        "needs `listener` (a daemon listener name) or `to` (an address)",
+                    ),
+                    (Some(_), Some(_)) => {
+                        v.err("reverseProxy", "use either `listener` or `to`, not both")
+                    }
                     _ => {}
                 }
             } else if !site.file_server {
-                v.err("reverseProxy", "a site needs `reverseProxy` or `fileServer: true`");
+                v.err(
+                    "reverseProxy",
+                    "a site needs `reverseProxy` or `fileServer: true`",
+                );
             }
             for (k, m) in site.monitors.iter().enumerate() {
                 v.index("monitors", k, |v| monitor(m, v));
@@ -510,7 +588,9 @@ fn check_package(p: &Package) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{name:?} is not a package name (letters, digits, '-', '_', '.', '+')"))
+        Err(format!(
+            "{name:?} is not a package name (letters, digits, '-', '_', '.', '+')"
+        ))
     }
 }
 
@@ -520,7 +600,9 @@ pub fn check_resource_id(id: &str) -> Result<(), String> {
         Some((kind, name))
             if !kind.is_empty()
                 && !name.is_empty()
-                && kind.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '-') =>
+                && kind
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c == '-') =>
         {
             Ok(())
         }
@@ -531,14 +613,25 @@ pub fn check_resource_id(id: &str) -> Result<(), String> {
 }
 
 fn monitor(m: &Monitor, v: &mut Validator) {
-    let kinds = [m.systemd.is_some(), m.http.is_some(), m.filesystem.is_some(), m.command.is_some()];
+    let kinds = [
+        m.systemd.is_some(),
+        m.http.is_some(),
+        m.filesystem.is_some(),
+        m.command.is_some(),
+    ];
     if kinds.iter().filter(|k| **k).count() != 1 {
-        v.err("", "a monitor has exactly one of systemd, http, filesystem, command");
+        v.err(
+            "",
+            "a monitor has exactly one of systemd, http, filesystem, command",
+        );
     }
     if let Some(h) = &m.http
         && !(h.url.starts_with("http://") || h.url.starts_with("https://"))
     {
-        v.err("http.url", format!("{:?} is not an http:// or https:// URL", h.url));
+        v.err(
+            "http.url",
+            format!("{:?} is not an http:// or https:// URL", h.url),
+        );
     }
     if let Some(c) = &m.command {
         check_argv("command.exec", &c.exec, v);
@@ -572,7 +665,10 @@ fn references(spec: &ServiceSpec, v: &mut Validator) {
                 _ => false,
             };
             if !ok {
-                v.err(path, format!("unknown reference ${{{reference}}}; valid references: {valid}"));
+                v.err(
+                    path,
+                    format!("unknown reference ${{{reference}}}; valid references: {valid}"),
+                );
             }
         }
     });
@@ -626,7 +722,11 @@ fn walk_strings(value: &serde_json::Value, path: &mut String, f: &mut impl FnMut
 
 fn list<T: Display>(items: impl Iterator<Item = T>) -> String {
     let v: Vec<String> = items.map(|i| i.to_string()).collect();
-    if v.is_empty() { "none".to_string() } else { v.join(", ") }
+    if v.is_empty() {
+        "none".to_string()
+    } else {
+        v.join(", ")
+    }
 }
 
 pub(crate) fn project(spec: &ProjectSpec, v: &mut Validator) {
@@ -642,9 +742,14 @@ pub(crate) fn project(spec: &ProjectSpec, v: &mut Validator) {
     v.scope("prefixes", |v| {
         for (name, value) in [("user", &spec.prefixes.user), ("unit", &spec.prefixes.unit)] {
             if let Some(p) = value
-                && !p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+                && !p
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
             {
-                v.err(name, format!("{p:?} may only hold lowercase letters, digits, '-' and '_'"));
+                v.err(
+                    name,
+                    format!("{p:?} may only hold lowercase letters, digits, '-' and '_'"),
+                );
             }
         }
     });
@@ -655,7 +760,10 @@ pub(crate) fn project(spec: &ProjectSpec, v: &mut Validator) {
 
 pub(crate) fn host(spec: &HostSpec, v: &mut Validator) {
     if spec.address.is_empty() || spec.address.contains(char::is_whitespace) {
-        v.err("address", format!("{:?} is not a host name or IP address", spec.address));
+        v.err(
+            "address",
+            format!("{:?} is not a host name or IP address", spec.address),
+        );
     }
     v.scope("ssh", |v| ssh(&spec.ssh, v));
     if let Some(fw) = &spec.firewall {
@@ -667,14 +775,20 @@ pub(crate) fn host(spec: &HostSpec, v: &mut Validator) {
                 v.check(format!("packages[{i}]"), check_package(p));
             }
             if let Some(m) = &b.mise {
-                for (field, value) in [("mise.path", &m.path), ("mise.systemDataDir", &m.system_data_dir)] {
+                for (field, value) in [
+                    ("mise.path", &m.path),
+                    ("mise.systemDataDir", &m.system_data_dir),
+                ] {
                     if let Some(p) = value {
                         check_path(field, p, v);
                     }
                 }
                 for (tool, version) in &m.tools {
                     if version.is_empty() {
-                        v.err(format!("mise.tools.{tool}"), "needs a version, e.g. \"29.0.2\"");
+                        v.err(
+                            format!("mise.tools.{tool}"),
+                            "needs a version, e.g. \"29.0.2\"",
+                        );
                     }
                 }
             }
@@ -694,9 +808,17 @@ fn ssh(s: &Ssh, v: &mut Validator) {
     }
     if let Some(k) = &s.host_key {
         match (k.policy, &k.key) {
-            (HostKeyPolicy::Pinned, None) => v.err("hostKey.key", "policy pinned needs the public key, e.g. \"ssh-ed25519 AAAA…\""),
-            (HostKeyPolicy::Pinned, Some(key)) if !key.starts_with("ssh-") && !key.starts_with("ecdsa-") => {
-                v.err("hostKey.key", "expected an OpenSSH public key such as \"ssh-ed25519 AAAA…\"")
+            (HostKeyPolicy::Pinned, None) => v.err(
+                "hostKey.key",
+                "policy pinned needs the public key, e.g. \"ssh-ed25519 AAAA…\"",
+            ),
+            (HostKeyPolicy::Pinned, Some(key))
+                if !key.starts_with("ssh-") && !key.starts_with("ecdsa-") =>
+            {
+                v.err(
+                    "hostKey.key",
+                    "expected an OpenSSH public key such as \"ssh-ed25519 AAAA…\"",
+                )
             }
             (HostKeyPolicy::Strict | HostKeyPolicy::AcceptNew, Some(_)) => {
                 v.err("hostKey.key", "a key is only used with policy pinned")
@@ -726,11 +848,17 @@ fn firewall(fw: &Firewall, v: &mut Validator) {
             };
             let field = if r.allow.is_some() { "allow" } else { "deny" };
             if m.tcp.is_empty() && m.udp.is_empty() && !m.icmp && !m.all {
-                v.err(field, "match something: tcp: [ports], udp: [ports], icmp: true or all: true");
+                v.err(
+                    field,
+                    "match something: tcp: [ports], udp: [ports], icmp: true or all: true",
+                );
             }
             for (proto, ports) in [("tcp", &m.tcp), ("udp", &m.udp)] {
                 for (k, p) in ports.iter().enumerate() {
-                    v.check(format!("{field}.{proto}[{k}]"), PortSpec::bounds(p).map(|_| ()));
+                    v.check(
+                        format!("{field}.{proto}[{k}]"),
+                        PortSpec::bounds(p).map(|_| ()),
+                    );
                 }
             }
             if let Some(from) = &r.from {
@@ -751,8 +879,9 @@ pub fn check_source(src: &str) -> Result<(), String> {
         Some((a, p)) => (a, Some(p)),
         None => (src, None),
     };
-    let ip = IpAddr::from_str(addr)
-        .map_err(|_| format!("{src:?} is not any, an IP address, or a CIDR such as 10.44.0.0/24"))?;
+    let ip = IpAddr::from_str(addr).map_err(|_| {
+        format!("{src:?} is not any, an IP address, or a CIDR such as 10.44.0.0/24")
+    })?;
     if let Some(p) = prefix {
         let max = if ip.is_ipv4() { 32 } else { 128 };
         match p.parse::<u8>() {
@@ -771,7 +900,10 @@ pub(crate) fn policy_window(spec: &PolicyWindowSpec, v: &mut Validator) {
             spec.schedule
         ));
     } else if let Err(e) = croner::Cron::from_str(&spec.schedule) {
-        v.err("schedule", format!("{:?} is not a valid cron expression: {e}", spec.schedule));
+        v.err(
+            "schedule",
+            format!("{:?} is not a valid cron expression: {e}", spec.schedule),
+        );
     }
     if spec.duration.as_std().is_zero() {
         v.err("duration", "must be longer than zero");
@@ -779,10 +911,16 @@ pub(crate) fn policy_window(spec: &PolicyWindowSpec, v: &mut Validator) {
     if let Some(tz) = &spec.time_zone
         && chrono_tz::Tz::from_str(tz).is_err()
     {
-        v.err("timeZone", format!("{tz:?} is not an IANA time zone such as UTC or Europe/Berlin"));
+        v.err(
+            "timeZone",
+            format!("{tz:?} is not an IANA time zone such as UTC or Europe/Berlin"),
+        );
     }
     v.scope("selector", |v| {
-        for (field, sel) in [("services", &spec.selector.services), ("hosts", &spec.selector.hosts)] {
+        for (field, sel) in [
+            ("services", &spec.selector.services),
+            ("hosts", &spec.selector.hosts),
+        ] {
             if let Some(s) = sel {
                 check_selector(field, &s.labels(), v);
                 for (i, n) in s.names.iter().enumerate() {
@@ -796,7 +934,13 @@ pub(crate) fn policy_window(spec: &PolicyWindowSpec, v: &mut Validator) {
 pub(crate) fn rollback(spec: &RollbackSpec, v: &mut Validator) {
     v.scope("targetRef", |v| {
         if !matches!(spec.target_ref.kind.as_str(), "Service" | "Host") {
-            v.err("kind", format!("{:?} cannot be rolled back; valid: Service, Host", spec.target_ref.kind));
+            v.err(
+                "kind",
+                format!(
+                    "{:?} cannot be rolled back; valid: Service, Host",
+                    spec.target_ref.kind
+                ),
+            );
         }
         v.check("name", check_dns_label(&spec.target_ref.name));
     });
@@ -817,27 +961,43 @@ pub(crate) fn git_source(spec: &GitSourceSpec, v: &mut Validator) {
             }
         }
         (None, Some(dir)) => check_path("directory", dir, v),
-        (None, None) => v.err("url", "name a repository with `url` or a folder with `directory`"),
+        (None, None) => v.err(
+            "url",
+            "name a repository with `url` or a folder with `directory`",
+        ),
         (Some(_), Some(_)) => v.err("directory", "use either `url` or `directory`, not both"),
     }
     if let Some(r) = &spec.ref_ {
-        let set = [&r.branch, &r.tag, &r.commit].iter().filter(|x| x.is_some()).count();
+        let set = [&r.branch, &r.tag, &r.commit]
+            .iter()
+            .filter(|x| x.is_some())
+            .count();
         if set != 1 {
             v.err("ref", "give exactly one of branch, tag, commit");
         }
         if let Some(c) = &r.commit
             && (c.len() < 7 || !c.chars().all(|ch| ch.is_ascii_hexdigit()))
         {
-            v.err("ref.commit", format!("{c:?} is not a commit id (7-40 hex digits)"));
+            v.err(
+                "ref.commit",
+                format!("{c:?} is not a commit id (7-40 hex digits)"),
+            );
         }
     }
     if let Some(p) = &spec.path
         && (p.starts_with('/') || p.split('/').any(|seg| seg == ".."))
     {
-        v.err("path", format!("{p:?} must be a folder inside the repository (relative, no '..')"));
+        v.err(
+            "path",
+            format!("{p:?} must be a folder inside the repository (relative, no '..')"),
+        );
     }
     if let Some(a) = &spec.auth {
-        for (field, s) in [("sshKey", &a.ssh_key), ("knownHosts", &a.known_hosts), ("token", &a.token)] {
+        for (field, s) in [
+            ("sshKey", &a.ssh_key),
+            ("knownHosts", &a.known_hosts),
+            ("token", &a.token),
+        ] {
             if let Some(s) = s {
                 check_secret(format!("auth.{field}"), s, v);
             }
@@ -847,10 +1007,19 @@ pub(crate) fn git_source(spec: &GitSourceSpec, v: &mut Validator) {
 
 pub(crate) fn instance(spec: &InstanceSpec, v: &mut Validator) {
     if !matches!(spec.backend.name.as_str(), "nspawn" | "incus") {
-        v.err("backend.name", format!("{:?} is not a backend; valid: nspawn, incus", spec.backend.name));
+        v.err(
+            "backend.name",
+            format!(
+                "{:?} is not a backend; valid: nspawn, incus",
+                spec.backend.name
+            ),
+        );
     }
     if spec.image.is_empty() {
-        v.err("image", "is required: a registered image name such as debian-bookworm");
+        v.err(
+            "image",
+            "is required: a registered image name such as debian-bookworm",
+        );
     }
     unique("expose", spec.expose.iter().map(|e| e.name.as_str()), v);
     for (i, e) in spec.expose.iter().enumerate() {
@@ -903,7 +1072,10 @@ mod tests {
 
     #[test]
     fn references_are_found() {
-        assert_eq!(find_references("${roots.source}/x/${storage.data}"), vec!["roots.source", "storage.data"]);
+        assert_eq!(
+            find_references("${roots.source}/x/${storage.data}"),
+            vec!["roots.source", "storage.data"]
+        );
         assert_eq!(find_references("plain"), Vec::<&str>::new());
         assert_eq!(find_references("${unclosed"), vec!["unclosed"]);
     }
@@ -930,6 +1102,6 @@ mod tests {
     fn base64() {
         assert!(base64_check::is_base64("aGVsbG8="));
         assert!(!base64_check::is_base64("aGVsbG8"));
-        assert!(!base64_check::is_base64("a*==")); 
+        assert!(!base64_check::is_base64("a*=="));
     }
 }

@@ -94,8 +94,16 @@ fn parse_duration_millis(text: &str) -> Result<u64, String> {
             "h" | "hr" | "hour" | "hours" => 3_600_000,
             "d" | "day" | "days" => 86_400_000,
             "w" | "week" | "weeks" => 604_800_000,
-            "" => return Err(format!("invalid duration {text:?}: missing unit; {DURATION_HINT}")),
-            u => return Err(format!("invalid duration {text:?}: unknown unit {u:?}; {DURATION_HINT}")),
+            "" => {
+                return Err(format!(
+                    "invalid duration {text:?}: missing unit; {DURATION_HINT}"
+                ));
+            }
+            u => {
+                return Err(format!(
+                    "invalid duration {text:?}: unknown unit {u:?}; {DURATION_HINT}"
+                ));
+            }
         };
         total = n
             .checked_mul(factor)
@@ -300,9 +308,9 @@ impl PortSpec {
                     format!("invalid port range {r:?}: expected FROM-TO, e.g. \"8000-8100\"")
                 })?;
                 let parse = |s: &str| {
-                    s.trim()
-                        .parse::<u16>()
-                        .map_err(|_| format!("invalid port range {r:?}: {s:?} is not a port 1-65535"))
+                    s.trim().parse::<u16>().map_err(|_| {
+                        format!("invalid port range {r:?}: {s:?} is not a port 1-65535")
+                    })
                 };
                 (parse(a)?, parse(b)?)
             }
@@ -344,7 +352,9 @@ pub fn check_byte_size(text: &str) -> Result<(), String> {
 pub fn check_percent(text: &str) -> Result<(), String> {
     match text.trim().strip_suffix('%').map(str::parse::<u32>) {
         Some(Ok(n)) if n > 0 => Ok(()),
-        _ => Err(format!("invalid percentage {text:?}: expected e.g. 50% or 150%")),
+        _ => Err(format!(
+            "invalid percentage {text:?}: expected e.g. 50% or 150%"
+        )),
     }
 }
 
@@ -363,7 +373,11 @@ mod tests {
             ("2d", 172_800_000),
             ("1h 30min", 5_400_000),
         ] {
-            assert_eq!(Duration::parse(text).unwrap().as_std().as_millis(), ms, "{text}");
+            assert_eq!(
+                Duration::parse(text).unwrap().as_std().as_millis(),
+                ms,
+                "{text}"
+            );
         }
     }
 
@@ -379,7 +393,9 @@ mod tests {
     fn duration_keeps_the_written_text() {
         let d: Duration = serde_json::from_str("\"10min\"").unwrap();
         assert_eq!(serde_json::to_string(&d).unwrap(), "\"10min\"");
-        let err = serde_json::from_str::<Duration>("60").unwrap_err().to_string();
+        let err = serde_json::from_str::<Duration>("60")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no unit"), "{err}");
     }
 
@@ -391,7 +407,9 @@ mod tests {
         for bad in ["0800", "75", "07500", "rwx", ""] {
             assert!(FileMode::parse(bad).is_err(), "{bad}");
         }
-        let err = serde_json::from_str::<FileMode>("750").unwrap_err().to_string();
+        let err = serde_json::from_str::<FileMode>("750")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("quoted octal"), "{err}");
     }
 
@@ -409,7 +427,10 @@ mod tests {
     #[test]
     fn ports_and_ranges() {
         assert_eq!(PortSpec::Port(22).bounds().unwrap(), (22, 22));
-        assert_eq!(PortSpec::Range("8000-8100".into()).bounds().unwrap(), (8000, 8100));
+        assert_eq!(
+            PortSpec::Range("8000-8100".into()).bounds().unwrap(),
+            (8000, 8100)
+        );
         assert!(PortSpec::Range("9-8".into()).bounds().is_err());
         assert!(PortSpec::Port(0).bounds().is_err());
         assert!(PortSpec::Range("http".into()).bounds().is_err());

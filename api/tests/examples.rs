@@ -13,14 +13,23 @@ fn every_example_manifest_is_valid() {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 4, "expected the four shared examples, found {files:?}");
+    assert!(
+        files.len() >= 4,
+        "expected the four shared examples, found {files:?}"
+    );
     let mut objects = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
         for result in parse_documents(&file.display().to_string(), &text) {
             match result {
                 Ok(doc) => objects.push(doc.display_name()),
-                Err(errs) => panic!("{}", errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")),
+                Err(errs) => panic!(
+                    "{}",
+                    errs.iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
             }
         }
     }
@@ -37,7 +46,10 @@ fn every_example_manifest_is_valid() {
         "GitSource/infra",
         "Instance/demo-vm",
     ] {
-        assert!(objects.iter().any(|o| o == expected), "{expected} missing from {objects:?}");
+        assert!(
+            objects.iter().any(|o| o == expected),
+            "{expected} missing from {objects:?}"
+        );
     }
 }
 
@@ -54,6 +66,11 @@ fn the_shared_examples_are_copied_unchanged() {
         let name = path.file_name().unwrap();
         let a = std::fs::read_to_string(&path).unwrap();
         let b = std::fs::read_to_string(ours.join(name)).unwrap_or_default();
-        assert_eq!(a, b, "manifests/examples/{} differs from shared/examples", name.to_string_lossy());
+        assert_eq!(
+            a,
+            b,
+            "manifests/examples/{} differs from shared/examples",
+            name.to_string_lossy()
+        );
     }
 }

@@ -1,4 +1,11 @@
-//! HostKit's control plane: the store (embedded or etcd), the API server, and the
-//! controller runtime behind the `hostkit` binary.
+//! HostKit's control plane: the store (embedded or etcd), the object semantics on top of
+//! it, the API server, and the controller runtime behind the `hostkit` binary.
 
+pub mod error;
+pub mod events;
+pub mod objects;
+pub mod serve;
+pub mod server;
 pub mod store;
+
+pub use error::{Error, Result};

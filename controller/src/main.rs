@@ -1,1 +1,138 @@
-fn main(){}
+//! `hostkit`: the server binary. Parses flags, builds a config, calls the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hostkit_api::values::Duration as HkDuration;
+use hostkit_controller::serve::{self, ServeOptions};
+use hostkit_controller::server::TlsFiles;
+
+#[derive(Parser)]
+#[command(
+    name = "hostkit",
+    version,
+    about = "Kubernetes-style reconciliation controller for bare Linux hosts"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server, controller and store in one process.
+    Serve(ServeArgs),
+    /// Write the JSON Schema of every kind into a folder.
+    Schemas {
+        /// Folder to write into, e.g. manifests/schemas.
+        dir: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address of the API server.
+    #[arg(long, default_value = "127.0.0.1:7443", env = "HOSTKIT_LISTEN")]
+    listen: SocketAddr,
+    /// Folder for the embedded store, the admin token and other state.
+    #[arg(long, default_value = "./.hostkit", env = "HOSTKIT_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Use etcd instead of the embedded store: comma-separated endpoints.
+    #[arg(long, value_delimiter = ',', env = "HOSTKIT_ETCD")]
+    etcd: Vec<String>,
+    /// Extra bearer tokens: a CSV of `token,user,role` (role admin or read-only).
+    #[arg(long)]
+    tokens: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// How often idle watches get a BOOKMARK.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    bookmark_interval: Duration,
+    /// How long Events are kept.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    event_ttl: Duration,
+    /// Events the embedded store keeps for watches before compacting older history.
+    #[arg(long, default_value_t = 50_000)]
+    watch_history: i64,
+    /// Do not write an hkctl config for the local user.
+    #[arg(long)]
+    no_client_config: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    HkDuration::parse(s).map(|d| d.as_std())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,h2=warn,tower=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Schemas { dir } => {
+            hostkit_api::schema::write_schemas(&dir)?;
+            println!(
+                "wrote {} schemas to {}",
+                hostkit_api::KINDS.len(),
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let options = ServeOptions {
+                listen: args.listen,
+                data_dir: args.data_dir,
+                etcd: args.etcd,
+                tokens_file: args.tokens,
+                tls: args
+                    .tls_cert
+                    .zip(args.tls_key)
+                    .map(|(cert, key)| TlsFiles { cert, key }),
+                bookmark_interval: args.bookmark_interval,
+                event_ttl: args.event_ttl,
+                client_config: if args.no_client_config {
+                    None
+                } else {
+                    hostkit_api::config::default_config_path()
+                },
+                max_events: args.watch_history,
+            };
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(serve::run(options, shutdown_signal()))?;
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -48,8 +48,9 @@ pub struct Roots {
 
 impl Roots {
     /// The root names `${roots.X}` and `storage[].name` may use.
-    pub const NAMES: &'static [&'static str] =
-        &["source", "data", "state", "config", "cache", "logs", "run", "bin"];
+    pub const NAMES: &'static [&'static str] = &[
+        "source", "data", "state", "config", "cache", "logs", "run", "bin",
+    ];
 
     /// Each root and its value, in [`Roots::NAMES`] order.
     pub fn entries(&self) -> [(&'static str, Option<&str>); 8] {

@@ -64,7 +64,9 @@ impl KindInfo {
 }
 
 /// What a spec type must provide to be stored as a kind.
-pub trait KindSpec: Clone + Default + PartialEq + Serialize + DeserializeOwned + JsonSchema {
+pub trait KindSpec:
+    Clone + Default + PartialEq + Serialize + DeserializeOwned + JsonSchema
+{
     /// The status written by controllers through the status subresource.
     type Status: Clone + Default + PartialEq + Serialize + DeserializeOwned + JsonSchema;
     /// The kind's names.

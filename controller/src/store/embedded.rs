@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use redb::{
-    Database, MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable, ReadableTable, TableDefinition,
-    WriteTransaction,
+    Database, MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable, ReadableTable,
+    TableDefinition, WriteTransaction,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -65,14 +65,35 @@ struct Inner {
 }
 
 enum Op {
-    Create { key: String, value: Vec<u8>, lease: Option<i64> },
-    Update { key: String, value: Vec<u8>, expected: i64 },
-    Delete { key: String, expected: Option<i64> },
-    Compact { revision: i64 },
-    LeaseGrant { ttl_ms: i64 },
-    LeaseKeepAlive { id: i64 },
-    LeaseRevoke { id: i64 },
-    ExpireLeases { now_ms: i64 },
+    Create {
+        key: String,
+        value: Vec<u8>,
+        lease: Option<i64>,
+    },
+    Update {
+        key: String,
+        value: Vec<u8>,
+        expected: i64,
+    },
+    Delete {
+        key: String,
+        expected: Option<i64>,
+    },
+    Compact {
+        revision: i64,
+    },
+    LeaseGrant {
+        ttl_ms: i64,
+    },
+    LeaseKeepAlive {
+        id: i64,
+    },
+    LeaseRevoke {
+        id: i64,
+    },
+    ExpireLeases {
+        now_ms: i64,
+    },
 }
 
 enum OpResult {
@@ -128,7 +149,11 @@ fn decode_record(key: &str, bytes: &[u8]) -> Result<KeyValue> {
 fn encode_event(event: &WatchEvent) -> Vec<u8> {
     let (kind, revision, key, record) = match event {
         WatchEvent::Put(kv) => (0u8, kv.mod_revision, &kv.key, Some(kv)),
-        WatchEvent::Delete { key, revision, prev } => (1u8, *revision, key, prev.as_ref()),
+        WatchEvent::Delete {
+            key,
+            revision,
+            prev,
+        } => (1u8, *revision, key, prev.as_ref()),
         WatchEvent::Progress { .. } => unreachable!("progress events are never logged"),
     };
     let mut out = vec![kind];
@@ -144,16 +169,33 @@ fn encode_event(event: &WatchEvent) -> Vec<u8> {
 fn decode_event(bytes: &[u8]) -> Result<WatchEvent> {
     let bad = || StoreError::Backend("event log entry is truncated".into());
     let kind = *bytes.first().ok_or_else(bad)?;
-    let revision = i64::from_le_bytes(bytes.get(1..9).ok_or_else(bad)?.try_into().expect("8 bytes"));
-    let klen = u32::from_le_bytes(bytes.get(9..13).ok_or_else(bad)?.try_into().expect("4 bytes")) as usize;
-    let key = std::str::from_utf8(bytes.get(13..13 + klen).ok_or_else(bad)?).map_err(backend_err)?;
+    let revision = i64::from_le_bytes(
+        bytes
+            .get(1..9)
+            .ok_or_else(bad)?
+            .try_into()
+            .expect("8 bytes"),
+    );
+    let klen = u32::from_le_bytes(
+        bytes
+            .get(9..13)
+            .ok_or_else(bad)?
+            .try_into()
+            .expect("4 bytes"),
+    ) as usize;
+    let key =
+        std::str::from_utf8(bytes.get(13..13 + klen).ok_or_else(bad)?).map_err(backend_err)?;
     let rest = &bytes[13 + klen..];
     match kind {
         0 => Ok(WatchEvent::Put(decode_record(key, rest)?)),
         _ => Ok(WatchEvent::Delete {
             key: key.to_string(),
             revision,
-            prev: if rest.is_empty() { None } else { Some(decode_record(key, rest)?) },
+            prev: if rest.is_empty() {
+                None
+            } else {
+                Some(decode_record(key, rest)?)
+            },
         }),
     }
 }
@@ -193,7 +235,10 @@ impl EmbeddedStore {
             inner: Arc::new(Inner { db, writer, events }),
         };
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(expire_leases(Arc::downgrade(&store.inner), options.lease_check_interval));
+            handle.spawn(expire_leases(
+                Arc::downgrade(&store.inner),
+                options.lease_check_interval,
+            ));
         }
         Ok(store)
     }
@@ -244,7 +289,10 @@ async fn expire_leases(inner: Weak<Inner>, every: Duration) {
             let (reply, rx) = oneshot::channel();
             if inner
                 .writer
-                .send(WriteRequest { op: Op::ExpireLeases { now_ms: now }, reply })
+                .send(WriteRequest {
+                    op: Op::ExpireLeases { now_ms: now },
+                    reply,
+                })
                 .is_err()
             {
                 return;
@@ -316,7 +364,11 @@ fn writer_loop(
 
 /// Applies one operation inside the batch's transaction. `Ok(Err(_))` is the operation's own
 /// failure (a conflict, say), which leaves the transaction usable; `Err(_)` aborts the batch.
-fn apply_op(txn: &WriteTransaction, op: &Op, produced: &mut Vec<WatchEvent>) -> Result<Result<OpResult>> {
+fn apply_op(
+    txn: &WriteTransaction,
+    op: &Op,
+    produced: &mut Vec<WatchEvent>,
+) -> Result<Result<OpResult>> {
     let mut kv_table = txn.open_table(KV).map_err(backend_err)?;
     let mut meta = txn.open_table(META).map_err(backend_err)?;
     let mut log = txn.open_table(EVENTS).map_err(backend_err)?;
@@ -328,13 +380,19 @@ fn apply_op(txn: &WriteTransaction, op: &Op, produced: &mut Vec<WatchEvent>) -> 
             None => Ok(None),
         }
     };
-    let mut next_revision = |meta: &mut redb::Table<&str, i64>| -> Result<i64> {
-        let rev = meta.get(REVISION).map_err(backend_err)?.map(|v| v.value()).unwrap_or(1) + 1;
+    let next_revision = |meta: &mut redb::Table<&str, i64>| -> Result<i64> {
+        let rev = meta
+            .get(REVISION)
+            .map_err(backend_err)?
+            .map(|v| v.value())
+            .unwrap_or(1)
+            + 1;
         meta.insert(REVISION, rev).map_err(backend_err)?;
         Ok(rev)
     };
     let mut record = |event: WatchEvent, log: &mut redb::Table<i64, &[u8]>| -> Result<()> {
-        log.insert(event.revision(), encode_event(&event).as_slice()).map_err(backend_err)?;
+        log.insert(event.revision(), encode_event(&event).as_slice())
+            .map_err(backend_err)?;
         produced.push(event);
         Ok(())
     };
@@ -356,14 +414,22 @@ fn apply_op(txn: &WriteTransaction, op: &Op, produced: &mut Vec<WatchEvent>) -> 
                 version: 1,
                 lease,
             };
-            kv_table.insert(key.as_str(), encode_record(&kv).as_slice()).map_err(backend_err)?;
+            kv_table
+                .insert(key.as_str(), encode_record(&kv).as_slice())
+                .map_err(backend_err)?;
             if lease != 0 {
-                lease_keys.insert(lease, key.as_str()).map_err(backend_err)?;
+                lease_keys
+                    .insert(lease, key.as_str())
+                    .map_err(backend_err)?;
             }
             record(WatchEvent::Put(kv.clone()), &mut log)?;
             Ok(Ok(OpResult::Kv(kv)))
         }
-        Op::Update { key, value, expected } => {
+        Op::Update {
+            key,
+            value,
+            expected,
+        } => {
             let Some(old) = current(&kv_table, key)? else {
                 return Ok(Err(StoreError::NotFound { key: key.clone() }));
             };
@@ -381,7 +447,9 @@ fn apply_op(txn: &WriteTransaction, op: &Op, produced: &mut Vec<WatchEvent>) -> 
                 version: old.version + 1,
                 ..old
             };
-            kv_table.insert(key.as_str(), encode_record(&kv).as_slice()).map_err(backend_err)?;
+            kv_table
+                .insert(key.as_str(), encode_record(&kv).as_slice())
+                .map_err(backend_err)?;
             record(WatchEvent::Put(kv.clone()), &mut log)?;
             Ok(Ok(OpResult::Kv(kv)))
         }
@@ -401,7 +469,9 @@ fn apply_op(txn: &WriteTransaction, op: &Op, produced: &mut Vec<WatchEvent>) -> 
             let rev = next_revision(&mut meta)?;
             kv_table.remove(key.as_str()).map_err(backend_err)?;
             if old.lease != 0 {
-                lease_keys.remove(old.lease, key.as_str()).map_err(backend_err)?;
+                lease_keys
+                    .remove(old.lease, key.as_str())
+                    .map_err(backend_err)?;
             }
             record(
                 WatchEvent::Delete {
@@ -414,8 +484,16 @@ fn apply_op(txn: &WriteTransaction, op: &Op, produced: &mut Vec<WatchEvent>) -> 
             Ok(Ok(OpResult::Deleted(old, rev)))
         }
         Op::Compact { revision } => {
-            let head = meta.get(REVISION).map_err(backend_err)?.map(|v| v.value()).unwrap_or(1);
-            let compacted = meta.get(COMPACT_REVISION).map_err(backend_err)?.map(|v| v.value()).unwrap_or(0);
+            let head = meta
+                .get(REVISION)
+                .map_err(backend_err)?
+                .map(|v| v.value())
+                .unwrap_or(1);
+            let compacted = meta
+                .get(COMPACT_REVISION)
+                .map_err(backend_err)?
+                .map(|v| v.value())
+                .unwrap_or(0);
             if *revision > head {
                 return Ok(Err(StoreError::Backend(format!(
                     "cannot compact to revision {revision}: the newest revision is {head}"
@@ -427,12 +505,18 @@ fn apply_op(txn: &WriteTransaction, op: &Op, produced: &mut Vec<WatchEvent>) -> 
                     compact_revision: compacted,
                 }));
             }
-            log.retain_in(..*revision, |_, _| false).map_err(backend_err)?;
-            meta.insert(COMPACT_REVISION, *revision).map_err(backend_err)?;
+            log.retain_in(..*revision, |_, _| false)
+                .map_err(backend_err)?;
+            meta.insert(COMPACT_REVISION, *revision)
+                .map_err(backend_err)?;
             Ok(Ok(OpResult::Done))
         }
         Op::LeaseGrant { ttl_ms } => {
-            let id = meta.get(NEXT_LEASE).map_err(backend_err)?.map(|v| v.value()).unwrap_or(1);
+            let id = meta
+                .get(NEXT_LEASE)
+                .map_err(backend_err)?
+                .map(|v| v.value())
+                .unwrap_or(1);
             meta.insert(NEXT_LEASE, id + 1).map_err(backend_err)?;
             leases
                 .insert(id, lease_value(*ttl_ms, now_ms() + ttl_ms).as_slice())
@@ -444,7 +528,9 @@ fn apply_op(txn: &WriteTransaction, op: &Op, produced: &mut Vec<WatchEvent>) -> 
                 Some(v) if lease_expiry(v.value()) > now_ms() => lease_ttl(v.value()),
                 _ => return Ok(Err(StoreError::LeaseNotFound(*id))),
             };
-            leases.insert(*id, lease_value(ttl, now_ms() + ttl).as_slice()).map_err(backend_err)?;
+            leases
+                .insert(*id, lease_value(ttl, now_ms() + ttl).as_slice())
+                .map_err(backend_err)?;
             Ok(Ok(OpResult::Ttl(Duration::from_millis(ttl as u64))))
         }
         Op::LeaseRevoke { id } | Op::ExpireLeases { now_ms: id } => {
@@ -497,13 +583,23 @@ fn apply_op(txn: &WriteTransaction, op: &Op, produced: &mut Vec<WatchEvent>) -> 
 /// Keeps the event log at most `max_events` long by compacting its oldest part.
 fn trim_events(txn: &WriteTransaction, max_events: i64) -> Result<()> {
     let mut meta = txn.open_table(META).map_err(backend_err)?;
-    let head = meta.get(REVISION).map_err(backend_err)?.map(|v| v.value()).unwrap_or(1);
-    let compacted = meta.get(COMPACT_REVISION).map_err(backend_err)?.map(|v| v.value()).unwrap_or(0);
+    let head = meta
+        .get(REVISION)
+        .map_err(backend_err)?
+        .map(|v| v.value())
+        .unwrap_or(1);
+    let compacted = meta
+        .get(COMPACT_REVISION)
+        .map_err(backend_err)?
+        .map(|v| v.value())
+        .unwrap_or(0);
     let keep_from = head - max_events + 1;
     if keep_from > compacted.max(1) {
         let mut log = txn.open_table(EVENTS).map_err(backend_err)?;
-        log.retain_in(..keep_from, |_, _| false).map_err(backend_err)?;
-        meta.insert(COMPACT_REVISION, keep_from).map_err(backend_err)?;
+        log.retain_in(..keep_from, |_, _| false)
+            .map_err(backend_err)?;
+        meta.insert(COMPACT_REVISION, keep_from)
+            .map_err(backend_err)?;
     }
     Ok(())
 }
@@ -511,8 +607,16 @@ fn trim_events(txn: &WriteTransaction, max_events: i64) -> Result<()> {
 fn read_meta(db: &Database) -> Result<(i64, i64)> {
     let txn = db.begin_read().map_err(backend_err)?;
     let meta = txn.open_table(META).map_err(backend_err)?;
-    let head = meta.get(REVISION).map_err(backend_err)?.map(|v| v.value()).unwrap_or(1);
-    let compacted = meta.get(COMPACT_REVISION).map_err(backend_err)?.map(|v| v.value()).unwrap_or(0);
+    let head = meta
+        .get(REVISION)
+        .map_err(backend_err)?
+        .map(|v| v.value())
+        .unwrap_or(1);
+    let compacted = meta
+        .get(COMPACT_REVISION)
+        .map_err(backend_err)?
+        .map(|v| v.value())
+        .unwrap_or(0);
     Ok((head, compacted))
 }
 
@@ -520,8 +624,16 @@ fn read_meta(db: &Database) -> Result<(i64, i64)> {
 fn read_backlog(db: &Database, prefix: &str, from: i64) -> Result<(Vec<WatchEvent>, i64)> {
     let txn = db.begin_read().map_err(backend_err)?;
     let meta = txn.open_table(META).map_err(backend_err)?;
-    let head = meta.get(REVISION).map_err(backend_err)?.map(|v| v.value()).unwrap_or(1);
-    let compacted = meta.get(COMPACT_REVISION).map_err(backend_err)?.map(|v| v.value()).unwrap_or(0);
+    let head = meta
+        .get(REVISION)
+        .map_err(backend_err)?
+        .map(|v| v.value())
+        .unwrap_or(1);
+    let compacted = meta
+        .get(COMPACT_REVISION)
+        .map_err(backend_err)?
+        .map(|v| v.value())
+        .unwrap_or(0);
     if from < compacted {
         return Err(StoreError::Compacted {
             requested: from,
@@ -572,7 +684,11 @@ impl Store for EmbeddedStore {
         self.read(move |db| {
             let txn = db.begin_read().map_err(backend_err)?;
             let meta = txn.open_table(META).map_err(backend_err)?;
-            let revision = meta.get(REVISION).map_err(backend_err)?.map(|v| v.value()).unwrap_or(1);
+            let revision = meta
+                .get(REVISION)
+                .map_err(backend_err)?
+                .map(|v| v.value())
+                .unwrap_or(1);
             let table = txn.open_table(KV).map_err(backend_err)?;
             let mut items = Vec::new();
             for entry in table.range(prefix.as_str()..).map_err(backend_err)? {
@@ -589,7 +705,14 @@ impl Store for EmbeddedStore {
     }
 
     async fn create(&self, key: &str, value: Vec<u8>, lease: Option<i64>) -> Result<KeyValue> {
-        match self.write(Op::Create { key: key.to_string(), value, lease }).await? {
+        match self
+            .write(Op::Create {
+                key: key.to_string(),
+                value,
+                lease,
+            })
+            .await?
+        {
             OpResult::Kv(kv) => Ok(kv),
             _ => unreachable!("create returns a key-value"),
         }
@@ -597,7 +720,11 @@ impl Store for EmbeddedStore {
 
     async fn update(&self, key: &str, value: Vec<u8>, expected_revision: i64) -> Result<KeyValue> {
         match self
-            .write(Op::Update { key: key.to_string(), value, expected: expected_revision })
+            .write(Op::Update {
+                key: key.to_string(),
+                value,
+                expected: expected_revision,
+            })
             .await?
         {
             OpResult::Kv(kv) => Ok(kv),
@@ -606,13 +733,24 @@ impl Store for EmbeddedStore {
     }
 
     async fn delete(&self, key: &str, expected_revision: Option<i64>) -> Result<(KeyValue, i64)> {
-        match self.write(Op::Delete { key: key.to_string(), expected: expected_revision }).await? {
+        match self
+            .write(Op::Delete {
+                key: key.to_string(),
+                expected: expected_revision,
+            })
+            .await?
+        {
             OpResult::Deleted(kv, rev) => Ok((kv, rev)),
             _ => unreachable!("delete returns the deleted key-value"),
         }
     }
 
-    async fn watch(&self, prefix: &str, from_revision: i64, progress: Option<Duration>) -> Result<WatchStream> {
+    async fn watch(
+        &self,
+        prefix: &str,
+        from_revision: i64,
+        progress: Option<Duration>,
+    ) -> Result<WatchStream> {
         // Subscribe before reading the backlog, so nothing committed in between is missed;
         // duplicates are dropped by revision below.
         let mut live = self.inner.events.subscribe();
@@ -659,7 +797,9 @@ impl Store for EmbeddedStore {
                             continue;
                         }
                         last_seen = rev;
-                        if event_key(&event).starts_with(prefix.as_str()) && tx.send(Ok((*event).clone())).await.is_err() {
+                        if event_key(&event).starts_with(prefix.as_str())
+                            && tx.send(Ok((*event).clone())).await.is_err()
+                        {
                             return;
                         }
                     }
@@ -683,7 +823,9 @@ impl Store for EmbeddedStore {
                         }
                     }
                     Err(broadcast::error::RecvError::Closed) => {
-                        let _ = tx.send(Err(StoreError::Unavailable("store closed".into()))).await;
+                        let _ = tx
+                            .send(Err(StoreError::Unavailable("store closed".into())))
+                            .await;
                         return;
                     }
                 }
@@ -701,7 +843,12 @@ impl Store for EmbeddedStore {
     }
 
     async fn lease_grant(&self, ttl: Duration) -> Result<i64> {
-        match self.write(Op::LeaseGrant { ttl_ms: ttl.as_millis().max(1) as i64 }).await? {
+        match self
+            .write(Op::LeaseGrant {
+                ttl_ms: ttl.as_millis().max(1) as i64,
+            })
+            .await?
+        {
             OpResult::Lease(id) => Ok(id),
             _ => unreachable!("lease grant returns an id"),
         }
@@ -734,13 +881,19 @@ mod tests {
         let store = EmbeddedStore::open(&dir.path().join("db.redb"), options).unwrap();
         let first = store.create("/k/0", b"0".to_vec(), None).await.unwrap();
         for i in 1..20 {
-            store.create(&format!("/k/{i}"), b"x".to_vec(), None).await.unwrap();
+            store
+                .create(&format!("/k/{i}"), b"x".to_vec(), None)
+                .await
+                .unwrap();
         }
         let err = match store.watch("/k/", first.mod_revision, None).await {
             Err(e) => e,
             Ok(_) => panic!("a watch from a trimmed revision must fail"),
         };
-        assert!(matches!(err, StoreError::Compacted { requested, .. } if requested == first.mod_revision), "{err:?}");
+        assert!(
+            matches!(err, StoreError::Compacted { requested, .. } if requested == first.mod_revision),
+            "{err:?}"
+        );
         let head = store.current_revision().await.unwrap();
         let mut recent = store.watch("/k/", head - 2, None).await.unwrap();
         let e = recent.next().await.unwrap().unwrap();
@@ -753,7 +906,11 @@ mod tests {
         let path = dir.path().join("db.redb");
         let rev = {
             let store = EmbeddedStore::open(&path, EmbeddedOptions::default()).unwrap();
-            store.create("/a", b"1".to_vec(), None).await.unwrap().mod_revision
+            store
+                .create("/a", b"1".to_vec(), None)
+                .await
+                .unwrap()
+                .mod_revision
         };
         // The writer thread lets go of the file once every handle is dropped.
         let mut reopened = None;

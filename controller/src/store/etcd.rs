@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
-    WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp,
+    TxnOpResponse, WatchOptions,
 };
 use tokio::sync::mpsc;
 
@@ -26,7 +26,9 @@ pub struct EtcdStore {
 
 fn err(e: etcd_client::Error) -> StoreError {
     match e {
-        etcd_client::Error::GRpcStatus(s) if s.message().contains("required revision has been compacted") => {
+        etcd_client::Error::GRpcStatus(s)
+            if s.message().contains("required revision has been compacted") =>
+        {
             StoreError::Compacted {
                 requested: 0,
                 compact_revision: 0,
@@ -35,8 +37,15 @@ fn err(e: etcd_client::Error) -> StoreError {
         etcd_client::Error::GRpcStatus(s) if s.message().contains("requested lease not found") => {
             StoreError::LeaseNotFound(0)
         }
-        etcd_client::Error::LeaseKeepAliveError(m) if m.contains("lease not found") => StoreError::LeaseNotFound(0),
-        etcd_client::Error::GRpcStatus(s) if matches!(format!("{:?}", s.code()).as_str(), "Unavailable" | "DeadlineExceeded") => {
+        etcd_client::Error::LeaseKeepAliveError(m) if m.contains("lease not found") => {
+            StoreError::LeaseNotFound(0)
+        }
+        etcd_client::Error::GRpcStatus(s)
+            if matches!(
+                format!("{:?}", s.code()).as_str(),
+                "Unavailable" | "DeadlineExceeded"
+            ) =>
+        {
             StoreError::Unavailable(s.message().to_string())
         }
         etcd_client::Error::TransportError(t) => StoreError::Unavailable(t.to_string()),
@@ -46,7 +55,10 @@ fn err(e: etcd_client::Error) -> StoreError {
 
 fn convert(kv: &etcd_client::KeyValue) -> Result<KeyValue> {
     Ok(KeyValue {
-        key: kv.key_str().map_err(|e| StoreError::Backend(e.to_string()))?.to_string(),
+        key: kv
+            .key_str()
+            .map_err(|e| StoreError::Backend(e.to_string()))?
+            .to_string(),
         value: kv.value().to_vec(),
         create_revision: kv.create_revision(),
         mod_revision: kv.mod_revision(),
@@ -62,7 +74,9 @@ impl EtcdStore {
             .with_connect_timeout(Duration::from_secs(5))
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
             .with_keep_alive_while_idle(true);
-        let client = Client::connect(endpoints, Some(options)).await.map_err(err)?;
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(err)?;
         let store = EtcdStore { client };
         store.current_revision().await?;
         Ok(store)
@@ -123,13 +137,17 @@ impl Store for EtcdStore {
             .and_then([TxnOp::put(key, value.clone(), put_options)])
             .or_else([TxnOp::get(key, None)]);
         let resp = match self.client.kv_client().txn(txn).await {
-            Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("requested lease not found") => {
+            Err(etcd_client::Error::GRpcStatus(s))
+                if s.message().contains("requested lease not found") =>
+            {
                 return Err(StoreError::LeaseNotFound(lease.unwrap_or(0)));
             }
             other => other.map_err(err)?,
         };
         if !resp.succeeded() {
-            return Err(StoreError::AlreadyExists { key: key.to_string() });
+            return Err(StoreError::AlreadyExists {
+                key: key.to_string(),
+            });
         }
         let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
         Ok(KeyValue {
@@ -144,13 +162,23 @@ impl Store for EtcdStore {
 
     async fn update(&self, key: &str, value: Vec<u8>, expected_revision: i64) -> Result<KeyValue> {
         let txn = Txn::new()
-            .when([Compare::mod_revision(key, CompareOp::Equal, expected_revision)])
-            .and_then([TxnOp::put(key, value.clone(), Some(PutOptions::new().with_prev_key()))])
+            .when([Compare::mod_revision(
+                key,
+                CompareOp::Equal,
+                expected_revision,
+            )])
+            .and_then([TxnOp::put(
+                key,
+                value.clone(),
+                Some(PutOptions::new().with_prev_key()),
+            )])
             .or_else([TxnOp::get(key, None)]);
         let resp = self.client.kv_client().txn(txn).await.map_err(err)?;
         if !resp.succeeded() {
             return Err(match Self::else_kv(&resp) {
-                None => StoreError::NotFound { key: key.to_string() },
+                None => StoreError::NotFound {
+                    key: key.to_string(),
+                },
                 Some(kv) => StoreError::Conflict {
                     key: key.to_string(),
                     expected: expected_revision,
@@ -163,7 +191,9 @@ impl Store for EtcdStore {
             TxnOpResponse::Put(mut p) => p.take_prev_key(),
             _ => None,
         });
-        let prev = prev.ok_or_else(|| StoreError::NotFound { key: key.to_string() })?;
+        let prev = prev.ok_or_else(|| StoreError::NotFound {
+            key: key.to_string(),
+        })?;
         Ok(KeyValue {
             key: key.to_string(),
             value,
@@ -181,7 +211,10 @@ impl Store for EtcdStore {
         };
         let txn = Txn::new()
             .when([compare])
-            .and_then([TxnOp::delete(key, Some(DeleteOptions::new().with_prev_key()))])
+            .and_then([TxnOp::delete(
+                key,
+                Some(DeleteOptions::new().with_prev_key()),
+            )])
             .or_else([TxnOp::get(key, None)]);
         let resp = self.client.kv_client().txn(txn).await.map_err(err)?;
         if !resp.succeeded() {
@@ -191,7 +224,9 @@ impl Store for EtcdStore {
                     expected,
                     actual: kv.mod_revision,
                 },
-                _ => StoreError::NotFound { key: key.to_string() },
+                _ => StoreError::NotFound {
+                    key: key.to_string(),
+                },
             });
         }
         let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
@@ -203,11 +238,18 @@ impl Store for EtcdStore {
                 _ => None,
             })
             .transpose()?
-            .ok_or_else(|| StoreError::NotFound { key: key.to_string() })?;
+            .ok_or_else(|| StoreError::NotFound {
+                key: key.to_string(),
+            })?;
         Ok((prev, rev))
     }
 
-    async fn watch(&self, prefix: &str, from_revision: i64, progress: Option<Duration>) -> Result<WatchStream> {
+    async fn watch(
+        &self,
+        prefix: &str,
+        from_revision: i64,
+        progress: Option<Duration>,
+    ) -> Result<WatchStream> {
         let from = if from_revision <= 0 {
             self.current_revision().await? + 1
         } else {
@@ -233,13 +275,22 @@ impl Store for EtcdStore {
     }
 
     async fn compact(&self, revision: i64) -> Result<()> {
-        self.client.kv_client().compact(revision, None).await.map_err(err)?;
+        self.client
+            .kv_client()
+            .compact(revision, None)
+            .await
+            .map_err(err)?;
         Ok(())
     }
 
     async fn lease_grant(&self, ttl: Duration) -> Result<i64> {
         let secs = ttl.as_secs().max(1) as i64;
-        let resp = self.client.lease_client().grant(secs, None).await.map_err(err)?;
+        let resp = self
+            .client
+            .lease_client()
+            .grant(secs, None)
+            .await
+            .map_err(err)?;
         Ok(resp.id())
     }
 
@@ -248,7 +299,12 @@ impl Store for EtcdStore {
             StoreError::LeaseNotFound(_) => StoreError::LeaseNotFound(lease),
             other => other,
         };
-        let (mut keeper, mut stream) = self.client.lease_client().keep_alive(lease).await.map_err(not_found)?;
+        let (mut keeper, mut stream) = self
+            .client
+            .lease_client()
+            .keep_alive(lease)
+            .await
+            .map_err(not_found)?;
         keeper.keep_alive().await.map_err(not_found)?;
         match stream.message().await.map_err(not_found)? {
             Some(resp) if resp.ttl() > 0 => Ok(Duration::from_secs(resp.ttl() as u64)),
@@ -274,13 +330,20 @@ async fn open_watch(client: &Client, prefix: &str, from: i64) -> Result<etcd_cli
         .with_start_revision(from)
         .with_prev_key()
         .with_progress_notify();
-    let mut stream = client.watch_client().watch(prefix, Some(options)).await.map_err(err)?;
+    let mut stream = client
+        .watch_client()
+        .watch(prefix, Some(options))
+        .await
+        .map_err(err)?;
     // etcd answers a watch request with a "created" response, and reports a compacted
     // start revision in a later cancellation. Ask the key space first whether `from` is
     // still readable, so the caller hears about compaction now and not on the first event.
     let compacted = match client
         .kv_client()
-        .get(prefix, Some(GetOptions::new().with_count_only().with_revision(from)))
+        .get(
+            prefix,
+            Some(GetOptions::new().with_count_only().with_revision(from)),
+        )
         .await
     {
         Err(e) => matches!(err(e), StoreError::Compacted { .. }),
@@ -290,7 +353,10 @@ async fn open_watch(client: &Client, prefix: &str, from: i64) -> Result<etcd_cli
         let message = if compacted {
             tokio::time::timeout(Duration::from_secs(5), stream.message())
                 .await
-                .map_err(|_| StoreError::Compacted { requested: from, compact_revision: 0 })?
+                .map_err(|_| StoreError::Compacted {
+                    requested: from,
+                    compact_revision: 0,
+                })?
         } else {
             stream.message().await
         };
@@ -309,7 +375,11 @@ async fn open_watch(client: &Client, prefix: &str, from: i64) -> Result<etcd_cli
             }
             Some(_) if compacted => continue,
             Some(_) => return Ok(stream),
-            None => return Err(StoreError::Unavailable("etcd closed the watch stream".into())),
+            None => {
+                return Err(StoreError::Unavailable(
+                    "etcd closed the watch stream".into(),
+                ));
+            }
         }
     }
 }
@@ -350,7 +420,8 @@ async fn follow(
                 }
             },
         };
-        let mut tick = progress.map(|p| tokio::time::interval_at(tokio::time::Instant::now() + p, p));
+        let mut tick =
+            progress.map(|p| tokio::time::interval_at(tokio::time::Instant::now() + p, p));
         loop {
             let message = tokio::select! {
                 m = current.message() => m,
@@ -384,7 +455,11 @@ async fn follow(
                     && h.revision() >= next - 1
                 {
                     let revision = h.revision();
-                    if tx.send(Ok(WatchEvent::Progress { revision })).await.is_err() {
+                    if tx
+                        .send(Ok(WatchEvent::Progress { revision }))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     next = next.max(revision + 1);

@@ -123,7 +123,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Changes under `prefix` from `from_revision` (inclusive; 0 = from now on), with a
     /// `Progress` bookmark every `progress` when given.
-    async fn watch(&self, prefix: &str, from_revision: i64, progress: Option<Duration>) -> Result<WatchStream>;
+    async fn watch(
+        &self,
+        prefix: &str,
+        from_revision: i64,
+        progress: Option<Duration>,
+    ) -> Result<WatchStream>;
 
     /// The newest revision of the store.
     async fn current_revision(&self) -> Result<i64>;
@@ -152,7 +157,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<KeyValue> {
         let mut attempts = 0;
         loop {
-            let current = self.get(key).await?.ok_or_else(|| StoreError::NotFound { key: key.to_string() })?;
+            let current = self.get(key).await?.ok_or_else(|| StoreError::NotFound {
+                key: key.to_string(),
+            })?;
             if let Some(expected) = expected_revision
                 && expected != current.mod_revision
             {
@@ -203,7 +210,10 @@ mod tests {
 
     #[test]
     fn prefix_end_is_the_next_key() {
-        assert_eq!(prefix_end("/hostkit/services/"), b"/hostkit/services0".to_vec());
+        assert_eq!(
+            prefix_end("/hostkit/services/"),
+            b"/hostkit/services0".to_vec()
+        );
         assert_eq!(prefix_end("a"), b"b".to_vec());
     }
 }

@@ -1,0 +1,89 @@
+//! The controller crate's errors, and how each maps onto an API status.
+
+use hostkit_api::FieldError;
+use hostkit_api::meta::{ApiStatus, StatusDetails};
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{kind} {name:?} not found")]
+    NotFound { kind: String, name: String },
+    #[error("{kind} {name:?} already exists")]
+    AlreadyExists { kind: String, name: String },
+    #[error("{kind} {name:?} was changed by someone else ({detail}); get it again and retry")]
+    Conflict {
+        kind: String,
+        name: String,
+        detail: String,
+    },
+    #[error("{kind}/{name} is invalid: {}", causes.iter().map(|c| c.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid {
+        kind: String,
+        name: String,
+        causes: Vec<FieldError>,
+    },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("object is {0} bytes; objects may be at most 1 MiB")]
+    TooLarge(usize),
+    #[error("no valid bearer token: pass one with --token, HKCTL_TOKEN or the hkctl config file")]
+    Unauthorized,
+    #[error("user {user:?} may only read; writing needs an admin token")]
+    Forbidden { user: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl Error {
+    /// The HTTP status code and the Kubernetes-style reason.
+    pub fn code_and_reason(&self) -> (u16, &'static str) {
+        match self {
+            Error::NotFound { .. } => (404, "NotFound"),
+            Error::AlreadyExists { .. } => (409, "AlreadyExists"),
+            Error::Conflict { .. } => (409, "Conflict"),
+            Error::Invalid { .. } => (422, "Invalid"),
+            Error::BadRequest(_) => (400, "BadRequest"),
+            Error::Gone(_) | Error::Store(StoreError::Compacted { .. }) => (410, "Expired"),
+            Error::TooLarge(_) => (413, "RequestEntityTooLarge"),
+            Error::Unauthorized => (401, "Unauthorized"),
+            Error::Forbidden { .. } => (403, "Forbidden"),
+            Error::Store(StoreError::Unavailable(_)) => (503, "ServiceUnavailable"),
+            Error::Store(_) | Error::Config(_) => (500, "InternalError"),
+        }
+    }
+
+    /// The error as the body the API returns.
+    pub fn to_status(&self) -> ApiStatus {
+        let (code, reason) = self.code_and_reason();
+        let details = match self {
+            Error::NotFound { kind, name }
+            | Error::AlreadyExists { kind, name }
+            | Error::Conflict { kind, name, .. } => Some(StatusDetails {
+                kind: Some(kind.clone()),
+                name: Some(name.clone()),
+                causes: vec![],
+            }),
+            Error::Invalid { kind, name, causes } => Some(StatusDetails {
+                kind: Some(kind.clone()),
+                name: Some(name.clone()),
+                causes: causes.clone(),
+            }),
+            _ => None,
+        };
+        ApiStatus {
+            kind: "Status".into(),
+            status: "Failure".into(),
+            message: self.to_string(),
+            reason: reason.into(),
+            code,
+            details,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,990 @@
+//! Object semantics on top of the raw store: what makes a stored key an API object.
+//!
+//! Kubernetes rules, implemented once for every kind and every caller (HTTP handlers,
+//! reconcilers, GitSource sync): server-side validation and defaults; `uid`,
+//! `creationTimestamp` and `generation` set by the server; `generation` bumped only when
+//! `spec` changes; `resourceVersion` is the store's mod revision and a stale one is a
+//! conflict; the status subresource never changes `spec` and a spec update never changes
+//! `status`; finalizers turn a delete into `deletionTimestamp`; `dryRun` does all of it
+//! except the write. Events are stored with a lease so they expire on their own.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hostkit_api::kinds::{AnyObject, KindInfo};
+use hostkit_api::meta::{LabelSelector, Time};
+use hostkit_api::{FieldError, MAX_OBJECT_BYTES};
+use serde_json::{Map, Value};
+use tokio::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::store::{KeyValue, Store, StoreError, WatchEvent};
+
+/// How `apply` changed the store, printed by hkctl as `service/x created`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    Created,
+    Configured,
+    Unchanged,
+}
+
+impl ApplyOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplyOutcome::Created => "created",
+            ApplyOutcome::Configured => "configured",
+            ApplyOutcome::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// One change to objects of a kind, as the watch API reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ObjectEvent {
+    Added(Value),
+    Modified(Value),
+    Deleted(Value),
+    /// Every change up to this resourceVersion has been sent.
+    Bookmark(i64),
+}
+
+/// Equality on `metadata.<field>=value` or `spec.involvedObject.name=x`: dotted JSON paths.
+#[derive(Clone, Debug, Default)]
+pub struct FieldSelector {
+    terms: Vec<(Vec<String>, String)>,
+}
+
+impl FieldSelector {
+    pub fn parse(text: &str) -> Result<FieldSelector> {
+        let mut terms = Vec::new();
+        for clause in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            let (path, value) = clause.split_once('=').ok_or_else(|| {
+                Error::BadRequest(format!(
+                    "field selector {clause:?} is not path=value, e.g. metadata.name=exograph"
+                ))
+            })?;
+            let value = value.strip_prefix('=').unwrap_or(value);
+            terms.push((
+                path.trim().split('.').map(String::from).collect(),
+                value.trim().to_string(),
+            ));
+        }
+        Ok(FieldSelector { terms })
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        self.terms.iter().all(|(path, expected)| {
+            let mut v = object;
+            for seg in path {
+                match v.get(seg) {
+                    Some(next) => v = next,
+                    None => return false,
+                }
+            }
+            match v {
+                Value::String(s) => s == expected,
+                other => other.to_string() == *expected,
+            }
+        })
+    }
+}
+
+/// Filters for list and watch.
+#[derive(Clone, Debug, Default)]
+pub struct Selectors {
+    pub labels: Option<LabelSelector>,
+    pub fields: Option<FieldSelector>,
+}
+
+impl Selectors {
+    pub fn matches(&self, object: &Value) -> bool {
+        let labels_ok = self.labels.as_ref().is_none_or(|sel| {
+            let labels = object
+                .pointer("/metadata/labels")
+                .and_then(|l| serde_json::from_value(l.clone()).ok())
+                .unwrap_or_default();
+            sel.matches(&labels)
+        });
+        labels_ok && self.fields.as_ref().is_none_or(|f| f.matches(object))
+    }
+}
+
+/// The object API over a store; cheap to clone.
+#[derive(Clone)]
+pub struct Objects {
+    store: Arc<dyn Store>,
+    event_ttl: Duration,
+    event_lease: Arc<Mutex<Option<(i64, Instant)>>>,
+}
+
+fn now() -> Time {
+    chrono::Utc::now()
+}
+
+fn meta(v: &mut Value) -> &mut Map<String, Value> {
+    v.as_object_mut()
+        .expect("objects are JSON objects")
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()
+        .expect("metadata is an object")
+}
+
+fn display_name(kind: &KindInfo, v: &Value) -> String {
+    v.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or(kind.singular)
+        .to_string()
+}
+
+impl Objects {
+    /// `event_ttl` is how long Events live before their lease expires them.
+    pub fn new(store: Arc<dyn Store>, event_ttl: Duration) -> Objects {
+        Objects {
+            store,
+            event_ttl,
+            event_lease: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Decodes, validates and defaults a request body for `kind`.
+    pub fn decode(
+        &self,
+        kind: &KindInfo,
+        body: Value,
+        url_name: Option<&str>,
+    ) -> Result<AnyObject> {
+        let name = body
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        match body.get("kind").and_then(Value::as_str) {
+            Some(k) if k == kind.kind => {}
+            Some(k) => {
+                return Err(Error::BadRequest(format!(
+                    "the body is a {k}, but the URL is for {}",
+                    kind.plural
+                )));
+            }
+            None => {
+                return Err(Error::Invalid {
+                    kind: kind.kind.into(),
+                    name,
+                    causes: vec![FieldError::new(
+                        "kind",
+                        format!("is required: {}", kind.kind),
+                    )],
+                });
+            }
+        }
+        if let Some(url_name) = url_name
+            && url_name != name
+        {
+            return Err(Error::BadRequest(format!(
+                "metadata.name {name:?} does not match the name in the URL {url_name:?}"
+            )));
+        }
+        let mut object = AnyObject::from_value(body).map_err(|e| Error::Invalid {
+            kind: kind.kind.into(),
+            name: name.clone(),
+            causes: vec![e],
+        })?;
+        let causes = object.validate();
+        if !causes.is_empty() {
+            return Err(Error::Invalid {
+                kind: kind.kind.into(),
+                name,
+                causes,
+            });
+        }
+        object.apply_defaults();
+        Ok(object)
+    }
+
+    fn to_object(kv: &KeyValue) -> Result<Value> {
+        let mut v: Value = serde_json::from_slice(&kv.value).map_err(|e| StoreError::Corrupt {
+            key: kv.key.clone(),
+            message: e.to_string(),
+        })?;
+        if !v.is_object() {
+            return Err(StoreError::Corrupt {
+                key: kv.key.clone(),
+                message: "not an object".into(),
+            }
+            .into());
+        }
+        meta(&mut v).insert(
+            "resourceVersion".into(),
+            Value::String(kv.mod_revision.to_string()),
+        );
+        Ok(v)
+    }
+
+    fn encode(v: &Value) -> Result<Vec<u8>> {
+        let mut stored = v.clone();
+        meta(&mut stored).remove("resourceVersion");
+        let bytes = serde_json::to_vec(&stored).expect("JSON values serialise");
+        if bytes.len() > MAX_OBJECT_BYTES {
+            return Err(Error::TooLarge(bytes.len()));
+        }
+        Ok(bytes)
+    }
+
+    fn not_found(kind: &KindInfo, name: &str) -> Error {
+        Error::NotFound {
+            kind: kind.kind.into(),
+            name: name.into(),
+        }
+    }
+
+    fn map_store(kind: &KindInfo, name: &str, e: StoreError) -> Error {
+        match e {
+            StoreError::NotFound { .. } => Self::not_found(kind, name),
+            StoreError::AlreadyExists { .. } => Error::AlreadyExists {
+                kind: kind.kind.into(),
+                name: name.into(),
+            },
+            StoreError::Conflict {
+                expected, actual, ..
+            } => Error::Conflict {
+                kind: kind.kind.into(),
+                name: name.into(),
+                detail: format!("resourceVersion {expected} is stale, the object is at {actual}"),
+            },
+            other => Error::Store(other),
+        }
+    }
+
+    pub async fn get(&self, kind: &KindInfo, name: &str) -> Result<Value> {
+        let kv = self.store.get(&kind.key(name)).await?;
+        let kv = kv.ok_or_else(|| Self::not_found(kind, name))?;
+        Self::to_object(&kv)
+    }
+
+    /// All objects of a kind that match, and the resourceVersion of the list.
+    pub async fn list(&self, kind: &KindInfo, selectors: &Selectors) -> Result<(Vec<Value>, i64)> {
+        let list = self.store.list(&kind.key_prefix()).await?;
+        let mut items = Vec::with_capacity(list.items.len());
+        for kv in &list.items {
+            let v = Self::to_object(kv)?;
+            if selectors.matches(&v) {
+                items.push(v);
+            }
+        }
+        Ok((items, list.revision))
+    }
+
+    /// Lease for new Events, shared for a minute so events don't cost a lease each.
+    async fn event_lease(&self) -> Result<i64> {
+        let mut current = self.event_lease.lock().await;
+        if let Some((id, granted)) = *current
+            && granted.elapsed() < Duration::from_secs(60)
+        {
+            return Ok(id);
+        }
+        let id = self.store.lease_grant(self.event_ttl).await?;
+        *current = Some((id, Instant::now()));
+        Ok(id)
+    }
+
+    /// Creates an object; `status` in the body is ignored, as with Kubernetes.
+    pub async fn create(&self, kind: &KindInfo, body: Value, dry_run: bool) -> Result<Value> {
+        let object = self.decode(kind, body, None)?;
+        let mut v = object.to_value();
+        let name = display_name(kind, &v);
+        v.as_object_mut().expect("object").remove("status");
+        let m = meta(&mut v);
+        m.insert(
+            "uid".into(),
+            Value::String(uuid::Uuid::new_v4().to_string()),
+        );
+        m.insert("generation".into(), Value::from(1));
+        m.insert(
+            "creationTimestamp".into(),
+            serde_json::to_value(now()).expect("time"),
+        );
+        m.remove("deletionTimestamp");
+        let bytes = Self::encode(&v)?;
+        if dry_run {
+            if self.store.get(&kind.key(&name)).await?.is_some() {
+                return Err(Error::AlreadyExists {
+                    kind: kind.kind.into(),
+                    name,
+                });
+            }
+            return Ok(v);
+        }
+        let lease = if kind.kind == "Event" {
+            Some(self.event_lease().await?)
+        } else {
+            None
+        };
+        let result = match self
+            .store
+            .create(&kind.key(&name), bytes.clone(), lease)
+            .await
+        {
+            // The shared lease may have just expired: take a fresh one once.
+            Err(StoreError::LeaseNotFound(_)) if lease.is_some() => {
+                *self.event_lease.lock().await = None;
+                let lease = self.event_lease().await?;
+                self.store
+                    .create(&kind.key(&name), bytes, Some(lease))
+                    .await
+            }
+            other => other,
+        };
+        let kv = result.map_err(|e| Self::map_store(kind, &name, e))?;
+        Self::to_object(&kv)
+    }
+
+    /// Replaces spec, labels, annotations, finalizers and owners; keeps status and server fields.
+    pub async fn update(
+        &self,
+        kind: &KindInfo,
+        name: &str,
+        body: Value,
+        dry_run: bool,
+    ) -> Result<Value> {
+        let expected = body
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .map(|rv| {
+                rv.parse::<i64>().map_err(|_| {
+                    Error::BadRequest(format!("resourceVersion {rv:?} is not a number"))
+                })
+            })
+            .transpose()?;
+        let object = self.decode(kind, body, Some(name))?;
+        let desired = object.to_value();
+        for _ in 0..8 {
+            let current = self
+                .store
+                .get(&kind.key(name))
+                .await?
+                .ok_or_else(|| Self::not_found(kind, name))?;
+            if let Some(rv) = expected
+                && rv != current.mod_revision
+            {
+                return Err(Self::map_store(
+                    kind,
+                    name,
+                    StoreError::Conflict {
+                        key: current.key,
+                        expected: rv,
+                        actual: current.mod_revision,
+                    },
+                ));
+            }
+            let stored = Self::to_object(&current)?;
+            let next = merge_update(&stored, &desired, false)?;
+            match self
+                .write_next(kind, name, &current, &stored, next, dry_run)
+                .await
+            {
+                Err(Error::Conflict { .. }) if expected.is_none() => continue,
+                other => return other,
+            }
+        }
+        Err(Error::Conflict {
+            kind: kind.kind.into(),
+            name: name.into(),
+            detail: "too many concurrent writers".into(),
+        })
+    }
+
+    /// Server-side apply: create when missing, else take spec and labels from `body`, merge
+    /// annotations, and leave everything else. Unchanged objects are not written at all.
+    pub async fn apply(
+        &self,
+        kind: &KindInfo,
+        name: &str,
+        body: Value,
+        dry_run: bool,
+    ) -> Result<(Value, ApplyOutcome)> {
+        let object = self.decode(kind, body.clone(), Some(name))?;
+        let desired = object.to_value();
+        for _ in 0..8 {
+            let Some(current) = self.store.get(&kind.key(name)).await? else {
+                match self.create(kind, body.clone(), dry_run).await {
+                    Err(Error::AlreadyExists { .. }) => continue,
+                    other => return other.map(|v| (v, ApplyOutcome::Created)),
+                }
+            };
+            let stored = Self::to_object(&current)?;
+            let next = merge_update(&stored, &desired, true)?;
+            if strip_rv(&next) == strip_rv(&stored) {
+                return Ok((stored, ApplyOutcome::Unchanged));
+            }
+            match self
+                .write_next(kind, name, &current, &stored, next, dry_run)
+                .await
+            {
+                Err(Error::Conflict { .. }) => continue,
+                other => return other.map(|v| (v, ApplyOutcome::Configured)),
+            }
+        }
+        Err(Error::Conflict {
+            kind: kind.kind.into(),
+            name: name.into(),
+            detail: "too many concurrent writers".into(),
+        })
+    }
+
+    /// Writes `next` over `current` with compare-and-swap, bumping generation on a spec change
+    /// and finishing a pending deletion when the last finalizer is gone.
+    async fn write_next(
+        &self,
+        kind: &KindInfo,
+        name: &str,
+        current: &KeyValue,
+        stored: &Value,
+        mut next: Value,
+        dry_run: bool,
+    ) -> Result<Value> {
+        if next.get("spec") != stored.get("spec") {
+            let generation = stored
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            meta(&mut next).insert("generation".into(), Value::from(generation + 1));
+        }
+        let deleting = stored.pointer("/metadata/deletionTimestamp").is_some();
+        let finalizers_left = next
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
+        if deleting {
+            let old: Vec<&Value> = stored
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().collect())
+                .unwrap_or_default();
+            let added = next
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|f| !old.contains(&f)));
+            if added {
+                return Err(Error::BadRequest(format!(
+                    "{}/{name} is being deleted; finalizers can only be removed now",
+                    kind.kind
+                )));
+            }
+            if !finalizers_left {
+                if dry_run {
+                    return Ok(next);
+                }
+                let (prev, rev) = self
+                    .store
+                    .delete(&kind.key(name), Some(current.mod_revision))
+                    .await
+                    .map_err(|e| Self::map_store(kind, name, e))?;
+                let mut gone = Self::to_object(&prev)?;
+                meta(&mut gone).insert("resourceVersion".into(), Value::String(rev.to_string()));
+                return Ok(gone);
+            }
+        }
+        if strip_rv(&next) == strip_rv(stored) {
+            return Ok(stored.clone());
+        }
+        let bytes = Self::encode(&next)?;
+        if dry_run {
+            return Ok(next);
+        }
+        let kv = self
+            .store
+            .update(&kind.key(name), bytes, current.mod_revision)
+            .await
+            .map_err(|e| Self::map_store(kind, name, e))?;
+        Self::to_object(&kv)
+    }
+
+    /// Replaces only `status`; the body's spec and metadata are ignored.
+    pub async fn update_status(
+        &self,
+        kind: &KindInfo,
+        name: &str,
+        body: Value,
+        dry_run: bool,
+    ) -> Result<Value> {
+        let expected = body
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .and_then(|rv| rv.parse::<i64>().ok());
+        if body.pointer("/metadata/name").and_then(Value::as_str) != Some(name) {
+            return Err(Error::BadRequest(format!(
+                "metadata.name must be {name:?}, the name in the URL"
+            )));
+        }
+        // Decode for the status's types only: a status write must not fail on spec rules.
+        let typed = AnyObject::from_value(body).map_err(|e| Error::Invalid {
+            kind: kind.kind.into(),
+            name: name.into(),
+            causes: vec![e],
+        })?;
+        if typed.info() != kind {
+            return Err(Error::BadRequest(format!(
+                "the body is not a {}",
+                kind.kind
+            )));
+        }
+        let status = typed
+            .to_value()
+            .get("status")
+            .cloned()
+            .unwrap_or(Value::Null);
+        if dry_run {
+            let mut v = self.get(kind, name).await?;
+            v.as_object_mut()
+                .expect("object")
+                .insert("status".into(), status);
+            return Ok(v);
+        }
+        let kv = self
+            .store
+            .update_status(&kind.key(name), status, expected)
+            .await
+            .map_err(|e| Self::map_store(kind, name, e))?;
+        Self::to_object(&kv)
+    }
+
+    /// Deletes now, or marks for deletion when finalizers remain. Returns the object and
+    /// whether it is gone.
+    pub async fn delete(
+        &self,
+        kind: &KindInfo,
+        name: &str,
+        precondition: Option<i64>,
+        dry_run: bool,
+    ) -> Result<(Value, bool)> {
+        for _ in 0..8 {
+            let current = self
+                .store
+                .get(&kind.key(name))
+                .await?
+                .ok_or_else(|| Self::not_found(kind, name))?;
+            if let Some(rv) = precondition
+                && rv != current.mod_revision
+            {
+                return Err(Self::map_store(
+                    kind,
+                    name,
+                    StoreError::Conflict {
+                        key: current.key,
+                        expected: rv,
+                        actual: current.mod_revision,
+                    },
+                ));
+            }
+            let mut stored = Self::to_object(&current)?;
+            let has_finalizers = stored
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
+            if has_finalizers {
+                if stored.pointer("/metadata/deletionTimestamp").is_some() {
+                    return Ok((stored, false));
+                }
+                meta(&mut stored).insert(
+                    "deletionTimestamp".into(),
+                    serde_json::to_value(now()).expect("time"),
+                );
+                if dry_run {
+                    return Ok((stored, false));
+                }
+                match self
+                    .store
+                    .update(
+                        &kind.key(name),
+                        Self::encode(&stored)?,
+                        current.mod_revision,
+                    )
+                    .await
+                {
+                    Ok(kv) => return Ok((Self::to_object(&kv)?, false)),
+                    Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
+                    Err(e) => return Err(Self::map_store(kind, name, e)),
+                }
+            }
+            if dry_run {
+                return Ok((stored, true));
+            }
+            match self
+                .store
+                .delete(&kind.key(name), Some(current.mod_revision))
+                .await
+            {
+                Ok((prev, rev)) => {
+                    let mut gone = Self::to_object(&prev)?;
+                    meta(&mut gone)
+                        .insert("resourceVersion".into(), Value::String(rev.to_string()));
+                    return Ok((gone, true));
+                }
+                Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
+                Err(e) => return Err(Self::map_store(kind, name, e)),
+            }
+        }
+        Err(Error::Conflict {
+            kind: kind.kind.into(),
+            name: name.into(),
+            detail: "too many concurrent writers".into(),
+        })
+    }
+
+    /// Changes to objects of `kind` after resourceVersion `after` (exclusive), with bookmarks.
+    pub async fn watch(
+        &self,
+        kind: &KindInfo,
+        after: i64,
+        selectors: Selectors,
+        bookmarks: Option<Duration>,
+    ) -> Result<impl futures::Stream<Item = Result<ObjectEvent>> + Send + use<>> {
+        let stream = self
+            .store
+            .watch(&kind.key_prefix(), after + 1, bookmarks)
+            .await
+            .map_err(|e| match e {
+                StoreError::Compacted { requested, compact_revision } => Error::Gone(format!(
+                    "resourceVersion {} is too old (history before {compact_revision} was compacted); \
+                     re-list and watch from the list's resourceVersion",
+                    requested - 1
+                )),
+                other => Error::Store(other),
+            })?;
+        Ok(stream.filter_map(move |event| {
+            let selectors = selectors.clone();
+            async move {
+                let event = match event {
+                    Ok(e) => e,
+                    Err(StoreError::Compacted { compact_revision, .. }) => {
+                        return Some(Err(Error::Gone(format!(
+                            "the watch fell behind compacted history (revision {compact_revision}); re-list"
+                        ))));
+                    }
+                    Err(e) => return Some(Err(Error::Store(e))),
+                };
+                let converted = match event {
+                    WatchEvent::Progress { revision } => return Some(Ok(ObjectEvent::Bookmark(revision))),
+                    WatchEvent::Put(kv) => Self::to_object(&kv).map(|v| {
+                        if kv.version == 1 { ObjectEvent::Added(v) } else { ObjectEvent::Modified(v) }
+                    }),
+                    WatchEvent::Delete { revision, prev: Some(prev), .. } => Self::to_object(&prev).map(|mut v| {
+                        meta(&mut v).insert("resourceVersion".into(), Value::String(revision.to_string()));
+                        ObjectEvent::Deleted(v)
+                    }),
+                    WatchEvent::Delete { prev: None, .. } => return None,
+                };
+                match converted {
+                    Ok(ObjectEvent::Added(v)) if !selectors.matches(&v) => None,
+                    Ok(ObjectEvent::Modified(v)) if !selectors.matches(&v) => None,
+                    Ok(ObjectEvent::Deleted(v)) if !selectors.matches(&v) => None,
+                    other => Some(other),
+                }
+            }
+        }))
+    }
+}
+
+fn strip_rv(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    v
+}
+
+/// The object that results from writing `desired` over `stored`: user-owned fields from
+/// `desired`, server-owned fields and status from `stored`. With `merge_annotations`
+/// (apply), annotations are merged instead of replaced and finalizers are kept.
+fn merge_update(stored: &Value, desired: &Value, merge_annotations: bool) -> Result<Value> {
+    let mut next = stored.clone();
+    let obj = next.as_object_mut().expect("object");
+    match desired.get("spec") {
+        Some(spec) => obj.insert("spec".into(), spec.clone()),
+        None => obj.remove("spec"),
+    };
+    let desired_meta = desired
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let m = meta(&mut next);
+    for field in ["labels", "ownerReferences"] {
+        match desired_meta.get(field) {
+            Some(v) => m.insert(field.into(), v.clone()),
+            None if field == "ownerReferences" && merge_annotations => None,
+            None => m.remove(field),
+        };
+    }
+    if merge_annotations {
+        let mut merged = m
+            .get("annotations")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(a) = desired_meta.get("annotations").and_then(Value::as_object) {
+            for (k, v) in a {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+        if merged.is_empty() {
+            m.remove("annotations");
+        } else {
+            m.insert("annotations".into(), Value::Object(merged));
+        }
+        if let Some(f) = desired_meta.get("finalizers").and_then(Value::as_array) {
+            let mut all = m
+                .get("finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for x in f {
+                if !all.contains(x) {
+                    all.push(x.clone());
+                }
+            }
+            m.insert("finalizers".into(), Value::Array(all));
+        }
+    } else {
+        for field in ["annotations", "finalizers"] {
+            match desired_meta.get(field) {
+                Some(v) => m.insert(field.into(), v.clone()),
+                None => m.remove(field),
+            };
+        }
+    }
+    Ok(next)
+}
+
+/// Drains a watch into a Vec until `n` events arrived (test helper for reconciler tests).
+#[doc(hidden)]
+pub async fn collect_events(
+    stream: impl futures::Stream<Item = Result<ObjectEvent>>,
+    n: usize,
+    timeout: Duration,
+) -> Vec<ObjectEvent> {
+    let mut out = Vec::new();
+    let mut stream = std::pin::pin!(stream);
+    let deadline = tokio::time::Instant::now() + timeout;
+    while out.len() < n {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(ObjectEvent::Bookmark(_)))) => continue,
+            Ok(Some(Ok(e))) => out.push(e),
+            _ => break,
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
+    use hostkit_api::find_kind;
+    use serde_json::json;
+
+    fn objects() -> (Objects, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            EmbeddedStore::open(&dir.path().join("s.redb"), EmbeddedOptions::default()).unwrap();
+        (
+            Objects::new(Arc::new(store), Duration::from_secs(3600)),
+            dir,
+        )
+    }
+
+    fn service(name: &str, port: &str) -> Value {
+        json!({
+            "apiVersion": "hostkit.dev/v1alpha1", "kind": "Service",
+            "metadata": {"name": name, "labels": {"tier": "search"}},
+            "spec": {"hosts": ["h1"], "daemon": {"exec": ["/bin/app", "--port", port]}}
+        })
+    }
+
+    #[tokio::test]
+    async fn generation_bumps_only_on_spec_changes() {
+        let (o, _d) = objects();
+        let svc = find_kind("svc").unwrap();
+        let created = o.create(svc, service("a", "1"), false).await.unwrap();
+        assert_eq!(created["metadata"]["generation"], 1);
+        assert!(created["metadata"]["uid"].is_string());
+        assert_eq!(
+            created["spec"]["rollout"]["maxParallel"], 1,
+            "defaults are applied"
+        );
+        let mut relabel = service("a", "1");
+        relabel["metadata"]["labels"]["tier"] = json!("web");
+        let (v, outcome) = o.apply(svc, "a", relabel, false).await.unwrap();
+        assert_eq!(outcome, ApplyOutcome::Configured);
+        assert_eq!(v["metadata"]["generation"], 1);
+        let (v, outcome) = o.apply(svc, "a", service("a", "2"), false).await.unwrap();
+        assert_eq!(outcome, ApplyOutcome::Configured);
+        assert_eq!(v["metadata"]["generation"], 2);
+        let (v2, outcome) = o.apply(svc, "a", service("a", "2"), false).await.unwrap();
+        assert_eq!(outcome, ApplyOutcome::Unchanged);
+        assert_eq!(
+            v2["metadata"]["resourceVersion"], v["metadata"]["resourceVersion"],
+            "no write"
+        );
+    }
+
+    #[tokio::test]
+    async fn status_and_spec_are_written_separately() {
+        let (o, _d) = objects();
+        let svc = find_kind("svc").unwrap();
+        let created = o.create(svc, service("a", "1"), false).await.unwrap();
+        let mut with_status = created.clone();
+        with_status["status"] = json!({"observedGeneration": 1});
+        with_status["spec"]["hosts"] = json!(["sneaky"]);
+        let v = o.update_status(svc, "a", with_status, false).await.unwrap();
+        assert_eq!(
+            v["spec"]["hosts"],
+            json!(["h1"]),
+            "status writes never change spec"
+        );
+        assert_eq!(v["status"]["observedGeneration"], 1);
+        assert_eq!(v["metadata"]["generation"], 1);
+        let mut spec_update = v.clone();
+        spec_update["status"] = json!({"observedGeneration": 99});
+        spec_update["spec"]["hosts"] = json!(["h2"]);
+        let v = o.update(svc, "a", spec_update, false).await.unwrap();
+        assert_eq!(
+            v["status"]["observedGeneration"], 1,
+            "spec writes never change status"
+        );
+        assert_eq!(v["metadata"]["generation"], 2);
+        let err = o.update(svc, "a", created, false).await.unwrap_err();
+        assert!(
+            matches!(err, Error::Conflict { .. }),
+            "stale resourceVersion: {err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn finalizers_hold_deletion_until_removed() {
+        let (o, _d) = objects();
+        let svc = find_kind("svc").unwrap();
+        let mut body = service("a", "1");
+        body["metadata"]["finalizers"] = json!(["hostkit.dev/cleanup"]);
+        o.create(svc, body, false).await.unwrap();
+        let (v, gone) = o.delete(svc, "a", None, false).await.unwrap();
+        assert!(!gone);
+        assert!(v["metadata"]["deletionTimestamp"].is_string());
+        let mut add = v.clone();
+        add["metadata"]["finalizers"] = json!(["hostkit.dev/cleanup", "other"]);
+        assert!(matches!(
+            o.update(svc, "a", add, false).await,
+            Err(Error::BadRequest(_))
+        ));
+        let mut done = v.clone();
+        done["metadata"]["finalizers"] = json!([]);
+        o.update(svc, "a", done, false).await.unwrap();
+        assert!(matches!(o.get(svc, "a").await, Err(Error::NotFound { .. })));
+    }
+
+    #[tokio::test]
+    async fn dry_run_writes_nothing() {
+        let (o, _d) = objects();
+        let svc = find_kind("svc").unwrap();
+        let v = o.create(svc, service("a", "1"), true).await.unwrap();
+        assert_eq!(v["metadata"]["generation"], 1);
+        assert!(matches!(o.get(svc, "a").await, Err(Error::NotFound { .. })));
+        o.create(svc, service("a", "1"), false).await.unwrap();
+        let (v, _) = o.apply(svc, "a", service("a", "9"), true).await.unwrap();
+        assert_eq!(v["spec"]["daemon"]["exec"][2], "9");
+        assert_eq!(
+            o.get(svc, "a").await.unwrap()["spec"]["daemon"]["exec"][2],
+            "1"
+        );
+        o.delete(svc, "a", None, true).await.unwrap();
+        assert!(o.get(svc, "a").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn invalid_bodies_name_the_field() {
+        let (o, _d) = objects();
+        let svc = find_kind("svc").unwrap();
+        let mut body = service("a", "1");
+        body["spec"]["daemon"]["restart"] = json!("sometimes");
+        match o.create(svc, body, false).await {
+            Err(Error::Invalid { causes, .. }) => {
+                assert_eq!(causes[0].field, "spec.daemon.restart");
+                assert!(causes[0].message.contains("on-failure"));
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+        let host = find_kind("host").unwrap();
+        assert!(matches!(
+            o.create(host, service("a", "1"), false).await,
+            Err(Error::BadRequest(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn watch_reports_added_modified_deleted_with_selectors() {
+        let (o, _d) = objects();
+        let svc = find_kind("svc").unwrap();
+        let (_, rv) = o.list(svc, &Selectors::default()).await.unwrap();
+        let selectors = Selectors {
+            labels: Some(LabelSelector::parse("tier=search").unwrap()),
+            fields: None,
+        };
+        let w = o.watch(svc, rv, selectors, None).await.unwrap();
+        o.create(svc, service("a", "1"), false).await.unwrap();
+        let mut other = service("b", "1");
+        other["metadata"]["labels"]["tier"] = json!("web");
+        o.create(svc, other, false).await.unwrap();
+        o.apply(svc, "a", service("a", "2"), false).await.unwrap();
+        o.delete(svc, "a", None, false).await.unwrap();
+        let events = collect_events(w, 3, Duration::from_secs(5)).await;
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|e| match e {
+                ObjectEvent::Added(v) => {
+                    assert_eq!(v["metadata"]["name"], "a");
+                    "ADDED"
+                }
+                ObjectEvent::Modified(_) => "MODIFIED",
+                ObjectEvent::Deleted(_) => "DELETED",
+                ObjectEvent::Bookmark(_) => "BOOKMARK",
+            })
+            .collect();
+        assert_eq!(kinds, ["ADDED", "MODIFIED", "DELETED"]);
+    }
+
+    #[tokio::test]
+    async fn events_expire_with_their_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            EmbeddedStore::open(&dir.path().join("s.redb"), EmbeddedOptions::default()).unwrap();
+        let o = Objects::new(Arc::new(store), Duration::from_millis(300));
+        let ev = find_kind("events").unwrap();
+        let body = json!({
+            "apiVersion": "hostkit.dev/v1alpha1", "kind": "Event",
+            "metadata": {"name": "a.1"},
+            "spec": {"involvedObject": {"kind": "Service", "name": "a"}, "type": "Normal", "reason": "Applied", "message": "ok"}
+        });
+        o.create(ev, body, false).await.unwrap();
+        assert!(o.get(ev, "a.1").await.is_ok());
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert!(matches!(
+            o.get(ev, "a.1").await,
+            Err(Error::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn field_selectors_follow_dotted_paths() {
+        let f = FieldSelector::parse("spec.involvedObject.kind=Service,spec.involvedObject.name=a")
+            .unwrap();
+        assert!(f.matches(&json!({"spec": {"involvedObject": {"kind": "Service", "name": "a"}}})));
+        assert!(!f.matches(&json!({"spec": {"involvedObject": {"kind": "Service", "name": "b"}}})));
+        assert!(FieldSelector::parse("nonsense").is_err());
+    }
+}

@@ -1,0 +1,168 @@
+//! `hostkit serve`: one process with the store, the API server and the controller runtime.
+//!
+//! On first start it creates the data folder, an admin token (`admin.token`, mode 0600)
+//! and, unless one exists, an hkctl config for the local user, so `hkctl get services`
+//! works right after `hostkit serve` with nothing to configure.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hostkit_api::config::ClientConfig;
+use rand::RngCore;
+
+use crate::error::{Error, Result};
+use crate::objects::Objects;
+use crate::server::{self, ServerConfig, TlsFiles, Tokens};
+use crate::store::Store;
+use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
+use crate::store::etcd::EtcdStore;
+
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// etcd endpoints; empty means the embedded store in `data_dir`.
+    pub etcd: Vec<String>,
+    /// Extra tokens (`token,user,role` lines), accepted besides `admin.token`.
+    pub tokens_file: Option<PathBuf>,
+    pub tls: Option<TlsFiles>,
+    pub bookmark_interval: Duration,
+    pub event_ttl: Duration,
+    /// Where to write an hkctl config if none exists; `None` skips it.
+    pub client_config: Option<PathBuf>,
+    /// Events kept by the embedded store for watches before compaction.
+    pub max_events: i64,
+}
+
+/// Writes `bytes` to `path` atomically (temp file in the same folder, fsync, rename) at `mode`.
+pub fn write_private_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Reads the admin token, creating a random one on first start.
+pub fn ensure_admin_token(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join("admin.token");
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::Config(format!("reading {}: {e}", path.display()))),
+    }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private_file(&path, format!("{token}\n").as_bytes(), 0o600)
+        .map_err(|e| Error::Config(format!("writing {}: {e}", path.display())))?;
+    Ok(token)
+}
+
+async fn open_store(options: &ServeOptions) -> Result<Arc<dyn Store>> {
+    if options.etcd.is_empty() {
+        let path = options.data_dir.join("store.redb");
+        let embedded = EmbeddedOptions {
+            max_events: options.max_events,
+            ..Default::default()
+        };
+        Ok(Arc::new(EmbeddedStore::open(&path, embedded)?))
+    } else {
+        Ok(Arc::new(EtcdStore::connect(&options.etcd).await?))
+    }
+}
+
+/// The URL a local client should use for `listen`.
+pub fn client_url(listen: SocketAddr, tls: bool) -> String {
+    let host = if listen.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        listen.ip().to_string()
+    };
+    let host = if listen.is_ipv6() && !listen.ip().is_unspecified() {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    format!(
+        "{}://{host}:{}",
+        if tls { "https" } else { "http" },
+        listen.port()
+    )
+}
+
+/// Runs until `shutdown` resolves.
+pub async fn run(
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    std::fs::create_dir_all(&options.data_dir)
+        .and_then(|_| {
+            std::fs::set_permissions(&options.data_dir, std::fs::Permissions::from_mode(0o700))
+        })
+        .map_err(|e| {
+            Error::Config(format!(
+                "creating data dir {}: {e}",
+                options.data_dir.display()
+            ))
+        })?;
+    let admin_token = ensure_admin_token(&options.data_dir)?;
+    let mut tokens = Tokens::single_admin(&admin_token);
+    if let Some(file) = &options.tokens_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Error::Config(format!("reading {}: {e}", file.display())))?;
+        tokens = tokens.merge(Tokens::parse(&file.display().to_string(), &text)?);
+    }
+    let store = open_store(&options).await?;
+    let backend = store.backend();
+    if let Some(path) = &options.client_config
+        && !path.exists()
+    {
+        let config = ClientConfig {
+            server: client_url(options.listen, options.tls.is_some()),
+            token: Some(admin_token.clone()),
+            certificate_authority: options.tls.as_ref().map(|t| t.cert.clone()),
+        };
+        let text = serde_saphyr::to_string(&config).map_err(|e| Error::Config(e.to_string()))?;
+        match write_private_file(path, text.as_bytes(), 0o600) {
+            Ok(()) => tracing::info!(path = %path.display(), "wrote hkctl config"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "could not write hkctl config")
+            }
+        }
+    }
+    let objects = Objects::new(store, options.event_ttl);
+    let config = ServerConfig {
+        listen: options.listen,
+        tls: options.tls.clone(),
+        tokens,
+        bookmark_interval: options.bookmark_interval,
+    };
+    let tls = options.tls.is_some();
+    let data_dir = options.data_dir.clone();
+    server::serve(config, objects, shutdown, move |addr| {
+        tracing::info!(
+            url = %client_url(addr, tls),
+            store = backend,
+            data_dir = %data_dir.display(),
+            "hostkit API server listening"
+        );
+    })
+    .await
+}

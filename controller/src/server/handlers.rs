@@ -1,0 +1,348 @@
+//! REST handlers: request parsing and response shaping only; semantics live in [`Objects`].
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use hostkit_api::kinds::{KINDS, KindInfo, kind_by_plural};
+use hostkit_api::meta::LabelSelector;
+use hostkit_api::{API_VERSION, MAX_OBJECT_BYTES};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::error::{Error, Result};
+use crate::objects::{FieldSelector, ObjectEvent, Selectors};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Params {
+    label_selector: Option<String>,
+    field_selector: Option<String>,
+    watch: Option<String>,
+    resource_version: Option<String>,
+    dry_run: Option<String>,
+    field_manager: Option<String>,
+    #[serde(rename = "allowWatchBookmarks")]
+    _allow_watch_bookmarks: Option<String>,
+}
+
+impl Params {
+    fn parse(raw: Option<String>) -> Result<Params> {
+        match raw {
+            None => Ok(Params::default()),
+            Some(q) => serde_urlencoded::from_str(&q)
+                .map_err(|e| Error::BadRequest(format!("query string: {e}"))),
+        }
+    }
+
+    fn dry_run(&self) -> Result<bool> {
+        match self.dry_run.as_deref() {
+            None => Ok(false),
+            Some("All") => Ok(true),
+            Some(other) => Err(Error::BadRequest(format!(
+                "dryRun={other:?} is not supported; use dryRun=All"
+            ))),
+        }
+    }
+
+    fn watch(&self) -> bool {
+        matches!(self.watch.as_deref(), Some("1" | "true"))
+    }
+
+    fn resource_version(&self) -> Result<Option<i64>> {
+        match self.resource_version.as_deref() {
+            None | Some("") => Ok(None),
+            Some(v) => v
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| Error::BadRequest(format!("resourceVersion {v:?} is not a number"))),
+        }
+    }
+
+    fn selectors(&self) -> Result<Selectors> {
+        Ok(Selectors {
+            labels: self
+                .label_selector
+                .as_deref()
+                .map(LabelSelector::parse)
+                .transpose()
+                .map_err(Error::BadRequest)?,
+            fields: self
+                .field_selector
+                .as_deref()
+                .map(FieldSelector::parse)
+                .transpose()?,
+        })
+    }
+}
+
+fn kind_of(plural: &str) -> Result<&'static KindInfo> {
+    kind_by_plural(plural).ok_or_else(|| Error::NotFound {
+        kind: "resource type".into(),
+        name: format!(
+            "{plural} (known: {})",
+            KINDS
+                .iter()
+                .map(|k| k.plural)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
+}
+
+/// Decodes a request body as JSON, or YAML when the content type says so. Never panics.
+pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value> {
+    if body.len() > MAX_OBJECT_BYTES {
+        return Err(Error::TooLarge(body.len()));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let value: Value = if content_type.contains("yaml") {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| Error::BadRequest("request body is not UTF-8".into()))?;
+        serde_saphyr::from_str(text)
+            .map_err(|e| Error::BadRequest(format!("request body is not valid YAML: {e}")))?
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| Error::BadRequest(format!("request body is not valid JSON: {e}")))?
+    };
+    if !value.is_object() {
+        return Err(Error::BadRequest("request body must be an object".into()));
+    }
+    Ok(value)
+}
+
+pub(super) async fn discovery() -> Json<Value> {
+    let resources: Vec<Value> = KINDS
+        .iter()
+        .map(|k| {
+            json!({"name": k.plural, "singularName": k.singular, "kind": k.kind, "shortNames": k.short_names})
+        })
+        .collect();
+    Json(json!({"kind": "APIResourceList", "groupVersion": API_VERSION, "resources": resources}))
+}
+
+pub(super) async fn list_or_watch(
+    State(state): State<AppState>,
+    Path(plural): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let kind = kind_of(&plural)?;
+    let params = Params::parse(query)?;
+    let selectors = params.selectors()?;
+    if params.watch() {
+        return watch(state, kind, params.resource_version()?, selectors).await;
+    }
+    let (items, revision) = state.objects.list(kind, &selectors).await?;
+    Ok(Json(json!({
+        "apiVersion": API_VERSION,
+        "kind": format!("{}List", kind.kind),
+        "metadata": {"resourceVersion": revision.to_string()},
+        "items": items,
+    }))
+    .into_response())
+}
+
+fn event_line(type_: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": type_, "object": object}))
+        .expect("JSON values serialise");
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// Streams changes as NDJSON. Without a resourceVersion the current objects come first as
+/// ADDED (kubectl's `get -w`); a resourceVersion too old for the store's history is 410.
+async fn watch(
+    state: AppState,
+    kind: &'static KindInfo,
+    from: Option<i64>,
+    selectors: Selectors,
+) -> Result<Response> {
+    let (initial, after) = match from {
+        Some(rv) if rv > 0 => (Vec::new(), rv),
+        _ => {
+            let (items, rev) = state.objects.list(kind, &selectors).await?;
+            (items, rev)
+        }
+    };
+    let events = state
+        .objects
+        .watch(kind, after, selectors, Some(state.bookmark_interval))
+        .await?;
+    let metrics = state.metrics.clone();
+    metrics.watches.inc();
+    struct Open(std::sync::Arc<super::metrics::Metrics>);
+    impl Drop for Open {
+        fn drop(&mut self) {
+            self.0.watches.dec();
+        }
+    }
+    let guard = Open(metrics);
+    let initial = futures::stream::iter(
+        initial
+            .into_iter()
+            .map(|v| Ok::<_, Infallible>(event_line("ADDED", &v))),
+    );
+    let kind_name = kind.kind;
+    let live = events
+        .scan(false, move |failed, event| {
+            if *failed {
+                return futures::future::ready(None);
+            }
+            let line = match event {
+                Ok(ObjectEvent::Added(v)) => event_line("ADDED", &v),
+                Ok(ObjectEvent::Modified(v)) => event_line("MODIFIED", &v),
+                Ok(ObjectEvent::Deleted(v)) => event_line("DELETED", &v),
+                Ok(ObjectEvent::Bookmark(rev)) => event_line(
+                    "BOOKMARK",
+                    &json!({"apiVersion": API_VERSION, "kind": kind_name, "metadata": {"resourceVersion": rev.to_string()}}),
+                ),
+                Err(e) => {
+                    *failed = true;
+                    event_line("ERROR", &serde_json::to_value(e.to_status()).expect("status serialises"))
+                }
+            };
+            futures::future::ready(Some(Ok::<_, Infallible>(line)))
+        })
+        .map(move |line| {
+            let _keep = &guard;
+            line
+        });
+    let body = Body::from_stream(initial.chain(live));
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+pub(super) async fn get_one(
+    State(state): State<AppState>,
+    Path(path): Path<Vec<(String, String)>>,
+) -> Result<Json<Value>> {
+    let (plural, name) = plural_and_name(&path)?;
+    let kind = kind_of(&plural)?;
+    Ok(Json(state.objects.get(kind, &name).await?))
+}
+
+fn plural_and_name(path: &[(String, String)]) -> Result<(String, String)> {
+    let find = |k: &str| {
+        path.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    match (find("plural"), find("name")) {
+        (Some(p), Some(n)) => Ok((p, n)),
+        _ => Err(Error::BadRequest(
+            "expected /apis/hostkit.dev/v1alpha1/{plural}/{name}".into(),
+        )),
+    }
+}
+
+pub(super) async fn create(
+    State(state): State<AppState>,
+    Path(plural): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let kind = kind_of(&plural)?;
+    let params = Params::parse(query)?;
+    let body = parse_body(&headers, &body)?;
+    let created = state.objects.create(kind, body, params.dry_run()?).await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+pub(super) async fn replace(
+    State(state): State<AppState>,
+    Path((plural, name)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>> {
+    let kind = kind_of(&plural)?;
+    let params = Params::parse(query)?;
+    let body = parse_body(&headers, &body)?;
+    Ok(Json(
+        state
+            .objects
+            .update(kind, &name, body, params.dry_run()?)
+            .await?,
+    ))
+}
+
+pub(super) async fn replace_status(
+    State(state): State<AppState>,
+    Path((plural, name)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>> {
+    let kind = kind_of(&plural)?;
+    let params = Params::parse(query)?;
+    let body = parse_body(&headers, &body)?;
+    Ok(Json(
+        state
+            .objects
+            .update_status(kind, &name, body, params.dry_run()?)
+            .await?,
+    ))
+}
+
+/// Server-side apply (`PATCH` with an apply-patch body): create or update, and say which.
+pub(super) async fn apply(
+    State(state): State<AppState>,
+    Path((plural, name)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let kind = kind_of(&plural)?;
+    let params = Params::parse(query)?;
+    let body = parse_body(&headers, &body)?;
+    if let Some(manager) = &params.field_manager {
+        tracing::debug!(manager, kind = kind.kind, name, "apply");
+    }
+    let (object, outcome) = state
+        .objects
+        .apply(kind, &name, body, params.dry_run()?)
+        .await?;
+    let code = if outcome == crate::objects::ApplyOutcome::Created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((code, [("x-hostkit-apply", outcome.as_str())], Json(object)).into_response())
+}
+
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    Path((plural, name)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let kind = kind_of(&plural)?;
+    let params = Params::parse(query)?;
+    let (object, gone) = state
+        .objects
+        .delete(kind, &name, params.resource_version()?, params.dry_run()?)
+        .await?;
+    let code = if gone {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((code, Json(object)).into_response())
+}

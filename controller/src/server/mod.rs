@@ -1,0 +1,250 @@
+//! The HTTP API: Kubernetes-style REST under `/apis/hostkit.dev/v1alpha1`, watches as
+//! newline-delimited JSON with bookmarks, bearer-token auth, optional TLS, and the
+//! `/healthz`, `/readyz`, `/metrics` endpoints.
+
+pub mod auth;
+mod handlers;
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::error::{Error, Result};
+use crate::objects::Objects;
+pub use auth::{Caller, Role, Tokens};
+use metrics::{Metrics, RequestLabels, VerbLabels};
+
+/// Certificate and key files (PEM) for HTTPS.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Everything the API server needs besides the objects.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub tls: Option<TlsFiles>,
+    pub tokens: Tokens,
+    /// How often an idle watch gets a BOOKMARK with the current resourceVersion.
+    pub bookmark_interval: Duration,
+}
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    objects: Objects,
+    tokens: Arc<Tokens>,
+    metrics: Arc<Metrics>,
+    bookmark_interval: Duration,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.to_status();
+        let code = StatusCode::from_u16(status.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if code.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        (code, axum::Json(status)).into_response()
+    }
+}
+
+/// The API router, without a listener (tests drive it directly).
+pub fn router(objects: Objects, tokens: Tokens, bookmark_interval: Duration) -> Router {
+    let state = AppState {
+        metrics: Arc::new(Metrics::new(objects.store().backend())),
+        objects,
+        tokens: Arc::new(tokens),
+        bookmark_interval,
+    };
+    let api = "/apis/hostkit.dev/v1alpha1";
+    Router::new()
+        .route(api, get(handlers::discovery))
+        .route(
+            &format!("{api}/{{plural}}"),
+            get(handlers::list_or_watch).post(handlers::create),
+        )
+        .route(
+            &format!("{api}/{{plural}}/{{name}}"),
+            get(handlers::get_one)
+                .put(handlers::replace)
+                .patch(handlers::apply)
+                .delete(handlers::delete),
+        )
+        .route(
+            &format!("{api}/{{plural}}/{{name}}/status"),
+            get(handlers::get_one).put(handlers::replace_status),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .route(
+            "/version",
+            get(|| async { axum::Json(serde_json::json!({"version": env!("CARGO_PKG_VERSION")})) }),
+        )
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
+        // Bodies are checked against the 1 MiB object limit by the handlers, which answer with
+        // a Status; this outer limit only stops absurd uploads early.
+        .layer(DefaultBodyLimit::max(8 * 1024 * 1024))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(
+        Duration::from_secs(2),
+        state.objects.store().current_revision(),
+    )
+    .await
+    {
+        Ok(Ok(rev)) => {
+            state.metrics.store_revision.set(rev.max(0) as u64);
+            "ok".into_response()
+        }
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")).into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store: no answer within 2s",
+        )
+            .into_response(),
+    }
+}
+
+async fn render_metrics(State(state): State<AppState>) -> Response {
+    if let Ok(rev) = state.objects.store().current_revision().await {
+        state.metrics.store_revision.set(rev.max(0) as u64);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Checks the bearer token; read-only callers may only GET.
+async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(caller) = presented.and_then(|t| state.tokens.authenticate(t)) else {
+        return Error::Unauthorized.into_response();
+    };
+    if caller.role == Role::ReadOnly && request.method() != Method::GET {
+        return Error::Forbidden { user: caller.user }.into_response();
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let resource = request
+        .uri()
+        .path()
+        .strip_prefix("/apis/hostkit.dev/v1alpha1/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or(if path.is_empty() {
+            "other"
+        } else {
+            path.trim_start_matches('/')
+        })
+        .to_string();
+    let watch = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=1" || p == "watch=true"));
+    let verb = match (request.method().clone(), watch) {
+        (_, true) => "WATCH".to_string(),
+        (m, _) => m.to_string(),
+    };
+    let response = next.run(request).await;
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            verb: verb.clone(),
+            resource,
+            code: response.status().as_u16().to_string(),
+        })
+        .inc();
+    if !watch {
+        state
+            .metrics
+            .latency
+            .get_or_create(&VerbLabels { verb })
+            .observe(start.elapsed().as_secs_f64());
+    }
+    response
+}
+
+/// Serves the API until `shutdown` resolves; returns once in-flight requests are done.
+pub async fn serve(
+    config: ServerConfig,
+    objects: Objects,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    on_listening: impl FnOnce(SocketAddr) + Send + 'static,
+) -> Result<()> {
+    let app = router(objects, config.tokens, config.bookmark_interval);
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        h.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    let h = handle.clone();
+    tokio::spawn(async move {
+        if let Some(addr) = h.listening().await {
+            on_listening(addr);
+        }
+    });
+    let service = app.into_make_service();
+    let result = match config.tls {
+        Some(tls) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "loading TLS certificate {} and key {}: {e}",
+                        tls.cert.display(),
+                        tls.key.display()
+                    ))
+                })?;
+            axum_server::bind_rustls(config.listen, rustls)
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+        None => {
+            axum_server::bind(config.listen)
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+    };
+    result.map_err(|e| Error::Config(format!("serving on {}: {e}", config.listen)))
+}
