@@ -1,0 +1,41 @@
+//! hkctl: a kubectl-like client of the HostKit API server.
+//!
+//! The binary only parses flags and maps errors to exit codes; everything else is here,
+//! split by concept: where the server is ([`config`]), talking to it ([`client`]),
+//! reading manifests ([`manifests`]), and printing objects ([`output`]).
+
+pub mod client;
+pub mod config;
+pub mod manifests;
+pub mod output;
+
+/// Errors hkctl reports; the server's own message is kept verbatim.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot reach the HostKit API server at {server}: {message}")]
+    Unreachable { server: String, message: String },
+    /// The server answered with an error status.
+    #[error("{message}")]
+    Server { code: u16, reason: String, message: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+}
+
+impl Error {
+    /// True for a 404 from the server.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Server { code: 404, .. })
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
