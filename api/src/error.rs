@@ -46,14 +46,14 @@ pub struct DocumentError {
 
 impl fmt::Display for DocumentError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:", self.file, self.line)?;
-        if let Some(o) = &self.object {
-            write!(f, " {o}")?;
+        write!(f, "{}:{}: ", self.file, self.line)?;
+        match (&self.object, &self.field) {
+            (Some(o), Some(field)) => write!(f, "{o} {field}: ")?,
+            (Some(o), None) => write!(f, "{o}: ")?,
+            (None, Some(field)) => write!(f, "{field}: ")?,
+            (None, None) => {}
         }
-        if let Some(field) = &self.field {
-            write!(f, " {field}")?;
-        }
-        write!(f, ": {}", self.message)
+        f.write_str(&self.message)
     }
 }
 

@@ -46,11 +46,14 @@ impl Client {
                 path: ca.display().to_string(),
                 source,
             })?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| Error::Config(format!("{}: not a PEM certificate: {e}", ca.display())))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                Error::Config(format!("{}: not a PEM certificate: {e}", ca.display()))
+            })?;
             builder = builder.add_root_certificate(cert);
         }
-        let http = builder.build().map_err(|e| Error::Config(format!("building the HTTP client: {e}")))?;
+        let http = builder
+            .build()
+            .map_err(|e| Error::Config(format!("building the HTTP client: {e}")))?;
         Ok(Client {
             base: config.server.clone(),
             token: config.token.clone(),
@@ -91,7 +94,13 @@ impl Client {
                     message = details
                         .causes
                         .iter()
-                        .map(|c| format!("{}/{} {c}", details.kind.as_deref().unwrap_or(""), details.name.as_deref().unwrap_or("")))
+                        .map(|c| {
+                            format!(
+                                "{}/{} {c}",
+                                details.kind.as_deref().unwrap_or(""),
+                                details.name.as_deref().unwrap_or("")
+                            )
+                        })
                         .collect::<Vec<_>>()
                         .join("\n");
                 }
@@ -109,20 +118,33 @@ impl Client {
         })
     }
 
-    async fn json(&self, request: reqwest::RequestBuilder) -> Result<(Value, reqwest::header::HeaderMap, u16)> {
+    async fn json(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(Value, reqwest::header::HeaderMap, u16)> {
         let response = self.send(request).await?;
         let headers = response.headers().clone();
         let code = response.status().as_u16();
-        let value = response.json::<Value>().await.map_err(|e| Error::Protocol(e.to_string()))?;
+        let value = response
+            .json::<Value>()
+            .await
+            .map_err(|e| Error::Protocol(e.to_string()))?;
         Ok((value, headers, code))
     }
 
     pub async fn get(&self, kind: &KindInfo, name: &str) -> Result<Value> {
-        Ok(self.json(self.http.get(self.url(kind, Some(name)))).await?.0)
+        Ok(self
+            .json(self.http.get(self.url(kind, Some(name))))
+            .await?
+            .0)
     }
 
     /// Every matching object and the list's resourceVersion.
-    pub async fn list(&self, kind: &KindInfo, options: &ListOptions) -> Result<(Vec<Value>, String)> {
+    pub async fn list(
+        &self,
+        kind: &KindInfo,
+        options: &ListOptions,
+    ) -> Result<(Vec<Value>, String)> {
         let mut query = Vec::new();
         if let Some(l) = &options.label_selector {
             query.push(("labelSelector", l.clone()));
@@ -130,7 +152,9 @@ impl Client {
         if let Some(f) = &options.field_selector {
             query.push(("fieldSelector", f.clone()));
         }
-        let (v, _, _) = self.json(self.http.get(self.url(kind, None)).query(&query)).await?;
+        let (v, _, _) = self
+            .json(self.http.get(self.url(kind, None)).query(&query))
+            .await?;
         let rv = v
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
@@ -144,12 +168,21 @@ impl Client {
     }
 
     /// Server-side apply; returns the object and `created`, `configured` or `unchanged`.
-    pub async fn apply(&self, kind: &KindInfo, name: &str, body: &Value, dry_run: bool) -> Result<(Value, String)> {
+    pub async fn apply(
+        &self,
+        kind: &KindInfo,
+        name: &str,
+        body: &Value,
+        dry_run: bool,
+    ) -> Result<(Value, String)> {
         let mut request = self
             .http
             .patch(self.url(kind, Some(name)))
             .query(&[("fieldManager", "hkctl")])
-            .header(reqwest::header::CONTENT_TYPE, "application/apply-patch+json")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/apply-patch+json",
+            )
             .json(body);
         if dry_run {
             request = request.query(&[("dryRun", "All")]);
@@ -165,16 +198,27 @@ impl Client {
 
     /// Creates an object with POST.
     pub async fn create(&self, kind: &KindInfo, body: &Value) -> Result<Value> {
-        Ok(self.json(self.http.post(self.url(kind, None)).json(body)).await?.0)
+        Ok(self
+            .json(self.http.post(self.url(kind, None)).json(body))
+            .await?
+            .0)
     }
 
     /// Replaces an object with PUT (compare-and-swap when it carries a resourceVersion).
     pub async fn replace(&self, kind: &KindInfo, name: &str, body: &Value) -> Result<Value> {
-        Ok(self.json(self.http.put(self.url(kind, Some(name))).json(body)).await?.0)
+        Ok(self
+            .json(self.http.put(self.url(kind, Some(name))).json(body))
+            .await?
+            .0)
     }
 
     /// Deletes; returns the object and whether it is gone (false: finalizers pending).
-    pub async fn delete(&self, kind: &KindInfo, name: &str, dry_run: bool) -> Result<(Value, bool)> {
+    pub async fn delete(
+        &self,
+        kind: &KindInfo,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<(Value, bool)> {
         let mut request = self.http.delete(self.url(kind, Some(name)));
         if dry_run {
             request = request.query(&[("dryRun", "All")]);
@@ -200,36 +244,55 @@ impl Client {
         if let Some(f) = &options.field_selector {
             query.push(("fieldSelector", f.clone()));
         }
-        let response = self.send(self.http.get(self.url(kind, None)).query(&query)).await?;
+        let response = self
+            .send(self.http.get(self.url(kind, None)).query(&query))
+            .await?;
         let bytes = response.bytes_stream();
-        Ok(futures::stream::unfold((bytes, Vec::<u8>::new()), |(mut bytes, mut buf)| async move {
-            loop {
-                if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=pos).collect();
-                    if line.iter().all(u8::is_ascii_whitespace) {
-                        continue;
+        Ok(futures::stream::unfold(
+            (bytes, Vec::<u8>::new()),
+            |(mut bytes, mut buf)| async move {
+                loop {
+                    if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = buf.drain(..=pos).collect();
+                        if line.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        let parsed = serde_json::from_slice::<Value>(&line)
+                            .map_err(|e| Error::Protocol(format!("watch line: {e}")))
+                            .map(|v| WatchLine {
+                                type_: v
+                                    .get("type")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("")
+                                    .to_string(),
+                                object: v.get("object").cloned().unwrap_or(Value::Null),
+                            });
+                        return Some((parsed, (bytes, buf)));
                     }
-                    let parsed = serde_json::from_slice::<Value>(&line)
-                        .map_err(|e| Error::Protocol(format!("watch line: {e}")))
-                        .map(|v| WatchLine {
-                            type_: v.get("type").and_then(Value::as_str).unwrap_or("").to_string(),
-                            object: v.get("object").cloned().unwrap_or(Value::Null),
-                        });
-                    return Some((parsed, (bytes, buf)));
+                    match bytes.next().await {
+                        Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                        Some(Err(e)) => {
+                            return Some((
+                                Err(Error::Protocol(format!("watch stream: {e}"))),
+                                (bytes, buf),
+                            ));
+                        }
+                        None => return None,
+                    }
                 }
-                match bytes.next().await {
-                    Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-                    Some(Err(e)) => return Some((Err(Error::Protocol(format!("watch stream: {e}"))), (bytes, buf))),
-                    None => return None,
-                }
-            }
-        }))
+            },
+        ))
     }
 
     /// The server's version string.
     pub async fn server_version(&self) -> Result<String> {
-        let (v, _, _) = self.json(self.http.get(format!("{}/version", self.base))).await?;
-        Ok(v.get("version").and_then(Value::as_str).unwrap_or("unknown").to_string())
+        let (v, _, _) = self
+            .json(self.http.get(format!("{}/version", self.base)))
+            .await?;
+        Ok(v.get("version")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_string())
     }
 }
 

@@ -33,12 +33,19 @@ pub fn resolve(overrides: &Overrides) -> Result<ClientConfig> {
             })?)
         }
         Some(p) if overrides.config.is_some() => {
-            return Err(Error::Config(format!("config file {} does not exist", p.display())));
+            return Err(Error::Config(format!(
+                "config file {} does not exist",
+                p.display()
+            )));
         }
         _ => None,
     };
     let file = from_file.unwrap_or_default();
-    let server = overrides.server.clone().filter(|s| !s.is_empty()).unwrap_or(file.server);
+    let server = overrides
+        .server
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or(file.server);
     if server.is_empty() {
         return Err(Error::Config(
             "no server configured: start `hostkit serve` (it writes ~/.config/hostkit/config.yaml), \
@@ -48,8 +55,15 @@ pub fn resolve(overrides: &Overrides) -> Result<ClientConfig> {
     }
     Ok(ClientConfig {
         server: server.trim_end_matches('/').to_string(),
-        token: overrides.token.clone().filter(|t| !t.is_empty()).or(file.token),
-        certificate_authority: overrides.certificate_authority.clone().or(file.certificate_authority),
+        token: overrides
+            .token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .or(file.token),
+        certificate_authority: overrides
+            .certificate_authority
+            .clone()
+            .or(file.certificate_authority),
     })
 }
 
@@ -67,7 +81,10 @@ mod tests {
             ..Default::default()
         };
         let c = resolve(&o).unwrap();
-        assert_eq!((c.server.as_str(), c.token.as_deref()), ("http://127.0.0.1:1", Some("from-file")));
+        assert_eq!(
+            (c.server.as_str(), c.token.as_deref()),
+            ("http://127.0.0.1:1", Some("from-file"))
+        );
         let o = Overrides {
             config: Some(path),
             server: Some("http://127.0.0.1:2/".into()),
@@ -75,7 +92,10 @@ mod tests {
             ..Default::default()
         };
         let c = resolve(&o).unwrap();
-        assert_eq!((c.server.as_str(), c.token.as_deref()), ("http://127.0.0.1:2", Some("flag")));
+        assert_eq!(
+            (c.server.as_str(), c.token.as_deref()),
+            ("http://127.0.0.1:2", Some("flag"))
+        );
     }
 
     #[test]
@@ -83,10 +103,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, "server: [\n").unwrap();
-        let err = resolve(&Overrides { config: Some(path.clone()), ..Default::default() }).unwrap_err();
+        let err = resolve(&Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("config.yaml"), "{err}");
         let missing = dir.path().join("none.yaml");
-        let err = resolve(&Overrides { config: Some(missing), ..Default::default() }).unwrap_err();
+        let err = resolve(&Overrides {
+            config: Some(missing),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
     }
 }

@@ -18,7 +18,11 @@ pub enum Error {
     Unreachable { server: String, message: String },
     /// The server answered with an error status.
     #[error("{message}")]
-    Server { code: u16, reason: String, message: String },
+    Server {
+        code: u16,
+        reason: String,
+        message: String,
+    },
     #[error("{0}")]
     Usage(String),
     #[error("{path}: {source}")]

@@ -17,7 +17,11 @@ use hostkit_api::kinds::{KINDS, KindInfo, find_kind};
 use serde_json::Value;
 
 #[derive(Parser)]
-#[command(name = "hkctl", version, about = "Control HostKit: apply, get, describe, diff and delete objects")]
+#[command(
+    name = "hkctl",
+    version,
+    about = "Control HostKit: apply, get, describe, diff and delete objects"
+)]
 struct Cli {
     /// Config file (default: $HKCTL_CONFIG or ~/.config/hostkit/config.yaml).
     #[arg(long, global = true, env = "HKCTL_CONFIG")]
@@ -121,7 +125,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let is_diff = matches!(cli.command, Command::Diff { .. });
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -145,7 +152,11 @@ fn kind_arg(text: &str) -> Result<(&'static KindInfo, Option<String>)> {
     let info = find_kind(kind).ok_or_else(|| {
         Error::Usage(format!(
             "unknown kind {kind:?}; known kinds: {}",
-            KINDS.iter().map(|k| format!("{} ({})", k.plural, k.short_names.join(","))).collect::<Vec<_>>().join(", ")
+            KINDS
+                .iter()
+                .map(|k| format!("{} ({})", k.plural, k.short_names.join(",")))
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })?;
     Ok((info, name))
@@ -189,8 +200,19 @@ async fn run(cli: Cli) -> Result<u8> {
             out(&format!("Server Version: {server}\n"));
             Ok(0)
         }
-        Command::Apply { files, recursive, dry_run } => apply(&cli, files, *recursive, *dry_run).await,
-        Command::Get { kind, names, output, selector, field_selector, watch } => {
+        Command::Apply {
+            files,
+            recursive,
+            dry_run,
+        } => apply(&cli, files, *recursive, *dry_run).await,
+        Command::Get {
+            kind,
+            names,
+            output,
+            selector,
+            field_selector,
+            watch,
+        } => {
             let (info, name) = kind_arg(kind)?;
             let mut names = names.clone();
             names.extend(name);
@@ -202,14 +224,30 @@ async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Describe { kind, name } => {
             let (info, inline) = kind_arg(kind)?;
-            let name = name.clone().or(inline).ok_or_else(|| Error::Usage("describe needs a name: hkctl describe KIND NAME".into()))?;
+            let name = name.clone().or(inline).ok_or_else(|| {
+                Error::Usage("describe needs a name: hkctl describe KIND NAME".into())
+            })?;
             let c = client(&cli)?;
             let object = c.get(info, &name).await?;
             let events = events_for(&c, info.kind, &name).await?;
-            out(&output::describe(info, &object, &events, chrono::Utc::now()));
+            out(&output::describe(
+                info,
+                &object,
+                &events,
+                chrono::Utc::now(),
+            ));
             Ok(0)
         }
-        Command::Delete { kind, names, files, recursive, wait, timeout, dry_run, ignore_not_found } => {
+        Command::Delete {
+            kind,
+            names,
+            files,
+            recursive,
+            wait,
+            timeout,
+            dry_run,
+            ignore_not_found,
+        } => {
             let mut targets = Vec::new();
             if !files.is_empty() {
                 let loaded = load(files, *recursive)?;
@@ -220,17 +258,32 @@ async fn run(cli: Cli) -> Result<u8> {
                     targets.push((d.object.info(), d.object.meta().name.clone()));
                 }
             } else {
-                let kind = kind.as_deref().ok_or_else(|| Error::Usage("delete needs KIND NAME or -f FILE".into()))?;
+                let kind = kind
+                    .as_deref()
+                    .ok_or_else(|| Error::Usage("delete needs KIND NAME or -f FILE".into()))?;
                 let (info, inline) = kind_arg(kind)?;
                 let mut names = names.clone();
                 names.extend(inline);
                 if names.is_empty() {
-                    return Err(Error::Usage(format!("delete needs at least one {} name", info.singular)));
+                    return Err(Error::Usage(format!(
+                        "delete needs at least one {} name",
+                        info.singular
+                    )));
                 }
                 targets.extend(names.into_iter().map(|n| (info, n)));
             }
-            let timeout = hostkit_api::values::Duration::parse(timeout).map_err(Error::Usage)?.as_std();
-            delete(&client(&cli)?, &targets, *wait, timeout, *dry_run, *ignore_not_found).await
+            let timeout = hostkit_api::values::Duration::parse(timeout)
+                .map_err(Error::Usage)?
+                .as_std();
+            delete(
+                &client(&cli)?,
+                &targets,
+                *wait,
+                timeout,
+                *dry_run,
+                *ignore_not_found,
+            )
+            .await
         }
         Command::Diff { files, recursive } => diff(&cli, files, *recursive).await,
         Command::Events { for_object, watch } => {
@@ -240,21 +293,35 @@ async fn run(cli: Cli) -> Result<u8> {
                 Some(o) => {
                     let (k, n) = kind_arg(o)?;
                     let n = n.ok_or_else(|| Error::Usage("--for needs KIND/NAME".into()))?;
-                    Some(format!("spec.involvedObject.kind={},spec.involvedObject.name={n}", k.kind))
+                    Some(format!(
+                        "spec.involvedObject.kind={},spec.involvedObject.name={n}",
+                        k.kind
+                    ))
                 }
                 None => None,
             };
-            let options = ListOptions { label_selector: None, field_selector };
+            let options = ListOptions {
+                label_selector: None,
+                field_selector,
+            };
             let (mut items, rv) = c.list(info, &options).await?;
             sort_events(&mut items);
             let mut widths = Vec::new();
-            out(&output::render_table(Some(&event_headers()), &event_rows(&items), &mut widths));
+            out(&output::render_table(
+                Some(&event_headers()),
+                &event_rows(&items),
+                &mut widths,
+            ));
             if *watch {
                 let mut stream = std::pin::pin!(c.watch(info, Some(&rv), &options).await?);
                 while let Some(line) = stream.next().await {
                     let line = line?;
                     match line.type_.as_str() {
-                        "ADDED" | "MODIFIED" => out(&output::render_table(None, &event_rows(&[line.object]), &mut widths)),
+                        "ADDED" | "MODIFIED" => out(&output::render_table(
+                            None,
+                            &event_rows(&[line.object]),
+                            &mut widths,
+                        )),
                         "ERROR" => return Err(watch_error(&line.object)),
                         _ => {}
                     }
@@ -266,7 +333,9 @@ async fn run(cli: Cli) -> Result<u8> {
 }
 
 fn event_headers() -> Vec<String> {
-    ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"].map(String::from).to_vec()
+    ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+        .map(String::from)
+        .to_vec()
 }
 
 fn event_rows(items: &[Value]) -> Vec<Vec<String>> {
@@ -274,13 +343,31 @@ fn event_rows(items: &[Value]) -> Vec<Vec<String>> {
     items
         .iter()
         .map(|e| {
-            let s = |p: &str| e.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+            let s = |p: &str| {
+                e.pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
             let last = s("/spec/lastTimestamp");
             vec![
-                output::age(if last.is_empty() { e.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or("") } else { &last }, now),
+                output::age(
+                    if last.is_empty() {
+                        e.pointer("/metadata/creationTimestamp")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                    } else {
+                        &last
+                    },
+                    now,
+                ),
                 s("/spec/type"),
                 s("/spec/reason"),
-                format!("{}/{}", s("/spec/involvedObject/kind").to_lowercase(), s("/spec/involvedObject/name")),
+                format!(
+                    "{}/{}",
+                    s("/spec/involvedObject/kind").to_lowercase(),
+                    s("/spec/involvedObject/name")
+                ),
                 s("/spec/message"),
             ]
         })
@@ -301,7 +388,9 @@ async fn events_for(c: &Client, kind: &str, name: &str) -> Result<Vec<Value>> {
     let info = find_kind("events").expect("Event is a kind");
     let options = ListOptions {
         label_selector: None,
-        field_selector: Some(format!("spec.involvedObject.kind={kind},spec.involvedObject.name={name}")),
+        field_selector: Some(format!(
+            "spec.involvedObject.kind={kind},spec.involvedObject.name={name}"
+        )),
     };
     let (mut items, _) = c.list(info, &options).await?;
     sort_events(&mut items);
@@ -311,8 +400,16 @@ async fn events_for(c: &Client, kind: &str, name: &str) -> Result<Vec<Value>> {
 fn watch_error(object: &Value) -> Error {
     Error::Server {
         code: object.get("code").and_then(Value::as_u64).unwrap_or(500) as u16,
-        reason: object.get("reason").and_then(Value::as_str).unwrap_or("").to_string(),
-        message: object.get("message").and_then(Value::as_str).unwrap_or("watch failed").to_string(),
+        reason: object
+            .get("reason")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        message: object
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("watch failed")
+            .to_string(),
     }
 }
 
@@ -324,7 +421,10 @@ async fn apply(cli: &Cli, files: &[String], recursive: bool, dry_run: DryRun) ->
     }
     if dry_run == DryRun::Client {
         for d in &loaded.documents {
-            out(&format!("{} validated (dry run)\n", output::kind_name(d.object.info(), &d.object.meta().name)));
+            out(&format!(
+                "{} validated (dry run)\n",
+                output::kind_name(d.object.info(), &d.object.meta().name)
+            ));
         }
         return Ok(u8::from(failed));
     }
@@ -336,7 +436,9 @@ async fn apply(cli: &Cli, files: &[String], recursive: bool, dry_run: DryRun) ->
         async move {
             let info = d.object.info();
             let name = d.object.meta().name.clone();
-            let result = c.apply(info, &name, &d.object.to_value(), server_dry_run).await;
+            let result = c
+                .apply(info, &name, &d.object.to_value(), server_dry_run)
+                .await;
             (d, info, name, result)
         }
     }))
@@ -346,8 +448,15 @@ async fn apply(cli: &Cli, files: &[String], recursive: bool, dry_run: DryRun) ->
     for (d, info, name, result) in results {
         match result {
             Ok((_, outcome)) => {
-                let suffix = if server_dry_run { " (server dry run)" } else { "" };
-                out(&format!("{} {outcome}{suffix}\n", output::kind_name(info, &name)));
+                let suffix = if server_dry_run {
+                    " (server dry run)"
+                } else {
+                    ""
+                };
+                out(&format!(
+                    "{} {outcome}{suffix}\n",
+                    output::kind_name(info, &name)
+                ));
             }
             Err(e @ Error::Unreachable { .. }) => return Err(e),
             Err(e) => {
@@ -359,7 +468,14 @@ async fn apply(cli: &Cli, files: &[String], recursive: bool, dry_run: DryRun) ->
     Ok(u8::from(failed))
 }
 
-async fn get(c: &Client, info: &'static KindInfo, names: &[String], format: Format, options: &ListOptions, watch: bool) -> Result<u8> {
+async fn get(
+    c: &Client,
+    info: &'static KindInfo,
+    names: &[String],
+    format: Format,
+    options: &ListOptions,
+    watch: bool,
+) -> Result<u8> {
     let now = chrono::Utc::now();
     let (objects, rv, single) = if names.is_empty() {
         let (items, rv) = c.list(info, options).await?;
@@ -395,7 +511,15 @@ async fn get(c: &Client, info: &'static KindInfo, names: &[String], format: Form
         }
         Format::Name => {
             for o in &objects {
-                out(&format!("{}\n", output::kind_name(info, o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(""))));
+                out(&format!(
+                    "{}\n",
+                    output::kind_name(
+                        info,
+                        o.pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                    )
+                ));
             }
         }
         Format::Json | Format::Yaml => {
@@ -410,7 +534,10 @@ async fn get(c: &Client, info: &'static KindInfo, names: &[String], format: Form
                 })
             };
             if format == Format::Json {
-                out(&format!("{}\n", serde_json::to_string_pretty(&value).unwrap_or_default()));
+                out(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&value).unwrap_or_default()
+                ));
             } else {
                 out(&output::to_yaml(&value));
             }
@@ -425,21 +552,43 @@ async fn get(c: &Client, info: &'static KindInfo, names: &[String], format: Form
         while let Some(line) = stream.next().await {
             let line = line?;
             let object = line.object;
-            if !names.is_empty() && !names.iter().any(|n| object.pointer("/metadata/name").and_then(Value::as_str) == Some(n)) {
+            if !names.is_empty()
+                && !names
+                    .iter()
+                    .any(|n| object.pointer("/metadata/name").and_then(Value::as_str) == Some(n))
+            {
                 continue;
             }
             match line.type_.as_str() {
                 "ADDED" | "MODIFIED" | "DELETED" => match format {
                     Format::Table | Format::Wide => {
-                        let (headers, rows) = output::table(info, std::slice::from_ref(&object), format == Format::Wide, chrono::Utc::now());
-                        let header = if widths.is_empty() { Some(headers.as_slice()) } else { None };
+                        let (headers, rows) = output::table(
+                            info,
+                            std::slice::from_ref(&object),
+                            format == Format::Wide,
+                            chrono::Utc::now(),
+                        );
+                        let header = if widths.is_empty() {
+                            Some(headers.as_slice())
+                        } else {
+                            None
+                        };
                         out(&output::render_table(header, &rows, &mut widths));
                     }
                     Format::Name => out(&format!(
                         "{}\n",
-                        output::kind_name(info, object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(""))
+                        output::kind_name(
+                            info,
+                            object
+                                .pointer("/metadata/name")
+                                .and_then(Value::as_str)
+                                .unwrap_or("")
+                        )
                     )),
-                    Format::Json => out(&format!("{}\n", serde_json::to_string(&object).unwrap_or_default())),
+                    Format::Json => out(&format!(
+                        "{}\n",
+                        serde_json::to_string(&object).unwrap_or_default()
+                    )),
                     Format::Yaml => out(&format!("---\n{}", output::to_yaml(&object))),
                 },
                 "ERROR" => return Err(watch_error(&object)),
@@ -463,9 +612,14 @@ async fn delete(
     for (info, name) in targets {
         let label = output::kind_name(info, name);
         match c.delete(info, name, dry_run).await {
-            Ok((_, true)) => out(&format!("{label} deleted{}\n", if dry_run { " (dry run)" } else { "" })),
+            Ok((_, true)) => out(&format!(
+                "{label} deleted{}\n",
+                if dry_run { " (dry run)" } else { "" }
+            )),
             Ok((_, false)) => {
-                out(&format!("{label} deletion requested (waiting for finalizers)\n"));
+                out(&format!(
+                    "{label} deletion requested (waiting for finalizers)\n"
+                ));
                 pending.push((*info, name.clone()));
             }
             Err(e) if e.is_not_found() && ignore_not_found => {}
@@ -487,7 +641,10 @@ async fn delete(
                     }
                     Err(e) => return Err(e),
                     Ok(_) if tokio::time::Instant::now() >= deadline => {
-                        eprintln!("error: timed out waiting for {} to be deleted", output::kind_name(info, &name));
+                        eprintln!(
+                            "error: timed out waiting for {} to be deleted",
+                            output::kind_name(info, &name)
+                        );
                         failed = true;
                         break;
                     }
@@ -505,7 +662,12 @@ async fn diff(cli: &Cli, files: &[String], recursive: bool) -> Result<u8> {
         for e in &loaded.errors {
             eprintln!("error: {e}");
         }
-        return Err(Error::Usage(format!("{} invalid document(s); nothing compared (first: {}:{})", loaded.errors.len(), e.file, e.line)));
+        return Err(Error::Usage(format!(
+            "{} invalid document(s); nothing compared (first: {}:{})",
+            loaded.errors.len(),
+            e.file,
+            e.line
+        )));
     }
     let c = client(cli)?;
     let mut differs = false;

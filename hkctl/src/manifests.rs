@@ -61,17 +61,21 @@ pub fn load(paths: &[String], recursive: bool) -> Result<Loaded> {
     for p in paths {
         if p == "-" {
             let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).map_err(|source| Error::Io {
-                path: "<stdin>".into(),
-                source,
-            })?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|source| Error::Io {
+                    path: "<stdin>".into(),
+                    source,
+                })?;
             sources.push(("<stdin>".into(), text));
             continue;
         }
         let mut found = Vec::new();
         files(Path::new(p), recursive, &mut found)?;
         if found.is_empty() {
-            return Err(Error::Usage(format!("{p}: no manifest files (*.yaml, *.yml, *.json) found")));
+            return Err(Error::Usage(format!(
+                "{p}: no manifest files (*.yaml, *.yml, *.json) found"
+            )));
         }
         for f in found {
             let text = std::fs::read_to_string(&f).map_err(|source| Error::Io {
@@ -142,8 +146,18 @@ mod tests {
         let deep = load(&[path], true).unwrap();
         assert!(deep.documents.is_empty());
         assert_eq!(deep.errors.len(), 2);
-        assert!(deep.errors[0].to_string().contains("defined more than once"), "{}", deep.errors[0]);
-        assert!(deep.errors[0].to_string().contains("b.yml:1"), "{}", deep.errors[0]);
+        assert!(
+            deep.errors[0]
+                .to_string()
+                .contains("defined more than once"),
+            "{}",
+            deep.errors[0]
+        );
+        assert!(
+            deep.errors[0].to_string().contains("b.yml:1"),
+            "{}",
+            deep.errors[0]
+        );
     }
 
     #[test]

@@ -23,7 +23,11 @@ fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
 
 fn or_dash(text: impl Into<String>) -> String {
     let t = text.into();
-    if t.is_empty() { "<none>".to_string() } else { t }
+    if t.is_empty() {
+        "<none>".to_string()
+    } else {
+        t
+    }
 }
 
 /// kubectl's short ages: `42s`, `3m12s`, `47m`, `5h3m`, `20h`, `3d4h`, `12d`.
@@ -47,7 +51,10 @@ pub fn age(since: &str, now: DateTime<Utc>) -> String {
 fn condition<'a>(v: &'a Value, type_: &str) -> Option<&'a Value> {
     v.pointer("/status/conditions")
         .and_then(Value::as_array)
-        .and_then(|cs| cs.iter().find(|c| c.get("type").and_then(Value::as_str) == Some(type_)))
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some(type_))
+        })
 }
 
 /// The READY column: the Ready condition's status, `Unknown` before any controller wrote one.
@@ -67,7 +74,11 @@ fn status(v: &Value) -> String {
         if let Some(c) = condition(v, t)
             && c.get("status").and_then(Value::as_str) == Some("True")
         {
-            return c.get("reason").and_then(Value::as_str).unwrap_or(t).to_string();
+            return c
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or(t)
+                .to_string();
         }
     }
     condition(v, "Ready")
@@ -79,7 +90,12 @@ fn status(v: &Value) -> String {
 fn join(v: &Value, pointer: &str) -> String {
     v.pointer(pointer)
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .unwrap_or_default()
 }
 
@@ -96,18 +112,44 @@ fn labels(v: &Value) -> String {
 }
 
 /// Headers and one row per object for a kind; `wide` adds the `-o wide` columns.
-pub fn table(kind: &KindInfo, objects: &[Value], wide: bool, now: DateTime<Utc>) -> (Vec<String>, Vec<Vec<String>>) {
+pub fn table(
+    kind: &KindInfo,
+    objects: &[Value],
+    wide: bool,
+    now: DateTime<Utc>,
+) -> (Vec<String>, Vec<Vec<String>>) {
     let mut headers: Vec<&str> = vec!["NAME"];
     let (cols, wide_cols): (&[&str], &[&str]) = match kind.kind {
-        "Service" => (&["READY", "STATUS", "HOSTS"], &["PROJECT", "GENERATION", "OBSERVED", "REVISION", "LABELS"]),
-        "Host" => (&["ADDRESS", "READY", "REACHABLE"], &["USER", "PORT", "OS", "LABELS"]),
-        "Project" => (&["DATA", "STATE", "UNIT-PREFIX"], &["SOURCE", "CONFIG", "USER-PREFIX"]),
-        "PolicyWindow" => (&["KIND", "SCHEDULE", "DURATION", "TIMEZONE"], &["OPEN", "MANUAL-OVERRIDE"]),
+        "Service" => (
+            &["READY", "STATUS", "HOSTS"],
+            &["PROJECT", "GENERATION", "OBSERVED", "REVISION", "LABELS"],
+        ),
+        "Host" => (
+            &["ADDRESS", "READY", "REACHABLE"],
+            &["USER", "PORT", "OS", "LABELS"],
+        ),
+        "Project" => (
+            &["DATA", "STATE", "UNIT-PREFIX"],
+            &["SOURCE", "CONFIG", "USER-PREFIX"],
+        ),
+        "PolicyWindow" => (
+            &["KIND", "SCHEDULE", "DURATION", "TIMEZONE"],
+            &["OPEN", "MANUAL-OVERRIDE"],
+        ),
         "Rollback" => (&["TARGET", "TO-REVISION", "STATUS"], &["FORCE", "REASON"]),
         "Revision" => (&["TARGET", "REVISION", "SOURCE"], &["HOSTS"]),
-        "GitSource" => (&["READY", "REVISION", "OBJECTS"], &["URL", "PATH", "SUSPENDED"]),
-        "Instance" => (&["BACKEND", "IMAGE", "LIFECYCLE", "READY"], &["PHASE", "ADDRESS"]),
-        "Event" => (&["TYPE", "REASON", "OBJECT", "COUNT"], &["SOURCE", "MESSAGE"]),
+        "GitSource" => (
+            &["READY", "REVISION", "OBJECTS"],
+            &["URL", "PATH", "SUSPENDED"],
+        ),
+        "Instance" => (
+            &["BACKEND", "IMAGE", "LIFECYCLE", "READY"],
+            &["PHASE", "ADDRESS"],
+        ),
+        "Event" => (
+            &["TYPE", "REASON", "OBJECT", "COUNT"],
+            &["SOURCE", "MESSAGE"],
+        ),
         _ => (&[], &[]),
     };
     headers.extend(cols);
@@ -121,7 +163,10 @@ pub fn table(kind: &KindInfo, objects: &[Value], wide: bool, now: DateTime<Utc>)
             let mut row = vec![s(v, "/metadata/name").to_string()];
             let cell = |c: &str| -> String {
                 match (kind.kind, c) {
-                    ("Service", "READY") | ("Host", "READY") | ("GitSource", "READY") | ("Instance", "READY") => ready(v),
+                    ("Service", "READY")
+                    | ("Host", "READY")
+                    | ("GitSource", "READY")
+                    | ("Instance", "READY") => ready(v),
                     ("Service", "STATUS") | ("Rollback", "STATUS") => status(v),
                     ("Service", "HOSTS") => {
                         let hosts = join(v, "/spec/hosts");
@@ -129,8 +174,10 @@ pub fn table(kind: &KindInfo, objects: &[Value], wide: bool, now: DateTime<Utc>)
                             v.pointer("/spec/hostSelector/matchLabels")
                                 .and_then(Value::as_object)
                                 .map(|m| {
-                                    let sel: Vec<String> =
-                                        m.iter().map(|(k, x)| format!("{k}={}", x.as_str().unwrap_or(""))).collect();
+                                    let sel: Vec<String> = m
+                                        .iter()
+                                        .map(|(k, x)| format!("{k}={}", x.as_str().unwrap_or("")))
+                                        .collect();
                                     format!("selector:{}", sel.join(","))
                                 })
                                 .unwrap_or_else(|| "<none>".into())
@@ -139,7 +186,10 @@ pub fn table(kind: &KindInfo, objects: &[Value], wide: bool, now: DateTime<Utc>)
                         }
                     }
                     ("Service", "PROJECT") => or_dash(s(v, "/spec/project")),
-                    ("Service", "GENERATION") => v.pointer("/metadata/generation").map(|g| g.to_string()).unwrap_or_default(),
+                    ("Service", "GENERATION") => v
+                        .pointer("/metadata/generation")
+                        .map(|g| g.to_string())
+                        .unwrap_or_default(),
                     ("Service", "OBSERVED") => v
                         .pointer("/status/observedGeneration")
                         .map(|g| g.to_string())
@@ -155,11 +205,18 @@ pub fn table(kind: &KindInfo, objects: &[Value], wide: bool, now: DateTime<Utc>)
                         .unwrap_or("Unknown")
                         .to_string(),
                     ("Host", "USER") => or_dash(s(v, "/spec/ssh/user")),
-                    ("Host", "PORT") => v.pointer("/spec/ssh/port").map(|p| p.to_string()).unwrap_or_default(),
+                    ("Host", "PORT") => v
+                        .pointer("/spec/ssh/port")
+                        .map(|p| p.to_string())
+                        .unwrap_or_default(),
                     ("Host", "OS") => or_dash(
-                        format!("{} {}", s(v, "/status/facts/osId"), s(v, "/status/facts/osVersion"))
-                            .trim()
-                            .to_string(),
+                        format!(
+                            "{} {}",
+                            s(v, "/status/facts/osId"),
+                            s(v, "/status/facts/osVersion")
+                        )
+                        .trim()
+                        .to_string(),
                     ),
                     ("Project", "DATA") => or_dash(s(v, "/spec/roots/data")),
                     ("Project", "STATE") => or_dash(s(v, "/spec/roots/state")),
@@ -171,32 +228,61 @@ pub fn table(kind: &KindInfo, objects: &[Value], wide: bool, now: DateTime<Utc>)
                     ("PolicyWindow", "SCHEDULE") => s(v, "/spec/schedule").to_string(),
                     ("PolicyWindow", "DURATION") => s(v, "/spec/duration").to_string(),
                     ("PolicyWindow", "TIMEZONE") => or_dash(s(v, "/spec/timeZone")),
-                    ("PolicyWindow", "OPEN") => v.pointer("/status/open").map(|o| o.to_string()).unwrap_or_else(|| "<unknown>".into()),
-                    ("PolicyWindow", "MANUAL-OVERRIDE") => {
-                        v.pointer("/spec/manualOverride").and_then(Value::as_bool).unwrap_or(false).to_string()
-                    }
+                    ("PolicyWindow", "OPEN") => v
+                        .pointer("/status/open")
+                        .map(|o| o.to_string())
+                        .unwrap_or_else(|| "<unknown>".into()),
+                    ("PolicyWindow", "MANUAL-OVERRIDE") => v
+                        .pointer("/spec/manualOverride")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                        .to_string(),
                     ("Rollback", "TARGET") | ("Revision", "TARGET") => {
-                        format!("{}/{}", s(v, "/spec/targetRef/kind").to_lowercase(), s(v, "/spec/targetRef/name"))
+                        format!(
+                            "{}/{}",
+                            s(v, "/spec/targetRef/kind").to_lowercase(),
+                            s(v, "/spec/targetRef/name")
+                        )
                     }
                     ("Rollback", "TO-REVISION") => match v.pointer("/spec/toRevision") {
                         Some(Value::String(t)) => t.clone(),
                         Some(n) => n.to_string(),
                         None => "previous".into(),
                     },
-                    ("Rollback", "FORCE") => v.pointer("/spec/force").and_then(Value::as_bool).unwrap_or(false).to_string(),
+                    ("Rollback", "FORCE") => v
+                        .pointer("/spec/force")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                        .to_string(),
                     ("Rollback", "REASON") => or_dash(s(v, "/spec/reason")),
-                    ("Revision", "REVISION") => v.pointer("/spec/revision").map(|r| r.to_string()).unwrap_or_default(),
+                    ("Revision", "REVISION") => v
+                        .pointer("/spec/revision")
+                        .map(|r| r.to_string())
+                        .unwrap_or_default(),
                     ("Revision", "SOURCE") => or_dash(s(v, "/spec/source")),
-                    ("Revision", "HOSTS") => v.pointer("/spec/hosts").and_then(Value::as_array).map(|a| a.len()).unwrap_or(0).to_string(),
+                    ("Revision", "HOSTS") => v
+                        .pointer("/spec/hosts")
+                        .and_then(Value::as_array)
+                        .map(|a| a.len())
+                        .unwrap_or(0)
+                        .to_string(),
                     ("GitSource", "REVISION") => {
                         let commit = s(v, "/status/lastAppliedCommit");
                         if commit.is_empty() {
                             "<none>".into()
                         } else {
                             let r = s(v, "/spec/ref/branch");
-                            let r = if r.is_empty() { s(v, "/spec/ref/tag") } else { r };
+                            let r = if r.is_empty() {
+                                s(v, "/spec/ref/tag")
+                            } else {
+                                r
+                            };
                             let short: String = commit.chars().take(7).collect();
-                            if r.is_empty() { format!("sha1:{short}") } else { format!("{r}@sha1:{short}") }
+                            if r.is_empty() {
+                                format!("sha1:{short}")
+                            } else {
+                                format!("{r}@sha1:{short}")
+                            }
                         }
                     }
                     ("GitSource", "OBJECTS") => v
@@ -207,10 +293,18 @@ pub fn table(kind: &KindInfo, objects: &[Value], wide: bool, now: DateTime<Utc>)
                         .to_string(),
                     ("GitSource", "URL") => {
                         let u = s(v, "/spec/url");
-                        or_dash(if u.is_empty() { s(v, "/spec/directory") } else { u })
+                        or_dash(if u.is_empty() {
+                            s(v, "/spec/directory")
+                        } else {
+                            u
+                        })
                     }
                     ("GitSource", "PATH") => or_dash(s(v, "/spec/path")),
-                    ("GitSource", "SUSPENDED") => v.pointer("/spec/suspend").and_then(Value::as_bool).unwrap_or(false).to_string(),
+                    ("GitSource", "SUSPENDED") => v
+                        .pointer("/spec/suspend")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                        .to_string(),
                     ("Instance", "BACKEND") => s(v, "/spec/backend/name").to_string(),
                     ("Instance", "IMAGE") => s(v, "/spec/image").to_string(),
                     ("Instance", "LIFECYCLE") => or_dash(s(v, "/spec/lifecycle")),
@@ -223,7 +317,10 @@ pub fn table(kind: &KindInfo, objects: &[Value], wide: bool, now: DateTime<Utc>)
                         s(v, "/spec/involvedObject/kind").to_lowercase(),
                         s(v, "/spec/involvedObject/name")
                     ),
-                    ("Event", "COUNT") => v.pointer("/spec/count").map(|c| c.to_string()).unwrap_or_else(|| "1".into()),
+                    ("Event", "COUNT") => v
+                        .pointer("/spec/count")
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "1".into()),
                     ("Event", "SOURCE") => s(v, "/spec/source").to_string(),
                     ("Event", "MESSAGE") => s(v, "/spec/message").to_string(),
                     _ => String::new(),
@@ -240,7 +337,11 @@ pub fn table(kind: &KindInfo, objects: &[Value], wide: bool, now: DateTime<Utc>)
 }
 
 /// Lays out rows in columns separated by three spaces, like kubectl.
-pub fn render_table(headers: Option<&[String]>, rows: &[Vec<String>], widths: &mut Vec<usize>) -> String {
+pub fn render_table(
+    headers: Option<&[String]>,
+    rows: &[Vec<String>],
+    widths: &mut Vec<usize>,
+) -> String {
     let all: Vec<&Vec<String>> = rows.iter().collect();
     let header_row: Option<Vec<String>> = headers.map(|h| h.to_vec());
     for row in header_row.iter().chain(all.iter().copied()) {
@@ -268,7 +369,8 @@ pub fn render_table(headers: Option<&[String]>, rows: &[Vec<String>], widths: &m
 
 /// An object as YAML (hkctl's `-o yaml`).
 pub fn to_yaml(v: &Value) -> String {
-    serde_saphyr::to_string(v).unwrap_or_else(|_| serde_json::to_string_pretty(v).unwrap_or_default())
+    serde_saphyr::to_string(v)
+        .unwrap_or_else(|_| serde_json::to_string_pretty(v).unwrap_or_default())
 }
 
 /// `kind/name` as kubectl prints it (`service/exograph`).
@@ -281,7 +383,11 @@ pub fn describe(kind: &KindInfo, v: &Value, events: &[Value], now: DateTime<Utc>
     let mut out = String::new();
     let _ = writeln!(out, "Name:         {}", s(v, "/metadata/name"));
     let _ = writeln!(out, "Kind:         {}", kind.kind);
-    let _ = writeln!(out, "Labels:       {}", or_dash(labels(v).replace(',', "\n              ")));
+    let _ = writeln!(
+        out,
+        "Labels:       {}",
+        or_dash(labels(v).replace(',', "\n              "))
+    );
     let annotations = v
         .pointer("/metadata/annotations")
         .and_then(Value::as_object)
@@ -293,7 +399,12 @@ pub fn describe(kind: &KindInfo, v: &Value, events: &[Value], now: DateTime<Utc>
         })
         .unwrap_or_default();
     let _ = writeln!(out, "Annotations:  {}", or_dash(annotations));
-    let _ = writeln!(out, "Created:      {} ({} ago)", s(v, "/metadata/creationTimestamp"), age(s(v, "/metadata/creationTimestamp"), now));
+    let _ = writeln!(
+        out,
+        "Created:      {} ({} ago)",
+        s(v, "/metadata/creationTimestamp"),
+        age(s(v, "/metadata/creationTimestamp"), now)
+    );
     if let Some(g) = v.pointer("/metadata/generation") {
         let observed = v
             .pointer("/status/observedGeneration")
@@ -301,8 +412,15 @@ pub fn describe(kind: &KindInfo, v: &Value, events: &[Value], now: DateTime<Utc>
             .unwrap_or_else(|| "<none>".into());
         let _ = writeln!(out, "Generation:   {g} (observed: {observed})");
     }
-    if let Some(d) = v.pointer("/metadata/deletionTimestamp").and_then(Value::as_str) {
-        let _ = writeln!(out, "Deleting:     since {d}; finalizers: {}", join(v, "/metadata/finalizers"));
+    if let Some(d) = v
+        .pointer("/metadata/deletionTimestamp")
+        .and_then(Value::as_str)
+    {
+        let _ = writeln!(
+            out,
+            "Deleting:     since {d}; finalizers: {}",
+            join(v, "/metadata/finalizers")
+        );
     }
     if let Some(spec) = v.get("spec") {
         let _ = writeln!(out, "Spec:");
@@ -311,8 +429,11 @@ pub fn describe(kind: &KindInfo, v: &Value, events: &[Value], now: DateTime<Utc>
         }
     }
     if let Some(status) = v.get("status").and_then(Value::as_object) {
-        let rest: serde_json::Map<String, Value> =
-            status.iter().filter(|(k, _)| *k != "conditions").map(|(k, x)| (k.clone(), x.clone())).collect();
+        let rest: serde_json::Map<String, Value> = status
+            .iter()
+            .filter(|(k, _)| *k != "conditions")
+            .map(|(k, x)| (k.clone(), x.clone()))
+            .collect();
         if !rest.is_empty() {
             let _ = writeln!(out, "Status:");
             for line in to_yaml(&Value::Object(rest)).lines() {
@@ -323,7 +444,9 @@ pub fn describe(kind: &KindInfo, v: &Value, events: &[Value], now: DateTime<Utc>
     let _ = writeln!(out, "Conditions:");
     match v.pointer("/status/conditions").and_then(Value::as_array) {
         Some(conds) if !conds.is_empty() => {
-            let headers: Vec<String> = ["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"].map(String::from).to_vec();
+            let headers: Vec<String> = ["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"]
+                .map(String::from)
+                .to_vec();
             let rows: Vec<Vec<String>> = conds
                 .iter()
                 .map(|c| {
@@ -348,16 +471,28 @@ pub fn describe(kind: &KindInfo, v: &Value, events: &[Value], now: DateTime<Utc>
     if events.is_empty() {
         let _ = writeln!(out, "  <none>");
     } else {
-        let headers: Vec<String> = ["TYPE", "REASON", "AGE", "FROM", "MESSAGE"].map(String::from).to_vec();
+        let headers: Vec<String> = ["TYPE", "REASON", "AGE", "FROM", "MESSAGE"]
+            .map(String::from)
+            .to_vec();
         let rows: Vec<Vec<String>> = events
             .iter()
             .map(|e| {
-                let count = e.pointer("/spec/count").and_then(Value::as_u64).unwrap_or(1);
+                let count = e
+                    .pointer("/spec/count")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(1);
                 let last = s(e, "/spec/lastTimestamp");
                 let when = if count > 1 {
                     format!("{} (x{count})", age(last, now))
                 } else {
-                    age(if last.is_empty() { s(e, "/metadata/creationTimestamp") } else { last }, now)
+                    age(
+                        if last.is_empty() {
+                            s(e, "/metadata/creationTimestamp")
+                        } else {
+                            last
+                        },
+                        now,
+                    )
                 };
                 vec![
                     s(e, "/spec/type").to_string(),
@@ -391,7 +526,9 @@ pub fn strip_server_fields(v: &Value) -> Value {
 
 /// A unified diff of two objects as YAML; empty when they are equal.
 pub fn unified_diff(label: &str, live: Option<&Value>, merged: &Value) -> String {
-    let old = live.map(|l| to_yaml(&strip_server_fields(l))).unwrap_or_default();
+    let old = live
+        .map(|l| to_yaml(&strip_server_fields(l)))
+        .unwrap_or_default();
     let new = to_yaml(&strip_server_fields(merged));
     if old == new {
         return String::new();
@@ -438,11 +575,31 @@ mod tests {
         let kind = find_kind("svc").unwrap();
         let (headers, rows) = table(kind, std::slice::from_ref(&svc), false, now());
         assert_eq!(headers, ["NAME", "READY", "STATUS", "HOSTS", "AGE"]);
-        assert_eq!(rows[0], ["exograph", "True", "Applied", "elixir-toys", "60s"]);
+        assert_eq!(
+            rows[0],
+            ["exograph", "True", "Applied", "elixir-toys", "60s"]
+        );
         let text = render_table(Some(&headers), &rows, &mut Vec::new());
-        assert_eq!(text, "NAME       READY   STATUS    HOSTS         AGE\nexograph   True    Applied   elixir-toys   60s\n");
+        assert_eq!(
+            text,
+            "NAME       READY   STATUS    HOSTS         AGE\nexograph   True    Applied   elixir-toys   60s\n"
+        );
         let (headers, rows) = table(kind, &[svc], true, now());
-        assert_eq!(headers, ["NAME", "READY", "STATUS", "HOSTS", "PROJECT", "GENERATION", "OBSERVED", "REVISION", "LABELS", "AGE"]);
+        assert_eq!(
+            headers,
+            [
+                "NAME",
+                "READY",
+                "STATUS",
+                "HOSTS",
+                "PROJECT",
+                "GENERATION",
+                "OBSERVED",
+                "REVISION",
+                "LABELS",
+                "AGE"
+            ]
+        );
         assert_eq!(rows[0][4..9], ["toys", "2", "2", "<none>", "tier=search"]);
     }
 
@@ -453,11 +610,18 @@ mod tests {
             "spec": {"hosts": ["a"]},
             "status": {"conditions": [{"type": "Drifted", "status": "True", "reason": "FileChanged", "message": "file:/etc/x", "lastTransitionTime": "2026-11-21T11:58:00Z"}]}
         });
-        let events = vec![json!({"metadata": {"creationTimestamp": "2026-11-21T11:58:00Z"},
-            "spec": {"type": "Warning", "reason": "DriftDetected", "source": "service-controller", "message": "file:/etc/x changed", "count": 3, "lastTimestamp": "2026-11-21T11:59:00Z"}})];
+        let events = vec![
+            json!({"metadata": {"creationTimestamp": "2026-11-21T11:58:00Z"},
+            "spec": {"type": "Warning", "reason": "DriftDetected", "source": "service-controller", "message": "file:/etc/x changed", "count": 3, "lastTimestamp": "2026-11-21T11:59:00Z"}}),
+        ];
         let text = describe(find_kind("svc").unwrap(), &svc, &events, now());
         assert!(text.contains("  TYPE      STATUS   REASON        AGE    MESSAGE\n  Drifted   True     FileChanged   2m0s   file:/etc/x"), "{text}");
-        assert!(text.contains("  Warning   DriftDetected   60s (x3)   service-controller   file:/etc/x changed"), "{text}");
+        assert!(
+            text.contains(
+                "  Warning   DriftDetected   60s (x3)   service-controller   file:/etc/x changed"
+            ),
+            "{text}"
+        );
         assert!(text.contains("Spec:\n  hosts:\n"), "{text}");
     }
 
@@ -468,7 +632,10 @@ mod tests {
         assert_eq!(unified_diff("service/a", Some(&live), &same), "");
         let changed = json!({"metadata": {"name": "a"}, "spec": {"x": 2}});
         let d = unified_diff("service/a", Some(&live), &changed);
-        assert!(d.contains("--- live/service/a\n+++ merged/service/a\n"), "{d}");
+        assert!(
+            d.contains("--- live/service/a\n+++ merged/service/a\n"),
+            "{d}"
+        );
         assert!(d.contains("-  x: 1\n+  x: 2\n"), "{d}");
     }
 }

@@ -1,1 +1,222 @@
-pub fn placeholder_for_next_step() {}
+//! The real `hostkit serve` and `hkctl` binaries, driven as an operator would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::{free_port, stop_child, wait_until};
+
+/// The folder holding the workspace's binaries (next to the test executable's `deps/`).
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().expect("deps folder");
+    if dir.ends_with("deps") {
+        dir.parent().expect("target profile folder").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// Path of a workspace binary, built once per test run so tests never use a stale one.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        if std::env::var_os("HOSTKIT_E2E_NO_BUILD").is_some() {
+            return;
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let release = bin_dir().ends_with("release");
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "hostkit-controller",
+            "-p",
+            "hkctl",
+            "--bins",
+        ]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("running cargo build for the binaries");
+        assert!(status.success(), "building hostkit and hkctl failed");
+    });
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing; run `cargo build --workspace --bins`",
+        path.display()
+    );
+    path
+}
+
+/// How to start a server.
+#[derive(Clone, Debug, Default)]
+pub struct ServeOptions {
+    pub etcd: Option<String>,
+    pub extra_args: Vec<String>,
+}
+
+/// A running `hostkit serve` with its own data folder and hkctl config; killed on drop.
+pub struct Hostkit {
+    pub url: String,
+    pub port: u16,
+    pub token: String,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    options: ServeOptions,
+}
+
+impl Hostkit {
+    /// A server on the embedded store.
+    pub fn embedded() -> Hostkit {
+        Hostkit::start(ServeOptions::default())
+    }
+
+    /// A server on the etcd at `url`.
+    pub fn with_etcd(url: &str) -> Hostkit {
+        Hostkit::start(ServeOptions {
+            etcd: Some(url.to_string()),
+            ..Default::default()
+        })
+    }
+
+    pub fn start(options: ServeOptions) -> Hostkit {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let mut server = Hostkit {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            token: String::new(),
+            dir,
+            child: None,
+            options,
+        };
+        server.spawn();
+        server.token = std::fs::read_to_string(server.data_dir().join("admin.token"))
+            .expect("admin.token written on first start")
+            .trim()
+            .to_string();
+        server
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The hkctl config `hostkit serve` wrote for this server.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("hkctl.yaml")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn spawn(&mut self) {
+        let scheme_tls = self.options.extra_args.iter().any(|a| a == "--tls-cert");
+        let mut cmd = Command::new(bin("hostkit"));
+        cmd.arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["--bookmark-interval", "1s"])
+            .args(&self.options.extra_args)
+            .env("HKCTL_CONFIG", self.config_path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(etcd) = &self.options.etcd {
+            cmd.args(["--etcd", etcd]);
+        }
+        let mut child = cmd.spawn().expect("starting hostkit serve");
+        let port = self.port;
+        let up = wait_until(Duration::from_secs(20), || {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("hostkit serve exited with {status}: {err}");
+        }
+        assert!(up, "hostkit serve did not listen on {port}");
+        if !scheme_tls {
+            let ready = wait_until(Duration::from_secs(20), || http_ok(port, "/readyz"));
+            assert!(ready, "hostkit serve on {port} never became ready");
+        }
+        self.child = Some(child);
+    }
+
+    /// Stops the server with SIGTERM (graceful) or SIGKILL.
+    pub fn stop(&mut self, kill: bool) {
+        if let Some(mut c) = self.child.take() {
+            stop_child(&mut c, kill);
+        }
+    }
+
+    /// Stops and starts again with the same data folder and port.
+    pub fn restart(&mut self) {
+        self.stop(false);
+        self.spawn();
+    }
+
+    /// Runs hkctl against this server with the config `hostkit serve` wrote.
+    pub fn hkctl(&self, args: &[&str]) -> Output {
+        self.hkctl_command(args).output().expect("running hkctl")
+    }
+
+    /// An hkctl command ready to run (to add stdin, env or spawn it).
+    pub fn hkctl_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("hkctl"));
+        cmd.args(args)
+            .env("HKCTL_CONFIG", self.config_path())
+            .env_remove("HKCTL_SERVER")
+            .env_remove("HKCTL_TOKEN");
+        cmd
+    }
+}
+
+impl Drop for Hostkit {
+    fn drop(&mut self) {
+        self.stop(true);
+    }
+}
+
+/// Text of an hkctl run's stdout.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Text of an hkctl run's stderr.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn http_ok(port: u16, path: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .is_err()
+    {
+        return false;
+    }
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200")
+}
+
+/// The repository's `manifests/examples` folder.
+pub fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/examples")
+}
