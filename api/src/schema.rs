@@ -114,7 +114,7 @@ pub fn explain(kind: &KindInfo, field_path: &str) -> Result<String, String> {
             out,
             "FIELD: {} <{}>\n",
             walked.join("."),
-            type_name(&node, &defs)
+            type_name(&node)
         );
     }
     let description = node
@@ -151,7 +151,7 @@ pub fn explain(kind: &KindInfo, field_path: &str) -> Result<String, String> {
             } else {
                 ""
             };
-            let _ = writeln!(out, "  {name}\t<{}>{req}", type_name(prop, &defs));
+            let _ = writeln!(out, "  {name}\t<{}>{req}", type_name(prop));
             let d = prop
                 .get("description")
                 .and_then(Value::as_str)
@@ -243,7 +243,7 @@ fn enum_values(node: &Value, defs: &Value) -> Vec<String> {
     out
 }
 
-fn type_name(node: &Value, defs: &Value) -> String {
+fn type_name(node: &Value) -> String {
     if let Some(r) = node.get("$ref").and_then(Value::as_str) {
         return r.rsplit('/').next().unwrap_or("object").to_string();
     }
@@ -253,7 +253,7 @@ fn type_name(node: &Value, defs: &Value) -> String {
             .filter(|v| v.get("type") != Some(&Value::from("null")))
             .collect();
         if non_null.len() == 1 {
-            return type_name(non_null[0], defs);
+            return type_name(non_null[0]);
         }
         return "value".to_string();
     }
@@ -262,7 +262,7 @@ fn type_name(node: &Value, defs: &Value) -> String {
             format!(
                 "[]{}",
                 node.get("items")
-                    .map(|i| type_name(i, defs))
+                    .map(type_name)
                     .unwrap_or_default()
             )
         }
@@ -274,7 +274,7 @@ fn type_name(node: &Value, defs: &Value) -> String {
         {
             format!(
                 "map[string]{}",
-                type_name(&node["additionalProperties"], defs)
+                type_name(&node["additionalProperties"])
             )
         }
         Some(Value::String(t)) => t.clone(),

@@ -1044,7 +1044,7 @@ mod base64_check {
     /// Standard-alphabet base64 with padding; whitespace between lines allowed.
     pub fn is_base64(s: &str) -> bool {
         let clean: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-        if clean.len() % 4 != 0 {
+        if !clean.len().is_multiple_of(4) {
             return false;
         }
         let pad = clean.iter().rev().take_while(|b| **b == b'=').count();

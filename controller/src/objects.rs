@@ -84,7 +84,7 @@ impl FieldSelector {
             }
             match v {
                 Value::String(s) => s == expected,
-                other => other.to_string() == *expected,
+                other => serde_json::from_str::<Value>(expected).ok().as_ref() == Some(other),
             }
         })
     }

@@ -403,7 +403,7 @@ async fn finalizers_hold_deletion_until_released(s: Hostkit, _etcd: Option<EtcdS
             .status
             .success()
     );
-    let mut waiting = s
+    let waiting = s
         .hkctl_command(&["delete", "project", "held", "--wait", "--timeout", "20s"])
         .stdout(Stdio::piped())
         .spawn()

@@ -153,7 +153,7 @@ macro_rules! define_any_object {
         /// An object whose kind is known only at run time.
         #[derive(Clone, Debug, PartialEq)]
         pub enum AnyObject {
-            $($variant(Object<$spec>),)*
+            $($variant(Box<Object<$spec>>),)*
         }
 
         impl AnyObject {
@@ -174,7 +174,7 @@ macro_rules! define_any_object {
                 let kind = crate::manifest::check_type_meta(&value)?;
                 match kind {
                     $(k if k == <$spec as KindSpec>::INFO.kind => {
-                        crate::manifest::decode_typed::<Object<$spec>>(value).map(AnyObject::$variant)
+                        crate::manifest::decode_typed::<Object<$spec>>(value).map(|o| AnyObject::$variant(Box::new(o)))
                     })*
                     other => Err(crate::FieldError::new("kind", format!("unknown kind {other:?}"))),
                 }
