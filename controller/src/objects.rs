@@ -269,15 +269,22 @@ impl Objects {
 
     /// All objects of a kind that match, and the resourceVersion of the list.
     pub async fn list(&self, kind: &KindInfo, selectors: &Selectors) -> Result<(Vec<Value>, i64)> {
+        let mut items = Vec::new();
+        let revision = self.list_each(kind, selectors, |v| items.push(v)).await?;
+        Ok((items, revision))
+    }
+
+    /// Calls `each` for every matching object, one at a time, so a large list never holds
+    /// all objects as JSON trees at once (the API server streams them into the response).
+    pub async fn list_each(&self, kind: &KindInfo, selectors: &Selectors, mut each: impl FnMut(Value)) -> Result<i64> {
         let list = self.store.list(&kind.key_prefix()).await?;
-        let mut items = Vec::with_capacity(list.items.len());
         for kv in &list.items {
             let v = Self::to_object(kv)?;
             if selectors.matches(&v) {
-                items.push(v);
+                each(v);
             }
         }
-        Ok((items, list.revision))
+        Ok(list.revision)
     }
 
     /// Lease for new Events, shared for a minute so events don't cost a lease each.

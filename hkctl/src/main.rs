@@ -458,7 +458,8 @@ async fn apply(cli: &Cli, files: &[String], recursive: bool, dry_run: DryRun) ->
                     output::kind_name(info, &name)
                 ));
             }
-            Err(e @ Error::Unreachable { .. }) => return Err(e),
+            // Unreachable, unauthenticated or read-only: every other document would fail the same way.
+            Err(e @ (Error::Unreachable { .. } | Error::Server { code: 401 | 403, .. })) => return Err(e),
             Err(e) => {
                 failed = true;
                 eprintln!("error: {}:{}: {} {e}", d.file, d.line, d.display_name());

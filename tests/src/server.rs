@@ -155,6 +155,11 @@ impl Hostkit {
         self.child = Some(child);
     }
 
+    /// The server's process id (for RSS measurements).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Stops the server with SIGTERM (graceful) or SIGKILL.
     pub fn stop(&mut self, kill: bool) {
         if let Some(mut c) = self.child.take() {
