@@ -26,14 +26,26 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # etcd-server, openssh-server, caddy and prometheus would start their daemons on
+  # their default ports; HostKit's tests start their own on free ports, so keep the
+  # packaged ones from starting during the install (the usual policy-rc.d switch).
+  created_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    created_policy=1
+  fi
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$created_policy" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
 fi
-
-# None of these packages may leave a daemon running on a machine without systemd,
-# but be sure: the tests start their own etcd/sshd on free ports.
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "install-deps: cargo not found; install Rust with rustup (https://rustup.rs) first" >&2
-  exit 1
+  # Debian 12's own rustc (1.63) is too old for this workspace (edition 2024).
+  echo "install-deps: installing the Rust toolchain with rustup" >&2
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component clippy,rustfmt
+  echo "install-deps: Rust installed in ~/.cargo/bin; add it to PATH (source ~/.cargo/env)" >&2
 fi
 echo "install-deps: system packages ready" >&2
