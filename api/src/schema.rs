@@ -110,12 +110,7 @@ pub fn explain(kind: &KindInfo, field_path: &str) -> Result<String, String> {
     let _ = writeln!(out, "KIND:     {}", kind.kind);
     let _ = writeln!(out, "VERSION:  {API_VERSION}\n");
     if !walked.is_empty() {
-        let _ = writeln!(
-            out,
-            "FIELD: {} <{}>\n",
-            walked.join("."),
-            type_name(&node)
-        );
+        let _ = writeln!(out, "FIELD: {} <{}>\n", walked.join("."), type_name(&node));
     }
     let description = node
         .get("description")
@@ -259,12 +254,7 @@ fn type_name(node: &Value) -> String {
     }
     match node.get("type") {
         Some(Value::String(t)) if t == "array" => {
-            format!(
-                "[]{}",
-                node.get("items")
-                    .map(type_name)
-                    .unwrap_or_default()
-            )
+            format!("[]{}", node.get("items").map(type_name).unwrap_or_default())
         }
         Some(Value::String(t))
             if t == "object"
@@ -272,10 +262,7 @@ fn type_name(node: &Value) -> String {
                     .get("additionalProperties")
                     .is_some_and(Value::is_object) =>
         {
-            format!(
-                "map[string]{}",
-                type_name(&node["additionalProperties"])
-            )
+            format!("map[string]{}", type_name(&node["additionalProperties"]))
         }
         Some(Value::String(t)) => t.clone(),
         Some(Value::Array(ts)) => ts

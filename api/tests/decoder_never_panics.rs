@@ -13,10 +13,18 @@ fn arb_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         "[a-zA-Z0-9 ${}./:_-]{0,12}".prop_map(Value::String),
-        prop_oneof![Just("Service"), Just("Host"), Just("hostkit.dev/v1alpha1"), Just("spec"), Just("0750")]
-            .prop_map(|s| Value::String(s.into())),
+        prop_oneof![
+            Just("Service"),
+            Just("Host"),
+            Just("hostkit.dev/v1alpha1"),
+            Just("spec"),
+            Just("0750")
+        ]
+        .prop_map(|s| Value::String(s.into())),
     ];
     leaf.prop_recursive(5, 64, 6, |inner| {
         prop_oneof![

@@ -276,7 +276,12 @@ impl Objects {
 
     /// Calls `each` for every matching object, one at a time, so a large list never holds
     /// all objects as JSON trees at once (the API server streams them into the response).
-    pub async fn list_each(&self, kind: &KindInfo, selectors: &Selectors, mut each: impl FnMut(Value)) -> Result<i64> {
+    pub async fn list_each(
+        &self,
+        kind: &KindInfo,
+        selectors: &Selectors,
+        mut each: impl FnMut(Value),
+    ) -> Result<i64> {
         let list = self.store.list(&kind.key_prefix()).await?;
         for kv in &list.items {
             let v = Self::to_object(kv)?;

@@ -16,11 +16,21 @@ use tower::ServiceExt;
 const TOKEN: &str = "property-test-token-0123456789";
 
 fn app() -> (axum::Router, tempfile::TempDir, tokio::runtime::Runtime) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = rt.block_on(async { EmbeddedStore::open(&dir.path().join("s.redb"), EmbeddedOptions::default()).unwrap() });
+    let store = rt.block_on(async {
+        EmbeddedStore::open(&dir.path().join("s.redb"), EmbeddedOptions::default()).unwrap()
+    });
     let objects = Objects::new(Arc::new(store), Duration::from_secs(60));
-    (router(objects, Tokens::single_admin(TOKEN), Duration::from_secs(5)), dir, rt)
+    (
+        router(objects, Tokens::single_admin(TOKEN), Duration::from_secs(5)),
+        dir,
+        rt,
+    )
 }
 
 fn body_strategy() -> impl Strategy<Value = Vec<u8>> {

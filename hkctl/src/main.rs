@@ -459,7 +459,12 @@ async fn apply(cli: &Cli, files: &[String], recursive: bool, dry_run: DryRun) ->
                 ));
             }
             // Unreachable, unauthenticated or read-only: every other document would fail the same way.
-            Err(e @ (Error::Unreachable { .. } | Error::Server { code: 401 | 403, .. })) => return Err(e),
+            Err(
+                e @ (Error::Unreachable { .. }
+                | Error::Server {
+                    code: 401 | 403, ..
+                }),
+            ) => return Err(e),
             Err(e) => {
                 failed = true;
                 eprintln!("error: {}:{}: {} {e}", d.file, d.line, d.display_name());

@@ -45,13 +45,23 @@ impl Conventions {
         let mut roots = BTreeMap::new();
         let mut explicit = BTreeMap::new();
         for (name, value) in roots_spec.entries() {
-            roots.insert(name, value.unwrap_or(default_root(name)).trim_end_matches('/').to_string());
+            roots.insert(
+                name,
+                value
+                    .unwrap_or(default_root(name))
+                    .trim_end_matches('/')
+                    .to_string(),
+            );
             explicit.insert(name, value.is_some());
         }
         Conventions {
             roots,
-            user_prefix: project.and_then(|p| p.prefixes.user.clone()).unwrap_or_default(),
-            unit_prefix: project.and_then(|p| p.prefixes.unit.clone()).unwrap_or_default(),
+            user_prefix: project
+                .and_then(|p| p.prefixes.user.clone())
+                .unwrap_or_default(),
+            unit_prefix: project
+                .and_then(|p| p.prefixes.unit.clone())
+                .unwrap_or_default(),
             explicit,
         }
     }
@@ -76,9 +86,19 @@ impl Conventions {
 
     /// A unit name: an explicit name keeps its suffix (or gets `suffix`), otherwise the unit
     /// prefix plus identity (plus `-part` for jobs) plus `suffix`.
-    pub fn unit(&self, service: &str, explicit: Option<&str>, part: Option<&str>, suffix: &str) -> String {
+    pub fn unit(
+        &self,
+        service: &str,
+        explicit: Option<&str>,
+        part: Option<&str>,
+        suffix: &str,
+    ) -> String {
         if let Some(name) = explicit {
-            return if name.ends_with(".service") || name.ends_with(".timer") { name.to_string() } else { format!("{name}{suffix}") };
+            return if name.ends_with(".service") || name.ends_with(".timer") {
+                name.to_string()
+            } else {
+                format!("{name}{suffix}")
+            };
         }
         let base = format!("{}{}", self.unit_prefix, Self::identity(service));
         match part {
@@ -89,7 +109,12 @@ impl Conventions {
 
     /// The daemon's unit: `daemon.name`, else `<unit prefix><identity>.service`.
     pub fn daemon_unit(&self, service: &str, spec: &ServiceSpec) -> String {
-        self.unit(service, spec.daemon.as_ref().and_then(|d| d.name.as_deref()), None, ".service")
+        self.unit(
+            service,
+            spec.daemon.as_ref().and_then(|d| d.name.as_deref()),
+            None,
+            ".service",
+        )
     }
 
     /// Where a storage folder lives: its `path`, else `<root>/<identity>`.
@@ -98,7 +123,11 @@ impl Conventions {
         if let Some(p) = &s.path {
             return Some(p.clone());
         }
-        Some(format!("{}/{}", self.root(&s.name)?, Self::identity(service)))
+        Some(format!(
+            "{}/{}",
+            self.root(&s.name)?,
+            Self::identity(service)
+        ))
     }
 
     /// Where an env file lives: its `path`, else `<config root>/<identity>/<name>.env`.
@@ -106,7 +135,11 @@ impl Conventions {
         let env = spec.env.get(name)?;
         Some(match &env.path {
             Some(p) => p.clone(),
-            None => format!("{}/{}/{name}.env", self.root("config").unwrap_or("/etc"), Self::identity(service)),
+            None => format!(
+                "{}/{}/{name}.env",
+                self.root("config").unwrap_or("/etc"),
+                Self::identity(service)
+            ),
         })
     }
 
@@ -115,7 +148,13 @@ impl Conventions {
         spec.account
             .as_ref()
             .and_then(|a| a.home.clone())
-            .unwrap_or_else(|| format!("{}/{}", self.root("state").unwrap_or("/var/lib"), Self::identity(service)))
+            .unwrap_or_else(|| {
+                format!(
+                    "{}/{}",
+                    self.root("state").unwrap_or("/var/lib"),
+                    Self::identity(service)
+                )
+            })
     }
 
     /// True when the project set this root explicitly.
@@ -143,7 +182,11 @@ impl Conventions {
                             Some("any") => "0.0.0.0",
                             Some(addr) => addr,
                         };
-                        if host.contains(':') { format!("[{host}]:{}", x.port) } else { format!("{host}:{}", x.port) }
+                        if host.contains(':') {
+                            format!("[{host}]:{}", x.port)
+                        } else {
+                            format!("{host}:{}", x.port)
+                        }
                     }),
                 _ => None,
             };
@@ -183,10 +226,19 @@ mod tests {
         let c = Conventions::new(Some(&project));
         assert_eq!(c.user("exograph", &service), "toys-exograph");
         assert_eq!(c.daemon_unit("exograph", &service), "toys-exograph.service");
-        assert_eq!(c.storage_path("exograph", &service, "data").unwrap(), "/srv/toys/exograph");
-        assert_eq!(c.storage_path("exograph", &service, "state").unwrap(), "/var/lib/toys/exograph");
+        assert_eq!(
+            c.storage_path("exograph", &service, "data").unwrap(),
+            "/srv/toys/exograph"
+        );
+        assert_eq!(
+            c.storage_path("exograph", &service, "state").unwrap(),
+            "/var/lib/toys/exograph"
+        );
         assert_eq!(c.home("exograph", &service), "/var/lib/toys/exograph");
-        assert_eq!(c.expand("exograph", &service, "${roots.source}").unwrap(), "/opt/toys/src");
+        assert_eq!(
+            c.expand("exograph", &service, "${roots.source}").unwrap(),
+            "/opt/toys/src"
+        );
         assert!(c.is_explicit("data") && !c.is_explicit("cache"));
     }
 
@@ -196,26 +248,50 @@ mod tests {
         service.project = None;
         let c = Conventions::new(None);
         assert_eq!(c.user("hex_mirror", &service), "hex-mirror");
-        assert_eq!(c.storage_path("hex_mirror", &service, "data").unwrap(), "/var/lib/hex-mirror");
-        assert_eq!(c.unit("hex-mirror", None, Some("sync"), ".timer"), "hex-mirror-sync.timer");
-        assert_eq!(c.unit("x", Some("api.service"), None, ".service"), "api.service");
+        assert_eq!(
+            c.storage_path("hex_mirror", &service, "data").unwrap(),
+            "/var/lib/hex-mirror"
+        );
+        assert_eq!(
+            c.unit("hex-mirror", None, Some("sync"), ".timer"),
+            "hex-mirror-sync.timer"
+        );
+        assert_eq!(
+            c.unit("x", Some("api.service"), None, ".service"),
+            "api.service"
+        );
         assert_eq!(c.unit("x", Some("api"), None, ".service"), "api.service");
     }
 
     #[test]
     fn references_expand_and_unknown_ones_are_errors() {
         let (project, mut service) = toys();
-        service.env.insert("runtime".into(), kinds::EnvFile::default());
+        service
+            .env
+            .insert("runtime".into(), kinds::EnvFile::default());
         let daemon = service.daemon.as_mut().unwrap();
-        daemon.listen.push(kinds::Listener { name: "http".into(), port: 4200, on: None, protocol: None });
+        daemon.listen.push(kinds::Listener {
+            name: "http".into(),
+            port: 4200,
+            on: None,
+            protocol: None,
+        });
         let c = Conventions::new(Some(&project));
         let text = "${storage.data}/index --user ${service.user} --unit ${service.unit} --at ${listen.http}";
         assert_eq!(
             c.expand("exograph", &service, text).unwrap(),
             "/srv/toys/exograph/index --user toys-exograph --unit toys-exograph.service --at 127.0.0.1:4200"
         );
-        assert_eq!(c.env_file_path("exograph", &service, "runtime").unwrap(), "/etc/toys/exograph/runtime.env");
-        let err = c.expand("exograph", &service, "${storage.nope}").unwrap_err();
-        assert_eq!(err.to_string(), "Service/exograph: unknown reference ${storage.nope}");
+        assert_eq!(
+            c.env_file_path("exograph", &service, "runtime").unwrap(),
+            "/etc/toys/exograph/runtime.env"
+        );
+        let err = c
+            .expand("exograph", &service, "${storage.nope}")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Service/exograph: unknown reference ${storage.nope}"
+        );
     }
 }

@@ -28,7 +28,11 @@ fn service(i: usize) -> String {
     )
 }
 
-fn manifest(dir: &std::path::Path, name: &str, range: std::ops::Range<usize>) -> std::path::PathBuf {
+fn manifest(
+    dir: &std::path::Path,
+    name: &str,
+    range: std::ops::Range<usize>,
+) -> std::path::PathBuf {
     let text: Vec<String> = range.map(service).collect();
     let path = dir.join(name);
     std::fs::write(&path, text.join("---\n")).unwrap();
@@ -50,7 +54,9 @@ fn etcd_pid(port_url: &str) -> Option<u32> {
     // The harness's etcd is our child's child of nobody else: find it by its client URL.
     for entry in std::fs::read_dir("/proc").ok()? {
         let entry = entry.ok()?;
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline);
         if cmdline.starts_with("etcd") && cmdline.contains(port_url) {
@@ -84,8 +90,19 @@ async fn measure(server: &Hostkit) -> Figures {
     // Write-to-watch latency, one write at a time.
     let http = reqwest::Client::new();
     let api = format!("{}/apis/hostkit.dev/v1alpha1/services", server.url);
-    let list: Value = http.get(&api).bearer_auth(&server.token).send().await.unwrap().json().await.unwrap();
-    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let list: Value = http
+        .get(&api)
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let resp = http
         .get(format!("{api}?watch=1&resourceVersion={rv}"))
         .bearer_auth(&server.token)
@@ -108,7 +125,13 @@ async fn measure(server: &Hostkit) -> Figures {
             .unwrap();
         object["spec"]["daemon"]["exec"][2] = json!(format!("{}", 9000 + i));
         let t0 = Instant::now();
-        let r = http.put(format!("{api}/{name}")).bearer_auth(&server.token).json(&object).send().await.unwrap();
+        let r = http
+            .put(format!("{api}/{name}"))
+            .bearer_auth(&server.token)
+            .json(&object)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         'event: loop {
             while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
@@ -119,7 +142,11 @@ async fn measure(server: &Hostkit) -> Figures {
                     break 'event;
                 }
             }
-            let chunk = tokio::time::timeout(Duration::from_secs(10), chunks.next()).await.unwrap().unwrap().unwrap();
+            let chunk = tokio::time::timeout(Duration::from_secs(10), chunks.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
             buf.extend_from_slice(&chunk);
         }
     }
@@ -148,7 +175,12 @@ async fn raw_etcd_puts(url: &str) -> f64 {
         .map(|i| {
             let store = store.clone();
             let value = value.clone();
-            async move { store.create(&format!("/raw/{i:05}"), value, None).await.unwrap() }
+            async move {
+                store
+                    .create(&format!("/raw/{i:05}"), value, None)
+                    .await
+                    .unwrap()
+            }
         })
         .buffer_unordered(16)
         .collect::<Vec<_>>()
@@ -161,24 +193,56 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    println!("HostKit control-plane benchmark ({} cores)\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "HostKit control-plane benchmark ({} cores)\n",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
 
     let embedded = Hostkit::embedded();
     let e = measure(&embedded).await;
     drop(embedded);
 
-    let etcd = tokio::task::spawn_blocking(EtcdServer::start).await.unwrap();
+    let etcd = tokio::task::spawn_blocking(EtcdServer::start)
+        .await
+        .unwrap();
     let server = Hostkit::with_etcd(&etcd.url);
     let t = measure(&server).await;
     let etcd_rss = etcd_pid(&etcd.url).map(rss_mib).unwrap_or(f64::NAN);
     drop(server);
     let raw = raw_etcd_puts(&etcd.url).await;
 
-    println!("{:<44} {:>12} {:>12} {:>14}", "figure", "embedded", "etcd", "peer: raw etcd");
-    println!("{:<44} {:>12.0} {:>12.0} {:>14.0}", "hkctl apply, 1,000 objects (objects/s)", e.apply_per_sec, t.apply_per_sec, raw);
-    println!("{:<44} {:>12.2} {:>12.2} {:>14}", "write → watch event p50 (ms)", e.p50.as_secs_f64() * 1e3, t.p50.as_secs_f64() * 1e3, "-");
-    println!("{:<44} {:>12.2} {:>12.2} {:>14}", "write → watch event p99 (ms)", e.p99.as_secs_f64() * 1e3, t.p99.as_secs_f64() * 1e3, "-");
-    println!("{:<44} {:>12.1} {:>12.1} {:>14.1}", "RSS of hostkit serve, 10,000 objects (MiB)", e.rss_10k, t.rss_10k, etcd_rss);
-    println!("\npeer column: etcd-client creates with 16 in flight (objects/s) and etcd's own RSS holding the same objects.");
-    println!("targets: >= 1000 objects/s embedded; watch p99 < 10 ms; < 150 MiB RSS at 10,000 objects.");
+    println!(
+        "{:<44} {:>12} {:>12} {:>14}",
+        "figure", "embedded", "etcd", "peer: raw etcd"
+    );
+    println!(
+        "{:<44} {:>12.0} {:>12.0} {:>14.0}",
+        "hkctl apply, 1,000 objects (objects/s)", e.apply_per_sec, t.apply_per_sec, raw
+    );
+    println!(
+        "{:<44} {:>12.2} {:>12.2} {:>14}",
+        "write → watch event p50 (ms)",
+        e.p50.as_secs_f64() * 1e3,
+        t.p50.as_secs_f64() * 1e3,
+        "-"
+    );
+    println!(
+        "{:<44} {:>12.2} {:>12.2} {:>14}",
+        "write → watch event p99 (ms)",
+        e.p99.as_secs_f64() * 1e3,
+        t.p99.as_secs_f64() * 1e3,
+        "-"
+    );
+    println!(
+        "{:<44} {:>12.1} {:>12.1} {:>14.1}",
+        "RSS of hostkit serve, 10,000 objects (MiB)", e.rss_10k, t.rss_10k, etcd_rss
+    );
+    println!(
+        "\npeer column: etcd-client creates with 16 in flight (objects/s) and etcd's own RSS holding the same objects."
+    );
+    println!(
+        "targets: >= 1000 objects/s embedded; watch p99 < 10 ms; < 150 MiB RSS at 10,000 objects."
+    );
 }

@@ -160,7 +160,14 @@ pub(super) async fn list_or_watch(
     .into_bytes();
     body.extend_from_slice(&items);
     body.extend_from_slice(b"]}");
-    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
 fn event_line(type_: &str, object: &Value) -> Bytes {
