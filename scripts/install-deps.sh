@@ -10,6 +10,7 @@ PKGS=(
   systemd-container debootstrap  # booted systemd test hosts (systemd-nspawn)
   iproute2 nftables caddy        # network namespaces and renderer validators
   prometheus                     # promtool and a real Prometheus for alerting tests
+  zstd                           # the cached test-host image
   git curl ca-certificates apt-utils pkg-config
 )
 

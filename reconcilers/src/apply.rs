@@ -1,0 +1,855 @@
+//! Apply and down plans.
+//!
+//! Changes run in graph order, one at a time, and the first failure stops the apply:
+//! later changes are left untouched. Files are written atomically (temp file in the same
+//! directory, fsync, owner and mode set, rename); a file-like resource's previous bytes are
+//! backed up on the host under `/var/lib/hostkit/backups/<revision>/` (0600) first, and the
+//! backup's sha256 is recorded. From what actually ran, [`DownPlan::derive`] builds the plan
+//! that undoes it.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::expand::STATE_DIR;
+use crate::plan::{Action, Change, Plan, Prepared};
+use crate::resource::{CommandSpec, Down, FileRole, Resource, Spec};
+use crate::state::{INPUTS_FN, firewall_stamp};
+use crate::transport::{Output, Transport, sh_quote};
+use crate::{Error, Result};
+
+/// Where backups of one revision live on the host.
+pub fn backup_root(revision: &str) -> String {
+    format!("{STATE_DIR}/backups/{revision}")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Applied,
+    Failed,
+    /// Not attempted: a read error, or an earlier change failed.
+    NotRun,
+}
+
+/// A backup of a file-like resource taken before it was overwritten or deleted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Backup {
+    pub path: String,
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeResult {
+    pub id: String,
+    pub action: Action,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The state before the change (from the plan's read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<Backup>,
+}
+
+/// What an apply did, and how to undo it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Applied {
+    pub host: String,
+    pub revision: String,
+    pub plan_fingerprint: String,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub results: Vec<ChangeResult>,
+    /// The desired resources (secret references only), the next plan's `previous`.
+    pub resources: Vec<Resource>,
+    pub down: DownPlan,
+}
+
+pub struct ApplyOptions {
+    /// Names the backup folder and the result.
+    pub revision: String,
+    /// How long a (re)started unit must stay active before the apply goes on.
+    pub settle: Duration,
+    /// Called after each change (for progress lines and events).
+    pub progress: Option<Box<dyn Fn(&ChangeResult) + Send + Sync>>,
+}
+
+impl ApplyOptions {
+    pub fn new(revision: impl Into<String>) -> Self {
+        ApplyOptions {
+            revision: revision.into(),
+            settle: Duration::from_millis(300),
+            progress: None,
+        }
+    }
+}
+
+/// Refuses `expected` when the fresh plan differs in what it would touch: a change whose
+/// host state or desired state is not the same any more, or a new change.
+pub fn check_fresh(expected: &Plan, fresh: &Plan) -> Result<()> {
+    let mut changed = Vec::new();
+    for c in fresh.changes.iter().filter(|c| c.action != Action::Noop) {
+        match expected.changes.iter().find(|e| e.id == c.id) {
+            Some(e) if e.action == c.action && e.fingerprint == c.fingerprint && e.desired == c.desired => {}
+            _ => changed.push(c.id.clone()),
+        }
+    }
+    for e in expected.changes.iter().filter(|c| c.action != Action::Noop) {
+        if !fresh.changes.iter().any(|c| c.id == e.id && c.action != Action::Noop) && !changed.contains(&e.id) {
+            changed.push(e.id.clone());
+        }
+    }
+    if changed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::StalePlan {
+            host: fresh.host.clone(),
+            changed,
+        })
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    let s = base64::engine::general_purpose::STANDARD.encode(bytes);
+    // 76-column lines keep every shell and base64 implementation happy.
+    s.as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).expect("base64 is ascii"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The script that backs up `path` (when it is a regular file) into `root`, printing
+/// `BACKUP\t<path>\t<sha256>`.
+fn backup_script(path: &str, root: &str) -> String {
+    format!(
+        r#"if [ -f {p} ] && [ ! -L {p} ]; then
+  b={root}{p}
+  (umask 077; mkdir -p "$(dirname "$b")")
+  cp {p} "$b"; chmod 600 "$b"
+  printf 'BACKUP\t%s\t%s\n' "$b" "$(sha256sum < "$b" | cut -c1-64)"
+fi
+"#,
+        p = sh_quote(path),
+        root = sh_quote(root),
+    )
+}
+
+/// The script that writes `bytes` to `path` atomically with owner and mode.
+pub fn write_file_script(path: &str, bytes: &[u8], owner: &str, group: &str, mode: u32, backup_root: Option<&str>) -> String {
+    let mut s = String::from("set -eu\n");
+    s.push_str(&format!("p={}\nd=$(dirname \"$p\")\nmkdir -p \"$d\"\n", sh_quote(path)));
+    if let Some(root) = backup_root {
+        s.push_str(&backup_script(path, root));
+    }
+    s.push_str(&format!(
+        r#"t=$(mktemp "$d/.hostkit.XXXXXX")
+trap 'rm -f "$t"' EXIT
+base64 -d > "$t" <<'HOSTKIT_CONTENT_EOF'
+{content}
+HOSTKIT_CONTENT_EOF
+chown {owner}:{group} "$t"
+chmod {mode:04o} "$t"
+sync "$t" 2>/dev/null || sync
+mv -f "$t" "$p"
+trap - EXIT
+"#,
+        content = b64(bytes),
+        owner = sh_quote(owner),
+        group = sh_quote(group),
+    ));
+    s
+}
+
+fn unit_start_script(name: &str, settle: Duration) -> String {
+    let n = sh_quote(name);
+    let settle_ms = settle.as_millis();
+    format!(
+        r#"set -u
+systemctl enable --quiet {n} 2>&1 || true
+if ! systemctl restart {n} 2>&1; then
+  echo "HOSTKIT_JOURNAL"; journalctl -u {n} -n 20 --no-pager 2>&1; exit 1
+fi
+hk_state() {{ systemctl show -p ActiveState --value {n}; }}
+i=0
+while :; do
+  s=$(hk_state)
+  case "$s" in
+    active) break ;;
+    failed|inactive) echo "{name} is $s"; echo "HOSTKIT_JOURNAL"; journalctl -u {n} -n 20 --no-pager 2>&1; exit 1 ;;
+  esac
+  i=$((i+1)); [ $i -gt 100 ] && {{ echo "{name} did not become active within 10s (state $s)"; echo "HOSTKIT_JOURNAL"; journalctl -u {n} -n 20 --no-pager 2>&1; exit 1; }}
+  sleep 0.1
+done
+if [ {settle_ms} -gt 0 ]; then
+  sleep {settle}
+  s=$(hk_state); r=$(systemctl show -p NRestarts --value {n})
+  if [ "$s" != active ] || [ "${{r:-0}}" != 0 ]; then echo "{name} did not stay active (state $s, restarts ${{r:-0}})"; echo "HOSTKIT_JOURNAL"; journalctl -u {n} -n 20 --no-pager 2>&1; exit 1; fi
+fi
+"#,
+        settle = format!("{}.{:03}", settle_ms / 1000, settle_ms % 1000),
+    )
+}
+
+fn command_script(c: &CommandSpec, argv: &[String], write_stamp: bool) -> String {
+    let mut s = String::from(INPUTS_FN);
+    s.push_str("set -u\n");
+    let mut inner = String::new();
+    if let Some(cwd) = &c.cwd {
+        inner.push_str(&format!("cd {} && ", sh_quote(cwd)));
+    }
+    for f in &c.env_files {
+        inner.push_str(&format!("set -a && . {} && set +a && ", sh_quote(f)));
+    }
+    for (k, v) in &c.environment {
+        inner.push_str(&format!("export {k}={} && ", sh_quote(v)));
+    }
+    inner.push_str("exec ");
+    if let Some(u) = &c.user {
+        inner.push_str(&format!("runuser -u {} -- ", sh_quote(u)));
+    }
+    if let Some(t) = c.timeout_secs {
+        inner.push_str(&format!("timeout {t} "));
+    }
+    inner.push_str(&argv.iter().map(|a| sh_quote(a)).collect::<Vec<_>>().join(" "));
+    let codes = if c.success_codes.is_empty() {
+        "0".to_string()
+    } else {
+        c.success_codes.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" ")
+    };
+    s.push_str(&format!(
+        r#"out=$( ( {inner} ) 2>&1 </dev/null ); code=$?
+ok=0; for c in {codes}; do [ "$code" = "$c" ] && ok=1; done
+if [ $ok = 0 ]; then printf '%s\n' "$out" | tail -n 20; echo "exit status $code"; exit 1; fi
+"#
+    ));
+    if write_stamp {
+        let inputs = c.inputs.iter().map(|i| sh_quote(i)).collect::<Vec<_>>().join(" ");
+        s.push_str(&format!(
+            "ih=-; {}\nmkdir -p \"$(dirname {sp})\"\nprintf '%s %s\\n' {stamp} \"$ih\" > {sp}\n",
+            if c.inputs.is_empty() { String::new() } else { format!("ih=$(hk_ih {inputs})") },
+            sp = sh_quote(&c.stamp_path),
+            stamp = sh_quote(&c.stamp),
+        ));
+    } else {
+        s.push_str(&format!("rm -f {}\n", sh_quote(&c.stamp_path)));
+    }
+    s
+}
+
+fn firewall_load_script(table: &str, file: &str, backup_root: &str) -> String {
+    let t = sh_quote(table);
+    format!(
+        r#"set -eu
+f={f}
+if nft list table inet {t} >/dev/null 2>&1; then
+  b={root}/firewall-inet-{table}.nft
+  (umask 077; mkdir -p {root})
+  {{ echo "table inet {table}"; echo "delete table inet {table}"; nft list table inet {t}; }} > "$b"; chmod 600 "$b"
+  printf 'BACKUP\t%s\t%s\n' "$b" "$(sha256sum < "$b" | cut -c1-64)"
+fi
+nft -c -f "$f"
+nft -f "$f"
+l=$(nft list table inet {t})
+mkdir -p "$(dirname {stamp})"
+printf '%s %s\n' "$(printf '%s\n' "$l" | sha256sum | cut -c1-64)" "$(sha256sum < "$f" | cut -c1-64)" > {stamp}
+"#,
+        f = sh_quote(file),
+        root = sh_quote(backup_root),
+        stamp = sh_quote(&firewall_stamp(table)),
+    )
+}
+
+fn package_script(manager: &str, names: &[String]) -> String {
+    let list = names.iter().map(|n| sh_quote(n)).collect::<Vec<_>>().join(" ");
+    match manager {
+        "dnf" => format!("set -e\ndnf install -y {list}\n"),
+        "apk" => format!("set -e\napk add {list}\n"),
+        "pacman" => format!("set -e\npacman -S --noconfirm --needed {list}\n"),
+        _ => format!(
+            "set -e\nexport DEBIAN_FRONTEND=noninteractive\napt-get install -y -q --no-install-recommends {list} 2>&1 || {{ apt-get update -q 2>&1 && apt-get install -y -q --no-install-recommends {list} 2>&1; }}\n"
+        ),
+    }
+}
+
+fn parse_backup(out: &Output) -> Option<Backup> {
+    out.stdout_text().lines().find_map(|l| {
+        let f: Vec<&str> = l.split('\t').collect();
+        match f.as_slice() {
+            ["BACKUP", path, sha] => Some(Backup {
+                path: path.to_string(),
+                sha256: sha.to_string(),
+            }),
+            _ => None,
+        }
+    })
+}
+
+fn failure_message(out: &Output) -> String {
+    let mut text = out.stdout_text();
+    text.push_str(&out.stderr_text());
+    let text = text.replace("HOSTKIT_JOURNAL\n", "journal:\n");
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with("BACKUP\t")).collect();
+    let tail = &lines[lines.len().saturating_sub(25)..];
+    format!("exit status {}: {}", out.status, tail.join("\n"))
+}
+
+/// Applies a prepared plan. Returns what ran (also on failure, with `ok: false`).
+pub async fn apply(transport: &dyn Transport, prepared: &Prepared, facts_manager: Option<&str>, opts: &ApplyOptions) -> Result<Applied> {
+    let root = backup_root(&opts.revision);
+    let mut results: Vec<ChangeResult> = Vec::new();
+    let mut failed: Option<String> = None;
+    let mut units_dirty = false;
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    let changes: Vec<&Change> = prepared.plan.changes.iter().filter(|c| c.action != Action::Noop).collect();
+    for (i, change) in changes.iter().enumerate() {
+        if done.contains(&change.id) {
+            continue;
+        }
+        let mut result = ChangeResult {
+            id: change.id.clone(),
+            action: change.action,
+            status: Status::NotRun,
+            message: None,
+            before: change.before.clone(),
+            backup: None,
+        };
+        if failed.is_some() {
+            result.message = Some("not attempted: an earlier change failed".into());
+            results.push(result);
+            continue;
+        }
+        if change.action == Action::ReadError {
+            result.message = Some(format!("not changed: {}", change.reason));
+            results.push(result);
+            continue;
+        }
+        let r = &prepared.resources[&change.id];
+        let mut batch: Vec<String> = vec![change.id.clone()];
+        let script = match (&r.spec, change.action) {
+            (Spec::File { path, .. } | Spec::Symlink { path, .. }, Action::Delete) => {
+                let mut s = String::from("set -eu\n");
+                s.push_str(&backup_script(path, &root));
+                s.push_str(&format!("rm -f {}\n", sh_quote(path)));
+                if matches!(r.spec, Spec::File { role: FileRole::Unit, .. }) {
+                    units_dirty = true;
+                }
+                s
+            }
+            (Spec::File { path, owner, group, mode, role, .. }, _) => {
+                let mut s = write_file_script(path, &prepared.bytes[&r.id], owner, group, *mode, Some(&root));
+                match role {
+                    FileRole::Unit => units_dirty = true,
+                    FileRole::Caddy => s.push_str("if systemctl is-active -q caddy 2>/dev/null; then systemctl reload caddy; fi\n"),
+                    _ => {}
+                }
+                s
+            }
+            (Spec::Directory { .. }, Action::Delete) => {
+                result.message = Some("kept: directories are not removed when they leave the spec".into());
+                result.status = Status::Applied;
+                results.push(result);
+                continue;
+            }
+            (Spec::Directory { path, owner, group, mode, .. }, _) => format!(
+                "set -eu\nmkdir -p {p}\nchown {o}:{g} {p}\nchmod {mode:04o} {p}\n",
+                p = sh_quote(path),
+                o = sh_quote(owner),
+                g = sh_quote(group)
+            ),
+            (Spec::Symlink { path, to }, _) => format!(
+                "set -eu\nd=$(dirname {p}); mkdir -p \"$d\"; t=\"$d/.hostkit.$$\"\nln -s {to} \"$t\"\nmv -Tf \"$t\" {p}\n",
+                p = sh_quote(path),
+                to = sh_quote(to)
+            ),
+            (Spec::Account { name, system, home, shell, groups }, Action::Create) => format!(
+                "set -eu\nuseradd {}--no-create-home --home-dir {} --shell {} --user-group {}{}\n",
+                if *system { "--system " } else { "" },
+                sh_quote(home),
+                sh_quote(shell),
+                if groups.is_empty() { String::new() } else { format!("--groups {} ", sh_quote(&groups.join(","))) },
+                sh_quote(name)
+            ),
+            (Spec::Account { name, home, shell, groups, .. }, Action::Update) => format!(
+                "set -eu\nusermod --home {} --shell {} {}{}\n",
+                sh_quote(home),
+                sh_quote(shell),
+                if groups.is_empty() { String::new() } else { format!("--append --groups {} ", sh_quote(&groups.join(","))) },
+                sh_quote(name)
+            ),
+            (Spec::Package { .. }, Action::Create) => {
+                let names: Vec<String> = changes[i..]
+                    .iter()
+                    .filter(|c| c.action == Action::Create)
+                    .filter_map(|c| match &prepared.resources[&c.id].spec {
+                        Spec::Package { name } => Some((c.id.clone(), name.clone())),
+                        _ => None,
+                    })
+                    .map(|(id, name)| {
+                        batch.push(id);
+                        name
+                    })
+                    .collect();
+                batch.dedup();
+                package_script(facts_manager.unwrap_or("apt-get"), &names)
+            }
+            (Spec::Unit { name, .. }, Action::Delete) => {
+                units_dirty = true;
+                format!("systemctl disable --now {} 2>&1 || true\n", sh_quote(name))
+            }
+            (Spec::Unit { name, start }, _) => {
+                let mut s = String::new();
+                if units_dirty {
+                    s.push_str("systemctl daemon-reload\n");
+                    units_dirty = false;
+                }
+                if *start {
+                    s.push_str(&unit_start_script(name, opts.settle));
+                } else {
+                    s.push_str(&format!("systemctl enable --quiet {}\n", sh_quote(name)));
+                }
+                s
+            }
+            (Spec::Command(c), _) => command_script(c, &c.exec, true),
+            (Spec::Firewall { table, .. }, Action::Delete) => format!(
+                "nft delete table inet {} 2>&1 || true\nrm -f {}\n",
+                sh_quote(table),
+                sh_quote(&firewall_stamp(table))
+            ),
+            (Spec::Firewall { table, file }, _) => firewall_load_script(table, file, &root),
+            (Spec::Account { .. } | Spec::Package { .. }, _) => {
+                result.status = Status::Applied;
+                result.message = Some("kept: accounts and packages are not removed".into());
+                results.push(result);
+                continue;
+            }
+        };
+        tracing::debug!(host = transport.host(), id = %change.id, "applying");
+        let out = transport.run(&script).await;
+        match out {
+            Ok(out) if out.status == 0 => {
+                result.status = Status::Applied;
+                result.backup = parse_backup(&out);
+            }
+            Ok(out) => {
+                result.status = Status::Failed;
+                let msg = failure_message(&out);
+                result.message = Some(msg.clone());
+                failed = Some(format!("{}: {msg}", change.id));
+            }
+            Err(e) => {
+                result.status = Status::Failed;
+                result.message = Some(e.to_string());
+                failed = Some(format!("{}: {e}", change.id));
+            }
+        }
+        for id in &batch {
+            done.insert(id.clone());
+            let mut r = result.clone();
+            r.id = id.clone();
+            if let Some(c) = changes.iter().find(|c| &c.id == id) {
+                r.before = c.before.clone();
+            }
+            if let Some(p) = &opts.progress {
+                p(&r);
+            }
+            results.push(r);
+        }
+    }
+    if units_dirty && failed.is_none() {
+        let out = transport.run("systemctl daemon-reload").await?;
+        if out.status != 0 {
+            failed = Some(format!("systemctl daemon-reload: {}", failure_message(&out)));
+        }
+    }
+    let resources: Vec<Resource> = prepared
+        .plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::Delete)
+        .filter_map(|c| prepared.resources.get(&c.id).cloned())
+        .collect();
+    let down = DownPlan::derive(&prepared.plan.host, &opts.revision, &results, prepared);
+    Ok(Applied {
+        host: prepared.plan.host.clone(),
+        revision: opts.revision.clone(),
+        plan_fingerprint: prepared.plan.fingerprint.clone(),
+        ok: failed.is_none(),
+        error: failed,
+        results,
+        resources,
+        down,
+    })
+}
+
+/// One step of a down plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "do", rename_all = "camelCase")]
+pub enum DownAction {
+    /// The apply created the file: remove it.
+    #[serde(rename_all = "camelCase")]
+    RemoveFile { path: String, unit: bool },
+    /// The apply overwrote or deleted the file: put the backup back, byte-exact.
+    #[serde(rename_all = "camelCase")]
+    RestoreFile {
+        path: String,
+        backup: String,
+        sha256: String,
+        owner: String,
+        group: String,
+        mode: u32,
+        unit: bool,
+    },
+    #[serde(rename_all = "camelCase")]
+    RestoreMeta { path: String, owner: String, group: String, mode: u32 },
+    #[serde(rename_all = "camelCase")]
+    RemoveDir { path: String },
+    #[serde(rename_all = "camelCase")]
+    RestoreLink { path: String, to: Option<String> },
+    #[serde(rename_all = "camelCase")]
+    StopUnit { name: String, disable: bool },
+    #[serde(rename_all = "camelCase")]
+    RestartUnit { name: String },
+    #[serde(rename_all = "camelCase")]
+    RunCommand { command: CommandSpec, exec: Vec<String> },
+    #[serde(rename_all = "camelCase")]
+    RestoreFirewall { table: String, backup: String, sha256: String },
+    #[serde(rename_all = "camelCase")]
+    DeleteFirewall { table: String },
+    #[serde(rename_all = "camelCase")]
+    RestoreAccount { name: String, home: String, shell: String },
+    /// Nothing to do, on purpose (`down: noop`).
+    Noop,
+    /// Cannot be undone; reported, never silently dropped.
+    #[serde(rename_all = "camelCase")]
+    Skip { warning: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DownStep {
+    pub id: String,
+    pub action: DownAction,
+}
+
+/// How much of an apply its down plan undoes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Coverage {
+    pub reversible: usize,
+    pub noop: usize,
+    pub skipped: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DownPlan {
+    pub host: String,
+    pub revision: String,
+    pub steps: Vec<DownStep>,
+    pub coverage: Coverage,
+}
+
+fn s(v: &Option<Value>, key: &str) -> Option<String> {
+    v.as_ref()?.get(key)?.as_str().map(String::from)
+}
+
+impl DownPlan {
+    /// Derives the down plan from what ran: reverse order, unit restarts last (after the
+    /// files they read are back).
+    pub fn derive(host: &str, revision: &str, results: &[ChangeResult], prepared: &Prepared) -> DownPlan {
+        let mut steps = Vec::new();
+        let mut restarts = Vec::new();
+        for res in results.iter().rev().filter(|r| r.status == Status::Applied) {
+            let Some(r) = prepared.resources.get(&res.id) else { continue };
+            let before = &res.before;
+            let existed = before
+                .as_ref()
+                .map(|b| b.get("exists") != Some(&Value::Bool(false)) && b.get("type").is_some())
+                .unwrap_or(false);
+            let action = match &r.spec {
+                Spec::File { path, role, .. } => match (&res.backup, existed) {
+                    (Some(b), true) => DownAction::RestoreFile {
+                        path: path.clone(),
+                        backup: b.path.clone(),
+                        sha256: b.sha256.clone(),
+                        owner: s(before, "owner").unwrap_or_else(|| "root".into()),
+                        group: s(before, "group").unwrap_or_else(|| "root".into()),
+                        mode: s(before, "mode").and_then(|m| u32::from_str_radix(&m, 8).ok()).unwrap_or(0o644),
+                        unit: *role == FileRole::Unit,
+                    },
+                    (None, true) => DownAction::RestoreMeta {
+                        path: path.clone(),
+                        owner: s(before, "owner").unwrap_or_else(|| "root".into()),
+                        group: s(before, "group").unwrap_or_else(|| "root".into()),
+                        mode: s(before, "mode").and_then(|m| u32::from_str_radix(&m, 8).ok()).unwrap_or(0o644),
+                    },
+                    (_, false) => DownAction::RemoveFile {
+                        path: path.clone(),
+                        unit: *role == FileRole::Unit,
+                    },
+                },
+                Spec::Directory { path, delete_if_created, .. } => {
+                    if res.action == Action::Delete {
+                        continue;
+                    }
+                    if existed {
+                        DownAction::RestoreMeta {
+                            path: path.clone(),
+                            owner: s(before, "owner").unwrap_or_else(|| "root".into()),
+                            group: s(before, "group").unwrap_or_else(|| "root".into()),
+                            mode: s(before, "mode").and_then(|m| u32::from_str_radix(&m, 8).ok()).unwrap_or(0o755),
+                        }
+                    } else if *delete_if_created {
+                        DownAction::RemoveDir { path: path.clone() }
+                    } else {
+                        DownAction::Skip {
+                            warning: format!("directory {path} is kept (set rollback: deleteIfCreated to remove it)"),
+                        }
+                    }
+                }
+                Spec::Symlink { path, .. } => DownAction::RestoreLink {
+                    path: path.clone(),
+                    to: s(before, "to"),
+                },
+                Spec::Account { name, .. } => {
+                    if existed || res.action == Action::Update {
+                        DownAction::RestoreAccount {
+                            name: name.clone(),
+                            home: s(before, "home").unwrap_or_default(),
+                            shell: s(before, "shell").unwrap_or_default(),
+                        }
+                    } else {
+                        DownAction::Skip {
+                            warning: format!("account {name} is kept (accounts are never removed)"),
+                        }
+                    }
+                }
+                Spec::Package { name } => DownAction::Skip {
+                    warning: format!("package {name} is kept (packages are never removed)"),
+                },
+                Spec::Unit { name, .. } => {
+                    let was_active = s(before, "active").as_deref() == Some("active");
+                    let was_enabled = s(before, "enabled").as_deref() == Some("enabled");
+                    if res.action == Action::Delete {
+                        restarts.push(DownStep {
+                            id: res.id.clone(),
+                            action: DownAction::RestartUnit { name: name.clone() },
+                        });
+                        continue;
+                    }
+                    if was_active {
+                        restarts.push(DownStep {
+                            id: res.id.clone(),
+                            action: DownAction::RestartUnit { name: name.clone() },
+                        });
+                        continue;
+                    }
+                    DownAction::StopUnit {
+                        name: name.clone(),
+                        disable: !was_enabled,
+                    }
+                }
+                Spec::Command(c) => match &c.down {
+                    Down::Exec(argv) => DownAction::RunCommand {
+                        command: c.clone(),
+                        exec: argv.clone(),
+                    },
+                    Down::Noop => DownAction::Noop,
+                    Down::Irreversible => DownAction::Skip {
+                        warning: format!("command {} is irreversible (no down)", c.name),
+                    },
+                },
+                Spec::Firewall { table, .. } => match &res.backup {
+                    Some(b) => DownAction::RestoreFirewall {
+                        table: table.clone(),
+                        backup: b.path.clone(),
+                        sha256: b.sha256.clone(),
+                    },
+                    None => DownAction::DeleteFirewall { table: table.clone() },
+                },
+            };
+            steps.push(DownStep {
+                id: res.id.clone(),
+                action,
+            });
+        }
+        steps.extend(restarts);
+        let mut coverage = Coverage::default();
+        for st in &steps {
+            match &st.action {
+                DownAction::Noop => coverage.noop += 1,
+                DownAction::Skip { warning } => coverage.skipped.push((st.id.clone(), warning.clone())),
+                _ => coverage.reversible += 1,
+            }
+        }
+        DownPlan {
+            host: host.to_string(),
+            revision: revision.to_string(),
+            steps,
+            coverage,
+        }
+    }
+
+    /// Keeps only the steps of `only` (resource ids); unit restarts of kept files stay.
+    pub fn only(&self, only: &[String]) -> DownPlan {
+        let mut d = self.clone();
+        d.steps.retain(|s| only.contains(&s.id));
+        d
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "down plan of {} on {}: {} steps ({} reversible, {} noop, {} skipped)\n",
+            self.revision,
+            self.host,
+            self.steps.len(),
+            self.coverage.reversible,
+            self.coverage.noop,
+            self.coverage.skipped.len()
+        );
+        for s in &self.steps {
+            let what = match &s.action {
+                DownAction::RemoveFile { path, .. } => format!("remove {path}"),
+                DownAction::RestoreFile { path, backup, .. } => format!("restore {path} from {backup}"),
+                DownAction::RestoreMeta { path, owner, group, mode } => format!("restore {path} to {owner}:{group} {mode:04o}"),
+                DownAction::RemoveDir { path } => format!("remove directory {path}"),
+                DownAction::RestoreLink { path, to: Some(t) } => format!("point {path} back to {t}"),
+                DownAction::RestoreLink { path, to: None } => format!("remove symlink {path}"),
+                DownAction::StopUnit { name, .. } => format!("stop {name}"),
+                DownAction::RestartUnit { name } => format!("restart {name}"),
+                DownAction::RunCommand { exec, .. } => format!("run {}", exec.join(" ")),
+                DownAction::RestoreFirewall { table, .. } => format!("reload previous table {table}"),
+                DownAction::DeleteFirewall { table } => format!("delete table {table}"),
+                DownAction::RestoreAccount { name, .. } => format!("restore account {name}"),
+                DownAction::Noop => "nothing (down: noop)".into(),
+                DownAction::Skip { warning } => format!("skip: {warning}"),
+            };
+            out.push_str(&format!("  {}  {what}\n", s.id));
+        }
+        out
+    }
+}
+
+fn down_script(action: &DownAction) -> Option<String> {
+    Some(match action {
+        DownAction::RemoveFile { path, .. } => format!("rm -f {}\n", sh_quote(path)),
+        DownAction::RestoreFile { path, backup, sha256, owner, group, mode, .. } => format!(
+            r#"set -eu
+b={b}; p={p}
+[ "$(sha256sum < "$b" | cut -c1-64)" = {sha} ] || {{ echo "backup $b does not match its recorded sha256; refusing to restore"; exit 1; }}
+d=$(dirname "$p"); mkdir -p "$d"
+t=$(mktemp "$d/.hostkit.XXXXXX"); trap 'rm -f "$t"' EXIT
+cp "$b" "$t"; chown {o}:{g} "$t"; chmod {mode:04o} "$t"; sync "$t" 2>/dev/null || sync
+mv -f "$t" "$p"; trap - EXIT
+"#,
+            b = sh_quote(backup),
+            p = sh_quote(path),
+            sha = sh_quote(sha256),
+            o = sh_quote(owner),
+            g = sh_quote(group)
+        ),
+        DownAction::RestoreMeta { path, owner, group, mode } => format!(
+            "set -eu\nchown {o}:{g} {p}\nchmod {mode:04o} {p}\n",
+            p = sh_quote(path),
+            o = sh_quote(owner),
+            g = sh_quote(group)
+        ),
+        DownAction::RemoveDir { path } => format!("rm -rf -- {}\n", sh_quote(path)),
+        DownAction::RestoreLink { path, to: Some(to) } => format!(
+            "set -eu\nt={p}.hostkit.$$\nln -s {to} \"$t\"\nmv -Tf \"$t\" {p}\n",
+            p = sh_quote(path),
+            to = sh_quote(to)
+        ),
+        DownAction::RestoreLink { path, to: None } => format!("rm -f {}\n", sh_quote(path)),
+        DownAction::StopUnit { name, disable } => format!(
+            "systemctl {} {} 2>&1 || true\n",
+            if *disable { "disable --now" } else { "stop" },
+            sh_quote(name)
+        ),
+        DownAction::RestartUnit { name } => format!("set -e\nsystemctl restart {}\n", sh_quote(name)),
+        DownAction::RunCommand { command, exec } => command_script(command, exec, false),
+        DownAction::RestoreFirewall { table, backup, sha256 } => format!(
+            "set -eu\nb={b}\n[ \"$(sha256sum < \"$b\" | cut -c1-64)\" = {sha} ] || {{ echo 'firewall backup changed; refusing'; exit 1; }}\nnft -f \"$b\"\nrm -f {stamp}\n",
+            b = sh_quote(backup),
+            sha = sh_quote(sha256),
+            stamp = sh_quote(&firewall_stamp(table))
+        ),
+        DownAction::DeleteFirewall { table } => format!(
+            "nft delete table inet {} 2>&1 || true\nrm -f {}\n",
+            sh_quote(table),
+            sh_quote(&firewall_stamp(table))
+        ),
+        DownAction::RestoreAccount { name, home, shell } => format!(
+            "set -eu\nusermod --home {} --shell {} {}\n",
+            sh_quote(home),
+            sh_quote(shell),
+            sh_quote(name)
+        ),
+        DownAction::Noop | DownAction::Skip { .. } => return None,
+    })
+}
+
+/// The outcome of running a down plan.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DownResult {
+    pub ok: bool,
+    pub steps: Vec<ChangeResult>,
+}
+
+/// Runs a down plan step by step, stopping at the first failure. `daemon-reload` runs
+/// after unit files change and before any unit is restarted.
+pub async fn run_down(transport: &dyn Transport, down: &DownPlan) -> Result<DownResult> {
+    let mut steps = Vec::new();
+    let mut units_dirty = false;
+    let mut ok = true;
+    for step in &down.steps {
+        let mut result = ChangeResult {
+            id: step.id.clone(),
+            action: Action::Update,
+            status: Status::NotRun,
+            message: None,
+            before: None,
+            backup: None,
+        };
+        if !ok {
+            steps.push(result);
+            continue;
+        }
+        let Some(mut script) = down_script(&step.action) else {
+            result.status = Status::Applied;
+            if let DownAction::Skip { warning } = &step.action {
+                tracing::warn!(host = transport.host(), id = %step.id, "{warning}");
+                result.message = Some(warning.clone());
+            }
+            steps.push(result);
+            continue;
+        };
+        if matches!(step.action, DownAction::RestartUnit { .. } | DownAction::StopUnit { .. }) && units_dirty {
+            script = format!("systemctl daemon-reload\n{script}");
+            units_dirty = false;
+        }
+        if matches!(step.action, DownAction::RemoveFile { unit: true, .. } | DownAction::RestoreFile { unit: true, .. }) {
+            units_dirty = true;
+        }
+        let out = transport.run(&script).await?;
+        if out.status == 0 {
+            result.status = Status::Applied;
+        } else {
+            result.status = Status::Failed;
+            result.message = Some(failure_message(&out));
+            ok = false;
+        }
+        steps.push(result);
+    }
+    if units_dirty && ok {
+        transport.run("systemctl daemon-reload").await?;
+    }
+    Ok(DownResult { ok, steps })
+}

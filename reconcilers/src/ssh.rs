@@ -1,0 +1,304 @@
+//! SSH transport on russh: one connection per host, reused for the state read and every
+//! apply step; host keys checked (known_hosts, a pinned key, or explicit `acceptNew`),
+//! never accepted blindly; retries only while setting the connection up.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{ChannelMsg, client};
+
+use crate::transport::{MAX_OUTPUT, Output, Transport};
+use crate::{Error, Result};
+
+/// How the server's host key is checked.
+#[derive(Clone, Debug)]
+pub enum HostKeyCheck {
+    /// The key must be in this known_hosts file.
+    KnownHosts(PathBuf),
+    /// The key must be this one (`ssh-ed25519 AAAA…`, as in a `.pub` file).
+    Pinned(String),
+    /// Known keys must match; an unknown host's key is recorded in the file on first use.
+    AcceptNew(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+pub enum Auth {
+    /// An OpenSSH private key file (ed25519, rsa, ecdsa).
+    KeyFile(PathBuf),
+    /// A password, already resolved from its secret reference.
+    Password(String),
+}
+
+/// Retry of connection set-up: `attempts` tries, waiting `base_delay·2ⁿ` capped at
+/// `max_delay` between them. A command is never re-sent.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SshOptions {
+    /// The host's name (the Host object), for messages.
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub auth: Auth,
+    pub host_key: HostKeyCheck,
+    pub connect_timeout: Duration,
+    pub retry: RetryPolicy,
+    pub keepalive: Duration,
+    /// Run scripts through `sudo -n` (for a non-root user).
+    pub sudo: bool,
+}
+
+struct Client {
+    address: String,
+    port: u16,
+    check: HostKeyCheck,
+    /// Why the key was refused, for the error message.
+    refusal: Arc<Mutex<Option<String>>>,
+}
+
+fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(Default::default()).to_string()
+}
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_key: &PublicKeyOrCertificate,
+    ) -> std::result::Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = server_key else {
+            *self.refusal.lock().expect("not poisoned") =
+                Some("the server offered a certificate; HostKit checks plain host keys".into());
+            return Ok(false);
+        };
+        let verdict: std::result::Result<(), String> = match &self.check {
+            HostKeyCheck::Pinned(expected) => {
+                let b64 = expected.split_whitespace().nth(1).unwrap_or(expected);
+                match russh::keys::parse_public_key_base64(b64) {
+                    Ok(pinned) if &pinned == key => Ok(()),
+                    Ok(pinned) => Err(format!(
+                        "the server's key {} is not the pinned key {}",
+                        fingerprint(key),
+                        fingerprint(&pinned)
+                    )),
+                    Err(e) => Err(format!("the pinned key in the Host spec is not a public key: {e}")),
+                }
+            }
+            HostKeyCheck::KnownHosts(path) | HostKeyCheck::AcceptNew(path) => {
+                match russh::keys::check_known_hosts_path(&self.address, self.port, key, path) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => {
+                        if let HostKeyCheck::AcceptNew(path) = &self.check {
+                            if let Some(dir) = path.parent() {
+                                let _ = std::fs::create_dir_all(dir);
+                            }
+                            russh::keys::known_hosts::learn_known_hosts_path(
+                                &self.address,
+                                self.port,
+                                key,
+                                path,
+                            )
+                            .map(|_| {
+                                tracing::info!(host = %self.address, key = %fingerprint(key), "recorded new host key (acceptNew)");
+                            })
+                            .map_err(|e| format!("cannot record the new host key: {e}"))
+                        } else {
+                            Err(format!(
+                                "{} is not in {} (key {}); add it with ssh-keyscan, pin it in the Host spec, or set hostKey.policy: acceptNew",
+                                self.address,
+                                path.display(),
+                                fingerprint(key)
+                            ))
+                        }
+                    }
+                    Err(russh::keys::Error::KeyChanged { line }) => Err(format!(
+                        "the server's key {} does not match the one on line {line} of {}: possible man-in-the-middle",
+                        fingerprint(key),
+                        path.display()
+                    )),
+                    Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+                }
+            }
+        };
+        match verdict {
+            Ok(()) => Ok(true),
+            Err(why) => {
+                *self.refusal.lock().expect("not poisoned") = Some(why);
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// A connected host.
+pub struct Ssh {
+    name: String,
+    handle: client::Handle<Client>,
+    sudo: bool,
+}
+
+enum Attempt {
+    Retry(String),
+    Fatal(Error),
+}
+
+impl Ssh {
+    /// Connects and authenticates, retrying connection set-up per `opts.retry`.
+    pub async fn connect(opts: &SshOptions) -> Result<Ssh> {
+        let attempts = opts.retry.attempts.max(1);
+        let mut last = String::new();
+        for n in 0..attempts {
+            if n > 0 {
+                let delay = opts
+                    .retry
+                    .base_delay
+                    .saturating_mul(1 << (n - 1).min(16))
+                    .min(opts.retry.max_delay);
+                tracing::debug!(host = %opts.name, attempt = n + 1, ?delay, "retrying connection");
+                tokio::time::sleep(delay).await;
+            }
+            match Self::attempt(opts).await {
+                Ok(ssh) => return Ok(ssh),
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Retry(why)) => last = why,
+            }
+        }
+        Err(Error::Unreachable {
+            host: format!("{} ({}:{})", opts.name, opts.address, opts.port),
+            attempts,
+            message: last,
+        })
+    }
+
+    async fn attempt(opts: &SshOptions) -> std::result::Result<Ssh, Attempt> {
+        let config = Arc::new(client::Config {
+            keepalive_interval: Some(opts.keepalive),
+            keepalive_max: 3,
+            inactivity_timeout: None,
+            ..Default::default()
+        });
+        let refusal = Arc::new(Mutex::new(None));
+        let handler = Client {
+            address: opts.address.clone(),
+            port: opts.port,
+            check: opts.host_key.clone(),
+            refusal: refusal.clone(),
+        };
+        let host = format!("{} ({}:{})", opts.name, opts.address, opts.port);
+        let connect = client::connect(config, (opts.address.as_str(), opts.port), handler);
+        let mut handle = match tokio::time::timeout(opts.connect_timeout, connect).await {
+            Err(_) => return Err(Attempt::Retry(format!("no answer within {:?}", opts.connect_timeout))),
+            Ok(Err(e)) => {
+                if let Some(why) = refusal.lock().expect("not poisoned").take() {
+                    return Err(Attempt::Fatal(Error::HostKey { host, message: why }));
+                }
+                return Err(Attempt::Retry(e.to_string()));
+            }
+            Ok(Ok(h)) => h,
+        };
+        let auth_error = |message: String| {
+            Attempt::Fatal(Error::Auth {
+                host: host.clone(),
+                user: opts.user.clone(),
+                message,
+            })
+        };
+        let result = match &opts.auth {
+            Auth::KeyFile(path) => {
+                let key = russh::keys::load_secret_key(path, None)
+                    .map_err(|e| auth_error(format!("cannot load key {}: {e}", path.display())))?;
+                let hash = handle
+                    .best_supported_rsa_hash()
+                    .await
+                    .map_err(|e| Attempt::Retry(e.to_string()))?
+                    .flatten();
+                handle
+                    .authenticate_publickey(&opts.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+                    .await
+            }
+            Auth::Password(pw) => handle.authenticate_password(&opts.user, pw).await,
+        }
+        .map_err(|e| Attempt::Retry(e.to_string()))?;
+        if !result.success() {
+            return Err(auth_error(match &opts.auth {
+                Auth::KeyFile(p) => format!("the server refused key {}", p.display()),
+                Auth::Password(_) => "the server refused the password".to_string(),
+            }));
+        }
+        Ok(Ssh {
+            name: opts.name.clone(),
+            handle,
+            sudo: opts.sudo,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for Ssh {
+    fn host(&self) -> &str {
+        &self.name
+    }
+
+    async fn run(&self, script: &str) -> Result<Output> {
+        let err = |e: russh::Error| Error::Transport {
+            host: self.name.clone(),
+            message: e.to_string(),
+        };
+        let mut channel = self.handle.channel_open_session().await.map_err(err)?;
+        let command = if self.sudo { "sudo -n sh -s" } else { "sh -s" };
+        channel.exec(true, command).await.map_err(err)?;
+        channel.data(script.as_bytes()).await.map_err(err)?;
+        channel.eof().await.map_err(err)?;
+        let mut out = Output::default();
+        let mut status = None;
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => {
+                    if out.stdout.len() + data.len() > MAX_OUTPUT {
+                        out.truncated = true;
+                    } else {
+                        out.stdout.extend_from_slice(&data);
+                    }
+                }
+                ChannelMsg::ExtendedData { data, ext: 1 } => {
+                    if out.stderr.len() + data.len() > MAX_OUTPUT {
+                        out.truncated = true;
+                    } else {
+                        out.stderr.extend_from_slice(&data);
+                    }
+                }
+                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status as i32),
+                ChannelMsg::ExitSignal { signal_name, .. } => {
+                    out.stderr
+                        .extend_from_slice(format!("killed by signal {signal_name:?}").as_bytes());
+                    status = Some(128);
+                }
+                _ => {}
+            }
+        }
+        out.status = status.ok_or_else(|| Error::Transport {
+            host: self.name.clone(),
+            message: "the connection closed before the script finished".into(),
+        })?;
+        Ok(out)
+    }
+}
