@@ -2,12 +2,13 @@
 # Builds (once) the Debian 12 image that HostKit's test hosts boot with systemd-nspawn, and a
 # small local apt repository for package tests (test hosts have no internet). Both are cached
 # under /var/cache/hostkit, keyed by a hash of this script, outside the checkout.
-# Prints two lines: the image tarball and the apt repository folder.
+# Prints two lines: the unpacked image root (booted read-only with --volatile=overlay, so
+# one copy serves every test host) and the apt repository folder.
 set -euo pipefail
 
 PKGS="systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,nftables,python3,curl,ca-certificates"
 REPO_PKGS=(tree)
-KEY=$(cat "$0" | sha256sum | cut -c1-12)
+KEY=$(printf '%s %s' "$PKGS" "image-v1" | sha256sum | cut -c1-12)
 CACHE=${HOSTKIT_CACHE:-/var/cache/hostkit}
 IMAGE="$CACHE/testhost-$KEY.tar.zst"
 DEBS="$CACHE/debs-$KEY"
@@ -52,5 +53,16 @@ if [ ! -s "$DEBS/Packages" ]; then
   (cd "$DEBS" && apt-get download "${REPO_PKGS[@]}" >/dev/null 2>&1 && apt-ftparchive packages . > Packages.tmp && mv Packages.tmp Packages)
 fi
 
-echo "$IMAGE"
+ROOTFS="$CACHE/root-$KEY"
+if [ ! -e "$ROOTFS/.complete" ]; then
+  exec 8>"$CACHE/.unpack.lock"
+  flock 8
+  if [ ! -e "$ROOTFS/.complete" ]; then
+    rm -rf "$ROOTFS.tmp" && mkdir -p "$ROOTFS.tmp"
+    tar -C "$ROOTFS.tmp" --zstd -xf "$IMAGE"
+    rm -rf "$ROOTFS" && mv "$ROOTFS.tmp" "$ROOTFS" && touch "$ROOTFS/.complete"
+  fi
+fi
+
+echo "$ROOTFS"
 echo "$DEBS"

@@ -11,6 +11,7 @@
 
 pub mod apply;
 pub mod expand;
+pub mod manifests;
 pub mod naming;
 pub mod plan;
 pub mod render;

@@ -135,13 +135,13 @@ hk_a() {
   printf 'A\t%s\t%s\t%s\n' "$1" "$(printf '%s' "$l" | hk_b64)" "$(id -Gn "$2" 2>/dev/null | hk_b64)"
 }
 hk_c() {
-  cr=-; un=-; st=-; ih=-
+  id=$1; cr=-; un=-; st=-; ih=-
   [ -n "$2" ] && { if [ -e "$2" ]; then cr=1; else cr=0; fi; }
   [ -n "$3" ] && { if (sh -c "$3") >/dev/null 2>&1 </dev/null; then un=1; else un=0; fi; }
   [ -r "$4" ] && st=$(hk_b64 < "$4")
   shift 4
   [ $# -gt 0 ] && ih=$(hk_ih "$@")
-  printf 'C\t%s\t%s\t%s\t%s\t%s\n' "$HK_ID" "$cr" "$un" "$st" "$ih"
+  printf 'C\t%s\t%s\t%s\t%s\t%s\n' "$id" "$cr" "$un" "$st" "$ih"
 }
 hk_n() {
   l=$(nft list table inet "$2" 2>/dev/null)
@@ -183,7 +183,7 @@ pub fn script(resources: &[Resource]) -> String {
             }
             Spec::Command(c) => {
                 let mut line = format!(
-                    "HK_ID={id} hk_c {} {} {}",
+                    "hk_c {id} {} {} {}",
                     sh_quote(c.creates.as_deref().unwrap_or("")),
                     sh_quote(c.unless.as_deref().unwrap_or("")),
                     sh_quote(&c.stamp_path)

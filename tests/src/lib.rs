@@ -6,6 +6,7 @@
 
 pub mod etcd;
 pub mod server;
+pub mod testhost;
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
