@@ -117,3 +117,235 @@ async fn every_example_converges_units_run_and_the_next_plan_is_empty() {
         }
     }
 }
+
+/// A service built for the drift and rollback tests: an account, storage, a plain file,
+/// an env file with a secret, a daemon, a job, a command with a down, and a package.
+fn demo(version: &str, port: u16) -> (Desired, String) {
+    let text = format!(
+        r#"
+apiVersion: hostkit.dev/v1alpha1
+kind: Project
+metadata: {{name: demo}}
+spec:
+  roots: {{data: /srv/demo, config: /etc/demo}}
+  prefixes: {{user: demo-, unit: demo-}}
+---
+apiVersion: hostkit.dev/v1alpha1
+kind: Host
+metadata: {{name: target}}
+spec:
+  address: 127.0.0.1
+  bootstrap:
+    packages: [tree]
+---
+apiVersion: hostkit.dev/v1alpha1
+kind: Service
+metadata: {{name: web}}
+spec:
+  project: demo
+  hosts: [target]
+  account: {{system: true}}
+  storage:
+    - name: data
+      mode: "0750"
+  files:
+    - path: /etc/demo/web/version.txt
+      content: "{version}\n"
+      mode: "0644"
+    - path: /srv/demo/web/index.html
+      content: "<h1>{version}</h1>\n"
+      owner: ${{service.user}}
+  env:
+    runtime:
+      set: {{PORT: "{port}", VERSION: "{version}"}}
+      secrets: {{TOKEN: {{env: DEMO_TOKEN}}}}
+  daemon:
+    exec: [/usr/bin/python3, -m, http.server, --bind, 127.0.0.1, "{port}", --directory, "${{storage.data}}"]
+    env: [runtime]
+    isolate:
+      profile: strict_web
+      writable: [data]
+      network: loopback
+  jobs:
+    - name: tick
+      exec: [/bin/true]
+      schedule: {{onCalendar: ["*-*-* *:00:00"]}}
+  commands:
+    - name: seed
+      exec: [/bin/sh, -c, "echo {version} >> /srv/demo/web/seeded"]
+      down: {{exec: [/bin/sh, -c, "echo undo-{version} >> /srv/demo/web/seeded"]}}
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demo.yaml");
+    std::fs::write(&path, &text).unwrap();
+    (Desired::load(&[path]).expect("demo manifests"), text)
+}
+
+fn demo_secrets(token: &str) -> Secrets {
+    Secrets::default().with(SecretRef::Env("DEMO_TOKEN".into()), token)
+}
+
+fn managed_paths(resources: &[Resource]) -> Vec<String> {
+    let mut paths: Vec<String> = resources.iter().filter_map(|r| r.path().map(String::from)).collect();
+    paths.push("/srv/demo/web/seeded".into());
+    paths.sort();
+    paths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_edits_show_up_as_exactly_those_changes() {
+    let host = TestHost::boot();
+    let ssh = Ssh::connect(&options(&host)).await.expect("connect");
+    let (d, _) = demo("v1", 8080);
+    let resources = d.resources_for("target").unwrap();
+    converge(&ssh, &resources, &[], &demo_secrets("t1"), "r1").await;
+    assert!(host.sh("curl -s http://127.0.0.1:8080/index.html").contains("<h1>v1</h1>"));
+
+    host.sh("echo edited >> /etc/demo/web/version.txt; chmod 0777 /srv/demo/web; systemctl stop demo-web.service; dpkg -r tree >/dev/null");
+    let p = prepare(&ssh, &resources, &[], &demo_secrets("t1")).await.plan;
+    let changed: Vec<(&str, Action)> = p
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::Noop)
+        .map(|c| (c.id.as_str(), c.action))
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            ("package:tree", Action::Create),
+            ("directory:/srv/demo/web", Action::Update),
+            ("file:/etc/demo/web/version.txt", Action::Update),
+            ("unit:demo-web.service", Action::Update),
+        ],
+        "{}",
+        p.render(true)
+    );
+    let file = p.changes.iter().find(|c| c.id == "file:/etc/demo/web/version.txt").unwrap();
+    assert!(file.diff.as_deref().unwrap().contains("-edited"), "{:?}", file.diff);
+    let dir = p.changes.iter().find(|c| c.id == "directory:/srv/demo/web").unwrap();
+    assert!(dir.reason.contains("mode 0777, want 0750"), "{}", dir.reason);
+    let unit = p.changes.iter().find(|c| c.id == "unit:demo-web.service").unwrap();
+    assert!(unit.reason.contains("is inactive, want active"), "{}", unit.reason);
+
+    // A changed secret shows by name only, and repairing converges again.
+    let p2 = prepare(&ssh, &resources, &[], &demo_secrets("t2")).await;
+    let env = p2.plan.changes.iter().find(|c| c.id == "file:/etc/demo/web/runtime.env").unwrap();
+    assert_eq!(env.diff.as_deref(), Some("~ TOKEN (secret changed)\n"));
+    assert!(!serde_json::to_string(&p2.plan).unwrap().contains("t2"));
+    converge(&ssh, &resources, &[], &demo_secrets("t2"), "r2").await;
+    assert!(prepare(&ssh, &resources, &[], &demo_secrets("t2")).await.plan.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_down_plan_of_v2_restores_v1_byte_for_byte() {
+    let host = TestHost::boot();
+    let ssh = Ssh::connect(&options(&host)).await.expect("connect");
+    let (v1, _) = demo("v1", 8080);
+    let (v2, _) = demo("v2", 8081);
+    let r1 = v1.resources_for("target").unwrap();
+    let r2 = v2.resources_for("target").unwrap();
+    let paths = managed_paths(&r1);
+    converge(&ssh, &r1, &[], &demo_secrets("t1"), "r1").await;
+    let after_v1 = host.listing(&paths);
+    let applied = converge(&ssh, &r2, &r1, &demo_secrets("t2"), "r2").await;
+    assert!(host.sh("curl -s http://127.0.0.1:8081/index.html").contains("v2"));
+    assert_ne!(host.listing(&paths), after_v1);
+
+    let down = &applied.down;
+    assert!(down.coverage.reversible > 0);
+    let result = apply::run_down(&ssh, down).await.unwrap();
+    assert!(result.ok, "{:?}\n{}", result.steps, down.render());
+    // The command's down ran; the listing of every managed path equals v1's except the
+    // file the commands append to, which records both runs.
+    assert_eq!(host.sh("cat /srv/demo/web/seeded"), "v1\nv2\nundo-v2\n");
+    let strip = |s: String| s.lines().filter(|l| !l.contains("/seeded")).collect::<Vec<_>>().join("\n");
+    assert_eq!(strip(host.listing(&paths)), strip(after_v1));
+    assert!(host.sh("curl -s http://127.0.0.1:8080/index.html").contains("<h1>v1</h1>"));
+    assert_eq!(host.sh("systemctl is-active demo-web.service").trim(), "active");
+    // Backups are private.
+    assert_eq!(host.sh("stat -c %a /var/lib/hostkit/backups/r2/etc/demo/web/version.txt").trim(), "600");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_unit_stops_the_apply_with_its_journal() {
+    let host = TestHost::boot();
+    let ssh = Ssh::connect(&options(&host)).await.expect("connect");
+    let (mut d, _) = demo("v1", 8080);
+    let spec = &mut d.services.get_mut("web").unwrap().spec;
+    spec.daemon.as_mut().unwrap().exec = vec!["/bin/sh".into(), "-c".into(), "echo cannot-start >&2; exit 3".into()];
+    spec.commands.push(hostkit_api::kinds::Command {
+        name: "announce".into(),
+        exec: vec!["/bin/sh".into(), "-c".into(), "touch /var/tmp/announced".into()],
+        phase: Some(hostkit_api::kinds::Phase::AfterStart),
+        down: Some(hostkit_api::kinds::CommandDown::Noop),
+        ..Default::default()
+    });
+    let resources = d.resources_for("target").unwrap();
+    let prepared = prepare(&ssh, &resources, &[], &demo_secrets("t")).await;
+    let applied = apply::apply(&ssh, &prepared, Some("apt-get"), &ApplyOptions::new("r1")).await.unwrap();
+    assert!(!applied.ok);
+    let error = applied.error.clone().unwrap();
+    assert!(error.starts_with("unit:demo-web.service"), "{error}");
+    assert!(error.contains("cannot-start"), "journal tail missing: {error}");
+    let unit_at = applied.results.iter().position(|r| r.id == "unit:demo-web.service").unwrap();
+    assert!(applied.results[..unit_at].iter().all(|r| r.status == apply::Status::Applied));
+    let later = &applied.results[unit_at + 1..];
+    assert!(later.iter().any(|r| r.id == "command:web/announce"), "{:?}", applied.results);
+    assert!(later.iter().all(|r| r.status == apply::Status::NotRun));
+    // The untouched later change really did not happen.
+    assert_ne!(host.try_sh("test -e /var/tmp/announced").0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_plan_is_refused() {
+    let host = TestHost::boot();
+    let ssh = Ssh::connect(&options(&host)).await.expect("connect");
+    let (d, _) = demo("v1", 8080);
+    let resources = d.resources_for("target").unwrap();
+    let planned = prepare(&ssh, &resources, &[], &demo_secrets("t")).await.plan;
+    host.sh("mkdir -p /etc/demo/web && echo sneaky > /etc/demo/web/version.txt");
+    let fresh = prepare(&ssh, &resources, &[], &demo_secrets("t")).await.plan;
+    let err = apply::check_fresh(&planned, &fresh).unwrap_err().to_string();
+    assert!(err.contains("file:/etc/demo/web/version.txt") && err.contains("stale"), "{err}");
+    assert!(apply::check_fresh(&fresh, &fresh).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_refuses_wrong_host_keys_and_wrong_keys_and_retries_when_down() {
+    let host = TestHost::boot();
+    // A different pinned key.
+    let mut o = options(&host);
+    o.host_key = HostKeyCheck::Pinned("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ".into());
+    let err = Ssh::connect(&o).await.err().unwrap().to_string();
+    assert!(err.contains("host key refused") && err.contains("not the pinned key"), "{err}");
+    // known_hosts: unknown host refused under strict, recorded under acceptNew, then
+    // accepted under strict.
+    let kh = host.dir.path().join("kh");
+    o.host_key = HostKeyCheck::KnownHosts(kh.clone());
+    let err = Ssh::connect(&o).await.err().unwrap().to_string();
+    assert!(err.contains("is not in") && err.contains("acceptNew"), "{err}");
+    o.host_key = HostKeyCheck::AcceptNew(kh.clone());
+    Ssh::connect(&o).await.expect("acceptNew records the key");
+    o.host_key = HostKeyCheck::KnownHosts(kh.clone());
+    Ssh::connect(&o).await.expect("now known");
+    // A changed key for a known host is a loud refusal.
+    std::fs::write(&kh, format!("{} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ\n", host.address)).unwrap();
+    let err = Ssh::connect(&o).await.err().unwrap().to_string();
+    assert!(err.contains("does not match") && err.contains("man-in-the-middle"), "{err}");
+    // The wrong private key is an authentication error, not a retry loop.
+    let mut o = options(&host);
+    let other = host.dir.path().join("other_key");
+    assert!(std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&other).status().unwrap().success());
+    o.auth = Auth::KeyFile(other);
+    let err = Ssh::connect(&o).await.err().unwrap().to_string();
+    assert!(err.contains("authentication as root failed"), "{err}");
+    // sshd stopped: retried as configured, then a clear unreachable error.
+    host.sh("systemctl stop ssh.socket ssh.service 2>/dev/null; systemctl stop ssh");
+    let mut o = options(&host);
+    o.retry = RetryPolicy { attempts: 3, base_delay: Duration::from_millis(100), max_delay: Duration::from_millis(150) };
+    let started = std::time::Instant::now();
+    let err = Ssh::connect(&o).await.err().unwrap().to_string();
+    assert!(err.contains("unreachable after 3 attempt(s)"), "{err}");
+    assert!(started.elapsed() >= Duration::from_millis(250), "the retries waited between attempts");
+}
