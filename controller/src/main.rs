@@ -11,6 +11,8 @@ use hostkit_api::values::Duration as HkDuration;
 use hostkit_controller::serve::{self, ServeOptions};
 use hostkit_controller::server::TlsFiles;
 
+mod engine_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "hostkit",
@@ -26,6 +28,12 @@ struct Cli {
 enum Command {
     /// Run the API server, controller and store in one process.
     Serve(ServeArgs),
+    /// Plan hosts from manifest files, without a server (exit 0: no changes, 2: changes).
+    Plan(engine_cmd::PlanArgs),
+    /// Apply manifest files to their hosts and write what was applied with its down plan.
+    Apply(engine_cmd::ApplyArgs),
+    /// Run the down plan of an applied.json.
+    Down(engine_cmd::DownArgs),
     /// Write the JSON Schema of every kind into a folder.
     Schemas {
         /// Folder to write into, e.g. manifests/schemas.
@@ -81,7 +89,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
@@ -89,8 +98,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let engine = |f: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<u8>>>>| {
+        tokio::runtime::Runtime::new()
+            .context("starting the async runtime")?
+            .block_on(f)
+    };
     match cli.command {
+        Command::Plan(args) => engine(Box::pin(engine_cmd::plan(args))),
+        Command::Apply(args) => engine(Box::pin(engine_cmd::apply(args))),
+        Command::Down(args) => engine(Box::pin(engine_cmd::down(args))),
         Command::Schemas { dir } => {
             hostkit_api::schema::write_schemas(&dir)?;
             println!(
@@ -98,7 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 hostkit_api::KINDS.len(),
                 dir.display()
             );
-            Ok(())
+            Ok(0)
         }
         Command::Serve(args) => {
             let options = ServeOptions {
@@ -121,7 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(serve::run(options, shutdown_signal()))?;
-            Ok(())
+            Ok(0)
         }
     }
 }

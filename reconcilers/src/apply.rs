@@ -303,7 +303,8 @@ fn failure_message(out: &Output) -> String {
 }
 
 /// Applies a prepared plan. Returns what ran (also on failure, with `ok: false`).
-pub async fn apply(transport: &dyn Transport, prepared: &Prepared, facts_manager: Option<&str>, opts: &ApplyOptions) -> Result<Applied> {
+pub async fn apply(transport: &dyn Transport, prepared: &Prepared, opts: &ApplyOptions) -> Result<Applied> {
+    let facts_manager = prepared.facts.get("packageManager").map(String::as_str);
     let root = backup_root(&opts.revision);
     let mut results: Vec<ChangeResult> = Vec::new();
     let mut failed: Option<String> = None;

@@ -77,6 +77,8 @@ pub struct Prepared {
     pub plan: Plan,
     pub resources: BTreeMap<String, Resource>,
     pub bytes: BTreeMap<String, Vec<u8>>,
+    /// The host's facts from the same read (os, arch, package manager, systemd).
+    pub facts: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -577,6 +579,7 @@ pub fn compute(
         },
         resources: all,
         bytes,
+        facts: state.facts.clone(),
     })
 }
 

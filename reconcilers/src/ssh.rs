@@ -302,3 +302,76 @@ impl Transport for Ssh {
         Ok(out)
     }
 }
+
+fn home_path(p: &str) -> PathBuf {
+    match p.strip_prefix("~/") {
+        Some(rest) => PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(rest),
+        None => PathBuf::from(p),
+    }
+}
+
+impl SshOptions {
+    /// Connection settings from a Host spec; a password reference is resolved here.
+    pub fn from_host(
+        name: &str,
+        spec: &hostkit_api::kinds::HostSpec,
+        secrets: &crate::secrets::Secrets,
+    ) -> Result<SshOptions> {
+        use hostkit_api::kinds::HostKeyPolicy;
+        let ssh = &spec.ssh;
+        let user = ssh.user.clone().unwrap_or_else(|| "root".into());
+        let auth = match (&ssh.password, &ssh.identity_file) {
+            (Some(r), None) => Auth::Password(secrets.resolve(r)?),
+            (_, Some(f)) => Auth::KeyFile(home_path(f)),
+            (None, None) => Auth::KeyFile(home_path("~/.ssh/id_ed25519")),
+        };
+        let known_hosts = |hk: Option<&hostkit_api::kinds::HostKey>| {
+            home_path(
+                hk.and_then(|k| k.known_hosts.as_deref())
+                    .unwrap_or("~/.ssh/known_hosts"),
+            )
+        };
+        let host_key = match &ssh.host_key {
+            None => HostKeyCheck::KnownHosts(known_hosts(None)),
+            Some(hk) => match hk.policy {
+                HostKeyPolicy::Strict => HostKeyCheck::KnownHosts(known_hosts(Some(hk))),
+                HostKeyPolicy::AcceptNew => HostKeyCheck::AcceptNew(known_hosts(Some(hk))),
+                HostKeyPolicy::Pinned => HostKeyCheck::Pinned(hk.key.clone().ok_or_else(|| {
+                    Error::Invalid {
+                        object: format!("Host/{name}"),
+                        field: "spec.ssh.hostKey.key".into(),
+                        message: "policy pinned needs key: (e.g. \"ssh-ed25519 AAAA…\")".into(),
+                    }
+                })?),
+            },
+        };
+        let retry = ssh.retry.as_ref();
+        let defaults = RetryPolicy::default();
+        Ok(SshOptions {
+            name: name.to_string(),
+            address: spec.address.clone(),
+            port: ssh.port.unwrap_or(22),
+            sudo: spec.sudo.unwrap_or(user != "root") && user != "root",
+            user,
+            auth,
+            host_key,
+            connect_timeout: ssh
+                .connect_timeout
+                .as_ref()
+                .map(|d| d.as_std())
+                .unwrap_or(Duration::from_secs(10)),
+            retry: RetryPolicy {
+                attempts: retry.and_then(|r| r.attempts).unwrap_or(defaults.attempts),
+                base_delay: retry
+                    .and_then(|r| r.base_delay.as_ref())
+                    .map(|d| d.as_std())
+                    .unwrap_or(defaults.base_delay),
+                max_delay: retry
+                    .and_then(|r| r.max_delay.as_ref())
+                    .map(|d| d.as_std())
+                    .unwrap_or(defaults.max_delay),
+            },
+            keepalive: Duration::from_secs(15),
+        })
+    }
+}

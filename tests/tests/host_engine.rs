@@ -38,7 +38,7 @@ async fn prepare(t: &dyn Transport, resources: &[Resource], previous: &[Resource
 
 async fn converge(t: &dyn Transport, resources: &[Resource], previous: &[Resource], secrets: &Secrets, revision: &str) -> Applied {
     let prepared = prepare(t, resources, previous, secrets).await;
-    let applied = apply::apply(t, &prepared, Some("apt-get"), &ApplyOptions::new(revision))
+    let applied = apply::apply(t, &prepared, &ApplyOptions::new(revision))
         .await
         .expect("apply");
     assert!(applied.ok, "apply failed: {:?}\n{}", applied.error, prepared.plan.render(true));
@@ -283,7 +283,7 @@ async fn a_failing_unit_stops_the_apply_with_its_journal() {
     });
     let resources = d.resources_for("target").unwrap();
     let prepared = prepare(&ssh, &resources, &[], &demo_secrets("t")).await;
-    let applied = apply::apply(&ssh, &prepared, Some("apt-get"), &ApplyOptions::new("r1")).await.unwrap();
+    let applied = apply::apply(&ssh, &prepared, &ApplyOptions::new("r1")).await.unwrap();
     assert!(!applied.ok);
     let error = applied.error.clone().unwrap();
     assert!(error.starts_with("unit:demo-web.service"), "{error}");
@@ -348,4 +348,67 @@ async fn ssh_refuses_wrong_host_keys_and_wrong_keys_and_retries_when_down() {
     let err = Ssh::connect(&o).await.err().unwrap().to_string();
     assert!(err.contains("unreachable after 3 attempt(s)"), "{err}");
     assert!(started.elapsed() >= Duration::from_millis(250), "the retries waited between attempts");
+}
+
+/// `hostkit plan/apply/down` as a user runs them: manifests on disk, exit codes, plan and
+/// applied files.
+#[test]
+fn the_hostkit_plan_apply_down_commands() {
+    use hostkit_e2e::server::{bin, stderr, stdout};
+    let host = TestHost::boot();
+    let (_, text) = demo("v1", 8080);
+    let dir = tempfile::tempdir().unwrap();
+    let text = text.replace(
+        "  address: 127.0.0.1\n",
+        &format!(
+            "  address: {}\n  ssh:\n    user: root\n    identityFile: {}\n    hostKey:\n      policy: pinned\n      key: {}\n",
+            host.address,
+            host.key().display(),
+            host.host_key()
+        ),
+    );
+    let manifest = dir.path().join("demo.yaml");
+    std::fs::write(&manifest, text).unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin("hostkit"))
+            .args(args)
+            .env("DEMO_TOKEN", "cli-secret")
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let m = manifest.to_str().unwrap();
+    let out = run(&["plan", "-f", m, "--out", "plan.json"]);
+    assert_eq!(out.status.code(), Some(2), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("Plan: ") && stdout(&out).contains("+ unit:demo-web.service"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("cli-secret"));
+
+    let out = run(&["apply", "-f", m]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--confirm"));
+
+    let out = run(&["apply", "-f", m, "--plan", "plan.json", "--confirm", "--out", "applied.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let applied = std::fs::read_to_string(dir.path().join("applied.json")).unwrap();
+    assert!(!applied.contains("cli-secret"));
+    assert!(host.sh("cat /etc/demo/web/runtime.env").contains("TOKEN=\"cli-secret\""));
+
+    // A plan made before a change on the host is refused.
+    let out = run(&["plan", "-f", m, "--out", "plan2.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    host.sh("echo drift >> /etc/demo/web/version.txt");
+    let out = run(&["apply", "-f", m, "--plan", "plan2.json", "--confirm", "--out", "applied2.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("stale") && stderr(&out).contains("file:/etc/demo/web/version.txt"), "{}", stderr(&out));
+
+    // down --only restores one file; down of everything removes what was created.
+    let out = run(&["down", "--from", "applied.json", "--only", "file:/srv/demo/web/index.html", "--confirm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_ne!(host.try_sh("test -e /srv/demo/web/index.html").0, 0);
+    assert_eq!(host.try_sh("test -e /etc/demo/web/version.txt").0, 0);
+    let out = run(&["down", "--from", "applied.json", "--confirm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("skip: account demo-web is kept"), "{}", stdout(&out));
+    assert_ne!(host.try_sh("test -e /etc/systemd/system/demo-web.service").0, 0);
+    assert_ne!(host.try_sh("systemctl is-active demo-web.service").0, 0);
 }
