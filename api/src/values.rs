@@ -253,7 +253,9 @@ impl JsonSchema for FileMode {
 
 /// Where a secret's value comes from. Only the reference is ever stored: the value is
 /// read on the controller at apply time and never reaches the store, a plan or status.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum SecretRef {
     /// An environment variable of the controller process.

@@ -93,19 +93,37 @@ fn load(files: &[PathBuf]) -> anyhow::Result<Desired> {
 }
 
 fn previous(path: &Option<PathBuf>) -> anyhow::Result<BTreeMap<String, Vec<Resource>>> {
-    let Some(path) = path else { return Ok(BTreeMap::new()) };
-    let f: AppliedFile = serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
-        .with_context(|| format!("{} is not an applied.json from hostkit apply", path.display()))?;
-    Ok(f.applied.into_iter().map(|a| (a.host, a.resources)).collect())
+    let Some(path) = path else {
+        return Ok(BTreeMap::new());
+    };
+    let f: AppliedFile = serde_json::from_slice(
+        &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| {
+        format!(
+            "{} is not an applied.json from hostkit apply",
+            path.display()
+        )
+    })?;
+    Ok(f.applied
+        .into_iter()
+        .map(|a| (a.host, a.resources))
+        .collect())
 }
 
 fn hosts<'a>(d: &'a Desired, only: &Option<String>) -> anyhow::Result<Vec<&'a String>> {
-    if let Some(h) = only {
-        if !d.hosts.contains_key(h) {
-            bail!("Host/{h} is not in the manifests (have: {})", d.hosts.keys().cloned().collect::<Vec<_>>().join(", "));
-        }
+    if let Some(h) = only
+        && !d.hosts.contains_key(h)
+    {
+        bail!(
+            "Host/{h} is not in the manifests (have: {})",
+            d.hosts.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
     }
-    Ok(d.hosts.keys().filter(|h| only.as_ref().is_none_or(|o| o == *h)).collect())
+    Ok(d.hosts
+        .keys()
+        .filter(|h| only.as_ref().is_none_or(|o| o == *h))
+        .collect())
 }
 
 async fn connect(name: &str, spec: &HostSpec, secrets: &Secrets) -> anyhow::Result<Ssh> {
@@ -113,9 +131,20 @@ async fn connect(name: &str, spec: &HostSpec, secrets: &Secrets) -> anyhow::Resu
     Ok(Ssh::connect(&opts).await?)
 }
 
-async fn prepare(ssh: &Ssh, resources: &[Resource], previous: &[Resource], secrets: &Secrets) -> anyhow::Result<Prepared> {
+async fn prepare(
+    ssh: &Ssh,
+    resources: &[Resource],
+    previous: &[Resource],
+    secrets: &Secrets,
+) -> anyhow::Result<Prepared> {
     let st = state::read(ssh, resources).await?;
-    Ok(plan::compute(ssh_host(ssh), resources, previous, &st, secrets)?)
+    Ok(plan::compute(
+        ssh_host(ssh),
+        resources,
+        previous,
+        &st,
+        secrets,
+    )?)
 }
 
 fn ssh_host(ssh: &Ssh) -> &str {
@@ -135,19 +164,39 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
             continue;
         }
         let ssh = connect(h, &d.hosts[h].spec, &secrets).await?;
-        let prepared = prepare(&ssh, &resources, prev.get(h).map(Vec::as_slice).unwrap_or(&[]), &secrets).await?;
+        let prepared = prepare(
+            &ssh,
+            &resources,
+            prev.get(h).map(Vec::as_slice).unwrap_or(&[]),
+            &secrets,
+        )
+        .await?;
         if args.output == "text" {
             print!("{}", prepared.plan.render(true));
         }
         plans.push(prepared.plan);
     }
     if args.output == "json" {
-        println!("{}", serde_json::to_string_pretty(&PlanFile { plans: plans.clone() })?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&PlanFile {
+                plans: plans.clone()
+            })?
+        );
     }
     if let Some(out) = &args.out {
-        write_atomic(out, &serde_json::to_vec_pretty(&PlanFile { plans: plans.clone() })?)?;
+        write_atomic(
+            out,
+            &serde_json::to_vec_pretty(&PlanFile {
+                plans: plans.clone(),
+            })?,
+        )?;
     }
-    Ok(if plans.iter().all(|p| p.is_empty()) { 0 } else { 2 })
+    Ok(if plans.iter().all(|p| p.is_empty()) {
+        0
+    } else {
+        2
+    })
 }
 
 fn write_atomic(path: &PathBuf, bytes: &[u8]) -> anyhow::Result<()> {
@@ -161,17 +210,28 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
     if !args.confirm {
         bail!("hostkit apply changes hosts; run `hostkit plan` first, then add --confirm");
     }
-    let settle = hostkit_api::values::Duration::parse(&args.settle).map_err(|e| anyhow::anyhow!("--settle: {e}"))?.as_std();
+    let settle = hostkit_api::values::Duration::parse(&args.settle)
+        .map_err(|e| anyhow::anyhow!("--settle: {e}"))?
+        .as_std();
     let d = load(&args.files)?;
     let prev = previous(&args.previous)?;
     let expected: Option<PlanFile> = match &args.plan {
-        Some(p) => Some(serde_json::from_slice(&std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
-            .with_context(|| format!("{} is not a plan file from hostkit plan --out", p.display()))?),
+        Some(p) => Some(
+            serde_json::from_slice(
+                &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+            )
+            .with_context(|| {
+                format!("{} is not a plan file from hostkit plan --out", p.display())
+            })?,
+        ),
         None => None,
     };
     let secrets = Secrets::default();
     let revision = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-    let mut out = AppliedFile { hosts: BTreeMap::new(), applied: Vec::new() };
+    let mut out = AppliedFile {
+        hosts: BTreeMap::new(),
+        applied: Vec::new(),
+    };
     let mut ok = true;
     let interactive = std::io::stderr().is_terminal();
     for h in hosts(&d, &args.host)? {
@@ -180,9 +240,19 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
             continue;
         }
         let ssh = connect(h, &d.hosts[h].spec, &secrets).await?;
-        let prepared = prepare(&ssh, &resources, prev.get(h).map(Vec::as_slice).unwrap_or(&[]), &secrets).await?;
+        let prepared = prepare(
+            &ssh,
+            &resources,
+            prev.get(h).map(Vec::as_slice).unwrap_or(&[]),
+            &secrets,
+        )
+        .await?;
         if let Some(expected) = &expected {
-            let plan = expected.plans.iter().find(|p| &p.host == h).with_context(|| format!("the plan file has no plan for host {h}"))?;
+            let plan = expected
+                .plans
+                .iter()
+                .find(|p| &p.host == h)
+                .with_context(|| format!("the plan file has no plan for host {h}"))?;
             apply::check_fresh(plan, &prepared.plan)?;
         }
         eprintln!("host {h}: {}", prepared.plan.summary());
@@ -203,7 +273,10 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
             eprintln!("host {h}: apply failed: {e}");
             ok = false;
         } else {
-            eprintln!("host {h}: applied; down plan: {} steps", applied.down.steps.len());
+            eprintln!(
+                "host {h}: applied; down plan: {} steps",
+                applied.down.steps.len()
+            );
         }
         out.hosts.insert(h.clone(), d.hosts[h].spec.clone());
         out.applied.push(applied);
@@ -217,17 +290,34 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
 }
 
 pub async fn down(args: DownArgs) -> anyhow::Result<u8> {
-    let f: AppliedFile = serde_json::from_slice(&std::fs::read(&args.from).with_context(|| format!("reading {}", args.from.display()))?)
-        .with_context(|| format!("{} is not an applied.json from hostkit apply", args.from.display()))?;
+    let f: AppliedFile = serde_json::from_slice(
+        &std::fs::read(&args.from).with_context(|| format!("reading {}", args.from.display()))?,
+    )
+    .with_context(|| {
+        format!(
+            "{} is not an applied.json from hostkit apply",
+            args.from.display()
+        )
+    })?;
     let secrets = Secrets::default();
     let mut ok = true;
     for a in f.applied.iter().rev() {
-        let down = if args.only.is_empty() { a.down.clone() } else { a.down.only(&args.only) };
+        let down = if args.only.is_empty() {
+            a.down.clone()
+        } else {
+            a.down.only(&args.only)
+        };
         print!("{}", down.render());
         if !args.confirm {
             continue;
         }
-        let spec = f.hosts.get(&a.host).with_context(|| format!("{} has no connection for host {}", args.from.display(), a.host))?;
+        let spec = f.hosts.get(&a.host).with_context(|| {
+            format!(
+                "{} has no connection for host {}",
+                args.from.display(),
+                a.host
+            )
+        })?;
         let ssh = connect(&a.host, spec, &secrets).await?;
         let result = apply::run_down(&ssh, &down).await?;
         for s in &result.steps {

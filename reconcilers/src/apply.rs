@@ -73,13 +73,16 @@ pub struct Applied {
     pub down: DownPlan,
 }
 
+/// Called after each change with its result.
+pub type Progress = Box<dyn Fn(&ChangeResult) + Send + Sync>;
+
 pub struct ApplyOptions {
     /// Names the backup folder and the result.
     pub revision: String,
     /// How long a (re)started unit must stay active before the apply goes on.
     pub settle: Duration,
     /// Called after each change (for progress lines and events).
-    pub progress: Option<Box<dyn Fn(&ChangeResult) + Send + Sync>>,
+    pub progress: Option<Progress>,
 }
 
 impl ApplyOptions {
@@ -98,12 +101,20 @@ pub fn check_fresh(expected: &Plan, fresh: &Plan) -> Result<()> {
     let mut changed = Vec::new();
     for c in fresh.changes.iter().filter(|c| c.action != Action::Noop) {
         match expected.changes.iter().find(|e| e.id == c.id) {
-            Some(e) if e.action == c.action && e.fingerprint == c.fingerprint && e.desired == c.desired => {}
+            Some(e)
+                if e.action == c.action
+                    && e.fingerprint == c.fingerprint
+                    && e.desired == c.desired => {}
             _ => changed.push(c.id.clone()),
         }
     }
     for e in expected.changes.iter().filter(|c| c.action != Action::Noop) {
-        if !fresh.changes.iter().any(|c| c.id == e.id && c.action != Action::Noop) && !changed.contains(&e.id) {
+        if !fresh
+            .changes
+            .iter()
+            .any(|c| c.id == e.id && c.action != Action::Noop)
+            && !changed.contains(&e.id)
+        {
             changed.push(e.id.clone());
         }
     }
@@ -144,9 +155,19 @@ fi
 }
 
 /// The script that writes `bytes` to `path` atomically with owner and mode.
-pub fn write_file_script(path: &str, bytes: &[u8], owner: &str, group: &str, mode: u32, backup_root: Option<&str>) -> String {
+pub fn write_file_script(
+    path: &str,
+    bytes: &[u8],
+    owner: &str,
+    group: &str,
+    mode: u32,
+    backup_root: Option<&str>,
+) -> String {
     let mut s = String::from("set -eu\n");
-    s.push_str(&format!("p={}\nd=$(dirname \"$p\")\nmkdir -p \"$d\"\n", sh_quote(path)));
+    s.push_str(&format!(
+        "p={}\nd=$(dirname \"$p\")\nmkdir -p \"$d\"\n",
+        sh_quote(path)
+    ));
     if let Some(root) = backup_root {
         s.push_str(&backup_script(path, root));
     }
@@ -172,6 +193,7 @@ trap - EXIT
 fn unit_start_script(name: &str, settle: Duration) -> String {
     let n = sh_quote(name);
     let settle_ms = settle.as_millis();
+    let settle = format!("{}.{:03}", settle_ms / 1000, settle_ms % 1000);
     format!(
         r#"set -u
 systemctl enable --quiet {n} 2>&1 || true
@@ -195,7 +217,6 @@ if [ {settle_ms} -gt 0 ]; then
   if [ "$s" != active ] || [ "${{r:-0}}" != 0 ]; then echo "{name} did not stay active (state $s, restarts ${{r:-0}})"; echo "HOSTKIT_JOURNAL"; journalctl -u {n} -n 20 --no-pager 2>&1; exit 1; fi
 fi
 "#,
-        settle = format!("{}.{:03}", settle_ms / 1000, settle_ms % 1000),
     )
 }
 
@@ -219,11 +240,21 @@ fn command_script(c: &CommandSpec, argv: &[String], write_stamp: bool) -> String
     if let Some(t) = c.timeout_secs {
         inner.push_str(&format!("timeout {t} "));
     }
-    inner.push_str(&argv.iter().map(|a| sh_quote(a)).collect::<Vec<_>>().join(" "));
+    inner.push_str(
+        &argv
+            .iter()
+            .map(|a| sh_quote(a))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
     let codes = if c.success_codes.is_empty() {
         "0".to_string()
     } else {
-        c.success_codes.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" ")
+        c.success_codes
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
     };
     s.push_str(&format!(
         r#"out=$( ( {inner} ) 2>&1 </dev/null ); code=$?
@@ -232,10 +263,19 @@ if [ $ok = 0 ]; then printf '%s\n' "$out" | tail -n 20; echo "exit status $code"
 "#
     ));
     if write_stamp {
-        let inputs = c.inputs.iter().map(|i| sh_quote(i)).collect::<Vec<_>>().join(" ");
+        let inputs = c
+            .inputs
+            .iter()
+            .map(|i| sh_quote(i))
+            .collect::<Vec<_>>()
+            .join(" ");
         s.push_str(&format!(
             "ih=-; {}\nmkdir -p \"$(dirname {sp})\"\nprintf '%s %s\\n' {stamp} \"$ih\" > {sp}\n",
-            if c.inputs.is_empty() { String::new() } else { format!("ih=$(hk_ih {inputs})") },
+            if c.inputs.is_empty() {
+                String::new()
+            } else {
+                format!("ih=$(hk_ih {inputs})")
+            },
             sp = sh_quote(&c.stamp_path),
             stamp = sh_quote(&c.stamp),
         ));
@@ -269,7 +309,11 @@ printf '%s %s\n' "$(printf '%s\n' "$l" | sha256sum | cut -c1-64)" "$(sha256sum <
 }
 
 fn package_script(manager: &str, names: &[String]) -> String {
-    let list = names.iter().map(|n| sh_quote(n)).collect::<Vec<_>>().join(" ");
+    let list = names
+        .iter()
+        .map(|n| sh_quote(n))
+        .collect::<Vec<_>>()
+        .join(" ");
     match manager {
         "dnf" => format!("set -e\ndnf install -y {list}\n"),
         "apk" => format!("set -e\napk add {list}\n"),
@@ -297,20 +341,32 @@ fn failure_message(out: &Output) -> String {
     let mut text = out.stdout_text();
     text.push_str(&out.stderr_text());
     let text = text.replace("HOSTKIT_JOURNAL\n", "journal:\n");
-    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with("BACKUP\t")).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("BACKUP\t"))
+        .collect();
     let tail = &lines[lines.len().saturating_sub(25)..];
     format!("exit status {}: {}", out.status, tail.join("\n"))
 }
 
 /// Applies a prepared plan. Returns what ran (also on failure, with `ok: false`).
-pub async fn apply(transport: &dyn Transport, prepared: &Prepared, opts: &ApplyOptions) -> Result<Applied> {
+pub async fn apply(
+    transport: &dyn Transport,
+    prepared: &Prepared,
+    opts: &ApplyOptions,
+) -> Result<Applied> {
     let facts_manager = prepared.facts.get("packageManager").map(String::as_str);
     let root = backup_root(&opts.revision);
     let mut results: Vec<ChangeResult> = Vec::new();
     let mut failed: Option<String> = None;
     let mut units_dirty = false;
     let mut done: BTreeSet<String> = BTreeSet::new();
-    let changes: Vec<&Change> = prepared.plan.changes.iter().filter(|c| c.action != Action::Noop).collect();
+    let changes: Vec<&Change> = prepared
+        .plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::Noop)
+        .collect();
     for (i, change) in changes.iter().enumerate() {
         if done.contains(&change.id) {
             continue;
@@ -340,13 +396,36 @@ pub async fn apply(transport: &dyn Transport, prepared: &Prepared, opts: &ApplyO
                 let mut s = String::from("set -eu\n");
                 s.push_str(&backup_script(path, &root));
                 s.push_str(&format!("rm -f {}\n", sh_quote(path)));
-                if matches!(r.spec, Spec::File { role: FileRole::Unit, .. }) {
+                if matches!(
+                    r.spec,
+                    Spec::File {
+                        role: FileRole::Unit,
+                        ..
+                    }
+                ) {
                     units_dirty = true;
                 }
                 s
             }
-            (Spec::File { path, owner, group, mode, role, .. }, _) => {
-                let mut s = write_file_script(path, &prepared.bytes[&r.id], owner, group, *mode, Some(&root));
+            (
+                Spec::File {
+                    path,
+                    owner,
+                    group,
+                    mode,
+                    role,
+                    ..
+                },
+                _,
+            ) => {
+                let mut s = write_file_script(
+                    path,
+                    &prepared.bytes[&r.id],
+                    owner,
+                    group,
+                    *mode,
+                    Some(&root),
+                );
                 match role {
                     FileRole::Unit => units_dirty = true,
                     FileRole::Caddy => s.push_str("if systemctl is-active -q caddy 2>/dev/null; then systemctl reload caddy; fi\n"),
@@ -355,12 +434,22 @@ pub async fn apply(transport: &dyn Transport, prepared: &Prepared, opts: &ApplyO
                 s
             }
             (Spec::Directory { .. }, Action::Delete) => {
-                result.message = Some("kept: directories are not removed when they leave the spec".into());
+                result.message =
+                    Some("kept: directories are not removed when they leave the spec".into());
                 result.status = Status::Applied;
                 results.push(result);
                 continue;
             }
-            (Spec::Directory { path, owner, group, mode, .. }, _) => format!(
+            (
+                Spec::Directory {
+                    path,
+                    owner,
+                    group,
+                    mode,
+                    ..
+                },
+                _,
+            ) => format!(
                 "set -eu\nmkdir -p {p}\nchown {o}:{g} {p}\nchmod {mode:04o} {p}\n",
                 p = sh_quote(path),
                 o = sh_quote(owner),
@@ -371,19 +460,45 @@ pub async fn apply(transport: &dyn Transport, prepared: &Prepared, opts: &ApplyO
                 p = sh_quote(path),
                 to = sh_quote(to)
             ),
-            (Spec::Account { name, system, home, shell, groups }, Action::Create) => format!(
+            (
+                Spec::Account {
+                    name,
+                    system,
+                    home,
+                    shell,
+                    groups,
+                },
+                Action::Create,
+            ) => format!(
                 "set -eu\nuseradd {}--no-create-home --home-dir {} --shell {} --user-group {}{}\n",
                 if *system { "--system " } else { "" },
                 sh_quote(home),
                 sh_quote(shell),
-                if groups.is_empty() { String::new() } else { format!("--groups {} ", sh_quote(&groups.join(","))) },
+                if groups.is_empty() {
+                    String::new()
+                } else {
+                    format!("--groups {} ", sh_quote(&groups.join(",")))
+                },
                 sh_quote(name)
             ),
-            (Spec::Account { name, home, shell, groups, .. }, Action::Update) => format!(
+            (
+                Spec::Account {
+                    name,
+                    home,
+                    shell,
+                    groups,
+                    ..
+                },
+                Action::Update,
+            ) => format!(
                 "set -eu\nusermod --home {} --shell {} {}{}\n",
                 sh_quote(home),
                 sh_quote(shell),
-                if groups.is_empty() { String::new() } else { format!("--append --groups {} ", sh_quote(&groups.join(","))) },
+                if groups.is_empty() {
+                    String::new()
+                } else {
+                    format!("--append --groups {} ", sh_quote(&groups.join(",")))
+                },
                 sh_quote(name)
             ),
             (Spec::Package { .. }, Action::Create) => {
@@ -468,7 +583,10 @@ pub async fn apply(transport: &dyn Transport, prepared: &Prepared, opts: &ApplyO
     if units_dirty && failed.is_none() {
         let out = transport.run("systemctl daemon-reload").await?;
         if out.status != 0 {
-            failed = Some(format!("systemctl daemon-reload: {}", failure_message(&out)));
+            failed = Some(format!(
+                "systemctl daemon-reload: {}",
+                failure_message(&out)
+            ));
         }
     }
     let resources: Vec<Resource> = prepared
@@ -510,7 +628,12 @@ pub enum DownAction {
         unit: bool,
     },
     #[serde(rename_all = "camelCase")]
-    RestoreMeta { path: String, owner: String, group: String, mode: u32 },
+    RestoreMeta {
+        path: String,
+        owner: String,
+        group: String,
+        mode: u32,
+    },
     #[serde(rename_all = "camelCase")]
     RemoveDir { path: String },
     #[serde(rename_all = "camelCase")]
@@ -520,13 +643,24 @@ pub enum DownAction {
     #[serde(rename_all = "camelCase")]
     RestartUnit { name: String },
     #[serde(rename_all = "camelCase")]
-    RunCommand { command: CommandSpec, exec: Vec<String> },
+    RunCommand {
+        command: Box<CommandSpec>,
+        exec: Vec<String>,
+    },
     #[serde(rename_all = "camelCase")]
-    RestoreFirewall { table: String, backup: String, sha256: String },
+    RestoreFirewall {
+        table: String,
+        backup: String,
+        sha256: String,
+    },
     #[serde(rename_all = "camelCase")]
     DeleteFirewall { table: String },
     #[serde(rename_all = "camelCase")]
-    RestoreAccount { name: String, home: String, shell: String },
+    RestoreAccount {
+        name: String,
+        home: String,
+        shell: String,
+    },
     /// Nothing to do, on purpose (`down: noop`).
     Noop,
     /// Cannot be undone; reported, never silently dropped.
@@ -564,11 +698,18 @@ fn s(v: &Option<Value>, key: &str) -> Option<String> {
 impl DownPlan {
     /// Derives the down plan from what ran: reverse order, unit restarts last (after the
     /// files they read are back).
-    pub fn derive(host: &str, revision: &str, results: &[ChangeResult], prepared: &Prepared) -> DownPlan {
+    pub fn derive(
+        host: &str,
+        revision: &str,
+        results: &[ChangeResult],
+        prepared: &Prepared,
+    ) -> DownPlan {
         let mut steps = Vec::new();
         let mut restarts = Vec::new();
         for res in results.iter().rev().filter(|r| r.status == Status::Applied) {
-            let Some(r) = prepared.resources.get(&res.id) else { continue };
+            let Some(r) = prepared.resources.get(&res.id) else {
+                continue;
+            };
             let before = &res.before;
             let existed = before
                 .as_ref()
@@ -582,21 +723,29 @@ impl DownPlan {
                         sha256: b.sha256.clone(),
                         owner: s(before, "owner").unwrap_or_else(|| "root".into()),
                         group: s(before, "group").unwrap_or_else(|| "root".into()),
-                        mode: s(before, "mode").and_then(|m| u32::from_str_radix(&m, 8).ok()).unwrap_or(0o644),
+                        mode: s(before, "mode")
+                            .and_then(|m| u32::from_str_radix(&m, 8).ok())
+                            .unwrap_or(0o644),
                         unit: *role == FileRole::Unit,
                     },
                     (None, true) => DownAction::RestoreMeta {
                         path: path.clone(),
                         owner: s(before, "owner").unwrap_or_else(|| "root".into()),
                         group: s(before, "group").unwrap_or_else(|| "root".into()),
-                        mode: s(before, "mode").and_then(|m| u32::from_str_radix(&m, 8).ok()).unwrap_or(0o644),
+                        mode: s(before, "mode")
+                            .and_then(|m| u32::from_str_radix(&m, 8).ok())
+                            .unwrap_or(0o644),
                     },
                     (_, false) => DownAction::RemoveFile {
                         path: path.clone(),
                         unit: *role == FileRole::Unit,
                     },
                 },
-                Spec::Directory { path, delete_if_created, .. } => {
+                Spec::Directory {
+                    path,
+                    delete_if_created,
+                    ..
+                } => {
                     if res.action == Action::Delete {
                         continue;
                     }
@@ -605,13 +754,17 @@ impl DownPlan {
                             path: path.clone(),
                             owner: s(before, "owner").unwrap_or_else(|| "root".into()),
                             group: s(before, "group").unwrap_or_else(|| "root".into()),
-                            mode: s(before, "mode").and_then(|m| u32::from_str_radix(&m, 8).ok()).unwrap_or(0o755),
+                            mode: s(before, "mode")
+                                .and_then(|m| u32::from_str_radix(&m, 8).ok())
+                                .unwrap_or(0o755),
                         }
                     } else if *delete_if_created {
                         DownAction::RemoveDir { path: path.clone() }
                     } else {
                         DownAction::Skip {
-                            warning: format!("directory {path} is kept (set rollback: deleteIfCreated to remove it)"),
+                            warning: format!(
+                                "directory {path} is kept (set rollback: deleteIfCreated to remove it)"
+                            ),
                         }
                     }
                 }
@@ -659,7 +812,7 @@ impl DownPlan {
                 }
                 Spec::Command(c) => match &c.down {
                     Down::Exec(argv) => DownAction::RunCommand {
-                        command: c.clone(),
+                        command: Box::new(c.clone()),
                         exec: argv.clone(),
                     },
                     Down::Noop => DownAction::Noop,
@@ -673,7 +826,9 @@ impl DownPlan {
                         backup: b.path.clone(),
                         sha256: b.sha256.clone(),
                     },
-                    None => DownAction::DeleteFirewall { table: table.clone() },
+                    None => DownAction::DeleteFirewall {
+                        table: table.clone(),
+                    },
                 },
             };
             steps.push(DownStep {
@@ -686,7 +841,9 @@ impl DownPlan {
         for st in &steps {
             match &st.action {
                 DownAction::Noop => coverage.noop += 1,
-                DownAction::Skip { warning } => coverage.skipped.push((st.id.clone(), warning.clone())),
+                DownAction::Skip { warning } => {
+                    coverage.skipped.push((st.id.clone(), warning.clone()))
+                }
                 _ => coverage.reversible += 1,
             }
         }
@@ -718,15 +875,26 @@ impl DownPlan {
         for s in &self.steps {
             let what = match &s.action {
                 DownAction::RemoveFile { path, .. } => format!("remove {path}"),
-                DownAction::RestoreFile { path, backup, .. } => format!("restore {path} from {backup}"),
-                DownAction::RestoreMeta { path, owner, group, mode } => format!("restore {path} to {owner}:{group} {mode:04o}"),
+                DownAction::RestoreFile { path, backup, .. } => {
+                    format!("restore {path} from {backup}")
+                }
+                DownAction::RestoreMeta {
+                    path,
+                    owner,
+                    group,
+                    mode,
+                } => format!("restore {path} to {owner}:{group} {mode:04o}"),
                 DownAction::RemoveDir { path } => format!("remove directory {path}"),
-                DownAction::RestoreLink { path, to: Some(t) } => format!("point {path} back to {t}"),
+                DownAction::RestoreLink { path, to: Some(t) } => {
+                    format!("point {path} back to {t}")
+                }
                 DownAction::RestoreLink { path, to: None } => format!("remove symlink {path}"),
                 DownAction::StopUnit { name, .. } => format!("stop {name}"),
                 DownAction::RestartUnit { name } => format!("restart {name}"),
                 DownAction::RunCommand { exec, .. } => format!("run {}", exec.join(" ")),
-                DownAction::RestoreFirewall { table, .. } => format!("reload previous table {table}"),
+                DownAction::RestoreFirewall { table, .. } => {
+                    format!("reload previous table {table}")
+                }
                 DownAction::DeleteFirewall { table } => format!("delete table {table}"),
                 DownAction::RestoreAccount { name, .. } => format!("restore account {name}"),
                 DownAction::Noop => "nothing (down: noop)".into(),
@@ -741,7 +909,15 @@ impl DownPlan {
 fn down_script(action: &DownAction) -> Option<String> {
     Some(match action {
         DownAction::RemoveFile { path, .. } => format!("rm -f {}\n", sh_quote(path)),
-        DownAction::RestoreFile { path, backup, sha256, owner, group, mode, .. } => format!(
+        DownAction::RestoreFile {
+            path,
+            backup,
+            sha256,
+            owner,
+            group,
+            mode,
+            ..
+        } => format!(
             r#"set -eu
 b={b}; p={p}
 [ "$(sha256sum < "$b" | cut -c1-64)" = {sha} ] || {{ echo "backup $b does not match its recorded sha256; refusing to restore"; exit 1; }}
@@ -756,7 +932,12 @@ mv -f "$t" "$p"; trap - EXIT
             o = sh_quote(owner),
             g = sh_quote(group)
         ),
-        DownAction::RestoreMeta { path, owner, group, mode } => format!(
+        DownAction::RestoreMeta {
+            path,
+            owner,
+            group,
+            mode,
+        } => format!(
             "set -eu\nchown {o}:{g} {p}\nchmod {mode:04o} {p}\n",
             p = sh_quote(path),
             o = sh_quote(owner),
@@ -774,9 +955,15 @@ mv -f "$t" "$p"; trap - EXIT
             if *disable { "disable --now" } else { "stop" },
             sh_quote(name)
         ),
-        DownAction::RestartUnit { name } => format!("set -e\nsystemctl restart {}\n", sh_quote(name)),
+        DownAction::RestartUnit { name } => {
+            format!("set -e\nsystemctl restart {}\n", sh_quote(name))
+        }
         DownAction::RunCommand { command, exec } => command_script(command, exec, false),
-        DownAction::RestoreFirewall { table, backup, sha256 } => format!(
+        DownAction::RestoreFirewall {
+            table,
+            backup,
+            sha256,
+        } => format!(
             "set -eu\nb={b}\n[ \"$(sha256sum < \"$b\" | cut -c1-64)\" = {sha} ] || {{ echo 'firewall backup changed; refusing'; exit 1; }}\nnft -f \"$b\"\nrm -f {stamp}\n",
             b = sh_quote(backup),
             sha = sh_quote(sha256),
@@ -832,11 +1019,18 @@ pub async fn run_down(transport: &dyn Transport, down: &DownPlan) -> Result<Down
             steps.push(result);
             continue;
         };
-        if matches!(step.action, DownAction::RestartUnit { .. } | DownAction::StopUnit { .. }) && units_dirty {
+        if matches!(
+            step.action,
+            DownAction::RestartUnit { .. } | DownAction::StopUnit { .. }
+        ) && units_dirty
+        {
             script = format!("systemctl daemon-reload\n{script}");
             units_dirty = false;
         }
-        if matches!(step.action, DownAction::RemoveFile { unit: true, .. } | DownAction::RestoreFile { unit: true, .. }) {
+        if matches!(
+            step.action,
+            DownAction::RemoveFile { unit: true, .. } | DownAction::RestoreFile { unit: true, .. }
+        ) {
             units_dirty = true;
         }
         let out = transport.run(&script).await?;

@@ -5,8 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use hostkit_api::kinds::{
-    CommandDown, Daemon, HostSpec, Isolate, Phase, ProjectSpec, RollbackPolicy,
-    ServiceSpec,
+    CommandDown, Daemon, HostSpec, Isolate, Phase, ProjectSpec, RollbackPolicy, ServiceSpec,
 };
 use sha2::{Digest, Sha256};
 
@@ -22,7 +21,11 @@ pub const STATE_DIR: &str = "/var/lib/hostkit";
 pub const DEFAULT_FIREWALL_PATH: &str = "/etc/nftables.d/hostkit.nft";
 
 /// Expands one Service for one host.
-pub fn service(name: &str, spec: &ServiceSpec, project: Option<&ProjectSpec>) -> Result<Vec<Resource>> {
+pub fn service(
+    name: &str,
+    spec: &ServiceSpec,
+    project: Option<&ProjectSpec>,
+) -> Result<Vec<Resource>> {
     Expander::new(name, spec, project).run()
 }
 
@@ -129,7 +132,15 @@ impl<'a> Expander<'a> {
             .map(|_| self.c.user(self.name, self.spec))
     }
 
-    fn file(&mut self, path: String, content: Content, owner: String, group: String, mode: u32, role: FileRole) -> Result<String> {
+    fn file(
+        &mut self,
+        path: String,
+        content: Content,
+        owner: String,
+        group: String,
+        mode: u32,
+        role: FileRole,
+    ) -> Result<String> {
         let id = Resource::file_id(&path);
         self.push(Resource::new(
             &id,
@@ -278,7 +289,14 @@ impl<'a> Expander<'a> {
                 Some(g) => self.x(g)?,
                 None => default_group.clone(),
             };
-            self.file(path, content, o, g, mode_of(cf.mode, 0o640), FileRole::Config)?;
+            self.file(
+                path,
+                content,
+                o,
+                g,
+                mode_of(cf.mode, 0o640),
+                FileRole::Config,
+            )?;
         }
         let mut env_paths = BTreeMap::new();
         for (name, env) in &spec.env {
@@ -300,11 +318,21 @@ impl<'a> Expander<'a> {
                 Some(g) => self.x(g)?,
                 None => default_group.clone(),
             };
-            let id = self.file(path.clone(), content, o, g, mode_of(env.mode, 0o640), FileRole::Env)?;
+            let id = self.file(
+                path.clone(),
+                content,
+                o,
+                g,
+                mode_of(env.mode, 0o640),
+                FileRole::Env,
+            )?;
             env_paths.insert(name.clone(), (path, id));
         }
 
-        let daemon_unit = spec.daemon.as_ref().map(|_| self.c.daemon_unit(self.name, spec));
+        let daemon_unit = spec
+            .daemon
+            .as_ref()
+            .map(|_| self.c.daemon_unit(self.name, spec));
         let mut before_start = Vec::new();
         if let Some(daemon) = &spec.daemon {
             let unit = daemon_unit.clone().expect("daemon present");
@@ -379,10 +407,7 @@ impl<'a> Expander<'a> {
                 FileRole::Unit,
             )?;
             let timer = systemd::Unit {
-                unit: vec![(
-                    "Description",
-                    format!("Timer for {service_unit}"),
-                )],
+                unit: vec![("Description", format!("Timer for {service_unit}"))],
                 timer: systemd::timer(&job.schedule, &service_unit),
                 install: vec![("WantedBy", "timers.target".into())],
                 ..Default::default()
@@ -430,7 +455,14 @@ impl<'a> Expander<'a> {
             }
             let inputs = self.xs(&cmd.inputs)?;
             let mut h = Sha256::new();
-            h.update(serde_json::to_vec(&(&exec, &environment, &env_files, &inputs, &cmd.cwd, &cmd.user))?);
+            h.update(serde_json::to_vec(&(
+                &exec,
+                &environment,
+                &env_files,
+                &inputs,
+                &cmd.cwd,
+                &cmd.user,
+            ))?);
             let stamp = hex::encode(h.finalize());
             let down = match &cmd.down {
                 Some(CommandDown::Exec(d)) => Down::Exec(self.xs(&d.exec)?),
@@ -484,7 +516,10 @@ impl<'a> Expander<'a> {
             .filter(|r| {
                 matches!(
                     r.spec,
-                    Spec::Account { .. } | Spec::Directory { .. } | Spec::File { .. } | Spec::Symlink { .. }
+                    Spec::Account { .. }
+                        | Spec::Directory { .. }
+                        | Spec::File { .. }
+                        | Spec::Symlink { .. }
                 )
             })
             .map(|r| r.id.clone())
@@ -603,12 +638,14 @@ impl<'a> Expander<'a> {
             u.service.push(("EnvironmentFile", path.clone()));
         }
         for (k, v) in &daemon.environment {
-            u.service.push(("Environment", systemd::environment(k, &self.x(v)?)));
+            u.service
+                .push(("Environment", systemd::environment(k, &self.x(v)?)));
         }
         for l in &daemon.listen {
             let addr = self.x(&format!("${{listen.{}}}", l.name))?;
             let key = format!("HOSTKIT_LISTEN_{}", l.name.to_uppercase().replace('-', "_"));
-            u.service.push(("Environment", systemd::environment(&key, &addr)));
+            u.service
+                .push(("Environment", systemd::environment(&key, &addr)));
         }
         u.service
             .push(("ExecStart", systemd::command_line(&self.xs(&daemon.exec)?)));

@@ -81,7 +81,11 @@ impl Desired {
                 }
             }
         }
-        if errors.is_empty() { Ok(d) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(d)
+        } else {
+            Err(errors)
+        }
     }
 
     /// The services that run on `host`: named in `hosts:` or matched by `hostSelector`.
@@ -95,7 +99,10 @@ impl Desired {
             .values()
             .filter(|s| {
                 s.spec.hosts.iter().any(|h| h == host)
-                    || s.spec.host_selector.as_ref().is_some_and(|sel| sel.matches(&labels))
+                    || s.spec
+                        .host_selector
+                        .as_ref()
+                        .is_some_and(|sel| sel.matches(&labels))
             })
             .collect()
     }

@@ -162,7 +162,14 @@ fn path_view(p: &PathState) -> Value {
         PathState::Directory { owner, group, mode } => {
             json!({"type": "directory", "owner": owner, "group": group, "mode": format!("{mode:04o}")})
         }
-        PathState::File { owner, group, mode, sha256, size, .. } => {
+        PathState::File {
+            owner,
+            group,
+            mode,
+            sha256,
+            size,
+            ..
+        } => {
             json!({"type": "file", "owner": owner, "group": group, "mode": format!("{mode:04o}"), "sha256": sha256, "size": size})
         }
         PathState::Other { what } => json!({"type": what}),
@@ -181,17 +188,25 @@ pub fn current_view(r: &Resource, st: &HostState) -> Value {
             .map(path_view)
             .unwrap_or(json!({"unread": true})),
         Spec::Account { .. } => match st.accounts.get(&r.id) {
-            Some(Some(a)) => json!({"exists": true, "home": a.home, "shell": a.shell, "groups": a.groups}),
+            Some(Some(a)) => {
+                json!({"exists": true, "home": a.home, "shell": a.shell, "groups": a.groups})
+            }
             Some(None) => json!({"exists": false}),
             None => json!({"unread": true}),
         },
-        Spec::Unit { name, .. } => serde_json::to_value(st.units.get(name).cloned().unwrap_or_default())
-            .unwrap_or(Value::Null),
+        Spec::Unit { name, .. } => {
+            serde_json::to_value(st.units.get(name).cloned().unwrap_or_default())
+                .unwrap_or(Value::Null)
+        }
         Spec::Package { name } => json!({"installed": st.packages.get(name).cloned().flatten()}),
-        Spec::Command(_) => serde_json::to_value(st.commands.get(&r.id).cloned().unwrap_or_default())
-            .unwrap_or(Value::Null),
-        Spec::Firewall { .. } => serde_json::to_value(st.firewalls.get(&r.id).cloned().unwrap_or_default())
-            .unwrap_or(Value::Null),
+        Spec::Command(_) => {
+            serde_json::to_value(st.commands.get(&r.id).cloned().unwrap_or_default())
+                .unwrap_or(Value::Null)
+        }
+        Spec::Firewall { .. } => {
+            serde_json::to_value(st.firewalls.get(&r.id).cloned().unwrap_or_default())
+                .unwrap_or(Value::Null)
+        }
     }
 }
 
@@ -203,7 +218,10 @@ fn redact(template: &Content, current: &str) -> String {
         for key in template.secrets.keys() {
             let p = Content::placeholder(key);
             if let Some(pos) = line.find(&p) {
-                prefixes.push((line[..pos].to_string(), line.replace(&p, &format!("<secret {key}>"))));
+                prefixes.push((
+                    line[..pos].to_string(),
+                    line.replace(&p, &format!("<secret {key}>")),
+                ));
             }
         }
     }
@@ -248,7 +266,9 @@ fn keyed_env(before: &str, after: &str, secrets: &BTreeSet<String>) -> String {
             (None, Some(_)) if secret => out.push_str(&format!("+ {k} (secret)\n")),
             (None, Some(v)) => out.push_str(&format!("+ {k}={v}\n")),
             (Some(_), None) => out.push_str(&format!("- {k}\n")),
-            (Some(x), Some(y)) if x != y && secret => out.push_str(&format!("~ {k} (secret changed)\n")),
+            (Some(x), Some(y)) if x != y && secret => {
+                out.push_str(&format!("~ {k} (secret changed)\n"))
+            }
             (Some(x), Some(y)) if x != y => out.push_str(&format!("~ {k}: {x} → {y}\n")),
             _ => {}
         }
@@ -280,7 +300,14 @@ fn plan_one(r: &Resource, st: &HostState, bytes: Option<&Vec<u8>>) -> Planned {
         diff,
     };
     match &r.spec {
-        Spec::File { path, content, owner, group, mode, role } => {
+        Spec::File {
+            path,
+            content,
+            owner,
+            group,
+            mode,
+            role,
+        } => {
             let bytes = bytes.expect("materialized");
             let sha = sha256_hex(bytes);
             let after = json!({"type": "file", "owner": owner, "group": group, "mode": format!("{mode:04o}"), "sha256": sha, "size": bytes.len()});
@@ -296,7 +323,14 @@ fn plan_one(r: &Resource, st: &HostState, bytes: Option<&Vec<u8>>) -> Planned {
                     let diff = desired_text().map(|t| unified("", &t, path));
                     change(Action::Create, "does not exist".into(), Some(after), diff)
                 }
-                Some(PathState::File { owner: o, group: g, mode: m, sha256, content: current, .. }) => {
+                Some(PathState::File {
+                    owner: o,
+                    group: g,
+                    mode: m,
+                    sha256,
+                    content: current,
+                    ..
+                }) => {
                     let mut reasons = Vec::new();
                     if sha256 != &sha {
                         reasons.push("content differs".to_string());
@@ -313,10 +347,16 @@ fn plan_one(r: &Resource, st: &HostState, bytes: Option<&Vec<u8>>) -> Planned {
                     let diff = if sha256 == &sha {
                         None
                     } else {
-                        match (current.as_ref().and_then(|c| String::from_utf8(c.clone()).ok()), desired_text()) {
+                        match (
+                            current
+                                .as_ref()
+                                .and_then(|c| String::from_utf8(c.clone()).ok()),
+                            desired_text(),
+                        ) {
                             (Some(cur), Some(want)) => {
                                 if *role == FileRole::Env {
-                                    let secrets: BTreeSet<String> = content.secrets.keys().cloned().collect();
+                                    let secrets: BTreeSet<String> =
+                                        content.secrets.keys().cloned().collect();
                                     let want_real = String::from_utf8_lossy(bytes).into_owned();
                                     Some(keyed_env(&cur, &want_real, &secrets))
                                 } else if content.secrets.is_empty() {
@@ -337,17 +377,28 @@ fn plan_one(r: &Resource, st: &HostState, bytes: Option<&Vec<u8>>) -> Planned {
                 }
                 Some(other) => change(
                     Action::Update,
-                    format!("is a {}, want a file", path_view(other)["type"].as_str().unwrap_or("?")),
+                    format!(
+                        "is a {}, want a file",
+                        path_view(other)["type"].as_str().unwrap_or("?")
+                    ),
                     Some(after),
                     None,
                 ),
             }
         }
-        Spec::Directory { owner, group, mode, .. } => {
+        Spec::Directory {
+            owner, group, mode, ..
+        } => {
             let after = json!({"type": "directory", "owner": owner, "group": group, "mode": format!("{mode:04o}")});
             match st.paths.get(&r.id) {
-                None | Some(PathState::Absent) => change(Action::Create, "does not exist".into(), Some(after), None),
-                Some(PathState::Directory { owner: o, group: g, mode: m }) => {
+                None | Some(PathState::Absent) => {
+                    change(Action::Create, "does not exist".into(), Some(after), None)
+                }
+                Some(PathState::Directory {
+                    owner: o,
+                    group: g,
+                    mode: m,
+                }) => {
                     let mut reasons = Vec::new();
                     if o != owner || g != group {
                         reasons.push(format!("owner {o}:{g}, want {owner}:{group}"));
@@ -363,7 +414,10 @@ fn plan_one(r: &Resource, st: &HostState, bytes: Option<&Vec<u8>>) -> Planned {
                 }
                 Some(other) => change(
                     Action::ReadError,
-                    format!("is a {}, want a directory; HostKit does not replace it", path_view(other)["type"].as_str().unwrap_or("?")),
+                    format!(
+                        "is a {}, want a directory; HostKit does not replace it",
+                        path_view(other)["type"].as_str().unwrap_or("?")
+                    ),
                     None,
                     None,
                 ),
@@ -372,18 +426,35 @@ fn plan_one(r: &Resource, st: &HostState, bytes: Option<&Vec<u8>>) -> Planned {
         Spec::Symlink { to, .. } => {
             let after = json!({"type": "symlink", "to": to});
             match st.paths.get(&r.id) {
-                None | Some(PathState::Absent) => change(Action::Create, "does not exist".into(), Some(after), None),
-                Some(PathState::Link { target }) if target == to => noop(),
-                Some(PathState::Link { target }) => {
-                    change(Action::Update, format!("points to {target}, want {to}"), Some(after), None)
+                None | Some(PathState::Absent) => {
+                    change(Action::Create, "does not exist".into(), Some(after), None)
                 }
-                Some(_) => change(Action::ReadError, "exists and is not a symlink; HostKit does not replace it".into(), None, None),
+                Some(PathState::Link { target }) if target == to => noop(),
+                Some(PathState::Link { target }) => change(
+                    Action::Update,
+                    format!("points to {target}, want {to}"),
+                    Some(after),
+                    None,
+                ),
+                Some(_) => change(
+                    Action::ReadError,
+                    "exists and is not a symlink; HostKit does not replace it".into(),
+                    None,
+                    None,
+                ),
             }
         }
-        Spec::Account { home, shell, groups, .. } => {
+        Spec::Account {
+            home,
+            shell,
+            groups,
+            ..
+        } => {
             let after = json!({"exists": true, "home": home, "shell": shell, "groups": groups});
             match st.accounts.get(&r.id) {
-                None | Some(None) => change(Action::Create, "does not exist".into(), Some(after), None),
+                None | Some(None) => {
+                    change(Action::Create, "does not exist".into(), Some(after), None)
+                }
                 Some(Some(a)) => {
                     let mut reasons = Vec::new();
                     if &a.home != home {
@@ -392,7 +463,8 @@ fn plan_one(r: &Resource, st: &HostState, bytes: Option<&Vec<u8>>) -> Planned {
                     if &a.shell != shell {
                         reasons.push(format!("shell {}, want {shell}", a.shell));
                     }
-                    let missing: Vec<&String> = groups.iter().filter(|g| !a.groups.contains(g)).collect();
+                    let missing: Vec<&String> =
+                        groups.iter().filter(|g| !a.groups.contains(g)).collect();
                     if !missing.is_empty() {
                         reasons.push(format!("not in groups {missing:?}"));
                     }
@@ -406,17 +478,35 @@ fn plan_one(r: &Resource, st: &HostState, bytes: Option<&Vec<u8>>) -> Planned {
         }
         Spec::Package { name } => match st.packages.get(name) {
             Some(Some(_)) => noop(),
-            _ => change(Action::Create, "not installed".into(), Some(json!({"installed": true})), None),
+            _ => change(
+                Action::Create,
+                "not installed".into(),
+                Some(json!({"installed": true})),
+                None,
+            ),
         },
         Spec::Unit { name, start } => {
             let u = st.units.get(name).cloned().unwrap_or_default();
-            let after = json!({"enabled": "enabled", "active": if *start { "active" } else { "inactive" }});
+            let after =
+                json!({"enabled": "enabled", "active": if *start { "active" } else { "inactive" }});
             if u.load != "loaded" {
-                return change(Action::Create, "not installed yet".into(), Some(after), None);
+                return change(
+                    Action::Create,
+                    "not installed yet".into(),
+                    Some(after),
+                    None,
+                );
             }
             let mut reasons = Vec::new();
             if u.enabled != "enabled" {
-                reasons.push(format!("is {}, want enabled", if u.enabled.is_empty() { "disabled" } else { &u.enabled }));
+                reasons.push(format!(
+                    "is {}, want enabled",
+                    if u.enabled.is_empty() {
+                        "disabled"
+                    } else {
+                        &u.enabled
+                    }
+                ));
             }
             if *start && u.active != "active" {
                 reasons.push(format!("is {}, want active", u.active));
@@ -432,7 +522,12 @@ fn plan_one(r: &Resource, st: &HostState, bytes: Option<&Vec<u8>>) -> Planned {
             let want_stamp = format!("{} {}", c.stamp, cs.inputs);
             let after = json!({"ran": true, "stamp": want_stamp});
             if let Some(false) = cs.created {
-                return change(Action::Create, format!("{} does not exist", c.creates.as_deref().unwrap_or("")), Some(after), None);
+                return change(
+                    Action::Create,
+                    format!("{} does not exist", c.creates.as_deref().unwrap_or("")),
+                    Some(after),
+                    None,
+                );
             }
             if cs.created == Some(true) {
                 return noop();
@@ -441,22 +536,42 @@ fn plan_one(r: &Resource, st: &HostState, bytes: Option<&Vec<u8>>) -> Planned {
                 return if ok {
                     noop()
                 } else {
-                    change(Action::Create, "the unless test fails".into(), Some(after), None)
+                    change(
+                        Action::Create,
+                        "the unless test fails".into(),
+                        Some(after),
+                        None,
+                    )
                 };
             }
             match &cs.stamp {
                 None => change(Action::Create, "never ran".into(), Some(after), None),
                 Some(s) if *s == want_stamp => noop(),
-                Some(_) => change(Action::Update, "its command or inputs changed since the last run".into(), Some(after), None),
+                Some(_) => change(
+                    Action::Update,
+                    "its command or inputs changed since the last run".into(),
+                    Some(after),
+                    None,
+                ),
             }
         }
         Spec::Firewall { .. } => {
             let fw = st.firewalls.get(&r.id).cloned().unwrap_or_default();
             let after = json!({"loaded": true});
             match (&fw.loaded, &fw.stamp) {
-                (None, _) => change(Action::Create, "table is not loaded".into(), Some(after), None),
+                (None, _) => change(
+                    Action::Create,
+                    "table is not loaded".into(),
+                    Some(after),
+                    None,
+                ),
                 (Some(l), Some(s)) if s.split_whitespace().next() == Some(l.as_str()) => noop(),
-                (Some(_), _) => change(Action::Update, "the loaded table differs from what HostKit loaded".into(), Some(after), None),
+                (Some(_), _) => change(
+                    Action::Update,
+                    "the loaded table differs from what HostKit loaded".into(),
+                    Some(after),
+                    None,
+                ),
             }
         }
     }
@@ -500,7 +615,12 @@ pub fn compute(
             let changed: Vec<&str> = r
                 .depends_on
                 .iter()
-                .filter(|d| matches!(d.edge, Edge::UnitFile | Edge::EnvFile | Edge::TimerService | Edge::ExecPath))
+                .filter(|d| {
+                    matches!(
+                        d.edge,
+                        Edge::UnitFile | Edge::EnvFile | Edge::TimerService | Edge::ExecPath
+                    )
+                })
                 .filter(|d| matches!(action_of.get(&d.id), Some(Action::Create | Action::Update)))
                 .map(|d| d.id.as_str())
                 .collect();
@@ -534,7 +654,10 @@ pub fn compute(
         });
     }
     let desired_ids: BTreeSet<&str> = resources.iter().map(|r| r.id.as_str()).collect();
-    let mut all: BTreeMap<String, Resource> = resources.iter().map(|r| (r.id.clone(), r.clone())).collect();
+    let mut all: BTreeMap<String, Resource> = resources
+        .iter()
+        .map(|r| (r.id.clone(), r.clone()))
+        .collect();
     for r in previous.iter().rev() {
         if desired_ids.contains(r.id.as_str()) {
             continue;
@@ -545,7 +668,10 @@ pub fn compute(
                 !matches!(state.paths.get(&r.id), None | Some(PathState::Absent))
             }
             Spec::Unit { name, .. } => state.units.get(name).is_some_and(|u| u.load == "loaded"),
-            Spec::Firewall { .. } => state.firewalls.get(&r.id).is_some_and(|f| f.loaded.is_some()),
+            Spec::Firewall { .. } => state
+                .firewalls
+                .get(&r.id)
+                .is_some_and(|f| f.loaded.is_some()),
             Spec::Account { .. } | Spec::Package { .. } | Spec::Command(_) => false,
         };
         if !exists {
@@ -610,7 +736,12 @@ impl Plan {
     pub fn render(&self, diffs: bool) -> String {
         let mut out = format!("host {}: {}\n", self.host, self.summary());
         for c in self.changes.iter().filter(|c| c.action != Action::Noop) {
-            out.push_str(&format!("  {} {}  ({})\n", c.action.symbol(), c.id, c.reason));
+            out.push_str(&format!(
+                "  {} {}  ({})\n",
+                c.action.symbol(),
+                c.id,
+                c.reason
+            ));
             if diffs && let Some(d) = &c.diff {
                 for line in d.lines() {
                     out.push_str(&format!("      {line}\n"));
@@ -636,21 +767,37 @@ mod tests {
     #[test]
     fn order_respects_edges_and_rejects_bad_graphs() {
         let rs = vec![r("c", &["b"]), r("b", &["a"]), r("a", &[])];
-        let o: Vec<&str> = order(&rs).unwrap().into_iter().map(|i| rs[i].id.as_str()).collect();
+        let o: Vec<&str> = order(&rs)
+            .unwrap()
+            .into_iter()
+            .map(|i| rs[i].id.as_str())
+            .collect();
         assert_eq!(o, ["a", "b", "c"]);
         let dup = vec![r("a", &[]), r("a", &[])];
-        assert!(order(&dup).unwrap_err().to_string().contains("declared twice"));
+        assert!(
+            order(&dup)
+                .unwrap_err()
+                .to_string()
+                .contains("declared twice")
+        );
         let missing = vec![r("a", &["zzz"])];
         assert!(order(&missing).unwrap_err().to_string().contains("zzz"));
         let cycle = vec![r("a", &["b"]), r("b", &["a"]), r("c", &[])];
         let e = order(&cycle).unwrap_err().to_string();
-        assert!(e.contains("cycle") && e.contains("a") && !e.contains("c,"), "{e}");
+        assert!(
+            e.contains("cycle") && e.contains("a") && !e.contains("c,"),
+            "{e}"
+        );
     }
 
     #[test]
     fn keyed_env_diff_names_secret_keys_only() {
         let secrets: BTreeSet<String> = ["DB".to_string()].into();
-        let d = keyed_env("PORT=\"1\"\nDB=\"old-pw\"\nGONE=\"x\"\n", "PORT=\"2\"\nDB=\"new-pw\"\nNEW=\"y\"\n", &secrets);
+        let d = keyed_env(
+            "PORT=\"1\"\nDB=\"old-pw\"\nGONE=\"x\"\n",
+            "PORT=\"2\"\nDB=\"new-pw\"\nNEW=\"y\"\n",
+            &secrets,
+        );
         assert!(d.contains("~ PORT: 1 → 2"));
         assert!(d.contains("~ DB (secret changed)"));
         assert!(d.contains("- GONE") && d.contains("+ NEW=y"));

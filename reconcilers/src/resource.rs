@@ -74,17 +74,28 @@ pub enum Spec {
         role: FileRole,
     },
     #[serde(rename_all = "camelCase")]
-    Symlink { path: String, to: String },
+    Symlink {
+        path: String,
+        to: String,
+    },
     #[serde(rename_all = "camelCase")]
-    Package { name: String },
+    Package {
+        name: String,
+    },
     Command(CommandSpec),
     /// A systemd unit's state: enabled and (for services and timers) started; restarted
     /// when a file it depends on changes.
     #[serde(rename_all = "camelCase")]
-    Unit { name: String, start: bool },
+    Unit {
+        name: String,
+        start: bool,
+    },
     /// The loaded nftables table, compared by the digest of `nft list table`.
     #[serde(rename_all = "camelCase")]
-    Firewall { table: String, file: String },
+    Firewall {
+        table: String,
+        file: String,
+    },
 }
 
 /// What a file is for: decides restarts, reloads and how its diff is shown.

@@ -19,7 +19,11 @@ pub struct Secrets {
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Secrets({} overrides, values hidden)", self.overrides.len())
+        write!(
+            f,
+            "Secrets({} overrides, values hidden)",
+            self.overrides.len()
+        )
     }
 }
 
@@ -88,7 +92,10 @@ mod tests {
         let mut secrets = BTreeMap::new();
         secrets.insert("DB".to_string(), SecretRef::Env("HK_TEST_UNSET_DB".into()));
         let content = dotenv(&BTreeMap::new(), &secrets);
-        let err = Secrets::default().materialize(&content).unwrap_err().to_string();
+        let err = Secrets::default()
+            .materialize(&content)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("env:HK_TEST_UNSET_DB"), "{err}");
         let s = Secrets::default().with(SecretRef::Env("HK_TEST_UNSET_DB".into()), "p\"w$");
         let bytes = String::from_utf8(s.materialize(&content).unwrap()).unwrap();

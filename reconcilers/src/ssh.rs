@@ -100,7 +100,9 @@ impl client::Handler for Client {
                         fingerprint(key),
                         fingerprint(&pinned)
                     )),
-                    Err(e) => Err(format!("the pinned key in the Host spec is not a public key: {e}")),
+                    Err(e) => Err(format!(
+                        "the pinned key in the Host spec is not a public key: {e}"
+                    )),
                 }
             }
             HostKeyCheck::KnownHosts(path) | HostKeyCheck::AcceptNew(path) => {
@@ -206,7 +208,12 @@ impl Ssh {
         let host = format!("{} ({}:{})", opts.name, opts.address, opts.port);
         let connect = client::connect(config, (opts.address.as_str(), opts.port), handler);
         let mut handle = match tokio::time::timeout(opts.connect_timeout, connect).await {
-            Err(_) => return Err(Attempt::Retry(format!("no answer within {:?}", opts.connect_timeout))),
+            Err(_) => {
+                return Err(Attempt::Retry(format!(
+                    "no answer within {:?}",
+                    opts.connect_timeout
+                )));
+            }
             Ok(Err(e)) => {
                 if let Some(why) = refusal.lock().expect("not poisoned").take() {
                     return Err(Attempt::Fatal(Error::HostKey { host, message: why }));
@@ -232,7 +239,10 @@ impl Ssh {
                     .map_err(|e| Attempt::Retry(e.to_string()))?
                     .flatten();
                 handle
-                    .authenticate_publickey(&opts.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+                    .authenticate_publickey(
+                        &opts.user,
+                        PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+                    )
                     .await
             }
             Auth::Password(pw) => handle.authenticate_password(&opts.user, pw).await,
@@ -336,13 +346,13 @@ impl SshOptions {
             Some(hk) => match hk.policy {
                 HostKeyPolicy::Strict => HostKeyCheck::KnownHosts(known_hosts(Some(hk))),
                 HostKeyPolicy::AcceptNew => HostKeyCheck::AcceptNew(known_hosts(Some(hk))),
-                HostKeyPolicy::Pinned => HostKeyCheck::Pinned(hk.key.clone().ok_or_else(|| {
-                    Error::Invalid {
+                HostKeyPolicy::Pinned => {
+                    HostKeyCheck::Pinned(hk.key.clone().ok_or_else(|| Error::Invalid {
                         object: format!("Host/{name}"),
                         field: "spec.ssh.hostKey.key".into(),
                         message: "policy pinned needs key: (e.g. \"ssh-ed25519 AAAA…\")".into(),
-                    }
-                })?),
+                    })?)
+                }
             },
         };
         let retry = ssh.retry.as_ref();

@@ -262,7 +262,12 @@ pub fn parse(host: &str, resources: &[Resource], out: &str) -> Result<HostState>
                 st.paths.insert(id.to_string(), PathState::Absent);
             }
             ["F", id, "link", target] => {
-                st.paths.insert(id.to_string(), PathState::Link { target: b64s(target) });
+                st.paths.insert(
+                    id.to_string(),
+                    PathState::Link {
+                        target: b64s(target),
+                    },
+                );
             }
             ["F", id, "dir", u, g, m] => {
                 st.paths.insert(
@@ -288,7 +293,8 @@ pub fn parse(host: &str, resources: &[Resource], out: &str) -> Result<HostState>
                 );
             }
             ["F", id, "other", what] => {
-                st.paths.insert(id.to_string(), PathState::Other { what: b64s(what) });
+                st.paths
+                    .insert(id.to_string(), PathState::Other { what: b64s(what) });
             }
             ["E", id, msg] => {
                 st.errors.insert(id.to_string(), b64s(msg));
@@ -327,10 +333,8 @@ pub fn parse(host: &str, resources: &[Resource], out: &str) -> Result<HostState>
             ["S"] => flush(&mut st, &mut unit_id, &mut unit_block),
             ["K", name, status, version] => {
                 let installed = status.starts_with("ii");
-                st.packages.insert(
-                    name.to_string(),
-                    installed.then(|| version.to_string()),
-                );
+                st.packages
+                    .insert(name.to_string(), installed.then(|| version.to_string()));
             }
             ["C", id, cr, un, stamp, inputs] => {
                 st.commands.insert(

@@ -154,8 +154,7 @@ impl Transport for Recording {
 /// Quotes a word for POSIX sh.
 pub fn sh_quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/._-:=@%+,".contains(c))
     {
         s.to_string()

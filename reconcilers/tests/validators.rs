@@ -28,14 +28,22 @@ fn examples() -> Desired {
 }
 
 fn all_resources(d: &Desired) -> Vec<Resource> {
-    d.hosts.keys().flat_map(|h| d.resources_for(h).expect("expand")).collect()
+    d.hosts
+        .keys()
+        .flat_map(|h| d.resources_for(h).expect("expand"))
+        .collect()
 }
 
 fn files_of(resources: &[Resource], role: FileRole) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = resources
         .iter()
         .filter_map(|r| match &r.spec {
-            Spec::File { path, content, role: ro, .. } if *ro == role => Some((path.clone(), content.text.clone())),
+            Spec::File {
+                path,
+                content,
+                role: ro,
+                ..
+            } if *ro == role => Some((path.clone(), content.text.clone())),
             _ => None,
         })
         .collect();
@@ -62,9 +70,17 @@ fn verify_units(dir: &Path, units: &[(String, String)]) {
         // Users are created on the target host, not here; everything else must be clean.
         let problems: Vec<&str> = stderr
             .lines()
-            .filter(|l| !l.contains("Failed to resolve user") && !l.contains("Failed to resolve group") && !l.contains("Unknown user") && !l.trim().is_empty())
+            .filter(|l| {
+                !l.contains("Failed to resolve user")
+                    && !l.contains("Failed to resolve group")
+                    && !l.contains("Unknown user")
+                    && !l.trim().is_empty()
+            })
             .collect();
-        assert!(out.status.success() && problems.is_empty(), "{path}:\n{text}\n{stderr}");
+        assert!(
+            out.status.success() && problems.is_empty(),
+            "{path}:\n{text}\n{stderr}"
+        );
     }
 }
 
@@ -103,9 +119,20 @@ fn every_rendered_unit_passes_systemd_analyze_verify() {
     verify_units(dir.path(), &units);
     // The check can fail: a bad directive value is reported.
     let bad = dir.path().join("bad.service");
-    std::fs::write(&bad, "[Service]\nExecStart=/bin/true\nProtectSystem=sometimes\n").unwrap();
-    let out = Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&bad).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ProtectSystem") || String::from_utf8_lossy(&out.stderr).contains("protect system"));
+    std::fs::write(
+        &bad,
+        "[Service]\nExecStart=/bin/true\nProtectSystem=sometimes\n",
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ProtectSystem")
+            || String::from_utf8_lossy(&out.stderr).contains("protect system")
+    );
 }
 
 #[test]
@@ -117,13 +144,29 @@ fn every_rendered_ruleset_passes_nft_check() {
     for (i, (path, text)) in rulesets.iter().enumerate() {
         let f = dir.path().join(format!("{i}.nft"));
         std::fs::write(&f, text).unwrap();
-        let out = Command::new("unshare").args(["-n", "nft", "-c", "-f"]).arg(&f).output().expect("unshare nft");
-        assert!(out.status.success(), "{path}:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("unshare")
+            .args(["-n", "nft", "-c", "-f"])
+            .arg(&f)
+            .output()
+            .expect("unshare nft");
+        assert!(
+            out.status.success(),
+            "{path}:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // A bad ruleset is caught by the same check (so the check can fail).
     let bad = dir.path().join("bad.nft");
-    std::fs::write(&bad, "table inet hostkit { chain input { tcp dport 99999 accept; } }\n").unwrap();
-    let out = Command::new("unshare").args(["-n", "nft", "-c", "-f"]).arg(&bad).output().unwrap();
+    std::fs::write(
+        &bad,
+        "table inet hostkit { chain input { tcp dport 99999 accept; } }\n",
+    )
+    .unwrap();
+    let out = Command::new("unshare")
+        .args(["-n", "nft", "-c", "-f"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
 }
 
@@ -144,6 +187,10 @@ fn every_rendered_caddy_site_passes_caddy_validate() {
             .env("HOME", dir.path())
             .output()
             .expect("caddy");
-        assert!(out.status.success(), "{path}:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{path}:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

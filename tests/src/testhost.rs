@@ -98,8 +98,15 @@ impl TestHost {
         let address = format!("10.231.{a}.{}", b + 2);
         let dir = tempfile::tempdir().expect("temp dir");
         let key = dir.path().join("id_ed25519");
-        must("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-f", key.to_str().unwrap()]);
-        std::fs::copy(key.with_extension("pub"), dir.path().join("authorized_keys")).unwrap();
+        must(
+            "ssh-keygen",
+            &["-q", "-t", "ed25519", "-N", "", "-f", key.to_str().unwrap()],
+        );
+        std::fs::copy(
+            key.with_extension("pub"),
+            dir.path().join("authorized_keys"),
+        )
+        .unwrap();
 
         let _ = run("ip", &["netns", "del", &name]);
         must("ip", &["netns", "add", &name]);
@@ -113,11 +120,25 @@ impl TestHost {
             _slot: slot,
         };
         let (h, c) = (format!("{name}h"), format!("{name}c"));
-        must("ip", &["link", "add", &h, "type", "veth", "peer", "name", &c]);
+        must(
+            "ip",
+            &["link", "add", &h, "type", "veth", "peer", "name", &c],
+        );
         must("ip", &["link", "set", &c, "netns", &name]);
         must("ip", &["addr", "add", &format!("{gateway}/30"), "dev", &h]);
         must("ip", &["link", "set", &h, "up"]);
-        must("ip", &["-n", &name, "addr", "add", &format!("{address}/30"), "dev", &c]);
+        must(
+            "ip",
+            &[
+                "-n",
+                &name,
+                "addr",
+                "add",
+                &format!("{address}/30"),
+                "dev",
+                &c,
+            ],
+        );
         must("ip", &["-n", &name, "link", "set", &c, "up"]);
         must("ip", &["-n", &name, "link", "set", "lo", "up"]);
 
@@ -128,7 +149,11 @@ impl TestHost {
             .arg(root)
             .args(["-M", &name, &format!("--hostname={name}")])
             .arg(format!("--network-namespace-path=/run/netns/{name}"))
-            .args(["--capability=CAP_NET_ADMIN", "--volatile=overlay", "--console=read-only"])
+            .args([
+                "--capability=CAP_NET_ADMIN",
+                "--volatile=overlay",
+                "--console=read-only",
+            ])
             .arg(format!(
                 "--bind-ro={}:/root/.ssh/authorized_keys",
                 host.dir.path().join("authorized_keys").display()
@@ -148,7 +173,8 @@ impl TestHost {
                 break;
             }
             if Instant::now() > deadline {
-                let console = std::fs::read_to_string(host.dir.path().join("console.log")).unwrap_or_default();
+                let console = std::fs::read_to_string(host.dir.path().join("console.log"))
+                    .unwrap_or_default();
                 panic!("{name} did not boot within 60s; console:\n{console}");
             }
             std::thread::sleep(Duration::from_millis(100));

@@ -7,7 +7,7 @@ use std::time::Duration;
 use hostkit_api::kinds::{Directory, Package};
 use hostkit_api::values::SecretRef;
 use hostkit_e2e::testhost::TestHost;
-use hostkit_reconcilers::apply::{self, ApplyOptions, Applied};
+use hostkit_reconcilers::apply::{self, Applied, ApplyOptions};
 use hostkit_reconcilers::manifests::Desired;
 use hostkit_reconcilers::plan::{self, Action, Prepared};
 use hostkit_reconcilers::resource::{Resource, Spec};
@@ -31,17 +31,33 @@ fn options(host: &TestHost) -> SshOptions {
     }
 }
 
-async fn prepare(t: &dyn Transport, resources: &[Resource], previous: &[Resource], secrets: &Secrets) -> Prepared {
+async fn prepare(
+    t: &dyn Transport,
+    resources: &[Resource],
+    previous: &[Resource],
+    secrets: &Secrets,
+) -> Prepared {
     let st = state::read(t, resources).await.expect("state read");
     plan::compute(t.host(), resources, previous, &st, secrets).expect("plan")
 }
 
-async fn converge(t: &dyn Transport, resources: &[Resource], previous: &[Resource], secrets: &Secrets, revision: &str) -> Applied {
+async fn converge(
+    t: &dyn Transport,
+    resources: &[Resource],
+    previous: &[Resource],
+    secrets: &Secrets,
+    revision: &str,
+) -> Applied {
     let prepared = prepare(t, resources, previous, secrets).await;
     let applied = apply::apply(t, &prepared, &ApplyOptions::new(revision))
         .await
         .expect("apply");
-    assert!(applied.ok, "apply failed: {:?}\n{}", applied.error, prepared.plan.render(true));
+    assert!(
+        applied.ok,
+        "apply failed: {:?}\n{}",
+        applied.error,
+        prepared.plan.render(true)
+    );
     applied
 }
 
@@ -64,9 +80,17 @@ fn examples() -> Desired {
             j.exec = vec!["/bin/true".into()];
         }
         for c in &mut s.spec.commands {
-            c.exec = vec!["/bin/sh".into(), "-c".into(), format!("echo {} >> /var/tmp/commands", c.name)];
+            c.exec = vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("echo {} >> /var/tmp/commands", c.name),
+            ];
             if let Some(hostkit_api::kinds::CommandDown::Exec(d)) = &mut c.down {
-                d.exec = vec!["/bin/sh".into(), "-c".into(), format!("echo undo-{} >> /var/tmp/commands", c.name)];
+                d.exec = vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    format!("echo undo-{} >> /var/tmp/commands", c.name),
+                ];
             }
         }
     }
@@ -80,7 +104,10 @@ fn examples() -> Desired {
 }
 
 fn secrets() -> Secrets {
-    Secrets::default().with(SecretRef::Env("DATABASE_URL".into()), "postgres://api:s3cret@db/api")
+    Secrets::default().with(
+        SecretRef::Env("DATABASE_URL".into()),
+        "postgres://api:s3cret@db/api",
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,24 +123,41 @@ async fn every_example_converges_units_run_and_the_next_plan_is_empty() {
         let applied = converge(&ssh, &resources, &[], &secrets(), "r1").await;
         for r in &resources {
             if let Spec::Unit { name, .. } = &r.spec {
-                assert_eq!(host.sh(&format!("systemctl is-active {name}")).trim(), "active", "{host_name}: {name}");
+                assert_eq!(
+                    host.sh(&format!("systemctl is-active {name}")).trim(),
+                    "active",
+                    "{host_name}: {name}"
+                );
             }
         }
         let again = prepare(&ssh, &resources, &[], &secrets()).await;
-        assert!(again.plan.is_empty(), "{host_name}: second plan not empty:\n{}", again.plan.render(true));
+        assert!(
+            again.plan.is_empty(),
+            "{host_name}: second plan not empty:\n{}",
+            again.plan.render(true)
+        );
         // The secret reached the host file and nowhere else.
         let applied_json = serde_json::to_string(&applied).unwrap();
         let plan_json = serde_json::to_string(&again.plan).unwrap();
         assert!(!applied_json.contains("s3cret") && !plan_json.contains("s3cret"));
         if host_name == "app" {
-            assert!(host.sh("cat /etc/api/api.env").contains("DATABASE_URL=\"postgres://api:s3cret@db/api\""));
-            assert_eq!(host.sh("stat -c '%U:%G %a' /etc/api/api.env").trim(), "root:api 640");
+            assert!(
+                host.sh("cat /etc/api/api.env")
+                    .contains("DATABASE_URL=\"postgres://api:s3cret@db/api\"")
+            );
+            assert_eq!(
+                host.sh("stat -c '%U:%G %a' /etc/api/api.env").trim(),
+                "root:api 640"
+            );
             assert!(host.sh("dpkg-query -W tree").starts_with("tree"));
             assert_eq!(host.sh("cat /var/tmp/commands"), "migrate\nwarm-cache\n");
         }
         if host_name == "edge" {
             let table = host.sh("nft list table inet hostkit");
-            assert!(table.contains("tcp dport 22 accept") && table.contains("policy drop"), "{table}");
+            assert!(
+                table.contains("tcp dport 22 accept") && table.contains("policy drop"),
+                "{table}"
+            );
         }
     }
 }
@@ -187,7 +231,10 @@ fn demo_secrets(token: &str) -> Secrets {
 }
 
 fn managed_paths(resources: &[Resource]) -> Vec<String> {
-    let mut paths: Vec<String> = resources.iter().filter_map(|r| r.path().map(String::from)).collect();
+    let mut paths: Vec<String> = resources
+        .iter()
+        .filter_map(|r| r.path().map(String::from))
+        .collect();
     paths.push("/srv/demo/web/seeded".into());
     paths.sort();
     paths
@@ -200,10 +247,15 @@ async fn hand_edits_show_up_as_exactly_those_changes() {
     let (d, _) = demo("v1", 8080);
     let resources = d.resources_for("target").unwrap();
     converge(&ssh, &resources, &[], &demo_secrets("t1"), "r1").await;
-    assert!(host.sh("curl -s http://127.0.0.1:8080/index.html").contains("<h1>v1</h1>"));
+    assert!(
+        host.sh("curl -s http://127.0.0.1:8080/index.html")
+            .contains("<h1>v1</h1>")
+    );
 
     host.sh("echo edited >> /etc/demo/web/version.txt; chmod 0777 /srv/demo/web; systemctl stop demo-web.service; dpkg -r tree >/dev/null");
-    let p = prepare(&ssh, &resources, &[], &demo_secrets("t1")).await.plan;
+    let p = prepare(&ssh, &resources, &[], &demo_secrets("t1"))
+        .await
+        .plan;
     let changed: Vec<(&str, Action)> = p
         .changes
         .iter()
@@ -221,20 +273,54 @@ async fn hand_edits_show_up_as_exactly_those_changes() {
         "{}",
         p.render(true)
     );
-    let file = p.changes.iter().find(|c| c.id == "file:/etc/demo/web/version.txt").unwrap();
-    assert!(file.diff.as_deref().unwrap().contains("-edited"), "{:?}", file.diff);
-    let dir = p.changes.iter().find(|c| c.id == "directory:/srv/demo/web").unwrap();
-    assert!(dir.reason.contains("mode 0777, want 0750"), "{}", dir.reason);
-    let unit = p.changes.iter().find(|c| c.id == "unit:demo-web.service").unwrap();
-    assert!(unit.reason.contains("is inactive, want active"), "{}", unit.reason);
+    let file = p
+        .changes
+        .iter()
+        .find(|c| c.id == "file:/etc/demo/web/version.txt")
+        .unwrap();
+    assert!(
+        file.diff.as_deref().unwrap().contains("-edited"),
+        "{:?}",
+        file.diff
+    );
+    let dir = p
+        .changes
+        .iter()
+        .find(|c| c.id == "directory:/srv/demo/web")
+        .unwrap();
+    assert!(
+        dir.reason.contains("mode 0777, want 0750"),
+        "{}",
+        dir.reason
+    );
+    let unit = p
+        .changes
+        .iter()
+        .find(|c| c.id == "unit:demo-web.service")
+        .unwrap();
+    assert!(
+        unit.reason.contains("is inactive, want active"),
+        "{}",
+        unit.reason
+    );
 
     // A changed secret shows by name only, and repairing converges again.
     let p2 = prepare(&ssh, &resources, &[], &demo_secrets("t2")).await;
-    let env = p2.plan.changes.iter().find(|c| c.id == "file:/etc/demo/web/runtime.env").unwrap();
+    let env = p2
+        .plan
+        .changes
+        .iter()
+        .find(|c| c.id == "file:/etc/demo/web/runtime.env")
+        .unwrap();
     assert_eq!(env.diff.as_deref(), Some("~ TOKEN (secret changed)\n"));
     assert!(!serde_json::to_string(&p2.plan).unwrap().contains("t2"));
     converge(&ssh, &resources, &[], &demo_secrets("t2"), "r2").await;
-    assert!(prepare(&ssh, &resources, &[], &demo_secrets("t2")).await.plan.is_empty());
+    assert!(
+        prepare(&ssh, &resources, &[], &demo_secrets("t2"))
+            .await
+            .plan
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,7 +335,10 @@ async fn the_down_plan_of_v2_restores_v1_byte_for_byte() {
     converge(&ssh, &r1, &[], &demo_secrets("t1"), "r1").await;
     let after_v1 = host.listing(&paths);
     let applied = converge(&ssh, &r2, &r1, &demo_secrets("t2"), "r2").await;
-    assert!(host.sh("curl -s http://127.0.0.1:8081/index.html").contains("v2"));
+    assert!(
+        host.sh("curl -s http://127.0.0.1:8081/index.html")
+            .contains("v2")
+    );
     assert_ne!(host.listing(&paths), after_v1);
 
     let down = &applied.down;
@@ -259,12 +348,27 @@ async fn the_down_plan_of_v2_restores_v1_byte_for_byte() {
     // The command's down ran; the listing of every managed path equals v1's except the
     // file the commands append to, which records both runs.
     assert_eq!(host.sh("cat /srv/demo/web/seeded"), "v1\nv2\nundo-v2\n");
-    let strip = |s: String| s.lines().filter(|l| !l.contains("/seeded")).collect::<Vec<_>>().join("\n");
+    let strip = |s: String| {
+        s.lines()
+            .filter(|l| !l.contains("/seeded"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     assert_eq!(strip(host.listing(&paths)), strip(after_v1));
-    assert!(host.sh("curl -s http://127.0.0.1:8080/index.html").contains("<h1>v1</h1>"));
-    assert_eq!(host.sh("systemctl is-active demo-web.service").trim(), "active");
+    assert!(
+        host.sh("curl -s http://127.0.0.1:8080/index.html")
+            .contains("<h1>v1</h1>")
+    );
+    assert_eq!(
+        host.sh("systemctl is-active demo-web.service").trim(),
+        "active"
+    );
     // Backups are private.
-    assert_eq!(host.sh("stat -c %a /var/lib/hostkit/backups/r2/etc/demo/web/version.txt").trim(), "600");
+    assert_eq!(
+        host.sh("stat -c %a /var/lib/hostkit/backups/r2/etc/demo/web/version.txt")
+            .trim(),
+        "600"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,25 +377,50 @@ async fn a_failing_unit_stops_the_apply_with_its_journal() {
     let ssh = Ssh::connect(&options(&host)).await.expect("connect");
     let (mut d, _) = demo("v1", 8080);
     let spec = &mut d.services.get_mut("web").unwrap().spec;
-    spec.daemon.as_mut().unwrap().exec = vec!["/bin/sh".into(), "-c".into(), "echo cannot-start >&2; exit 3".into()];
+    spec.daemon.as_mut().unwrap().exec = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "echo cannot-start >&2; exit 3".into(),
+    ];
     spec.commands.push(hostkit_api::kinds::Command {
         name: "announce".into(),
-        exec: vec!["/bin/sh".into(), "-c".into(), "touch /var/tmp/announced".into()],
+        exec: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "touch /var/tmp/announced".into(),
+        ],
         phase: Some(hostkit_api::kinds::Phase::AfterStart),
         down: Some(hostkit_api::kinds::CommandDown::Noop),
         ..Default::default()
     });
     let resources = d.resources_for("target").unwrap();
     let prepared = prepare(&ssh, &resources, &[], &demo_secrets("t")).await;
-    let applied = apply::apply(&ssh, &prepared, &ApplyOptions::new("r1")).await.unwrap();
+    let applied = apply::apply(&ssh, &prepared, &ApplyOptions::new("r1"))
+        .await
+        .unwrap();
     assert!(!applied.ok);
     let error = applied.error.clone().unwrap();
     assert!(error.starts_with("unit:demo-web.service"), "{error}");
-    assert!(error.contains("cannot-start"), "journal tail missing: {error}");
-    let unit_at = applied.results.iter().position(|r| r.id == "unit:demo-web.service").unwrap();
-    assert!(applied.results[..unit_at].iter().all(|r| r.status == apply::Status::Applied));
+    assert!(
+        error.contains("cannot-start"),
+        "journal tail missing: {error}"
+    );
+    let unit_at = applied
+        .results
+        .iter()
+        .position(|r| r.id == "unit:demo-web.service")
+        .unwrap();
+    assert!(
+        applied.results[..unit_at]
+            .iter()
+            .all(|r| r.status == apply::Status::Applied)
+    );
     let later = &applied.results[unit_at + 1..];
-    assert!(later.iter().any(|r| r.id == "command:web/announce"), "{:?}", applied.results);
+    assert!(
+        later.iter().any(|r| r.id == "command:web/announce"),
+        "{:?}",
+        applied.results
+    );
     assert!(later.iter().all(|r| r.status == apply::Status::NotRun));
     // The untouched later change really did not happen.
     assert_ne!(host.try_sh("test -e /var/tmp/announced").0, 0);
@@ -303,11 +432,20 @@ async fn a_stale_plan_is_refused() {
     let ssh = Ssh::connect(&options(&host)).await.expect("connect");
     let (d, _) = demo("v1", 8080);
     let resources = d.resources_for("target").unwrap();
-    let planned = prepare(&ssh, &resources, &[], &demo_secrets("t")).await.plan;
+    let planned = prepare(&ssh, &resources, &[], &demo_secrets("t"))
+        .await
+        .plan;
     host.sh("mkdir -p /etc/demo/web && echo sneaky > /etc/demo/web/version.txt");
-    let fresh = prepare(&ssh, &resources, &[], &demo_secrets("t")).await.plan;
-    let err = apply::check_fresh(&planned, &fresh).unwrap_err().to_string();
-    assert!(err.contains("file:/etc/demo/web/version.txt") && err.contains("stale"), "{err}");
+    let fresh = prepare(&ssh, &resources, &[], &demo_secrets("t"))
+        .await
+        .plan;
+    let err = apply::check_fresh(&planned, &fresh)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("file:/etc/demo/web/version.txt") && err.contains("stale"),
+        "{err}"
+    );
     assert!(apply::check_fresh(&fresh, &fresh).is_ok());
 }
 
@@ -316,38 +454,70 @@ async fn ssh_refuses_wrong_host_keys_and_wrong_keys_and_retries_when_down() {
     let host = TestHost::boot();
     // A different pinned key.
     let mut o = options(&host);
-    o.host_key = HostKeyCheck::Pinned("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ".into());
+    o.host_key = HostKeyCheck::Pinned(
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ".into(),
+    );
     let err = Ssh::connect(&o).await.err().unwrap().to_string();
-    assert!(err.contains("host key refused") && err.contains("not the pinned key"), "{err}");
+    assert!(
+        err.contains("host key refused") && err.contains("not the pinned key"),
+        "{err}"
+    );
     // known_hosts: unknown host refused under strict, recorded under acceptNew, then
     // accepted under strict.
     let kh = host.dir.path().join("kh");
     o.host_key = HostKeyCheck::KnownHosts(kh.clone());
     let err = Ssh::connect(&o).await.err().unwrap().to_string();
-    assert!(err.contains("is not in") && err.contains("acceptNew"), "{err}");
+    assert!(
+        err.contains("is not in") && err.contains("acceptNew"),
+        "{err}"
+    );
     o.host_key = HostKeyCheck::AcceptNew(kh.clone());
     Ssh::connect(&o).await.expect("acceptNew records the key");
     o.host_key = HostKeyCheck::KnownHosts(kh.clone());
     Ssh::connect(&o).await.expect("now known");
     // A changed key for a known host is a loud refusal.
-    std::fs::write(&kh, format!("{} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ\n", host.address)).unwrap();
+    std::fs::write(
+        &kh,
+        format!(
+            "{} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ\n",
+            host.address
+        ),
+    )
+    .unwrap();
     let err = Ssh::connect(&o).await.err().unwrap().to_string();
-    assert!(err.contains("does not match") && err.contains("man-in-the-middle"), "{err}");
+    assert!(
+        err.contains("does not match") && err.contains("man-in-the-middle"),
+        "{err}"
+    );
     // The wrong private key is an authentication error, not a retry loop.
     let mut o = options(&host);
     let other = host.dir.path().join("other_key");
-    assert!(std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&other).status().unwrap().success());
+    assert!(
+        std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&other)
+            .status()
+            .unwrap()
+            .success()
+    );
     o.auth = Auth::KeyFile(other);
     let err = Ssh::connect(&o).await.err().unwrap().to_string();
     assert!(err.contains("authentication as root failed"), "{err}");
     // sshd stopped: retried as configured, then a clear unreachable error.
     host.sh("systemctl stop ssh.socket ssh.service 2>/dev/null; systemctl stop ssh");
     let mut o = options(&host);
-    o.retry = RetryPolicy { attempts: 3, base_delay: Duration::from_millis(100), max_delay: Duration::from_millis(150) };
+    o.retry = RetryPolicy {
+        attempts: 3,
+        base_delay: Duration::from_millis(100),
+        max_delay: Duration::from_millis(150),
+    };
     let started = std::time::Instant::now();
     let err = Ssh::connect(&o).await.err().unwrap().to_string();
     assert!(err.contains("unreachable after 3 attempt(s)"), "{err}");
-    assert!(started.elapsed() >= Duration::from_millis(250), "the retries waited between attempts");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "the retries waited between attempts"
+    );
 }
 
 /// `hostkit plan/apply/down` as a user runs them: manifests on disk, exit codes, plan and
@@ -379,36 +549,86 @@ fn the_hostkit_plan_apply_down_commands() {
     };
     let m = manifest.to_str().unwrap();
     let out = run(&["plan", "-f", m, "--out", "plan.json"]);
-    assert_eq!(out.status.code(), Some(2), "{}{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains("Plan: ") && stdout(&out).contains("+ unit:demo-web.service"), "{}", stdout(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("Plan: ") && stdout(&out).contains("+ unit:demo-web.service"),
+        "{}",
+        stdout(&out)
+    );
     assert!(!stdout(&out).contains("cli-secret"));
 
     let out = run(&["apply", "-f", m]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--confirm"));
 
-    let out = run(&["apply", "-f", m, "--plan", "plan.json", "--confirm", "--out", "applied.json"]);
+    let out = run(&[
+        "apply",
+        "-f",
+        m,
+        "--plan",
+        "plan.json",
+        "--confirm",
+        "--out",
+        "applied.json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let applied = std::fs::read_to_string(dir.path().join("applied.json")).unwrap();
     assert!(!applied.contains("cli-secret"));
-    assert!(host.sh("cat /etc/demo/web/runtime.env").contains("TOKEN=\"cli-secret\""));
+    assert!(
+        host.sh("cat /etc/demo/web/runtime.env")
+            .contains("TOKEN=\"cli-secret\"")
+    );
 
     // A plan made before a change on the host is refused.
     let out = run(&["plan", "-f", m, "--out", "plan2.json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     host.sh("echo drift >> /etc/demo/web/version.txt");
-    let out = run(&["apply", "-f", m, "--plan", "plan2.json", "--confirm", "--out", "applied2.json"]);
+    let out = run(&[
+        "apply",
+        "-f",
+        m,
+        "--plan",
+        "plan2.json",
+        "--confirm",
+        "--out",
+        "applied2.json",
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("stale") && stderr(&out).contains("file:/etc/demo/web/version.txt"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stale") && stderr(&out).contains("file:/etc/demo/web/version.txt"),
+        "{}",
+        stderr(&out)
+    );
 
     // down --only restores one file; down of everything removes what was created.
-    let out = run(&["down", "--from", "applied.json", "--only", "file:/srv/demo/web/index.html", "--confirm"]);
+    let out = run(&[
+        "down",
+        "--from",
+        "applied.json",
+        "--only",
+        "file:/srv/demo/web/index.html",
+        "--confirm",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_ne!(host.try_sh("test -e /srv/demo/web/index.html").0, 0);
     assert_eq!(host.try_sh("test -e /etc/demo/web/version.txt").0, 0);
     let out = run(&["down", "--from", "applied.json", "--confirm"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("skip: account demo-web is kept"), "{}", stdout(&out));
-    assert_ne!(host.try_sh("test -e /etc/systemd/system/demo-web.service").0, 0);
+    assert!(
+        stdout(&out).contains("skip: account demo-web is kept"),
+        "{}",
+        stdout(&out)
+    );
+    assert_ne!(
+        host.try_sh("test -e /etc/systemd/system/demo-web.service")
+            .0,
+        0
+    );
     assert_ne!(host.try_sh("systemctl is-active demo-web.service").0, 0);
 }

@@ -29,7 +29,8 @@ pub fn dotenv_quote(value: &str) -> String {
 
 /// A dotenv file: plain values, then secrets, each group sorted by key.
 pub fn dotenv(set: &BTreeMap<String, String>, secrets: &BTreeMap<String, SecretRef>) -> Content {
-    let mut text = String::from("# Managed by HostKit. Secret values are filled in at apply time.\n");
+    let mut text =
+        String::from("# Managed by HostKit. Secret values are filled in at apply time.\n");
     for (k, v) in set {
         text.push_str(&format!("{k}={}\n", dotenv_quote(v)));
     }
@@ -111,7 +112,9 @@ pub fn config(
         let parts: Vec<&str> = key.split('.').collect();
         for (i, part) in parts.iter().enumerate() {
             let map = cursor.as_object_mut().ok_or_else(|| {
-                invalid(format!("secrets.{key}: {part:?} is inside a value that is not a mapping"))
+                invalid(format!(
+                    "secrets.{key}: {part:?} is inside a value that is not a mapping"
+                ))
             })?;
             if i + 1 == parts.len() {
                 map.insert(part.to_string(), Value::String(Content::placeholder(key)));
@@ -127,9 +130,13 @@ pub fn config(
             serde_json::to_string_pretty(&value).map_err(|e| invalid(e.to_string()))? + "\n"
         }
         ConfigFormat::Toml => toml::to_string(&value).map_err(|e| {
-            invalid(format!("cannot be written as TOML ({e}); TOML has no null values"))
+            invalid(format!(
+                "cannot be written as TOML ({e}); TOML has no null values"
+            ))
         })?,
-        ConfigFormat::Yaml => serde_saphyr::to_string(&value).map_err(|e| invalid(e.to_string()))?,
+        ConfigFormat::Yaml => {
+            serde_saphyr::to_string(&value).map_err(|e| invalid(e.to_string()))?
+        }
         ConfigFormat::Ini => ini(&value).map_err(invalid)?,
     };
     let escape = match format {
@@ -200,11 +207,20 @@ mod tests {
     fn dotenv_round_trips_awkward_values() {
         let mut set = BTreeMap::new();
         set.insert("PORT".to_string(), "4000".to_string());
-        set.insert("MOTD".to_string(), "say \"hi\" to $USER `now` \\o/".to_string());
+        set.insert(
+            "MOTD".to_string(),
+            "say \"hi\" to $USER `now` \\o/".to_string(),
+        );
         let mut secrets = BTreeMap::new();
-        secrets.insert("DATABASE_URL".to_string(), SecretRef::Env("DATABASE_URL".into()));
+        secrets.insert(
+            "DATABASE_URL".to_string(),
+            SecretRef::Env("DATABASE_URL".into()),
+        );
         let c = dotenv(&set, &secrets);
-        assert!(c.text.contains("DATABASE_URL=@@hostkit-secret:DATABASE_URL@@"));
+        assert!(
+            c.text
+                .contains("DATABASE_URL=@@hostkit-secret:DATABASE_URL@@")
+        );
         assert!(!c.text.contains("postgres"));
         let parsed = parse_dotenv(&c.text);
         assert_eq!(parsed["MOTD"], set["MOTD"]);
@@ -216,25 +232,67 @@ mod tests {
         let content = json!({"server": {"port": 4000, "host": "127.0.0.1"}, "debug": false});
         let mut secrets = BTreeMap::new();
         secrets.insert("server.token".to_string(), SecretRef::Env("TOKEN".into()));
-        let toml = config("Service/a", "configFiles[0]", ConfigFormat::Toml, &content, &secrets)
-            .unwrap();
-        assert!(toml.text.contains("token = @@hostkit-secret:server.token@@"), "{}", toml.text);
+        let toml = config(
+            "Service/a",
+            "configFiles[0]",
+            ConfigFormat::Toml,
+            &content,
+            &secrets,
+        )
+        .unwrap();
+        assert!(
+            toml.text
+                .contains("token = @@hostkit-secret:server.token@@"),
+            "{}",
+            toml.text
+        );
         assert_eq!(toml.secrets["server.token"].escape, Escape::Json);
-        let ini = config("Service/a", "configFiles[0]", ConfigFormat::Ini, &content, &secrets)
-            .unwrap();
+        let ini = config(
+            "Service/a",
+            "configFiles[0]",
+            ConfigFormat::Ini,
+            &content,
+            &secrets,
+        )
+        .unwrap();
         assert_eq!(
             ini.text,
             "debug = false\n\n[server]\nport = 4000\nhost = 127.0.0.1\ntoken = @@hostkit-secret:server.token@@\n"
         );
-        let yaml = config("Service/a", "configFiles[0]", ConfigFormat::Yaml, &content, &secrets)
-            .unwrap();
-        assert!(yaml.text.contains("token: @@hostkit-secret:server.token@@"), "{}", yaml.text);
-        let json = config("Service/a", "configFiles[0]", ConfigFormat::Json, &content, &BTreeMap::new())
-            .unwrap();
+        let yaml = config(
+            "Service/a",
+            "configFiles[0]",
+            ConfigFormat::Yaml,
+            &content,
+            &secrets,
+        )
+        .unwrap();
+        assert!(
+            yaml.text.contains("token: @@hostkit-secret:server.token@@"),
+            "{}",
+            yaml.text
+        );
+        let json = config(
+            "Service/a",
+            "configFiles[0]",
+            ConfigFormat::Json,
+            &content,
+            &BTreeMap::new(),
+        )
+        .unwrap();
         assert!(json.text.starts_with("{\n  \"server\""));
-        let err = config("Service/a", "configFiles[0]", ConfigFormat::Ini, &json!({"a": {"b": {"c": 1}}}), &BTreeMap::new())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("Service/a configFiles[0]") && err.contains("one level"), "{err}");
+        let err = config(
+            "Service/a",
+            "configFiles[0]",
+            ConfigFormat::Ini,
+            &json!({"a": {"b": {"c": 1}}}),
+            &BTreeMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("Service/a configFiles[0]") && err.contains("one level"),
+            "{err}"
+        );
     }
 }

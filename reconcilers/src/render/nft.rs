@@ -17,9 +17,7 @@ pub fn ruleset(object: &str, firewall: &Firewall) -> Result<String, String> {
     };
     let mut rules = Vec::new();
     for (i, rule) in firewall.rules.iter().enumerate() {
-        rules.extend(
-            render_rule(rule).map_err(|e| format!("{object} firewall.rules[{i}]: {e}"))?,
-        );
+        rules.extend(render_rule(rule).map_err(|e| format!("{object} firewall.rules[{i}]: {e}"))?);
     }
     let mut out = String::new();
     out.push_str("#!/usr/sbin/nft -f\n# Managed by HostKit. Local edits are reported as drift.\n");
@@ -58,7 +56,9 @@ fn parse_source(s: &str) -> Result<Source, String> {
         None => (s, None),
     };
     let ip: IpAddr = addr.parse().map_err(|_| {
-        format!("{s:?} is not a source: use any, an IPv4 or IPv6 address, or a CIDR like 10.0.0.0/24")
+        format!(
+            "{s:?} is not a source: use any, an IPv4 or IPv6 address, or a CIDR like 10.0.0.0/24"
+        )
     })?;
     if let Some(p) = prefix {
         let max = if ip.is_ipv4() { 32 } else { 128 };
@@ -245,9 +245,17 @@ table inet hostkit {
         let e = ruleset("Host/edge", &fw).unwrap_err();
         assert!(e.contains("firewall.rules[2]") && e.contains("CIDR"), "{e}");
         fw.rules[2].from = Some(Sources::One("10.0.0.0/40".into()));
-        assert!(ruleset("Host/edge", &fw).unwrap_err().contains("prefix length"));
+        assert!(
+            ruleset("Host/edge", &fw)
+                .unwrap_err()
+                .contains("prefix length")
+        );
         fw.rules[2].from = None;
         fw.rules[2].allow = Some(TrafficMatch::default());
-        assert!(ruleset("Host/edge", &fw).unwrap_err().contains("matches nothing"));
+        assert!(
+            ruleset("Host/edge", &fw)
+                .unwrap_err()
+                .contains("matches nothing")
+        );
     }
 }

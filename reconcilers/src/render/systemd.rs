@@ -130,7 +130,10 @@ pub fn sandbox(profile: SandboxProfile) -> Vec<(&'static str, String)> {
             ("PrivateDevices", yes()),
             ("ProtectSystem", "full".to_string()),
             ("ProtectHome", yes()),
-            ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX".to_string()),
+            (
+                "RestrictAddressFamilies",
+                "AF_INET AF_INET6 AF_UNIX".to_string(),
+            ),
         ]
     };
     let strict = || {
@@ -168,7 +171,10 @@ pub fn sandbox(profile: SandboxProfile) -> Vec<(&'static str, String)> {
             ("PrivateTmp", yes()),
             ("ProtectSystem", "full".to_string()),
             ("RestrictSUIDSGID", yes()),
-            ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX".to_string()),
+            (
+                "RestrictAddressFamilies",
+                "AF_INET AF_INET6 AF_UNIX".to_string(),
+            ),
         ],
         SandboxProfile::None => vec![],
     }
@@ -207,7 +213,10 @@ pub fn isolate(isolate: &Isolate, writable: &[String]) -> Vec<(&'static str, Str
         d.push(("IPAddressDeny", "any".to_string()));
         d.push(("IPAddressAllow", "localhost".to_string()));
         if !d.iter().any(|(k, _)| *k == "RestrictAddressFamilies") {
-            d.push(("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX".to_string()));
+            d.push((
+                "RestrictAddressFamilies",
+                "AF_INET AF_INET6 AF_UNIX".to_string(),
+            ));
         }
     }
     let (mut mem, mut cpu, mut tasks) = match isolate.resources {
@@ -315,12 +324,21 @@ impl Unit {
                 return;
             }
             out.push_str(&format!("\n[{name}]\n"));
-            let mut items: Vec<(usize, &(&'static str, String))> = items.iter().enumerate().collect();
+            let mut items: Vec<(usize, &(&'static str, String))> =
+                items.iter().enumerate().collect();
             if let Some(order) = order {
                 let rank = |k: &str| order.iter().position(|o| *o == k).unwrap_or(order.len());
                 items.sort_by(|(ia, a), (ib, b)| {
-                    (rank(a.0), if rank(a.0) == order.len() { a.0 } else { "" }, *ia)
-                        .cmp(&(rank(b.0), if rank(b.0) == order.len() { b.0 } else { "" }, *ib))
+                    (
+                        rank(a.0),
+                        if rank(a.0) == order.len() { a.0 } else { "" },
+                        *ia,
+                    )
+                        .cmp(&(
+                            rank(b.0),
+                            if rank(b.0) == order.len() { b.0 } else { "" },
+                            *ib,
+                        ))
                 });
             }
             for (_, (k, v)) in items {
@@ -368,7 +386,12 @@ mod tests {
     fn strict_app_is_strict_web_plus_small_resources() {
         let d = isolate(&Isolate::default(), &[]);
         let keys: Vec<&str> = d.iter().map(|(k, _)| *k).collect();
-        for k in ["ProtectSystem", "RestrictSUIDSGID", "RemoveIPC", "ProtectClock"] {
+        for k in [
+            "ProtectSystem",
+            "RestrictSUIDSGID",
+            "RemoveIPC",
+            "ProtectClock",
+        ] {
             assert!(keys.contains(&k), "{k} missing");
         }
         assert!(d.contains(&("ProtectSystem", "strict".into())));
@@ -403,7 +426,10 @@ mod tests {
         );
         assert!(d.contains(&("IPAddressDeny", "any".into())));
         assert!(d.contains(&("IPAddressAllow", "localhost".into())));
-        assert!(d.contains(&("MemoryMax", "256M".into())), "override wins over profile");
+        assert!(
+            d.contains(&("MemoryMax", "256M".into())),
+            "override wins over profile"
+        );
         assert!(d.contains(&("CPUQuota", "200%".into())));
         assert!(d.contains(&("ReadWritePaths", "/srv/a".into())));
     }
@@ -429,7 +455,15 @@ mod tests {
             .collect();
         assert_eq!(
             order,
-            ["Description", "User", "ExecStart", "MemoryMax", "Alpha", "Zeta", "WantedBy"]
+            [
+                "Description",
+                "User",
+                "ExecStart",
+                "MemoryMax",
+                "Alpha",
+                "Zeta",
+                "WantedBy"
+            ]
         );
     }
 
