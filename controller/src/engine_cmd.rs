@@ -14,7 +14,6 @@ use hostkit_reconcilers::plan::{self, Plan, Prepared};
 use hostkit_reconcilers::resource::Resource;
 use hostkit_reconcilers::secrets::Secrets;
 use hostkit_reconcilers::ssh::{Ssh, SshOptions};
-use hostkit_reconcilers::state;
 use serde::{Deserialize, Serialize};
 
 #[derive(clap::Args)]
@@ -137,19 +136,7 @@ async fn prepare(
     previous: &[Resource],
     secrets: &Secrets,
 ) -> anyhow::Result<Prepared> {
-    let st = state::read(ssh, resources).await?;
-    Ok(plan::compute(
-        ssh_host(ssh),
-        resources,
-        previous,
-        &st,
-        secrets,
-    )?)
-}
-
-fn ssh_host(ssh: &Ssh) -> &str {
-    use hostkit_reconcilers::transport::Transport;
-    ssh.host()
+    Ok(plan::prepare(ssh, resources, previous, secrets).await?)
 }
 
 /// Exit 0: nothing would change; 2: something would; errors are returned (exit 1).

@@ -154,7 +154,10 @@ fi
     )
 }
 
-/// The script that writes `bytes` to `path` atomically with owner and mode.
+/// The script that writes `bytes` to `path` atomically with owner and mode: a temp file
+/// created exclusively in the same directory, fsync, chown, chmod, rename. Text content is
+/// written by the shell's own `printf` (no process, no argv); bytes with NUL go through
+/// `base64 -d`.
 pub fn write_file_script(
     path: &str,
     bytes: &[u8],
@@ -162,32 +165,57 @@ pub fn write_file_script(
     group: &str,
     mode: u32,
     backup_root: Option<&str>,
+    make_parent: bool,
 ) -> String {
+    let parent = std::path::Path::new(path)
+        .parent()
+        .and_then(|p| p.to_str())
+        .unwrap_or("/");
     let mut s = String::from("set -eu\n");
-    s.push_str(&format!(
-        "p={}\nd=$(dirname \"$p\")\nmkdir -p \"$d\"\n",
-        sh_quote(path)
-    ));
+    s.push_str(&format!("p={}\nd={}\n", sh_quote(path), sh_quote(parent)));
+    if make_parent {
+        s.push_str("[ -d \"$d\" ] || mkdir -p \"$d\"\n");
+    }
     if let Some(root) = backup_root {
         s.push_str(&backup_script(path, root));
     }
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     s.push_str(&format!(
-        r#"t=$(mktemp "$d/.hostkit.XXXXXX")
-trap 'rm -f "$t"' EXIT
-base64 -d > "$t" <<'HOSTKIT_CONTENT_EOF'
-{content}
-HOSTKIT_CONTENT_EOF
-chown {owner}:{group} "$t"
-chmod {mode:04o} "$t"
-sync "$t" 2>/dev/null || sync
-mv -f "$t" "$p"
-trap - EXIT
-"#,
-        content = b64(bytes),
-        owner = sh_quote(owner),
-        group = sh_quote(group),
+        "t=\"$d/.hostkit.{}.{nanos:x}.{seq}\"\nset -C\ntrap 'rm -f \"$t\"' EXIT\n",
+        std::process::id()
+    ));
+    if bytes.contains(&0) {
+        s.push_str(&format!(
+            "base64 -d > \"$t\" <<'HOSTKIT_CONTENT_EOF'\n{}\nHOSTKIT_CONTENT_EOF\n",
+            b64(bytes)
+        ));
+    } else {
+        let text = String::from_utf8_lossy(bytes);
+        if text.as_bytes() == bytes {
+            s.push_str(&format!("printf '%s' {} > \"$t\"\n", sh_single(&text)));
+        } else {
+            s.push_str(&format!(
+                "base64 -d > \"$t\" <<'HOSTKIT_CONTENT_EOF'\n{}\nHOSTKIT_CONTENT_EOF\n",
+                b64(bytes)
+            ));
+        }
+    }
+    s.push_str(&format!(
+        "set +C\nchown {}:{} \"$t\"\nchmod {mode:04o} \"$t\"\nsync \"$t\" 2>/dev/null || sync\nmv -f \"$t\" \"$p\"\ntrap - EXIT\n",
+        sh_quote(owner),
+        sh_quote(group)
     ));
     s
+}
+
+/// Always single-quotes (also the empty string and plain words).
+fn sh_single(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 fn unit_start_script(name: &str, settle: Duration) -> String {
@@ -324,8 +352,8 @@ fn package_script(manager: &str, names: &[String]) -> String {
     }
 }
 
-fn parse_backup(out: &Output) -> Option<Backup> {
-    out.stdout_text().lines().find_map(|l| {
+fn parse_backup(text: &str) -> Option<Backup> {
+    text.lines().find_map(|l| {
         let f: Vec<&str> = l.split('\t').collect();
         match f.as_slice() {
             ["BACKUP", path, sha] => Some(Backup {
@@ -337,16 +365,119 @@ fn parse_backup(out: &Output) -> Option<Backup> {
     })
 }
 
-fn failure_message(out: &Output) -> String {
+fn output_message(out: &Output) -> String {
     let mut text = out.stdout_text();
     text.push_str(&out.stderr_text());
+    failure_message(out.status, &text)
+}
+
+fn failure_message(status: i32, text: &str) -> String {
     let text = text.replace("HOSTKIT_JOURNAL\n", "journal:\n");
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| !l.starts_with("BACKUP\t"))
         .collect();
     let tail = &lines[lines.len().saturating_sub(25)..];
-    format!("exit status {}: {}", out.status, tail.join("\n"))
+    format!("exit status {status}: {}", tail.join("\n"))
+}
+
+/// Changes sent to the host in one script (each still runs on its own, in order, and the
+/// first failure ends the script): one round trip per batch instead of per change.
+const BATCH: usize = 64;
+const BATCH_BYTES: usize = 4 << 20;
+
+struct Pending {
+    ids: Vec<String>,
+    result: ChangeResult,
+    script: String,
+}
+
+/// Runs the pending changes as one script with a begin/end marker around each, and
+/// records each change's own outcome.
+async fn flush(
+    transport: &dyn Transport,
+    pending: &mut Vec<Pending>,
+    changes: &[&Change],
+    results: &mut Vec<ChangeResult>,
+    done: &mut BTreeSet<String>,
+    failed: &mut Option<String>,
+    progress: &Option<Progress>,
+) {
+    if pending.is_empty() {
+        return;
+    }
+    let mut script = String::new();
+    for (i, p) in pending.iter().enumerate() {
+        script.push_str(&format!(
+            "printf 'HK_BEGIN {i}\\n'\n(\n{}\n) 2>&1 </dev/null\nrc=$?\nprintf 'HK_END {i} %s\\n' \"$rc\"\n[ \"$rc\" -eq 0 ] || exit 0\n",
+            p.script
+        ));
+    }
+    let mut outputs: Vec<Option<(i32, String)>> = vec![None; pending.len()];
+    let mut transport_error = None;
+    match transport.run(&script).await {
+        Err(e) => transport_error = Some(e.to_string()),
+        Ok(out) => {
+            let mut current: Option<(usize, String)> = None;
+            for line in out.stdout_text().lines() {
+                if let Some(i) = line.strip_prefix("HK_BEGIN ") {
+                    current = i.parse().ok().map(|i| (i, String::new()));
+                } else if let Some(rest) = line.strip_prefix("HK_END ") {
+                    let mut f = rest.split(' ');
+                    let i: usize = f.next().and_then(|x| x.parse().ok()).unwrap_or(usize::MAX);
+                    let rc: i32 = f.next().and_then(|x| x.parse().ok()).unwrap_or(1);
+                    if let Some((ci, text)) = current.take()
+                        && ci == i
+                        && i < outputs.len()
+                    {
+                        outputs[i] = Some((rc, text));
+                    }
+                } else if let Some((_, text)) = current.as_mut() {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+            if outputs.iter().any(Option::is_none) && out.status != 0 {
+                transport_error = Some(format!("exit status {}: {}", out.status, out.stderr_text().trim()));
+            }
+        }
+    }
+    for (i, p) in pending.drain(..).enumerate() {
+        let mut result = p.result;
+        match &outputs[i] {
+            Some((0, text)) => {
+                result.status = Status::Applied;
+                result.backup = parse_backup(text);
+            }
+            Some((rc, text)) => {
+                result.status = Status::Failed;
+                let msg = failure_message(*rc, text);
+                result.message = Some(msg.clone());
+                failed.get_or_insert_with(|| format!("{}: {msg}", result.id));
+            }
+            None if failed.is_none() => {
+                let msg = transport_error.clone().unwrap_or_else(|| "the host did not report this change".into());
+                result.status = Status::Failed;
+                result.message = Some(msg.clone());
+                *failed = Some(format!("{}: {msg}", result.id));
+            }
+            None => {
+                result.message = Some("not attempted: an earlier change failed".into());
+            }
+        }
+        for id in &p.ids {
+            done.insert(id.clone());
+            let mut r = result.clone();
+            r.id = id.clone();
+            if let Some(c) = changes.iter().find(|c| &c.id == id) {
+                r.before = c.before.clone();
+            }
+            if let Some(p) = progress {
+                p(&r);
+            }
+            results.push(r);
+        }
+    }
 }
 
 /// Applies a prepared plan. Returns what ran (also on failure, with `ok: false`).
@@ -361,6 +492,7 @@ pub async fn apply(
     let mut failed: Option<String> = None;
     let mut units_dirty = false;
     let mut done: BTreeSet<String> = BTreeSet::new();
+    let mut pending: Vec<Pending> = Vec::new();
     let changes: Vec<&Change> = prepared
         .plan
         .changes
@@ -418,13 +550,23 @@ pub async fn apply(
                 },
                 _,
             ) => {
+                let existed = change
+                    .before
+                    .as_ref()
+                    .and_then(|b| b.get("type"))
+                    .is_some_and(|t| t == "file");
+                let parent = std::path::Path::new(path).parent().and_then(|p| p.to_str()).unwrap_or("/");
+                let parent_managed = r.depends_on.iter().any(|d| {
+                    d.edge == crate::resource::Edge::ParentDirectory && d.id == crate::resource::Resource::directory_id(parent)
+                });
                 let mut s = write_file_script(
                     path,
                     &prepared.bytes[&r.id],
                     owner,
                     group,
                     *mode,
-                    Some(&root),
+                    existed.then_some(root.as_str()),
+                    !parent_managed,
                 );
                 match role {
                     FileRole::Unit => units_dirty = true,
@@ -549,43 +691,23 @@ pub async fn apply(
             }
         };
         tracing::debug!(host = transport.host(), id = %change.id, "applying");
-        let out = transport.run(&script).await;
-        match out {
-            Ok(out) if out.status == 0 => {
-                result.status = Status::Applied;
-                result.backup = parse_backup(&out);
-            }
-            Ok(out) => {
-                result.status = Status::Failed;
-                let msg = failure_message(&out);
-                result.message = Some(msg.clone());
-                failed = Some(format!("{}: {msg}", change.id));
-            }
-            Err(e) => {
-                result.status = Status::Failed;
-                result.message = Some(e.to_string());
-                failed = Some(format!("{}: {e}", change.id));
-            }
-        }
-        for id in &batch {
-            done.insert(id.clone());
-            let mut r = result.clone();
-            r.id = id.clone();
-            if let Some(c) = changes.iter().find(|c| &c.id == id) {
-                r.before = c.before.clone();
-            }
-            if let Some(p) = &opts.progress {
-                p(&r);
-            }
-            results.push(r);
+        done.extend(batch.iter().cloned());
+        pending.push(Pending {
+            ids: batch,
+            result,
+            script,
+        });
+        if pending.len() >= BATCH || pending.iter().map(|p| p.script.len()).sum::<usize>() > BATCH_BYTES {
+            flush(transport, &mut pending, &changes, &mut results, &mut done, &mut failed, &opts.progress).await;
         }
     }
+    flush(transport, &mut pending, &changes, &mut results, &mut done, &mut failed, &opts.progress).await;
     if units_dirty && failed.is_none() {
         let out = transport.run("systemctl daemon-reload").await?;
         if out.status != 0 {
             failed = Some(format!(
                 "systemctl daemon-reload: {}",
-                failure_message(&out)
+                output_message(&out)
             ));
         }
     }
@@ -1038,7 +1160,7 @@ pub async fn run_down(transport: &dyn Transport, down: &DownPlan) -> Result<Down
             result.status = Status::Applied;
         } else {
             result.status = Status::Failed;
-            result.message = Some(failure_message(&out));
+            result.message = Some(output_message(&out));
             ok = false;
         }
         steps.push(result);

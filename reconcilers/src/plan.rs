@@ -709,6 +709,27 @@ pub fn compute(
     })
 }
 
+/// Reads the host and plans in one go: the desired file hashes go into the read so only
+/// differing files come back whole.
+pub async fn prepare(
+    transport: &dyn crate::transport::Transport,
+    resources: &[Resource],
+    previous: &[Resource],
+    secrets: &Secrets,
+) -> Result<Prepared> {
+    let mut want = BTreeMap::new();
+    for r in resources {
+        if let Spec::File { content, .. } = &r.spec {
+            want.insert(r.id.clone(), sha256_hex(&secrets.materialize(content)?));
+        }
+    }
+    let mut all: Vec<Resource> = resources.to_vec();
+    let ids: BTreeSet<&str> = resources.iter().map(|r| r.id.as_str()).collect();
+    all.extend(previous.iter().filter(|r| !ids.contains(r.id.as_str())).cloned());
+    let state = crate::state::read(transport, &all, &want).await?;
+    compute(transport.host(), resources, previous, &state, secrets)
+}
+
 impl Plan {
     pub fn count(&self, action: Action) -> usize {
         self.changes.iter().filter(|c| c.action == action).count()

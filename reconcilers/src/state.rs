@@ -108,27 +108,6 @@ pub const INPUTS_FN: &str = r#"hk_ih() { for i in "$@"; do if [ -e "$i" ]; then 
 const PRELUDE: &str = r#"set +e
 hk_b64() { base64 | tr -d '\n'; }
 hk_e() { printf 'E\t%s\t%s\n' "$1" "$(printf '%s' "$2" | hk_b64)"; }
-hk_f() {
-  if [ -L "$2" ]; then printf 'F\t%s\tlink\t%s\n' "$1" "$(readlink "$2" | hk_b64)"; return; fi
-  if [ ! -e "$2" ]; then
-    d=$(dirname "$2")
-    if [ -e "$d" ] && [ ! -x "$d" ]; then hk_e "$1" "cannot search $d"; return; fi
-    printf 'F\t%s\tabsent\n' "$1"; return
-  fi
-  s=$(stat -c '%F|%U|%G|%a|%s' "$2" 2>&1) || { hk_e "$1" "$s"; return; }
-  IFS='|' read -r t u g m z <<HK_EOF
-$s
-HK_EOF
-  case "$t" in
-    directory) printf 'F\t%s\tdir\t%s\t%s\t%s\n' "$1" "$u" "$g" "$m" ;;
-    "regular file"|"regular empty file")
-      h=$(sha256sum < "$2" 2>&1) || { hk_e "$1" "$h"; return; }
-      c=-
-      if [ "$3" = 1 ] && [ "$z" -le MAXC ]; then c=$(hk_b64 < "$2"); [ -n "$c" ] || c=-; fi
-      printf 'F\t%s\tfile\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$u" "$g" "$m" "${h%% *}" "$z" "$c" ;;
-    *) printf 'F\t%s\tother\t%s\n' "$1" "$(printf '%s' "$t" | hk_b64)" ;;
-  esac
-}
 hk_a() {
   l=$(getent passwd "$2")
   if [ -z "$l" ]; then printf 'A\t%s\tabsent\n' "$1"; return; fi
@@ -161,18 +140,29 @@ pub fn firewall_stamp(table: &str) -> String {
     format!("{STATE_DIR}/stamps/firewall-inet-{table}")
 }
 
-/// Builds the read script for `resources`.
-pub fn script(resources: &[Resource]) -> String {
+/// Builds the read script for `resources`. `want` holds the desired sha256 per file
+/// resource id: only files whose hash differs (and are small) are sent back whole, for the
+/// diff, so a no-op read moves hashes, not contents.
+pub fn script(resources: &[Resource], want: &BTreeMap<String, String>) -> String {
     let mut s = String::from(INPUTS_FN);
-    s.push_str(&PRELUDE.replace("MAXC", &MAX_CONTENT.to_string()));
+    s.push_str(PRELUDE);
+    s.push_str("export LC_ALL=C\n");
     let mut units = BTreeSet::new();
     let mut packages = BTreeSet::new();
+    let mut paths = Vec::new();
+    let mut files = Vec::new();
+    let mut links = Vec::new();
     for r in resources {
         let id = sh_quote(&r.id);
         match &r.spec {
-            Spec::File { path, .. } => s.push_str(&format!("hk_f {id} {} 1\n", sh_quote(path))),
-            Spec::Directory { path, .. } | Spec::Symlink { path, .. } => {
-                s.push_str(&format!("hk_f {id} {} 0\n", sh_quote(path)))
+            Spec::File { path, .. } => {
+                paths.push(sh_quote(path));
+                files.push((r.id.clone(), path.clone()));
+            }
+            Spec::Directory { path, .. } => paths.push(sh_quote(path)),
+            Spec::Symlink { path, .. } => {
+                paths.push(sh_quote(path));
+                links.push(sh_quote(path));
             }
             Spec::Account { name, .. } => s.push_str(&format!("hk_a {id} {}\n", sh_quote(name))),
             Spec::Unit { name, .. } => {
@@ -201,6 +191,33 @@ pub fn script(resources: &[Resource]) -> String {
                 sh_quote(&firewall_stamp(table))
             )),
         }
+    }
+    if !paths.is_empty() {
+        // One stat for every path, one sha256sum for every file: no process per resource.
+        s.push_str(&format!(
+            "stat -c 'T|%F|%U|%G|%a|%s|%n' -- {} 2>&1\n",
+            paths.join(" ")
+        ));
+    }
+    if !files.is_empty() {
+        let list: Vec<String> = files.iter().map(|(_, p)| sh_quote(p)).collect();
+        s.push_str(&format!(
+            "sha256sum -- {} 2>/dev/null | sed 's/^/H /'\n",
+            list.join(" ")
+        ));
+        s.push_str(&format!(
+            "sha256sum -c --quiet 2>/dev/null <<'HK_WANT' | while IFS= read -r l; do p=${{l%: FAILED*}}; [ -f \"$p\" ] || continue; z=$(stat -c %s \"$p\"); [ \"$z\" -le {MAX_CONTENT} ] || continue; printf 'B\\t%s\\t%s\\n' \"$(printf %s \"$p\" | hk_b64)\" \"$(hk_b64 < \"$p\")\"; done\n"
+        ));
+        for (id, path) in &files {
+            let sha = want.get(id).cloned().unwrap_or_else(|| "0".repeat(64));
+            s.push_str(&format!("{sha}  {path}\n"));
+        }
+        s.push_str("HK_WANT\n");
+    }
+    for l in &links {
+        s.push_str(&format!(
+            "if [ -L {l} ]; then printf 'L\\t%s\\t%s\\n' \"$(printf %s {l} | hk_b64)\" \"$(readlink {l} | hk_b64)\"; fi\n"
+        ));
     }
     if !units.is_empty() {
         let list: Vec<String> = units.iter().map(|u| sh_quote(u)).collect();
@@ -255,8 +272,61 @@ pub fn parse(host: &str, resources: &[Resource], out: &str) -> Result<HostState>
             st.units.insert(i, b);
         }
     };
+    struct Stat {
+        kind: String,
+        owner: String,
+        group: String,
+        mode: u32,
+        size: u64,
+    }
+    let mut stats: BTreeMap<String, std::result::Result<Stat, String>> = BTreeMap::new();
+    let mut hashes: BTreeMap<String, String> = BTreeMap::new();
+    let mut contents: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut targets: BTreeMap<String, String> = BTreeMap::new();
     for line in out.lines() {
+        if let Some(rest) = line.strip_prefix("T|") {
+            let f: Vec<&str> = rest.splitn(6, '|').collect();
+            if let [kind, owner, group, mode, size, path] = f.as_slice() {
+                stats.insert(
+                    path.to_string(),
+                    Ok(Stat {
+                        kind: kind.to_string(),
+                        owner: owner.to_string(),
+                        group: group.to_string(),
+                        mode: u32::from_str_radix(mode, 8).unwrap_or(0),
+                        size: size.parse().unwrap_or(0),
+                    }),
+                );
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("stat: ") {
+            // stat: cannot statx '/p': No such file or directory
+            if let (Some(a), Some(b)) = (rest.find('\''), rest.rfind("': ")) {
+                if a < b {
+                    stats.insert(rest[a + 1..b].to_string(), Err(rest[b + 3..].to_string()));
+                }
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("H ") {
+            if let Some((sha, path)) = rest.split_once("  ") {
+                hashes.insert(path.to_string(), sha.to_string());
+            }
+            continue;
+        }
         let f: Vec<&str> = line.split('\t').collect();
+        match f.as_slice() {
+            ["B", path, content] => {
+                contents.insert(b64s(path), b64(content));
+                continue;
+            }
+            ["L", path, target] => {
+                targets.insert(b64s(path), b64s(target));
+                continue;
+            }
+            _ => {}
+        }
         match f.as_slice() {
             ["F", id, "absent"] => {
                 st.paths.insert(id.to_string(), PathState::Absent);
@@ -363,6 +433,53 @@ pub fn parse(host: &str, resources: &[Resource], out: &str) -> Result<HostState>
         }
     }
     flush(&mut st, &mut unit_id, &mut unit_block);
+    for r in resources {
+        let Some(path) = r.path() else { continue };
+        let state = match stats.remove(path) {
+            None => {
+                st.errors
+                    .insert(r.id.clone(), "stat printed nothing for this path".into());
+                continue;
+            }
+            Some(Err(e)) if e.contains("No such file") || e.contains("Not a directory") => {
+                PathState::Absent
+            }
+            Some(Err(e)) => {
+                st.errors.insert(r.id.clone(), e);
+                continue;
+            }
+            Some(Ok(stat)) => match stat.kind.as_str() {
+                "directory" => PathState::Directory {
+                    owner: stat.owner,
+                    group: stat.group,
+                    mode: stat.mode,
+                },
+                "regular file" | "regular empty file" => match hashes.get(path) {
+                    Some(sha) => PathState::File {
+                        owner: stat.owner,
+                        group: stat.group,
+                        mode: stat.mode,
+                        sha256: sha.clone(),
+                        size: stat.size,
+                        content: contents.remove(path),
+                    },
+                    None => {
+                        st.errors
+                            .insert(r.id.clone(), format!("cannot read {path}"));
+                        continue;
+                    }
+                },
+                "symbolic link" => match targets.get(path) {
+                    Some(t) => PathState::Link { target: t.clone() },
+                    None => PathState::Other {
+                        what: "symbolic link".into(),
+                    },
+                },
+                other => PathState::Other { what: other.into() },
+            },
+        };
+        st.paths.insert(r.id.clone(), state);
+    }
     // Units systemd did not list, and packages the package manager does not know, are
     // absent rather than unread.
     for r in resources {
@@ -380,8 +497,12 @@ pub fn parse(host: &str, resources: &[Resource], out: &str) -> Result<HostState>
 }
 
 /// Reads every resource of one host in one round trip.
-pub async fn read(transport: &dyn Transport, resources: &[Resource]) -> Result<HostState> {
-    let out = transport.run(&script(resources)).await?;
+pub async fn read(
+    transport: &dyn Transport,
+    resources: &[Resource],
+    want: &BTreeMap<String, String>,
+) -> Result<HostState> {
+    let out = transport.run(&script(resources, want)).await?;
     if out.truncated {
         return Err(Error::Read {
             host: transport.host().into(),

@@ -13,7 +13,6 @@ use hostkit_reconcilers::plan::{self, Action, Prepared};
 use hostkit_reconcilers::resource::{Resource, Spec};
 use hostkit_reconcilers::secrets::Secrets;
 use hostkit_reconcilers::ssh::{Auth, HostKeyCheck, RetryPolicy, Ssh, SshOptions};
-use hostkit_reconcilers::state;
 use hostkit_reconcilers::transport::Transport;
 
 fn options(host: &TestHost) -> SshOptions {
@@ -37,8 +36,7 @@ async fn prepare(
     previous: &[Resource],
     secrets: &Secrets,
 ) -> Prepared {
-    let st = state::read(t, resources).await.expect("state read");
-    plan::compute(t.host(), resources, previous, &st, secrets).expect("plan")
+    plan::prepare(t, resources, previous, secrets).await.expect("plan")
 }
 
 async fn converge(
