@@ -186,8 +186,9 @@ pub fn write_file_script(
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     s.push_str(&format!(
-        "t=\"$d/.hostkit.{}.{nanos:x}.{seq}\"\nset -C\ntrap 'rm -f \"$t\"' EXIT\n",
-        std::process::id()
+        "t=\"$d/.hostkit.{}.{nanos:x}.{seq}\"\nset -C\ntrap 'rm -f \"$t\"' EXIT\numask {:04o}\n",
+        std::process::id(),
+        0o666 & !mode & 0o777
     ));
     if bytes.contains(&0) {
         s.push_str(&format!(
@@ -205,11 +206,16 @@ pub fn write_file_script(
             ));
         }
     }
-    s.push_str(&format!(
-        "set +C\nchown {}:{} \"$t\"\nchmod {mode:04o} \"$t\"\nsync \"$t\" 2>/dev/null || sync\nmv -f \"$t\" \"$p\"\ntrap - EXIT\n",
-        sh_quote(owner),
-        sh_quote(group)
-    ));
+    s.push_str("set +C\n");
+    // As root, a new file is already root:root, and a mode without x or special bits is
+    // set by the umask at creation: no chown/chmod process for the common case.
+    if owner != "root" || group != "root" {
+        s.push_str(&format!("chown {}:{} \"$t\"\n", sh_quote(owner), sh_quote(group)));
+    }
+    if mode & !0o666 != 0 {
+        s.push_str(&format!("chmod {mode:04o} \"$t\"\n"));
+    }
+    s.push_str("sync \"$t\" 2>/dev/null || sync\nmv -f \"$t\" \"$p\"\ntrap - EXIT\n");
     s
 }
 
@@ -218,14 +224,32 @@ fn sh_single(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-fn unit_start_script(name: &str, settle: Duration) -> String {
+/// Enables a unit the way `systemctl enable` does for `WantedBy=` (a link in each target's
+/// `.wants/`), without the manager round trip that costs ~90 ms per unit.
+fn enable_script(name: &str, wanted_by: &[String]) -> String {
+    if wanted_by.is_empty() {
+        return format!("systemctl enable --quiet {} 2>&1 || true\n", sh_quote(name));
+    }
+    let mut s = String::new();
+    for t in wanted_by {
+        let w = sh_quote(&format!("{}/{t}.wants", crate::expand::UNIT_DIR));
+        s.push_str(&format!(
+            "[ -d {w} ] || mkdir -p {w}\nln -sfn {} {w}/{}\n",
+            sh_quote(&format!("{}/{name}", crate::expand::UNIT_DIR)),
+            sh_quote(name)
+        ));
+    }
+    s
+}
+
+fn unit_start_script(name: &str, wanted_by: &[String], settle: Duration) -> String {
+    let enable = enable_script(name, wanted_by);
     let n = sh_quote(name);
     let settle_ms = settle.as_millis();
     let settle = format!("{}.{:03}", settle_ms / 1000, settle_ms % 1000);
     format!(
         r#"set -u
-systemctl enable --quiet {n} 2>&1 || true
-if ! systemctl restart {n} 2>&1; then
+{enable}if ! systemctl restart {n} 2>&1; then
   echo "HOSTKIT_JOURNAL"; journalctl -u {n} -n 20 --no-pager 2>&1; exit 1
 fi
 hk_state() {{ systemctl show -p ActiveState --value {n}; }}
@@ -663,16 +687,23 @@ pub async fn apply(
                 units_dirty = true;
                 format!("systemctl disable --now {} 2>&1 || true\n", sh_quote(name))
             }
-            (Spec::Unit { name, start }, _) => {
+            (
+                Spec::Unit {
+                    name,
+                    start,
+                    wanted_by,
+                },
+                _,
+            ) => {
                 let mut s = String::new();
                 if units_dirty {
                     s.push_str("systemctl daemon-reload\n");
                     units_dirty = false;
                 }
                 if *start {
-                    s.push_str(&unit_start_script(name, opts.settle));
+                    s.push_str(&unit_start_script(name, wanted_by, opts.settle));
                 } else {
-                    s.push_str(&format!("systemctl enable --quiet {}\n", sh_quote(name)));
+                    s.push_str(&enable_script(name, wanted_by));
                 }
                 s
             }

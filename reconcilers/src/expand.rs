@@ -351,6 +351,11 @@ impl<'a> Expander<'a> {
                 Spec::Unit {
                     name: unit.clone(),
                     start: true,
+                    wanted_by: if daemon.wanted_by.is_empty() {
+                        vec!["multi-user.target".into()]
+                    } else {
+                        daemon.wanted_by.clone()
+                    },
                 },
             );
             state.depends(file_id, Edge::UnitFile);
@@ -426,6 +431,7 @@ impl<'a> Expander<'a> {
                 Spec::Unit {
                     name: timer_unit,
                     start: true,
+                    wanted_by: vec!["timers.target".into()],
                 },
             );
             state.depends(timer_id, Edge::UnitFile);

@@ -485,7 +485,7 @@ fn plan_one(r: &Resource, st: &HostState, bytes: Option<&Vec<u8>>) -> Planned {
                 None,
             ),
         },
-        Spec::Unit { name, start } => {
+        Spec::Unit { name, start, .. } => {
             let u = st.units.get(name).cloned().unwrap_or_default();
             let after =
                 json!({"enabled": "enabled", "active": if *start { "active" } else { "inactive" }});

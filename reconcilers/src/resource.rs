@@ -89,6 +89,10 @@ pub enum Spec {
     Unit {
         name: String,
         start: bool,
+        /// The `[Install] WantedBy=` targets: enabling links the unit into their
+        /// `.wants/` folders, as `systemctl enable` does.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        wanted_by: Vec<String>,
     },
     /// The loaded nftables table, compared by the digest of `nft list table`.
     #[serde(rename_all = "camelCase")]
