@@ -725,7 +725,12 @@ pub async fn prepare(
     }
     let mut all: Vec<Resource> = resources.to_vec();
     let ids: BTreeSet<&str> = resources.iter().map(|r| r.id.as_str()).collect();
-    all.extend(previous.iter().filter(|r| !ids.contains(r.id.as_str())).cloned());
+    all.extend(
+        previous
+            .iter()
+            .filter(|r| !ids.contains(r.id.as_str()))
+            .cloned(),
+    );
     let state = crate::state::read(transport, &all, &want).await?;
     compute(transport.host(), resources, previous, &state, secrets)
 }

@@ -322,7 +322,8 @@ pub fn parse(host: &str, resources: &[Resource], out: &str) -> Result<HostState>
                 continue;
             }
             ["L", path, target] => {
-                targets.insert(b64s(path), b64s(target));
+                let t = b64s(target);
+                targets.insert(b64s(path), t.strip_suffix('\n').unwrap_or(&t).to_string());
                 continue;
             }
             _ => {}

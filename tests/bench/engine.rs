@@ -72,7 +72,10 @@ async fn main() {
     println!(
         "resources: {} files ({} of them unit files), {} directories, {} accounts, {} units",
         count("file:"),
-        resources.iter().filter(|r| r.id.starts_with("file:/etc/systemd")).count(),
+        resources
+            .iter()
+            .filter(|r| r.id.starts_with("file:/etc/systemd"))
+            .count(),
         count("directory:"),
         count("account:"),
         count("unit:")
@@ -95,7 +98,9 @@ async fn main() {
     // First converge: connect, read, plan, apply (settle 0: units are checked active once).
     let t = Instant::now();
     let ssh = Ssh::connect(&opts).await.unwrap();
-    let prepared = plan::prepare(&ssh, &resources, &[], &secrets).await.unwrap();
+    let prepared = plan::prepare(&ssh, &resources, &[], &secrets)
+        .await
+        .unwrap();
     let mut o = ApplyOptions::new("bench");
     o.settle = Duration::ZERO;
     let applied = apply::apply(&ssh, &prepared, &o).await.unwrap();
@@ -108,19 +113,25 @@ async fn main() {
     let mut noop_connect = Vec::new();
     for _ in 0..7 {
         let t = Instant::now();
-        let p = plan::prepare(&ssh, &resources, &[], &secrets).await.unwrap();
+        let p = plan::prepare(&ssh, &resources, &[], &secrets)
+            .await
+            .unwrap();
         noop.push(t.elapsed());
         assert!(p.plan.is_empty(), "{}", p.plan.render(false));
         let t = Instant::now();
         let fresh = Ssh::connect(&opts).await.unwrap();
-        plan::prepare(&fresh, &resources, &[], &secrets).await.unwrap();
+        plan::prepare(&fresh, &resources, &[], &secrets)
+            .await
+            .unwrap();
         noop_connect.push(t.elapsed());
     }
     host.sh("echo edit >> /srv/alpha/d3/f12.txt");
     let mut edited = Vec::new();
     for _ in 0..7 {
         let t = Instant::now();
-        let p = plan::prepare(&ssh, &resources, &[], &secrets).await.unwrap();
+        let p = plan::prepare(&ssh, &resources, &[], &secrets)
+            .await
+            .unwrap();
         edited.push(t.elapsed());
         assert_eq!(p.plan.count(plan::Action::Update), 1);
     }
@@ -136,7 +147,16 @@ async fn main() {
     for _ in 0..7 {
         let t = Instant::now();
         let out = std::process::Command::new("ssh")
-            .args(["-q", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-i"])
+            .args([
+                "-q",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-i",
+            ])
             .arg(host.key())
             .arg(format!("root@{}", host.address))
             .arg(&cmd)
@@ -147,11 +167,31 @@ async fn main() {
     }
     let raw = median(raw);
     println!("\n{:<58} {:>10}", "figure", "time");
-    println!("{:<58} {:>10}", format!("first converge ({changes} changes, settle 0)"), ms(first));
-    println!("{:<58} {:>10}", "no-op plan, open connection (median of 7)", ms(median(noop.clone())));
-    println!("{:<58} {:>10}", "no-op plan incl. SSH connect (median of 7)", ms(median(noop_connect.clone())));
-    println!("{:<58} {:>10}", "plan after one hand edit (median of 7)", ms(median(edited)));
-    println!("{:<58} {:>10}", "peer: raw `ssh host 'sha256sum <200 files>'` (median of 7)", ms(raw));
+    println!(
+        "{:<58} {:>10}",
+        format!("first converge ({changes} changes, settle 0)"),
+        ms(first)
+    );
+    println!(
+        "{:<58} {:>10}",
+        "no-op plan, open connection (median of 7)",
+        ms(median(noop.clone()))
+    );
+    println!(
+        "{:<58} {:>10}",
+        "no-op plan incl. SSH connect (median of 7)",
+        ms(median(noop_connect.clone()))
+    );
+    println!(
+        "{:<58} {:>10}",
+        "plan after one hand edit (median of 7)",
+        ms(median(edited))
+    );
+    println!(
+        "{:<58} {:>10}",
+        "peer: raw `ssh host 'sha256sum <200 files>'` (median of 7)",
+        ms(raw)
+    );
     println!(
         "\nno-op plan / raw ssh: {:.2}x (open connection), {:.2}x (with connect); target <= 3x. first converge target < 2 s.",
         median(noop).as_secs_f64() / raw.as_secs_f64(),

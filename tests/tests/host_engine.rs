@@ -36,7 +36,9 @@ async fn prepare(
     previous: &[Resource],
     secrets: &Secrets,
 ) -> Prepared {
-    plan::prepare(t, resources, previous, secrets).await.expect("plan")
+    plan::prepare(t, resources, previous, secrets)
+        .await
+        .expect("plan")
 }
 
 async fn converge(
@@ -629,4 +631,99 @@ fn the_hostkit_plan_apply_down_commands() {
         0
     );
     assert_ne!(host.try_sh("systemctl is-active demo-web.service").0, 0);
+}
+
+/// Property: for generated resource sets (files with awkward content, modes and owners,
+/// directories, symlinks), the plan right after applying them is empty.
+#[test]
+fn property_plan_after_apply_is_empty() {
+    use hostkit_reconcilers::expand::link_paths;
+    use hostkit_reconcilers::resource::Content;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let host = TestHost::boot();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ssh = rt.block_on(Ssh::connect(&options(&host))).expect("connect");
+    let entry = (
+        0u8..3,
+        0usize..4,
+        "[ -~\n'\"$`\\\\é]{0,120}",
+        prop::sample::select(vec![0o600u32, 0o640, 0o644, 0o664, 0o700, 0o755, 0o4755]),
+        prop::bool::ANY,
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let case = std::sync::atomic::AtomicUsize::new(0);
+    runner
+        .run(&prop::collection::vec(entry, 1..16), |entries| {
+            let n = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let root = format!("/srv/prop/c{n}");
+            let mut resources = vec![Resource::new(
+                format!("directory:{root}"),
+                "Service/prop",
+                Spec::Directory {
+                    path: root.clone(),
+                    owner: "root".into(),
+                    group: "root".into(),
+                    mode: 0o755,
+                    delete_if_created: false,
+                },
+            )];
+            for (i, (kind, dir, content, mode, nobody)) in entries.iter().enumerate() {
+                let d = format!("{root}/d{dir}");
+                if !resources.iter().any(|r| r.path() == Some(d.as_str())) {
+                    resources.push(Resource::new(
+                        format!("directory:{d}"),
+                        "Service/prop",
+                        Spec::Directory {
+                            path: d.clone(),
+                            owner: "root".into(),
+                            group: "root".into(),
+                            mode: 0o750,
+                            delete_if_created: false,
+                        },
+                    ));
+                }
+                let path = format!("{d}/e{i}");
+                let (owner, group) = if *nobody {
+                    ("nobody", "nogroup")
+                } else {
+                    ("root", "root")
+                };
+                let spec = match kind {
+                    0 | 1 => Spec::File {
+                        path: path.clone(),
+                        content: Content::text(content.clone()),
+                        owner: owner.into(),
+                        group: group.into(),
+                        mode: *mode,
+                        role: hostkit_reconcilers::resource::FileRole::Plain,
+                    },
+                    _ => Spec::Symlink {
+                        path: path.clone(),
+                        to: format!("/etc/{}", content.len()),
+                    },
+                };
+                let id = if *kind == 2 {
+                    format!("symlink:{path}")
+                } else {
+                    format!("file:{path}")
+                };
+                resources.push(Resource::new(id, "Service/prop", spec));
+            }
+            link_paths(&mut resources);
+            let secrets = Secrets::default();
+            rt.block_on(async {
+                let applied = converge(&ssh, &resources, &[], &secrets, &format!("p{n}")).await;
+                prop_assert!(applied.ok);
+                let again = prepare(&ssh, &resources, &[], &secrets).await;
+                prop_assert!(again.plan.is_empty(), "{}", again.plan.render(true));
+                Ok(())
+            })
+        })
+        .unwrap();
 }
