@@ -302,10 +302,10 @@ pub fn parse(host: &str, resources: &[Resource], out: &str) -> Result<HostState>
         }
         if let Some(rest) = line.strip_prefix("stat: ") {
             // stat: cannot statx '/p': No such file or directory
-            if let (Some(a), Some(b)) = (rest.find('\''), rest.rfind("': ")) {
-                if a < b {
-                    stats.insert(rest[a + 1..b].to_string(), Err(rest[b + 3..].to_string()));
-                }
+            if let (Some(a), Some(b)) = (rest.find('\''), rest.rfind("': "))
+                && a < b
+            {
+                stats.insert(rest[a + 1..b].to_string(), Err(rest[b + 3..].to_string()));
             }
             continue;
         }
