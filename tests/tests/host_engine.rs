@@ -727,3 +727,38 @@ fn property_plan_after_apply_is_empty() {
         })
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_root_ssh_user_applies_through_sudo() {
+    let host = TestHost::boot();
+    host.sh(
+        "useradd -m -s /bin/sh deploy && usermod -p '*' deploy && mkdir -p /home/deploy/.ssh && cp /root/.ssh/authorized_keys /home/deploy/.ssh/ && chown -R deploy: /home/deploy/.ssh && echo 'deploy ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deploy",
+    );
+    let mut o = options(&host);
+    o.user = "deploy".into();
+    o.sudo = true;
+    let ssh = Ssh::connect(&o).await.expect("connect as deploy");
+    let (d, _) = demo("v1", 8080);
+    let resources = d.resources_for("target").unwrap();
+    converge(&ssh, &resources, &[], &demo_secrets("t"), "r1").await;
+    assert_eq!(
+        host.sh("stat -c %U:%G /etc/demo/web/version.txt").trim(),
+        "root:root"
+    );
+    assert!(
+        prepare(&ssh, &resources, &[], &demo_secrets("t"))
+            .await
+            .plan
+            .is_empty()
+    );
+    // Without sudo the same user cannot write /etc: the apply fails and says why.
+    o.sudo = false;
+    let plain = Ssh::connect(&o).await.unwrap();
+    host.sh("rm /etc/demo/web/version.txt");
+    let prepared = prepare(&plain, &resources, &[], &demo_secrets("t")).await;
+    let applied = apply::apply(&plain, &prepared, &ApplyOptions::new("r2"))
+        .await
+        .unwrap();
+    assert!(!applied.ok);
+    assert!(applied.error.unwrap().contains("Permission denied"));
+}
