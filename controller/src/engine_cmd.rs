@@ -27,6 +27,9 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(short = 'o', long, default_value = "text", value_parser = ["text", "json"])]
     output: String,
+    /// Also list unchanged resources (`=` lines).
+    #[arg(long)]
+    show_unchanged: bool,
     /// Also write the plans to this file, for `hostkit apply --plan`.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -159,7 +162,7 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
         )
         .await?;
         if args.output == "text" {
-            print!("{}", prepared.plan.render(true));
+            print!("{}", prepared.plan.render_with(true, args.show_unchanged));
         }
         plans.push(prepared.plan);
     }

@@ -695,7 +695,13 @@ pub async fn apply(
                     })
                     .collect();
                 batch.dedup();
-                package_script(facts_manager.unwrap_or("apt-get"), &names)
+                let manager = facts_manager.unwrap_or("apt-get");
+                let mut real: Vec<String> = names
+                    .iter()
+                    .flat_map(|n| crate::packages::names(n, manager))
+                    .collect();
+                real.dedup();
+                package_script(manager, &real)
             }
             (Spec::Unit { name, .. }, Action::Delete) => {
                 units_dirty = true;

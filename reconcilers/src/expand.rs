@@ -44,6 +44,58 @@ pub fn host(name: &str, spec: &HostSpec) -> Result<Vec<Resource>> {
             ));
         }
     }
+    if let Some(mise) = spec.bootstrap.as_ref().and_then(|b| b.mise.as_ref()) {
+        // Runtimes through mise: one command per tool, skipped once its install folder
+        // exists. The mise binary itself must be on the host (at `path`).
+        let bin = mise
+            .path
+            .clone()
+            .unwrap_or_else(|| "/usr/local/bin/mise".into());
+        let data = mise
+            .system_data_dir
+            .clone()
+            .unwrap_or_else(|| "/usr/local/share/mise".into());
+        out.push(Resource::new(
+            Resource::directory_id(&data),
+            &owner,
+            Spec::Directory {
+                path: data.clone(),
+                owner: "root".into(),
+                group: "root".into(),
+                mode: 0o755,
+                delete_if_created: false,
+            },
+        ));
+        for (tool, version) in &mise.tools {
+            let spec_tool = format!("{tool}@{version}");
+            let mut environment = BTreeMap::new();
+            environment.insert("MISE_DATA_DIR".to_string(), data.clone());
+            let exec = vec![bin.clone(), "install".into(), spec_tool.clone()];
+            let stamp = hex::encode(Sha256::digest(serde_json::to_vec(&(&exec, &environment))?));
+            let mut r = Resource::new(
+                format!("command:host-{name}/mise-{tool}"),
+                &owner,
+                Spec::Command(CommandSpec {
+                    name: format!("mise-{tool}"),
+                    exec,
+                    cwd: None,
+                    user: None,
+                    environment,
+                    env_files: Vec::new(),
+                    inputs: Vec::new(),
+                    creates: Some(format!("{data}/installs/{tool}/{version}")),
+                    unless: None,
+                    stamp,
+                    stamp_path: format!("{STATE_DIR}/stamps/host-{name}/mise-{tool}"),
+                    success_codes: Vec::new(),
+                    timeout_secs: None,
+                    down: Down::Exec(vec![bin.clone(), "uninstall".into(), spec_tool]),
+                }),
+            );
+            r.depends(Resource::directory_id(&data), Edge::ParentDirectory);
+            out.push(r);
+        }
+    }
     if let Some(fw) = &spec.firewall {
         let path = fw
             .path
@@ -752,5 +804,142 @@ pub fn link_paths(resources: &mut [Resource]) {
         {
             r.depends(id.clone(), Edge::ExecPath);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifests::Desired;
+
+    fn examples() -> Desired {
+        let dir =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../manifests/examples");
+        Desired::load(&[dir]).unwrap()
+    }
+
+    #[test]
+    fn the_full_host_example_expands_runtimes_packages_and_a_secret_env_file() {
+        let d = examples();
+        let rs = d.resources_for("app").unwrap();
+        let ids: Vec<&str> = rs.iter().map(|r| r.id.as_str()).collect();
+        for id in [
+            "package:ca-certificates",
+            "package:build-essential",
+            "command:host-app/mise-erlang",
+            "command:host-app/mise-elixir",
+            "account:api",
+            "directory:/var/lib/api",
+            "file:/etc/api/api.env",
+            "file:/etc/systemd/system/api.service",
+            "unit:api.service",
+            "command:api/migrate",
+            "command:api/warm-cache",
+            "file:/etc/caddy/sites/api.caddy",
+        ] {
+            assert!(ids.contains(&id), "{id} missing from {ids:?}");
+        }
+        let mise = rs
+            .iter()
+            .find(|r| r.id == "command:host-app/mise-erlang")
+            .unwrap();
+        let Spec::Command(c) = &mise.spec else {
+            panic!()
+        };
+        assert_eq!(c.exec, ["/usr/local/bin/mise", "install", "erlang@29.0.2"]);
+        assert_eq!(
+            c.creates.as_deref(),
+            Some("/usr/local/share/mise/installs/erlang/29.0.2")
+        );
+        let env = rs.iter().find(|r| r.id == "file:/etc/api/api.env").unwrap();
+        let Spec::File {
+            content,
+            owner,
+            group,
+            mode,
+            ..
+        } = &env.spec
+        else {
+            panic!()
+        };
+        assert!(
+            content.text.contains("PORT=\"4000\"") && content.secrets.contains_key("DATABASE_URL")
+        );
+        assert_eq!(
+            (owner.as_str(), group.as_str(), *mode),
+            ("root", "api", 0o640)
+        );
+        // The unit waits for its env file, the migration, and the account.
+        let unit = rs.iter().find(|r| r.id == "unit:api.service").unwrap();
+        let deps: Vec<(&str, Edge)> = unit
+            .depends_on
+            .iter()
+            .map(|d| (d.id.as_str(), d.edge))
+            .collect();
+        assert!(deps.contains(&("file:/etc/api/api.env", Edge::EnvFile)));
+        assert!(deps.contains(&("command:api/migrate", Edge::Phase)));
+        let warm = rs
+            .iter()
+            .find(|r| r.id == "command:api/warm-cache")
+            .unwrap();
+        assert!(
+            warm.depends_on
+                .iter()
+                .any(|d| d.id == "unit:api.service" && d.edge == Edge::Phase)
+        );
+    }
+
+    #[test]
+    fn expansion_is_deterministic_and_names_follow_the_project() {
+        let d = examples();
+        let a = d.resources_for("elixir-toys").unwrap();
+        let b = d.resources_for("elixir-toys").unwrap();
+        assert_eq!(a, b);
+        let ids: Vec<&str> = a.iter().map(|r| r.id.as_str()).collect();
+        for id in [
+            "account:toys-exograph",
+            "directory:/srv/toys/exograph",
+            "directory:/var/lib/toys/exograph",
+            "file:/etc/systemd/system/toys-exograph.service",
+            "unit:toys-exograph.service",
+            // hex-mirror selects env=prod hosts, which includes this one.
+            "file:/etc/systemd/system/hex-mirror-sync.timer",
+        ] {
+            assert!(ids.contains(&id), "{id} missing from {ids:?}");
+        }
+        let unit = a
+            .iter()
+            .find(|r| r.id == "file:/etc/systemd/system/toys-exograph.service")
+            .unwrap();
+        let Spec::File { content, .. } = &unit.spec else {
+            panic!()
+        };
+        assert!(
+            content
+                .text
+                .contains("ReadWritePaths=/srv/toys/exograph /var/lib/toys/exograph"),
+            "{}",
+            content.text
+        );
+        assert!(content.text.contains("User=toys-exograph"));
+        assert!(content.text.contains("WorkingDirectory=/opt/toys/src"));
+    }
+
+    #[test]
+    fn expansion_errors_name_the_object_and_field() {
+        let mut d = examples();
+        d.services
+            .get_mut("api")
+            .unwrap()
+            .spec
+            .daemon
+            .as_mut()
+            .unwrap()
+            .env = vec!["nope".into()];
+        let e = d.resources_for("app").unwrap_err().to_string();
+        assert!(
+            e.contains("Service/api") && e.contains("spec.daemon.env") && e.contains("\"nope\""),
+            "{e}"
+        );
     }
 }

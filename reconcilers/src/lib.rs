@@ -13,6 +13,7 @@ pub mod apply;
 pub mod expand;
 pub mod manifests;
 pub mod naming;
+pub mod packages;
 pub mod plan;
 pub mod render;
 pub mod resource;

@@ -198,7 +198,21 @@ pub fn current_view(r: &Resource, st: &HostState) -> Value {
             serde_json::to_value(st.units.get(name).cloned().unwrap_or_default())
                 .unwrap_or(Value::Null)
         }
-        Spec::Package { name } => json!({"installed": st.packages.get(name).cloned().flatten()}),
+        Spec::Package { name } => {
+            let manager = st
+                .facts
+                .get("packageManager")
+                .map(String::as_str)
+                .unwrap_or("");
+            let installed: BTreeMap<String, Option<String>> = crate::packages::names(name, manager)
+                .into_iter()
+                .map(|n| {
+                    let v = st.packages.get(&n).cloned().flatten();
+                    (n, v)
+                })
+                .collect();
+            json!({"installed": installed})
+        }
         Spec::Command(_) => {
             serde_json::to_value(st.commands.get(&r.id).cloned().unwrap_or_default())
                 .unwrap_or(Value::Null)
@@ -476,15 +490,27 @@ fn plan_one(r: &Resource, st: &HostState, bytes: Option<&Vec<u8>>) -> Planned {
                 }
             }
         }
-        Spec::Package { name } => match st.packages.get(name) {
-            Some(Some(_)) => noop(),
-            _ => change(
-                Action::Create,
-                "not installed".into(),
-                Some(json!({"installed": true})),
-                None,
-            ),
-        },
+        Spec::Package { name } => {
+            let manager = st
+                .facts
+                .get("packageManager")
+                .map(String::as_str)
+                .unwrap_or("");
+            let missing: Vec<String> = crate::packages::names(name, manager)
+                .into_iter()
+                .filter(|n| !matches!(st.packages.get(n), Some(Some(_))))
+                .collect();
+            if missing.is_empty() {
+                noop()
+            } else {
+                change(
+                    Action::Create,
+                    format!("not installed: {}", missing.join(" ")),
+                    Some(json!({"installed": true})),
+                    None,
+                )
+            }
+        }
         Spec::Unit { name, start, .. } => {
             let u = st.units.get(name).cloned().unwrap_or_default();
             let after =
@@ -760,8 +786,17 @@ impl Plan {
     /// The human format: the summary, then a `+ ~ - ?` line per change with its reason and
     /// an indented diff.
     pub fn render(&self, diffs: bool) -> String {
+        self.render_with(diffs, false)
+    }
+
+    /// Like [`Plan::render`]; with `unchanged`, also a `=` line per unchanged resource.
+    pub fn render_with(&self, diffs: bool, unchanged: bool) -> String {
         let mut out = format!("host {}: {}\n", self.host, self.summary());
-        for c in self.changes.iter().filter(|c| c.action != Action::Noop) {
+        for c in self
+            .changes
+            .iter()
+            .filter(|c| unchanged || c.action != Action::Noop)
+        {
             out.push_str(&format!(
                 "  {} {}  ({})\n",
                 c.action.symbol(),

@@ -228,14 +228,26 @@ pub fn script(resources: &[Resource], want: &BTreeMap<String, String>) -> String
         ));
     }
     if !packages.is_empty() {
-        let list: Vec<String> = packages.iter().map(|p| sh_quote(p)).collect();
-        let list = list.join(" ");
+        let list = |manager: &str| {
+            let mut names: Vec<String> = packages
+                .iter()
+                .flat_map(|p| crate::packages::names(p, manager))
+                .collect();
+            names.sort();
+            names.dedup();
+            names
+                .iter()
+                .map(|n| sh_quote(n))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let (apt, dnf, apk, pacman) = (list("apt-get"), list("dnf"), list("apk"), list("pacman"));
         s.push_str(&format!(
-            r#"if command -v dpkg-query >/dev/null 2>&1; then dpkg-query -W -f='K\t${{Package}}\t${{db:Status-Abbrev}}\t${{Version}}\n' {list} 2>/dev/null
-elif command -v rpm >/dev/null 2>&1; then rpm -q --qf 'K\t%{{NAME}}\tii \t%{{VERSION}}\n' {list} 2>/dev/null | grep '^K'
-elif command -v apk >/dev/null 2>&1; then for p in {list}; do v=$(apk info -e "$p" 2>/dev/null) && printf 'K\t%s\tii \t-\n' "$p"; done
-elif command -v pacman >/dev/null 2>&1; then pacman -Q {list} 2>/dev/null | while read -r n v; do printf 'K\t%s\tii \t%s\n' "$n" "$v"; done
-else for p in {list}; do hk_e "package:$p" "no supported package manager (apt, dnf, apk, pacman)"; done; fi
+            r#"if command -v dpkg-query >/dev/null 2>&1; then dpkg-query -W -f='K\t${{Package}}\t${{db:Status-Abbrev}}\t${{Version}}\n' {apt} 2>/dev/null
+elif command -v rpm >/dev/null 2>&1; then rpm -q --qf 'K\t%{{NAME}}\tii \t%{{VERSION}}\n' {dnf} 2>/dev/null | grep '^K'
+elif command -v apk >/dev/null 2>&1; then for p in {apk}; do v=$(apk info -e "$p" 2>/dev/null) && printf 'K\t%s\tii \t-\n' "$p"; done
+elif command -v pacman >/dev/null 2>&1; then pacman -Q {pacman} 2>/dev/null | while read -r n v; do printf 'K\t%s\tii \t%s\n' "$n" "$v"; done
+else for p in {apt}; do hk_e "package:$p" "no supported package manager (apt, dnf, apk, pacman)"; done; fi
 "#
         ));
     }
@@ -486,7 +498,10 @@ pub fn parse(host: &str, resources: &[Resource], out: &str) -> Result<HostState>
     for r in resources {
         match &r.spec {
             Spec::Package { name } => {
-                st.packages.entry(name.clone()).or_insert(None);
+                let manager = st.facts.get("packageManager").cloned().unwrap_or_default();
+                for n in crate::packages::names(name, &manager) {
+                    st.packages.entry(n).or_insert(None);
+                }
             }
             Spec::Unit { name, .. } if !st.errors.contains_key(&r.id) => {
                 st.units.entry(name.clone()).or_default();

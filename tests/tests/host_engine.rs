@@ -586,8 +586,13 @@ fn the_hostkit_plan_apply_down_commands() {
     );
 
     // A plan made before a change on the host is refused.
-    let out = run(&["plan", "-f", m, "--out", "plan2.json"]);
+    let out = run(&["plan", "-f", m, "--out", "plan2.json", "--show-unchanged"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("= unit:demo-web.service"),
+        "{}",
+        stdout(&out)
+    );
     host.sh("echo drift >> /etc/demo/web/version.txt");
     let out = run(&[
         "apply",
