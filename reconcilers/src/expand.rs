@@ -31,7 +31,34 @@ pub fn service(
 
 /// Expands a Host's own resources: its firewall and bootstrap packages.
 pub fn host(name: &str, spec: &HostSpec) -> Result<Vec<Resource>> {
+    host_with_projects(name, spec, &[])
+}
+
+/// Like [`host`], with the firewalls of the Projects whose services run on the host. The
+/// host has one table: the host's rules first, then each project's, under the host's
+/// default policy (or the first project's when the host declares no firewall).
+pub fn host_with_projects(
+    name: &str,
+    spec: &HostSpec,
+    projects: &[(&str, &hostkit_api::kinds::Firewall)],
+) -> Result<Vec<Resource>> {
     let owner = format!("Host/{name}");
+    let mut merged = spec.firewall.clone();
+    for (project, fw) in projects {
+        let object = format!("Project/{project}");
+        nft::ruleset(&object, fw).map_err(|message| Error::Invalid {
+            object: object.clone(),
+            field: "spec.firewall".into(),
+            message,
+        })?;
+        let m = merged.get_or_insert_with(|| hostkit_api::kinds::Firewall {
+            rules: Vec::new(),
+            default: fw.default,
+            path: None,
+        });
+        m.rules.extend(fw.rules.iter().cloned());
+    }
+    let firewall = merged;
     let mut out = Vec::new();
     if let Some(bootstrap) = &spec.bootstrap {
         for p in &bootstrap.packages {
@@ -96,7 +123,7 @@ pub fn host(name: &str, spec: &HostSpec) -> Result<Vec<Resource>> {
             out.push(r);
         }
     }
-    if let Some(fw) = &spec.firewall {
+    if let Some(fw) = &firewall {
         let path = fw
             .path
             .clone()
@@ -923,6 +950,51 @@ mod tests {
         );
         assert!(content.text.contains("User=toys-exograph"));
         assert!(content.text.contains("WorkingDirectory=/opt/toys/src"));
+    }
+
+    #[test]
+    fn project_firewalls_join_the_hosts_table() {
+        use hostkit_api::kinds::{Firewall, FirewallRule, TrafficMatch};
+        use hostkit_api::values::PortSpec;
+        let mut d = examples();
+        d.projects.get_mut("toys").unwrap().spec.firewall = Some(Firewall {
+            rules: vec![FirewallRule {
+                allow: Some(TrafficMatch {
+                    tcp: vec![PortSpec::Port(4200)],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            default: None,
+            path: None,
+        });
+        let rs = d.resources_for("elixir-toys").unwrap();
+        let fw = rs
+            .iter()
+            .find(|r| r.id == "file:/etc/nftables.d/hostkit.nft")
+            .expect("a table from the project");
+        let Spec::File { content, .. } = &fw.spec else {
+            panic!()
+        };
+        assert!(
+            content.text.contains("tcp dport 4200 accept") && content.text.contains("policy drop")
+        );
+        assert!(rs.iter().any(|r| r.id == "firewall:inet/hostkit"));
+        // A bad project rule names the project.
+        d.projects
+            .get_mut("toys")
+            .unwrap()
+            .spec
+            .firewall
+            .as_mut()
+            .unwrap()
+            .rules[0]
+            .allow = Some(TrafficMatch::default());
+        let e = d.resources_for("elixir-toys").unwrap_err().to_string();
+        assert!(
+            e.contains("Project/toys") && e.contains("matches nothing"),
+            "{e}"
+        );
     }
 
     #[test]

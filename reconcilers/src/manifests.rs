@@ -117,8 +117,22 @@ impl Desired {
                 self.hosts.keys().cloned().collect::<Vec<_>>().join(", ")
             ),
         })?;
-        let mut out = expand::host(host, &h.spec)?;
-        for s in self.services_on(host) {
+        let services = self.services_on(host);
+        let mut project_names: Vec<&str> = services
+            .iter()
+            .filter_map(|s| s.spec.project.as_deref())
+            .collect();
+        project_names.sort();
+        project_names.dedup();
+        let project_firewalls: Vec<(&str, &hostkit_api::kinds::Firewall)> = project_names
+            .iter()
+            .filter_map(|p| {
+                let fw = self.projects.get(*p)?.spec.firewall.as_ref()?;
+                Some((*p, fw))
+            })
+            .collect();
+        let mut out = expand::host_with_projects(host, &h.spec, &project_firewalls)?;
+        for s in services {
             let project = match &s.spec.project {
                 Some(p) => Some(
                     &self
