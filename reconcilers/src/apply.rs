@@ -7,7 +7,7 @@
 //! backup's sha256 is recorded. From what actually ran, [`DownPlan::derive`] builds the plan
 //! that undoes it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use base64::Engine;
@@ -154,12 +154,64 @@ fi
     )
 }
 
+/// A fresh temp-file name next to `path` (created exclusively, so never an existing file).
+pub fn temp_path(path: &str) -> String {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let parent = std::path::Path::new(path)
+        .parent()
+        .and_then(|p| p.to_str())
+        .unwrap_or("/");
+    format!(
+        "{}/.hostkit.{}.{nanos:x}.{seq}",
+        parent.trim_end_matches('/'),
+        std::process::id()
+    )
+}
+
+/// Creates `temp` exclusively with `bytes`, owner and mode (no fsync, no rename). Text is
+/// written by the shell's own `printf` (no process, no argv); bytes with NUL or invalid
+/// UTF-8 go through `base64 -d`.
+fn temp_write_script(temp: &str, bytes: &[u8], owner: &str, group: &str, mode: u32) -> String {
+    let t = sh_quote(temp);
+    let mut s = format!("set -C\numask {:04o}\n", 0o666 & !mode & 0o777);
+    match std::str::from_utf8(bytes) {
+        Ok(text) if !bytes.contains(&0) => {
+            s.push_str(&format!("printf '%s' {} > {t}\n", sh_single(text)));
+        }
+        _ => s.push_str(&format!(
+            "base64 -d > {t} <<'HOSTKIT_CONTENT_EOF'\n{}\nHOSTKIT_CONTENT_EOF\n",
+            b64(bytes)
+        )),
+    }
+    s.push_str("set +C\n");
+    // As root, a new file is already root:root, and a mode without x or special bits is
+    // set by the umask at creation: no chown/chmod process for the common case.
+    if owner != "root" || group != "root" {
+        s.push_str(&format!(
+            "chown {}:{} {t}\n",
+            sh_quote(owner),
+            sh_quote(group)
+        ));
+    }
+    if mode & !0o666 != 0 {
+        s.push_str(&format!("chmod {mode:04o} {t}\n"));
+    }
+    s
+}
+
 /// The script that writes `bytes` to `path` atomically with owner and mode: a temp file
-/// created exclusively in the same directory, fsync, chown, chmod, rename. Text content is
-/// written by the shell's own `printf` (no process, no argv); bytes with NUL go through
-/// `base64 -d`.
+/// created exclusively in the same directory, fsync, owner and mode, rename. When `temp`
+/// was already written and fsynced by [`prewrite_script`], only the backup and the rename
+/// remain.
+#[allow(clippy::too_many_arguments)]
 pub fn write_file_script(
     path: &str,
+    temp: &str,
     bytes: &[u8],
     owner: &str,
     group: &str,
@@ -172,54 +224,49 @@ pub fn write_file_script(
         .and_then(|p| p.to_str())
         .unwrap_or("/");
     let mut s = String::from("set -eu\n");
-    s.push_str(&format!("p={}\nd={}\n", sh_quote(path), sh_quote(parent)));
+    s.push_str(&format!(
+        "p={}\nd={}\nt={}\n",
+        sh_quote(path),
+        sh_quote(parent),
+        sh_quote(temp)
+    ));
     if make_parent {
         s.push_str("[ -d \"$d\" ] || mkdir -p \"$d\"\n");
     }
+    s.push_str("trap 'rm -f \"$t\"' EXIT\nif [ ! -f \"$t\" ]; then\n");
+    s.push_str(&temp_write_script(temp, bytes, owner, group, mode));
+    s.push_str("sync \"$t\" 2>/dev/null || sync\nfi\n");
     if let Some(root) = backup_root {
         s.push_str(&backup_script(path, root));
     }
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    s.push_str("mv -f \"$t\" \"$p\"\ntrap - EXIT\n");
+    s
+}
+
+/// Writes the temp files of a run of file changes ahead, then fsyncs them all with one
+/// `sync`: each change then only renames its (already durable) temp file, in order. A temp
+/// that cannot be written here is simply absent, and its own change writes it and reports
+/// the real error. Nothing visible changes: temps are hidden names in existing folders.
+fn prewrite_script(files: &[(String, &[u8], &str, &str, u32)]) -> String {
+    let mut s = String::new();
+    let mut temps = Vec::new();
+    for (temp, bytes, owner, group, mode) in files {
+        let parent = std::path::Path::new(temp)
+            .parent()
+            .and_then(|p| p.to_str())
+            .unwrap_or("/");
+        s.push_str(&format!(
+            "if [ -d {} ]; then (\n{}) >/dev/null 2>&1 || rm -f {}; fi\n",
+            sh_quote(parent),
+            temp_write_script(temp, bytes, owner, group, *mode),
+            sh_quote(temp)
+        ));
+        temps.push(sh_quote(temp));
+    }
     s.push_str(&format!(
-        "t=\"$d/.hostkit.{}.{nanos:x}.{seq}\"\nset -C\ntrap 'rm -f \"$t\"' EXIT\numask {:04o}\n",
-        std::process::id(),
-        0o666 & !mode & 0o777
+        "for t in {}; do [ -f \"$t\" ] && set -- \"$@\" \"$t\"; done\n[ $# -eq 0 ] || sync \"$@\" 2>/dev/null || sync\n",
+        temps.join(" ")
     ));
-    if bytes.contains(&0) {
-        s.push_str(&format!(
-            "base64 -d > \"$t\" <<'HOSTKIT_CONTENT_EOF'\n{}\nHOSTKIT_CONTENT_EOF\n",
-            b64(bytes)
-        ));
-    } else {
-        let text = String::from_utf8_lossy(bytes);
-        if text.as_bytes() == bytes {
-            s.push_str(&format!("printf '%s' {} > \"$t\"\n", sh_single(&text)));
-        } else {
-            s.push_str(&format!(
-                "base64 -d > \"$t\" <<'HOSTKIT_CONTENT_EOF'\n{}\nHOSTKIT_CONTENT_EOF\n",
-                b64(bytes)
-            ));
-        }
-    }
-    s.push_str("set +C\n");
-    // As root, a new file is already root:root, and a mode without x or special bits is
-    // set by the umask at creation: no chown/chmod process for the common case.
-    if owner != "root" || group != "root" {
-        s.push_str(&format!(
-            "chown {}:{} \"$t\"\n",
-            sh_quote(owner),
-            sh_quote(group)
-        ));
-    }
-    if mode & !0o666 != 0 {
-        s.push_str(&format!("chmod {mode:04o} \"$t\"\n"));
-    }
-    s.push_str("sync \"$t\" 2>/dev/null || sync\nmv -f \"$t\" \"$p\"\ntrap - EXIT\n");
     s
 }
 
@@ -425,6 +472,7 @@ struct Pending {
 async fn flush(
     transport: &dyn Transport,
     pending: &mut Vec<Pending>,
+    cleanup: &mut Vec<String>,
     changes: &[&Change],
     results: &mut Vec<ChangeResult>,
     done: &mut BTreeSet<String>,
@@ -435,6 +483,14 @@ async fn flush(
         return;
     }
     let mut script = String::new();
+    if !cleanup.is_empty() {
+        // Temps written ahead for changes that did not run (after a failure) go away.
+        let list: Vec<String> = cleanup.drain(..).map(|t| sh_quote(&t)).collect();
+        script.push_str(&format!(
+            "trap 'rm -f {}' EXIT\n",
+            list.join(" ").replace('\'', "'\\''")
+        ));
+    }
     for (i, p) in pending.iter().enumerate() {
         script.push_str(&format!(
             "printf 'HK_BEGIN {i}\\n'\n(\n{}\n) 2>&1 </dev/null\nrc=$?\nprintf 'HK_END {i} %s\\n' \"$rc\"\n[ \"$rc\" -eq 0 ] || exit 0\n",
@@ -527,6 +583,9 @@ pub async fn apply(
     let mut units_dirty = false;
     let mut done: BTreeSet<String> = BTreeSet::new();
     let mut pending: Vec<Pending> = Vec::new();
+    let mut temps: BTreeMap<String, String> = BTreeMap::new();
+    let mut prewritten: BTreeSet<String> = BTreeSet::new();
+    let mut cleanup: Vec<String> = Vec::new();
     let changes: Vec<&Change> = prepared
         .plan
         .changes
@@ -597,15 +656,63 @@ pub async fn apply(
                     d.edge == crate::resource::Edge::ParentDirectory
                         && d.id == crate::resource::Resource::directory_id(parent)
                 });
-                let mut s = write_file_script(
+                let mut s = String::new();
+                if !prewritten.contains(&change.id) {
+                    // Write the temps of this and the following file changes ahead and
+                    // fsync them together; each change still renames its own, in order.
+                    let room = BATCH.saturating_sub(pending.len());
+                    let run: Vec<&Change> = changes[i..]
+                        .iter()
+                        .take(room)
+                        .take_while(|c| {
+                            matches!(c.action, Action::Create | Action::Update)
+                                && matches!(prepared.resources[&c.id].spec, Spec::File { .. })
+                        })
+                        .copied()
+                        .collect();
+                    if run.len() > 1 {
+                        let mut files = Vec::new();
+                        for c in &run {
+                            if let Spec::File {
+                                path,
+                                owner,
+                                group,
+                                mode,
+                                ..
+                            } = &prepared.resources[&c.id].spec
+                            {
+                                let t = temps
+                                    .entry(c.id.clone())
+                                    .or_insert_with(|| temp_path(path))
+                                    .clone();
+                                cleanup.push(t.clone());
+                                files.push((
+                                    t,
+                                    prepared.bytes[&c.id].as_slice(),
+                                    owner.as_str(),
+                                    group.as_str(),
+                                    *mode,
+                                ));
+                            }
+                            prewritten.insert(c.id.clone());
+                        }
+                        s.push_str(&prewrite_script(&files));
+                    }
+                }
+                let temp = temps
+                    .entry(change.id.clone())
+                    .or_insert_with(|| temp_path(path))
+                    .clone();
+                s.push_str(&write_file_script(
                     path,
+                    &temp,
                     &prepared.bytes[&r.id],
                     owner,
                     group,
                     *mode,
                     existed.then_some(root.as_str()),
                     !parent_managed,
-                );
+                ));
                 match role {
                     FileRole::Unit => units_dirty = true,
                     FileRole::Caddy => s.push_str("if systemctl is-active -q caddy 2>/dev/null; then systemctl reload caddy; fi\n"),
@@ -754,6 +861,7 @@ pub async fn apply(
             flush(
                 transport,
                 &mut pending,
+                &mut cleanup,
                 &changes,
                 &mut results,
                 &mut done,
@@ -766,6 +874,7 @@ pub async fn apply(
     flush(
         transport,
         &mut pending,
+        &mut cleanup,
         &changes,
         &mut results,
         &mut done,

@@ -767,3 +767,42 @@ async fn a_non_root_ssh_user_applies_through_sudo() {
     assert!(!applied.ok);
     assert!(applied.error.unwrap().contains("Permission denied"));
 }
+
+/// Temps are written and fsynced ahead for a run of files; a failure in the middle still
+/// applies everything before it, nothing after it, and leaves no temp file behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_file_in_a_run_leaves_earlier_files_and_no_temps() {
+    use hostkit_reconcilers::resource::{Content, FileRole};
+    let host = TestHost::boot();
+    let ssh = Ssh::connect(&options(&host)).await.expect("connect");
+    host.sh("mkdir -p /srv/run");
+    let mut resources = Vec::new();
+    for i in 0..6 {
+        let owner = if i == 3 { "no-such-user" } else { "root" };
+        let path = format!("/srv/run/f{i}");
+        resources.push(Resource::new(
+            format!("file:{path}"),
+            "Service/run",
+            Spec::File {
+                path,
+                content: Content::text(format!("file {i}\n")),
+                owner: owner.into(),
+                group: "root".into(),
+                mode: 0o644,
+                role: FileRole::Plain,
+            },
+        ));
+    }
+    let prepared = prepare(&ssh, &resources, &[], &Secrets::default()).await;
+    let applied = apply::apply(&ssh, &prepared, &ApplyOptions::new("r1"))
+        .await
+        .unwrap();
+    assert!(!applied.ok);
+    let error = applied.error.unwrap();
+    assert!(
+        error.starts_with("file:/srv/run/f3") && error.contains("no-such-user"),
+        "{error}"
+    );
+    assert_eq!(host.sh("ls -A /srv/run"), "f0\nf1\nf2\n");
+    assert_eq!(host.sh("cat /srv/run/f2"), "file 2\n");
+}
