@@ -469,6 +469,7 @@ struct Pending {
 
 /// Runs the pending changes as one script with a begin/end marker around each, and
 /// records each change's own outcome.
+#[allow(clippy::too_many_arguments)] // the apply loop's state, passed apart to keep borrows simple
 async fn flush(
     transport: &dyn Transport,
     pending: &mut Vec<Pending>,

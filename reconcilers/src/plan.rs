@@ -130,14 +130,20 @@ pub fn order(resources: &[Resource]) -> Result<Vec<usize>> {
             dependents[index[d.id.as_str()]].push(i);
         }
     }
-    let mut ready: BTreeSet<usize> = (0..resources.len()).filter(|&i| indegree[i] == 0).collect();
+    // Among ready resources, units go last: all unit files are then written before the
+    // first unit starts, so one daemon-reload serves them all.
+    let rank = |i: usize| (matches!(resources[i].spec, Spec::Unit { .. }) as u8, i);
+    let mut ready: BTreeSet<(u8, usize)> = (0..resources.len())
+        .filter(|&i| indegree[i] == 0)
+        .map(rank)
+        .collect();
     let mut out = Vec::with_capacity(resources.len());
-    while let Some(i) = ready.pop_first() {
+    while let Some((_, i)) = ready.pop_first() {
         out.push(i);
         for &j in &dependents[i] {
             indegree[j] -= 1;
             if indegree[j] == 0 {
-                ready.insert(j);
+                ready.insert(rank(j));
             }
         }
     }
