@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use hostkit_api::kinds::HostSpec;
 use hostkit_reconcilers::apply::{self, Applied, ApplyOptions, Status};
 use hostkit_reconcilers::manifests::Desired;
-use hostkit_reconcilers::plan::{self, Plan, Prepared};
+use hostkit_reconcilers::plan::{self, PackageLock, Plan, Prepared};
 use hostkit_reconcilers::resource::Resource;
 use hostkit_reconcilers::secrets::Secrets;
 use hostkit_reconcilers::ssh::{Ssh, SshOptions};
@@ -37,6 +37,10 @@ pub struct PlanArgs {
     /// become deletes.
     #[arg(long)]
     previous: Option<PathBuf>,
+    /// A package lock file (per host: package → version); installed versions that differ
+    /// from it are planned as updates back to the pinned version.
+    #[arg(long)]
+    lock: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -56,6 +60,9 @@ pub struct ApplyArgs {
     out: PathBuf,
     #[arg(long)]
     previous: Option<PathBuf>,
+    /// A package lock file: honoured, and updated with what this apply installed.
+    #[arg(long)]
+    lock: Option<PathBuf>,
     /// How long a (re)started unit must stay active, e.g. 300ms.
     #[arg(long, default_value = "300ms")]
     settle: String,
@@ -78,6 +85,22 @@ pub struct DownArgs {
 struct AppliedFile {
     hosts: BTreeMap<String, HostSpec>,
     applied: Vec<Applied>,
+}
+
+/// `--lock`: per host, the pinned version of each installed package.
+#[derive(Default, Serialize, Deserialize)]
+struct LockFile {
+    hosts: BTreeMap<String, PackageLock>,
+}
+
+fn read_lock(path: &Option<PathBuf>) -> anyhow::Result<LockFile> {
+    match path {
+        Some(p) if p.exists() => serde_json::from_slice(
+            &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("{} is not a HostKit lock file", p.display())),
+        _ => Ok(LockFile::default()),
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -137,15 +160,18 @@ async fn prepare(
     ssh: &Ssh,
     resources: &[Resource],
     previous: &[Resource],
+    lock: Option<&PackageLock>,
     secrets: &Secrets,
 ) -> anyhow::Result<Prepared> {
-    Ok(plan::prepare(ssh, resources, previous, secrets).await?)
+    let empty = PackageLock::new();
+    Ok(plan::prepare_locked(ssh, resources, previous, lock.unwrap_or(&empty), secrets).await?)
 }
 
 /// Exit 0: nothing would change; 2: something would; errors are returned (exit 1).
 pub async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
     let d = load(&args.files)?;
     let prev = previous(&args.previous)?;
+    let lock = read_lock(&args.lock)?;
     let secrets = Secrets::default();
     let mut plans = Vec::new();
     for h in hosts(&d, &args.host)? {
@@ -158,6 +184,7 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
             &ssh,
             &resources,
             prev.get(h).map(Vec::as_slice).unwrap_or(&[]),
+            lock.hosts.get(h),
             &secrets,
         )
         .await?;
@@ -205,6 +232,7 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         .as_std();
     let d = load(&args.files)?;
     let prev = previous(&args.previous)?;
+    let mut lock = read_lock(&args.lock)?;
     let expected: Option<PlanFile> = match &args.plan {
         Some(p) => Some(
             serde_json::from_slice(
@@ -234,6 +262,7 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
             &ssh,
             &resources,
             prev.get(h).map(Vec::as_slice).unwrap_or(&[]),
+            lock.hosts.get(h),
             &secrets,
         )
         .await?;
@@ -268,6 +297,9 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
                 applied.down.steps.len()
             );
         }
+        if !applied.package_lock.is_empty() {
+            lock.hosts.insert(h.clone(), applied.package_lock.clone());
+        }
         out.hosts.insert(h.clone(), d.hosts[h].spec.clone());
         out.applied.push(applied);
         if !ok {
@@ -276,6 +308,10 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
     }
     write_atomic(&args.out, &serde_json::to_vec_pretty(&out)?)?;
     eprintln!("wrote {}", args.out.display());
+    if let Some(path) = &args.lock {
+        write_atomic(path, &serde_json::to_vec_pretty(&lock)?)?;
+        eprintln!("wrote {}", path.display());
+    }
     Ok(if ok { 0 } else { 1 })
 }
 

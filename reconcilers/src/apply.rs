@@ -55,6 +55,9 @@ pub struct ChangeResult {
     pub before: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<Backup>,
+    /// Package versions this change installed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub locked: crate::plan::PackageLock,
 }
 
 /// What an apply did, and how to undo it.
@@ -70,6 +73,9 @@ pub struct Applied {
     pub results: Vec<ChangeResult>,
     /// The desired resources (secret references only), the next plan's `previous`.
     pub resources: Vec<Resource>,
+    /// The plan's lock plus what this apply installed: the next plan's lock.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub package_lock: crate::plan::PackageLock,
     pub down: DownPlan,
 }
 
@@ -411,20 +417,45 @@ printf '%s %s\n' "$(printf '%s\n' "$l" | sha256sum | cut -c1-64)" "$(sha256sum <
     )
 }
 
-fn package_script(manager: &str, names: &[String]) -> String {
-    let list = names
+/// Installs `names` (pinned to `lock` where it has them) in one call, then prints a
+/// `LOCK<TAB>name<TAB>version` line per installed package.
+fn package_script(manager: &str, names: &[String], lock: &crate::plan::PackageLock) -> String {
+    let spec = |n: &String| match (lock.get(n), manager) {
+        (Some(v), "apt-get") => sh_quote(&format!("{n}={v}")),
+        (Some(v), "dnf") => sh_quote(&format!("{n}-{v}")),
+        _ => sh_quote(n),
+    };
+    let list = names.iter().map(spec).collect::<Vec<_>>().join(" ");
+    let plain = names
         .iter()
         .map(|n| sh_quote(n))
         .collect::<Vec<_>>()
         .join(" ");
     match manager {
-        "dnf" => format!("set -e\ndnf install -y {list}\n"),
+        "dnf" => format!(
+            "set -e\ndnf install -y {list}\nrpm -q --qf 'LOCK\\t%{{NAME}}\\t%{{VERSION}}-%{{RELEASE}}\\n' {plain}\n"
+        ),
         "apk" => format!("set -e\napk add {list}\n"),
-        "pacman" => format!("set -e\npacman -S --noconfirm --needed {list}\n"),
+        "pacman" => format!(
+            "set -e\npacman -S --noconfirm --needed {list}\npacman -Q {plain} | while read -r n v; do printf 'LOCK\\t%s\\t%s\\n' \"$n\" \"$v\"; done\n"
+        ),
         _ => format!(
-            "set -e\nexport DEBIAN_FRONTEND=noninteractive\napt-get install -y -q --no-install-recommends {list} 2>&1 || {{ apt-get update -q 2>&1 && apt-get install -y -q --no-install-recommends {list} 2>&1; }}\n"
+            "set -e\nexport DEBIAN_FRONTEND=noninteractive\no=\"-y -q --no-install-recommends --allow-downgrades\"\napt-get install $o {list} 2>&1 || {{ apt-get update -q 2>&1 && apt-get install $o {list} 2>&1; }}\ndpkg-query -W -f='LOCK\\t${{Package}}\\t${{Version}}\\n' {plain}\n"
         ),
     }
+}
+
+/// The `LOCK` lines a package install printed.
+fn parse_lock(text: &str) -> crate::plan::PackageLock {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            match f.as_slice() {
+                ["LOCK", name, version] => Some((name.to_string(), version.to_string())),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 fn parse_backup(text: &str) -> Option<Backup> {
@@ -537,6 +568,7 @@ async fn flush(
             Some((0, text)) => {
                 result.status = Status::Applied;
                 result.backup = parse_backup(text);
+                result.locked = parse_lock(text);
             }
             Some((rc, text)) => {
                 result.status = Status::Failed;
@@ -604,6 +636,7 @@ pub async fn apply(
             message: None,
             before: change.before.clone(),
             backup: None,
+            locked: BTreeMap::new(),
         };
         if failed.is_some() {
             result.message = Some("not attempted: an earlier change failed".into());
@@ -789,10 +822,10 @@ pub async fn apply(
                 },
                 sh_quote(name)
             ),
-            (Spec::Package { .. }, Action::Create) => {
+            (Spec::Package { .. }, Action::Create | Action::Update) => {
                 let names: Vec<String> = changes[i..]
                     .iter()
-                    .filter(|c| c.action == Action::Create)
+                    .filter(|c| matches!(c.action, Action::Create | Action::Update))
                     .filter_map(|c| match &prepared.resources[&c.id].spec {
                         Spec::Package { name } => Some((c.id.clone(), name.clone())),
                         _ => None,
@@ -809,7 +842,7 @@ pub async fn apply(
                     .flat_map(|n| crate::packages::names(n, manager))
                     .collect();
                 real.dedup();
-                package_script(manager, &real)
+                package_script(manager, &real, &prepared.lock)
             }
             (Spec::Unit { name, .. }, Action::Delete) => {
                 units_dirty = true;
@@ -897,7 +930,12 @@ pub async fn apply(
         .filter_map(|c| prepared.resources.get(&c.id).cloned())
         .collect();
     let down = DownPlan::derive(&prepared.plan.host, &opts.revision, &results, prepared);
+    let mut package_lock = prepared.lock.clone();
+    for r in &results {
+        package_lock.extend(r.locked.clone());
+    }
     Ok(Applied {
+        package_lock,
         host: prepared.plan.host.clone(),
         revision: opts.revision.clone(),
         plan_fingerprint: prepared.plan.fingerprint.clone(),
@@ -1305,6 +1343,7 @@ pub async fn run_down(transport: &dyn Transport, down: &DownPlan) -> Result<Down
             message: None,
             before: None,
             backup: None,
+            locked: BTreeMap::new(),
         };
         if !ok {
             steps.push(result);
@@ -1451,6 +1490,21 @@ spec:
                 .any(|(id, _)| id == "account:app")
         );
         assert_eq!(applied.down.coverage.noop, 1);
+    }
+
+    #[test]
+    fn package_installs_pin_locked_versions_and_report_what_they_installed() {
+        let mut lock = crate::plan::PackageLock::new();
+        lock.insert("tree".into(), "2.1.0-1".into());
+        let names = vec!["tree".to_string(), "jq".to_string()];
+        let apt = package_script("apt-get", &names, &lock);
+        assert!(apt.contains("apt-get install $o tree=2.1.0-1 jq"), "{apt}");
+        assert!(apt.contains("dpkg-query -W -f='LOCK"));
+        let dnf = package_script("dnf", &names, &lock);
+        assert!(dnf.contains("dnf install -y tree-2.1.0-1 jq"), "{dnf}");
+        let parsed = parse_lock("noise\nLOCK\ttree\t2.1.0-1\nLOCK\tjq\t1.6\n");
+        assert_eq!(parsed.get("jq").map(String::as_str), Some("1.6"));
+        assert_eq!(parsed.len(), 2);
     }
 
     #[tokio::test]

@@ -71,6 +71,11 @@ pub struct Plan {
     pub changes: Vec<Change>,
 }
 
+/// Pinned package versions of one host: distribution package name → version. Written by
+/// apply (what it installed), read by the next plan (a different installed version is an
+/// update back to the pinned one).
+pub type PackageLock = BTreeMap<String, String>;
+
 /// A plan with what apply needs and a plan file must not hold: the resources and the
 /// materialized file bytes (which may contain secret values). Never serialized.
 pub struct Prepared {
@@ -79,6 +84,8 @@ pub struct Prepared {
     pub bytes: BTreeMap<String, Vec<u8>>,
     /// The host's facts from the same read (os, arch, package manager, systemd).
     pub facts: BTreeMap<String, String>,
+    /// The package lock this plan honours.
+    pub lock: PackageLock,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -312,7 +319,7 @@ fn noop() -> Planned {
     }
 }
 
-fn plan_one(r: &Resource, st: &HostState, bytes: Option<&Vec<u8>>) -> Planned {
+fn plan_one(r: &Resource, st: &HostState, bytes: Option<&Vec<u8>>, lock: &PackageLock) -> Planned {
     let change = |action, reason: String, after: Option<Value>, diff: Option<String>| Planned {
         action,
         reason,
@@ -502,19 +509,42 @@ fn plan_one(r: &Resource, st: &HostState, bytes: Option<&Vec<u8>>) -> Planned {
                 .get("packageManager")
                 .map(String::as_str)
                 .unwrap_or("");
-            let missing: Vec<String> = crate::packages::names(name, manager)
-                .into_iter()
-                .filter(|n| !matches!(st.packages.get(n), Some(Some(_))))
+            let names = crate::packages::names(name, manager);
+            let missing: Vec<&String> = names
+                .iter()
+                .filter(|n| !matches!(st.packages.get(*n), Some(Some(_))))
                 .collect();
-            if missing.is_empty() {
-                noop()
-            } else {
+            let off_lock: Vec<String> = names
+                .iter()
+                .filter_map(|n| {
+                    let installed = st.packages.get(n).cloned().flatten()?;
+                    let pinned = lock.get(n)?;
+                    (installed != *pinned).then(|| format!("{n} {installed}, locked {pinned}"))
+                })
+                .collect();
+            let pinned: BTreeMap<&String, &String> = names
+                .iter()
+                .filter_map(|n| Some((n, lock.get(n)?)))
+                .collect();
+            let after = json!({"installed": true, "locked": pinned});
+            if !missing.is_empty() {
                 change(
                     Action::Create,
-                    format!("not installed: {}", missing.join(" ")),
-                    Some(json!({"installed": true})),
+                    format!(
+                        "not installed: {}",
+                        missing
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ),
+                    Some(after),
                     None,
                 )
+            } else if !off_lock.is_empty() {
+                change(Action::Update, off_lock.join("; "), Some(after), None)
+            } else {
+                noop()
             }
         }
         Spec::Unit { name, start, .. } => {
@@ -618,6 +648,25 @@ pub fn compute(
     state: &HostState,
     secrets: &Secrets,
 ) -> Result<Prepared> {
+    compute_locked(
+        host,
+        resources,
+        previous,
+        &PackageLock::new(),
+        state,
+        secrets,
+    )
+}
+
+/// [`compute`] with a package lock.
+pub fn compute_locked(
+    host: &str,
+    resources: &[Resource],
+    previous: &[Resource],
+    lock: &PackageLock,
+    state: &HostState,
+    secrets: &Secrets,
+) -> Result<Prepared> {
     let ordered = order(resources)?;
     let mut bytes = BTreeMap::new();
     for r in resources {
@@ -638,7 +687,7 @@ pub fn compute(
                 diff: None,
             }
         } else {
-            plan_one(r, state, bytes.get(&r.id))
+            plan_one(r, state, bytes.get(&r.id), lock)
         };
         // A unit restarts when a file it runs from changed.
         if let Spec::Unit { start: true, .. } = r.spec
@@ -738,6 +787,7 @@ pub fn compute(
         resources: all,
         bytes,
         facts: state.facts.clone(),
+        lock: lock.clone(),
     })
 }
 
@@ -747,6 +797,17 @@ pub async fn prepare(
     transport: &dyn crate::transport::Transport,
     resources: &[Resource],
     previous: &[Resource],
+    secrets: &Secrets,
+) -> Result<Prepared> {
+    prepare_locked(transport, resources, previous, &PackageLock::new(), secrets).await
+}
+
+/// [`prepare`] with a package lock.
+pub async fn prepare_locked(
+    transport: &dyn crate::transport::Transport,
+    resources: &[Resource],
+    previous: &[Resource],
+    lock: &PackageLock,
     secrets: &Secrets,
 ) -> Result<Prepared> {
     let mut want = BTreeMap::new();
@@ -764,7 +825,7 @@ pub async fn prepare(
             .cloned(),
     );
     let state = crate::state::read(transport, &all, &want).await?;
-    compute(transport.host(), resources, previous, &state, secrets)
+    compute_locked(transport.host(), resources, previous, lock, &state, secrets)
 }
 
 impl Plan {

@@ -576,8 +576,32 @@ fn the_hostkit_plan_apply_down_commands() {
         "--confirm",
         "--out",
         "applied.json",
+        "--lock",
+        "hostkit.lock",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The lock pins what was installed; a host whose version differs from the lock has
+    // an update planned.
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("hostkit.lock")).unwrap()).unwrap();
+    let version = lock["hosts"]["target"]["tree"]
+        .as_str()
+        .expect("tree is locked")
+        .to_string();
+    assert!(version.starts_with("2."), "{version}");
+    let pinned = serde_json::json!({"hosts": {"target": {"tree": "9.9-pinned"}}});
+    std::fs::write(dir.path().join("pinned.lock"), pinned.to_string()).unwrap();
+    let out = run(&["plan", "-f", m, "--lock", "pinned.lock"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "~ package:tree  (tree {version}, locked 9.9-pinned)"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["plan", "-f", m, "--lock", "hostkit.lock"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     let applied = std::fs::read_to_string(dir.path().join("applied.json")).unwrap();
     assert!(!applied.contains("cli-secret"));
     assert!(
