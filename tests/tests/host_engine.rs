@@ -783,6 +783,51 @@ async fn a_non_root_ssh_user_applies_through_sudo() {
     // Without sudo the same user cannot write /etc: the apply fails and says why.
     o.sudo = false;
     let plain = Ssh::connect(&o).await.unwrap();
+    // A path it cannot even look at is a read_error of that resource, not a failed plan.
+    host.sh("mkdir -p /root/private && chmod 700 /root/private");
+    let mut with_private = resources.clone();
+    with_private.push(Resource::new(
+        "file:/root/private/x",
+        "Service/web",
+        Spec::File {
+            path: "/root/private/x".into(),
+            content: hostkit_reconcilers::resource::Content::text("x"),
+            owner: "root".into(),
+            group: "root".into(),
+            mode: 0o600,
+            role: hostkit_reconcilers::resource::FileRole::Plain,
+        },
+    ));
+    let p = prepare(&plain, &with_private, &[], &demo_secrets("t"))
+        .await
+        .plan;
+    let private = p
+        .changes
+        .iter()
+        .find(|c| c.id == "file:/root/private/x")
+        .unwrap();
+    assert_eq!(private.action, Action::ReadError, "{}", p.render(false));
+    assert!(
+        private.reason.contains("Permission denied"),
+        "{}",
+        private.reason
+    );
+    // Everything the user can read is planned normally (the 0640 env file is not readable
+    // for it either, and is reported the same way).
+    for id in [
+        "file:/etc/demo/web/version.txt",
+        "unit:demo-web.service",
+        "directory:/srv/demo/web",
+    ] {
+        let c = p.changes.iter().find(|c| c.id == id).unwrap();
+        assert_ne!(c.action, Action::ReadError, "{id}: {}", c.reason);
+    }
+    let env = p
+        .changes
+        .iter()
+        .find(|c| c.id == "file:/etc/demo/web/runtime.env")
+        .unwrap();
+    assert_eq!(env.action, Action::ReadError, "{}", env.reason);
     host.sh("rm /etc/demo/web/version.txt");
     let prepared = prepare(&plain, &resources, &[], &demo_secrets("t")).await;
     let applied = apply::apply(&plain, &prepared, &ApplyOptions::new("r2"))
