@@ -21,6 +21,7 @@ pub mod secrets;
 pub mod ssh;
 pub mod state;
 pub mod transport;
+pub mod windows;
 
 /// Errors of the host engine. Those a user can cause name the object and field.
 #[derive(Debug, thiserror::Error)]
