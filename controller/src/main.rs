@@ -64,6 +64,18 @@ struct ServeArgs {
     /// How often idle watches get a BOOKMARK.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     bookmark_interval: Duration,
+    /// Serve the API only: no controller (no reconciles, no leader election).
+    #[arg(long)]
+    no_controller: bool,
+    /// Reconciles running at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// How long a restarted unit must stay active before an apply goes on.
+    #[arg(long, default_value = "300ms", value_parser = parse_duration)]
+    settle: Duration,
+    /// Leader lease TTL (renewed every 2/3 of it).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_lease: Duration,
     /// How long Events are kept.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     event_ttl: Duration,
@@ -135,6 +147,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     hostkit_api::config::default_config_path()
                 },
                 max_events: args.watch_history,
+                concurrency: args.concurrency,
+                controller: !args.no_controller,
+                settle: args.settle,
+                leader: hostkit_controller::leader::Timings {
+                    lease: args.leader_lease,
+                    renew: args.leader_lease.mul_f64(2.0 / 3.0),
+                    retry: (args.leader_lease / 7).max(Duration::from_millis(200)),
+                },
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(serve::run(options, shutdown_signal()))?;

@@ -35,6 +35,14 @@ pub struct ServeOptions {
     pub client_config: Option<PathBuf>,
     /// Events kept by the embedded store for watches before compaction.
     pub max_events: i64,
+    /// Reconciles running at once (across all objects).
+    pub concurrency: usize,
+    /// Run the controller runtime (off: API server and store only).
+    pub controller: bool,
+    /// How long a restarted unit must stay active before an apply goes on.
+    pub settle: Duration,
+    /// Leader election timings (lease 15 s, renew 10 s, retry 2 s).
+    pub leader: crate::leader::Timings,
 }
 
 /// Writes `bytes` to `path` atomically (temp file in the same folder, fsync, rename) at `mode`.
@@ -147,8 +155,72 @@ pub async fn run(
             }
         }
     }
-    let objects = Objects::new(store, options.event_ttl);
+    let objects = Objects::new(store.clone(), options.event_ttl);
+
+    // The controller runtime: watchers and caches on every replica; workers on the leader.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let metrics = crate::server::metrics::ControllerMetrics::default();
+    let runtime = crate::runtime::Runtime::new(objects.clone(), metrics.clone());
+    let controllers = Arc::new(crate::controllers::Controllers::new(
+        objects.clone(),
+        runtime.caches.clone(),
+        metrics.clone(),
+        options.settle,
+        Arc::new(chrono::Utc::now),
+    ));
+    let (lead_tx, mut lead_rx) = tokio::sync::watch::channel(false);
+    let identity = format!(
+        "{}-{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "hostkit".into()),
+        std::process::id(),
+        options.listen.port()
+    );
+    if options.controller {
+        tokio::spawn(crate::leader::campaign(
+            store.clone(),
+            identity,
+            options.leader,
+            lead_tx,
+            stop_rx.clone(),
+        ));
+    }
+    let leader_gauge = metrics.leader.clone();
+    let mut leader_watch = lead_rx.clone();
+    tokio::spawn(async move {
+        while leader_watch.changed().await.is_ok() {
+            leader_gauge.set(*leader_watch.borrow() as i64);
+        }
+    });
+    let kinds = ["projects", "hosts", "services", "policywindows"]
+        .iter()
+        .filter_map(|p| hostkit_api::find_kind(p))
+        .collect();
+    let _ = lead_rx.borrow_and_update();
+    let run_controller = options.controller;
+    let controller = tokio::spawn(async move {
+        if !run_controller {
+            return;
+        }
+        runtime
+            .run(
+                controllers,
+                crate::runtime::Options {
+                    concurrency: options.concurrency,
+                    kinds,
+                },
+                lead_rx,
+                stop_rx,
+            )
+            .await
+    });
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new reconciles; waiting for in-flight ones");
+        let _ = stop_tx.send(true);
+    };
+
     let config = ServerConfig {
+        controller_metrics: metrics,
         listen: options.listen,
         tls: options.tls.clone(),
         tokens,
@@ -156,7 +228,7 @@ pub async fn run(
     };
     let tls = options.tls.is_some();
     let data_dir = options.data_dir.clone();
-    server::serve(config, objects, shutdown, move |addr| {
+    let served = server::serve(config, objects, shutdown, move |addr| {
         tracing::info!(
             url = %client_url(addr, tls),
             store = backend,
@@ -164,5 +236,12 @@ pub async fn run(
             "hostkit API server listening"
         );
     })
-    .await
+    .await;
+    if tokio::time::timeout(Duration::from_secs(120), controller)
+        .await
+        .is_err()
+    {
+        tracing::warn!("an in-flight reconcile did not finish within 120 s");
+    }
+    served
 }

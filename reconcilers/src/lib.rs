@@ -11,6 +11,7 @@
 
 pub mod apply;
 pub mod expand;
+pub mod host;
 pub mod manifests;
 pub mod naming;
 pub mod packages;
@@ -18,6 +19,7 @@ pub mod plan;
 pub mod render;
 pub mod resource;
 pub mod secrets;
+pub mod service;
 pub mod ssh;
 pub mod state;
 pub mod transport;

@@ -77,7 +77,9 @@ fn selects(sel: &Option<NamedSelector>, name: &str, labels: &BTreeMap<String, St
         Some(s) => {
             let by_name = s.names.iter().any(|n| n == name);
             let has_labels = !s.match_labels.is_empty() || !s.match_expressions.is_empty();
-            by_name || (has_labels && s.labels().matches(labels)) || (s.names.is_empty() && !has_labels)
+            by_name
+                || (has_labels && s.labels().matches(labels))
+                || (s.names.is_empty() && !has_labels)
         }
     }
 }
@@ -118,7 +120,10 @@ pub fn decide(
     }
     let open_denies: Vec<_> = denies.iter().filter(|(_, _, s)| s.open).collect();
     if !open_denies.is_empty() {
-        let until = open_denies.iter().filter_map(|(_, _, s)| s.next_transition).max();
+        let until = open_denies
+            .iter()
+            .filter_map(|(_, _, s)| s.next_transition)
+            .max();
         let names: Vec<&str> = open_denies.iter().map(|(n, _, _)| n.as_str()).collect();
         return Ok(Decision {
             allowed: false,
@@ -129,7 +134,10 @@ pub fn decide(
         });
     }
     if allows.is_empty() {
-        let until = denies.iter().filter_map(|(_, _, s)| s.next_transition).min();
+        let until = denies
+            .iter()
+            .filter_map(|(_, _, s)| s.next_transition)
+            .min();
         return Ok(Decision {
             allowed: true,
             reason: "NoWindow",
@@ -139,7 +147,10 @@ pub fn decide(
         });
     }
     if let Some((name, _, st)) = allows.iter().find(|(_, _, s)| s.open) {
-        let next_deny = denies.iter().filter_map(|(_, _, s)| s.next_transition).min();
+        let next_deny = denies
+            .iter()
+            .filter_map(|(_, _, s)| s.next_transition)
+            .min();
         let until = match (st.next_transition, next_deny) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -152,13 +163,18 @@ pub fn decide(
             manual_override: true,
         });
     }
-    let until = allows.iter().filter_map(|(_, _, s)| s.next_transition).min();
+    let until = allows
+        .iter()
+        .filter_map(|(_, _, s)| s.next_transition)
+        .min();
     Ok(Decision {
         allowed: false,
         reason: "NoAllowWindowOpen",
         message: format!(
             "no allow window is open (next opens {})",
-            until.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into())
+            until
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| "never".into())
         ),
         until,
         manual_override: allows.iter().all(|(_, s, _)| s.manual_override),
@@ -209,17 +225,34 @@ mod tests {
         let now = at(2026, 11, 23, 12, 0);
         let none = decide(&[], svc, host, now).unwrap();
         assert!(none.allowed && none.reason == "NoWindow");
-        let allow_closed = vec![("nights".to_string(), window(WindowKind::Allow, "0 22 * * *", "2h", "UTC"))];
+        let allow_closed = vec![(
+            "nights".to_string(),
+            window(WindowKind::Allow, "0 22 * * *", "2h", "UTC"),
+        )];
         let d = decide(&allow_closed, svc, host, now).unwrap();
         assert!(!d.allowed && d.reason == "NoAllowWindowOpen");
-        assert_eq!(d.until, Some(at(2026, 11, 23, 22, 0)), "requeue at the next opening");
-        let mut both = vec![("day".to_string(), window(WindowKind::Allow, "0 8 * * *", "10h", "UTC"))];
+        assert_eq!(
+            d.until,
+            Some(at(2026, 11, 23, 22, 0)),
+            "requeue at the next opening"
+        );
+        let mut both = vec![(
+            "day".to_string(),
+            window(WindowKind::Allow, "0 8 * * *", "10h", "UTC"),
+        )];
         assert!(decide(&both, svc, host, now).unwrap().allowed);
-        both.push(("freeze".to_string(), window(WindowKind::Deny, "0 11 * * *", "2h", "UTC")));
+        both.push((
+            "freeze".to_string(),
+            window(WindowKind::Deny, "0 11 * * *", "2h", "UTC"),
+        ));
         let d = decide(&both, svc, host, now).unwrap();
         assert!(!d.allowed && d.reason == "DenyWindowOpen");
         assert_eq!(d.until, Some(at(2026, 11, 23, 13, 0)));
-        assert!(decide(&both, svc, host, at(2026, 11, 23, 13, 0)).unwrap().allowed);
+        assert!(
+            decide(&both, svc, host, at(2026, 11, 23, 13, 0))
+                .unwrap()
+                .allowed
+        );
     }
 
     #[test]
@@ -234,15 +267,27 @@ mod tests {
         });
         let ws = vec![("freeze".to_string(), w)];
         let now = at(2026, 11, 23, 12, 0);
-        assert!(!decide(&ws, ("a", &search), ("h", &other), now).unwrap().allowed);
-        assert!(decide(&ws, ("b", &other), ("h", &other), now).unwrap().allowed);
+        assert!(
+            !decide(&ws, ("a", &search), ("h", &other), now)
+                .unwrap()
+                .allowed
+        );
+        assert!(
+            decide(&ws, ("b", &other), ("h", &other), now)
+                .unwrap()
+                .allowed
+        );
         let mut w = ws[0].1.clone();
         w.selector.services = Some(NamedSelector {
             names: vec!["b".into()],
             ..Default::default()
         });
         let ws = vec![("freeze".to_string(), w)];
-        assert!(!decide(&ws, ("b", &other), ("h", &other), now).unwrap().allowed);
+        assert!(
+            !decide(&ws, ("b", &other), ("h", &other), now)
+                .unwrap()
+                .allowed
+        );
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct ServeOptions {
     pub etcd: Option<String>,
     pub extra_args: Vec<String>,
+    /// Run the controller too (off: the API server and store alone, as the control-plane
+    /// tests want, since the controller writes finalizers and status).
+    pub controller: bool,
 }
 
 /// A running `hostkit serve` with its own data folder and hkctl config; killed on drop.
@@ -123,6 +126,11 @@ impl Hostkit {
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(["--bookmark-interval", "1s"])
+            .args(if self.options.controller {
+                &[][..]
+            } else {
+                &["--no-controller"][..]
+            })
             .args(&self.options.extra_args)
             .env("HKCTL_CONFIG", self.config_path())
             .env("RUST_LOG", "warn")

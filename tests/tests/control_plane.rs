@@ -455,6 +455,7 @@ async fn finalizers_hold_deletion_until_released(s: Hostkit, _etcd: Option<EtcdS
 async fn embedded_watch_history_is_bounded() {
     let s = Hostkit::start(ServeOptions {
         etcd: None,
+        controller: false,
         extra_args: vec!["--watch-history".into(), "10".into()],
     });
     assert!(
@@ -587,6 +588,7 @@ async fn tokens_separate_readers_from_writers() {
     .unwrap();
     let s = Hostkit::start(ServeOptions {
         etcd: None,
+        controller: false,
         extra_args: vec!["--tokens".into(), tokens.display().to_string()],
     });
     let list = format!("{}{API}/projects", s.url);
@@ -686,6 +688,7 @@ async fn tls_with_a_given_certificate() {
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
     let s = Hostkit::start(ServeOptions {
         etcd: None,
+        controller: false,
         extra_args: vec![
             "--tls-cert".into(),
             cert_path.display().to_string(),

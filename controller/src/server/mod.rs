@@ -33,6 +33,8 @@ pub struct TlsFiles {
 /// Everything the API server needs besides the objects.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
+    /// Shared with the controller runtime so `/metrics` shows both.
+    pub controller_metrics: metrics::ControllerMetrics,
     pub listen: SocketAddr,
     pub tls: Option<TlsFiles>,
     pub tokens: Tokens,
@@ -61,8 +63,26 @@ impl IntoResponse for Error {
 
 /// The API router, without a listener (tests drive it directly).
 pub fn router(objects: Objects, tokens: Tokens, bookmark_interval: Duration) -> Router {
+    router_with(
+        objects,
+        tokens,
+        bookmark_interval,
+        &metrics::ControllerMetrics::default(),
+    )
+}
+
+/// [`router`] whose `/metrics` also shows the controller's metrics.
+pub fn router_with(
+    objects: Objects,
+    tokens: Tokens,
+    bookmark_interval: Duration,
+    controller: &metrics::ControllerMetrics,
+) -> Router {
     let state = AppState {
-        metrics: Arc::new(Metrics::new(objects.store().backend())),
+        metrics: Arc::new(Metrics::with_controller(
+            objects.store().backend(),
+            controller,
+        )),
         objects,
         tokens: Arc::new(tokens),
         bookmark_interval,
@@ -208,7 +228,12 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     on_listening: impl FnOnce(SocketAddr) + Send + 'static,
 ) -> Result<()> {
-    let app = router(objects, config.tokens, config.bookmark_interval);
+    let app = router_with(
+        objects,
+        config.tokens,
+        config.bookmark_interval,
+        &config.controller_metrics,
+    );
     let handle = axum_server::Handle::new();
     let h = handle.clone();
     tokio::spawn(async move {

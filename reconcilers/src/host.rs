@@ -1,0 +1,215 @@
+//! The Host reconciler's logic: connect, read facts, keep `Reachable`/`Ready` and
+//! `lastSeen`, and plan and apply the host's own resources (firewall, bootstrap packages,
+//! runtimes) like a service's.
+
+use chrono::{DateTime, Utc};
+use hostkit_api::kinds::{Firewall, HostFacts, HostSpec, HostStatus};
+use hostkit_api::meta::{Condition, ConditionStatus, find_condition, set_condition};
+
+use crate::apply::{self, ApplyOptions};
+use crate::plan;
+use crate::secrets::Secrets;
+use crate::service::{Failure, Hosts, Note};
+use crate::{Error, expand};
+
+pub struct Input<'a> {
+    pub name: &'a str,
+    pub spec: &'a HostSpec,
+    pub generation: i64,
+    pub status: HostStatus,
+    /// Firewalls of the Projects whose services run here.
+    pub project_firewalls: Vec<(String, Firewall)>,
+    pub now: DateTime<Utc>,
+    pub secrets: &'a Secrets,
+    pub settle: std::time::Duration,
+}
+
+pub struct Outcome {
+    pub status: HostStatus,
+    pub notes: Vec<Note>,
+    pub reachable: bool,
+    pub failure: Option<Failure>,
+}
+
+fn set(
+    status: &mut HostStatus,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    now: DateTime<Utc>,
+    generation: i64,
+) {
+    set_condition(
+        &mut status.conditions,
+        Condition {
+            type_: type_.into(),
+            status: if ok {
+                ConditionStatus::True
+            } else {
+                ConditionStatus::False
+            },
+            reason: reason.into(),
+            message,
+            last_transition_time: now,
+            observed_generation: Some(generation),
+        },
+    );
+}
+
+pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
+    let (now, generation) = (input.now, input.generation);
+    let mut status = input.status.clone();
+    status.observed_generation = Some(generation);
+    let was_reachable =
+        find_condition(&status.conditions, "Reachable").map(|c| c.status == ConditionStatus::True);
+    let mut notes = Vec::new();
+    let fail = |mut status: HostStatus,
+                mut notes: Vec<Note>,
+                message: String,
+                terminal: bool,
+                reachable: bool| {
+        if !reachable {
+            set(
+                &mut status,
+                "Reachable",
+                false,
+                "Unreachable",
+                message.clone(),
+                now,
+                generation,
+            );
+            if was_reachable != Some(false) {
+                notes.push(Note {
+                    warning: true,
+                    reason: "Unreachable",
+                    message: message.clone(),
+                });
+            }
+        }
+        set(
+            &mut status,
+            "Ready",
+            false,
+            if reachable {
+                "ApplyFailed"
+            } else {
+                "Unreachable"
+            },
+            message.clone(),
+            now,
+            generation,
+        );
+        Outcome {
+            status,
+            notes,
+            reachable,
+            failure: Some(Failure { terminal, message }),
+        }
+    };
+    let projects: Vec<(&str, &Firewall)> = input
+        .project_firewalls
+        .iter()
+        .map(|(n, f)| (n.as_str(), f))
+        .collect();
+    let resources = match expand::host_with_projects(input.name, input.spec, &projects) {
+        Ok(r) => r,
+        Err(e) => return fail(status, notes, e.to_string(), true, true),
+    };
+    let t = match hosts.transport(input.name, input.spec).await {
+        Ok(t) => t,
+        Err(e) => {
+            let terminal = matches!(
+                e,
+                Error::HostKey { .. } | Error::Auth { .. } | Error::Invalid { .. }
+            );
+            return fail(status, notes, e.to_string(), terminal, false);
+        }
+    };
+    let _guard = hosts.lock(input.name).await;
+    let prepared = match plan::prepare(t.as_ref(), &resources, &[], input.secrets).await {
+        Ok(p) => p,
+        Err(e) => {
+            hosts.forget(input.name);
+            return fail(status, notes, e.to_string(), false, false);
+        }
+    };
+    let f = &prepared.facts;
+    status.facts = Some(HostFacts {
+        os_id: f.get("osId").cloned(),
+        os_version: f.get("osVersion").cloned().filter(|v| !v.is_empty()),
+        arch: f.get("arch").cloned(),
+        package_manager: f.get("packageManager").cloned(),
+        systemd_version: f.get("systemdVersion").cloned().filter(|v| !v.is_empty()),
+        hostname: f.get("hostname").cloned(),
+    });
+    status.last_seen = Some(now);
+    set(
+        &mut status,
+        "Reachable",
+        true,
+        "Connected",
+        format!("read {} resource(s) in one round trip", resources.len()),
+        now,
+        generation,
+    );
+    if was_reachable == Some(false) {
+        notes.push(Note {
+            warning: false,
+            reason: "Reachable",
+            message: "the host answers again".into(),
+        });
+    }
+    if !prepared.plan.is_empty() && !input.spec.paused {
+        let opts = ApplyOptions::new(format!(
+            "host-{}-g{generation}-{}",
+            input.name,
+            now.format("%Y%m%dT%H%M%S")
+        ));
+        let mut opts = opts;
+        opts.settle = input.settle;
+        match apply::apply(t.as_ref(), &prepared, &opts).await {
+            Ok(a) if a.ok => notes.push(Note {
+                warning: false,
+                reason: "Applied",
+                message: format!(
+                    "applied {} change(s) of the host's own resources",
+                    a.results.len()
+                ),
+            }),
+            Ok(a) => {
+                let msg = a.error.unwrap_or_default();
+                notes.push(Note {
+                    warning: true,
+                    reason: "ApplyFailed",
+                    message: msg.clone(),
+                });
+                return fail(status, notes, msg, false, true);
+            }
+            Err(e) => {
+                hosts.forget(input.name);
+                return fail(status, notes, e.to_string(), false, false);
+            }
+        }
+    }
+    let pending = input.spec.paused && !prepared.plan.is_empty();
+    set(
+        &mut status,
+        "Ready",
+        !pending,
+        if pending { "Paused" } else { "Converged" },
+        if pending {
+            prepared.plan.summary()
+        } else {
+            "reachable, and its own resources are applied".into()
+        },
+        now,
+        generation,
+    );
+    Outcome {
+        status,
+        notes,
+        reachable: true,
+        failure: None,
+    }
+}
