@@ -135,7 +135,15 @@ impl Hostkit {
             .env("HKCTL_CONFIG", self.config_path())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            // A file, not a pipe: a chatty server must never block on a full pipe.
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("server.log"))
+                    .map(Stdio::from)
+                    .expect("server log file"),
+            );
         if let Some(etcd) = &self.options.etcd {
             cmd.args(["--etcd", etcd]);
         }
@@ -148,12 +156,7 @@ impl Hostkit {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
         if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!("hostkit serve exited with {status}: {err}");
+            panic!("hostkit serve exited with {status}: {}", self.log());
         }
         assert!(up, "hostkit serve did not listen on {port}");
         if !scheme_tls {
@@ -161,6 +164,21 @@ impl Hostkit {
             assert!(ready, "hostkit serve on {port} never became ready");
         }
         self.child = Some(child);
+    }
+
+    /// What the server logged so far (stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// The server's `/metrics` text.
+    pub fn metrics(&self) -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        use std::io::{Read, Write};
+        let _ = write!(s, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
     }
 
     /// The server's process id (for RSS measurements).

@@ -249,6 +249,21 @@ impl TestHost {
         (out.status.code().unwrap_or(-1), text)
     }
 
+    /// Runs a command inside the container without SSH (for when sshd is down), through
+    /// the namespaces of its PID 1.
+    pub fn nsenter(&self, command: &str) -> String {
+        let nspawn = self.nspawn.as_ref().expect("running").id();
+        let children = std::fs::read_to_string(format!("/proc/{nspawn}/task/{nspawn}/children"))
+            .expect("nspawn's children");
+        let init = children.split_whitespace().next().expect("the container's PID 1");
+        let out = Command::new("nsenter")
+            .args(["-t", init, "-a", "sh", "-c", command])
+            .output()
+            .expect("nsenter");
+        assert!(out.status.success(), "nsenter {command}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// `path owner:group mode sha256` for each existing path (directories without a hash),
     /// sorted: a checksum listing to compare host states byte for byte.
     pub fn listing(&self, paths: &[String]) -> String {

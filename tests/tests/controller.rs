@@ -1,0 +1,186 @@
+//! The controller end to end: the real `hostkit serve` (embedded store and etcd), `hkctl`,
+//! and booted systemd test hosts reached over SSH.
+
+use std::time::Duration;
+
+use hostkit_e2e::etcd::EtcdServer;
+use hostkit_e2e::server::{Hostkit, ServeOptions, stderr, stdout};
+use hostkit_e2e::testhost::TestHost;
+use hostkit_e2e::wait_until;
+use serde_json::Value;
+
+fn manifests(host: &TestHost, version: &str, interval: &str) -> String {
+    format!(
+        r#"apiVersion: hostkit.dev/v1alpha1
+kind: Host
+metadata:
+  name: target
+  labels: {{env: test}}
+spec:
+  address: {address}
+  interval: {interval}
+  ssh:
+    user: root
+    identityFile: {key}
+    hostKey: {{policy: pinned, key: "{host_key}"}}
+    retry: {{attempts: 2, baseDelay: 100ms, maxDelay: 200ms}}
+    connectTimeout: 2s
+---
+apiVersion: hostkit.dev/v1alpha1
+kind: Service
+metadata:
+  name: web
+  labels: {{tier: front}}
+spec:
+  hosts: [target]
+  interval: {interval}
+  account: {{system: true}}
+  storage: [{{name: data, mode: "0750"}}]
+  files:
+    - path: /etc/web/version.txt
+      content: "{version}\n"
+    - path: /var/lib/web/index.html
+      content: "<h1>{version}</h1>\n"
+      owner: ${{service.user}}
+  daemon:
+    exec: [/usr/bin/python3, -m, http.server, --bind, 127.0.0.1, "8080", --directory, /var/lib/web]
+"#,
+        address = host.address,
+        key = host.key().display(),
+        host_key = host.host_key(),
+    )
+}
+
+fn object(s: &Hostkit, kind: &str, name: &str) -> Option<Value> {
+    let out = s.hkctl(&["get", kind, name, "-o", "json"]);
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn condition(v: &Value, type_: &str) -> Option<(String, String)> {
+    v.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| (c["status"].as_str().unwrap_or("").to_string(), c["reason"].as_str().unwrap_or("").to_string()))
+}
+
+fn is(s: &Hostkit, kind: &str, name: &str, type_: &str, status: &str) -> bool {
+    object(s, kind, name)
+        .and_then(|v| condition(&v, type_))
+        .is_some_and(|(st, _)| st == status)
+}
+
+fn apply(s: &Hostkit, dir: &std::path::Path, text: &str) {
+    let f = dir.join("m.yaml");
+    std::fs::write(&f, text).unwrap();
+    let out = s.hkctl(&["apply", "-f", f.to_str().unwrap()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}
+
+fn metric(s: &Hostkit, name_and_labels: &str) -> Option<f64> {
+    s.metrics()
+        .lines()
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn controller_scenario(s: &Hostkit) {
+    let host = TestHost::boot();
+    let dir = tempfile::tempdir().unwrap();
+    apply(s, dir.path(), &manifests(&host, "v1", "3s"));
+
+    // 1. Ready, the unit runs, describe shows conditions and events.
+    assert!(
+        wait_until(Duration::from_secs(60), || is(s, "service", "web", "Ready", "True")),
+        "Service never became Ready: {:?}\n{}",
+        object(s, "service", "web").and_then(|v| v.get("status").cloned()),
+        s.log()
+    );
+    assert_eq!(host.sh("systemctl is-active web.service").trim(), "active");
+    assert!(wait_until(Duration::from_secs(30), || is(s, "host", "target", "Reachable", "True")));
+    let h = object(s, "host", "target").unwrap();
+    assert_eq!(h.pointer("/status/facts/osId").and_then(Value::as_str), Some("debian"));
+    let d = stdout(&s.hkctl(&["describe", "service", "web"]));
+    assert!(d.contains("Ready") && d.contains("Applied"), "{d}");
+    assert!(d.contains("Applied") && d.contains("applied"), "{d}");
+    assert_eq!(metric(s, "hostkit_host_up{host=\"target\"}"), Some(1.0));
+
+    // 2. A hand edit is drift: detected and repaired within a resync, counted as corrective.
+    host.sh("echo tampered > /etc/web/version.txt");
+    assert!(
+        wait_until(Duration::from_secs(30), || host.sh("cat /etc/web/version.txt") == "v1\n"),
+        "drift was not repaired"
+    );
+    let events = stdout(&s.hkctl(&["events"]));
+    assert!(events.contains("DriftDetected") && events.contains("DriftRepaired"), "{events}");
+    assert!(metric(s, "hostkit_changes_applied_total{host=\"target\",intent=\"corrective\"}").unwrap_or(0.0) >= 1.0);
+    assert!(wait_until(Duration::from_secs(10), || is(s, "service", "web", "Drifted", "False")));
+    assert_eq!(metric(s, "hostkit_drift{kind=\"Service\",name=\"web\",host=\"target\"}"), Some(0.0));
+
+    // 3. An open deny window: the change is planned, not applied, until the window goes.
+    apply(
+        s,
+        dir.path(),
+        "apiVersion: hostkit.dev/v1alpha1\nkind: PolicyWindow\nmetadata: {name: freeze}\nspec:\n  kind: deny\n  schedule: \"* * * * *\"\n  duration: 2m\n  selector: {services: {names: [web]}}\n",
+    );
+    assert!(wait_until(Duration::from_secs(20), || object(s, "policywindow", "freeze")
+        .and_then(|v| v.pointer("/status/open").and_then(Value::as_bool))
+        == Some(true)));
+    apply(s, dir.path(), &manifests(&host, "v2", "3s"));
+    assert!(
+        wait_until(Duration::from_secs(30), || is(s, "service", "web", "WindowBlocked", "True")),
+        "{:?}",
+        object(s, "service", "web").and_then(|v| v.get("status").cloned())
+    );
+    let svc = object(s, "service", "web").unwrap();
+    let pending = &svc.pointer("/status/hosts/0/pending").cloned().unwrap_or_default();
+    assert!(pending["update"].as_u64().unwrap_or(0) >= 1, "{svc}");
+    assert_eq!(host.sh("cat /etc/web/version.txt"), "v1\n", "nothing applied while the window is open");
+    let out = s.hkctl(&["delete", "policywindow", "freeze"]);
+    assert!(out.status.success());
+    assert!(
+        wait_until(Duration::from_secs(30), || host.sh("cat /etc/web/version.txt") == "v2\n"),
+        "the change did not apply after the window went"
+    );
+    assert!(wait_until(Duration::from_secs(20), || is(s, "service", "web", "Ready", "True")));
+
+    // 4. sshd stopped: the host is unreachable; restarted: it recovers on its own.
+    // Stopping sshd keeps open sessions; kill them too, as a reboot or a crash would.
+    host.nsenter("systemctl stop ssh; pkill sshd; true");
+    assert!(
+        wait_until(Duration::from_secs(60), || is(s, "host", "target", "Reachable", "False")),
+        "{:?}",
+        object(s, "host", "target").and_then(|v| v.get("status").cloned())
+    );
+    assert_eq!(metric(s, "hostkit_host_up{host=\"target\"}"), Some(0.0));
+    host.nsenter("systemctl start ssh");
+    assert!(
+        wait_until(Duration::from_secs(90), || is(s, "host", "target", "Reachable", "True")),
+        "the host did not recover"
+    );
+
+    // 6. Delete: the files and the unit leave the host, then the object is gone.
+    let out = s.hkctl(&["delete", "service", "web", "--wait"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(wait_until(Duration::from_secs(30), || object(s, "service", "web").is_none()));
+    assert_ne!(host.try_sh("test -e /etc/web/version.txt").0, 0);
+    assert_ne!(host.try_sh("test -e /etc/systemd/system/web.service").0, 0);
+    assert_ne!(host.try_sh("systemctl is-active web.service").0, 0);
+}
+
+#[test]
+fn controller_on_the_embedded_store() {
+    let s = Hostkit::start(ServeOptions { controller: true, ..Default::default() });
+    controller_scenario(&s);
+}
+
+#[test]
+fn controller_on_etcd() {
+    let etcd = EtcdServer::start();
+    let s = Hostkit::start(ServeOptions { etcd: Some(etcd.url.clone()), controller: true, ..Default::default() });
+    controller_scenario(&s);
+}
