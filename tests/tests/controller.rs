@@ -184,3 +184,44 @@ fn controller_on_etcd() {
     let s = Hostkit::start(ServeOptions { etcd: Some(etcd.url.clone()), controller: true, ..Default::default() });
     controller_scenario(&s);
 }
+
+/// Two controllers on one etcd: exactly one reconciles; when it dies the other takes over
+/// within the lease time, and nothing is applied twice.
+#[test]
+fn leader_failover_on_etcd_applies_nothing_twice() {
+    let etcd = EtcdServer::start();
+    let opts = || ServeOptions {
+        etcd: Some(etcd.url.clone()),
+        controller: true,
+        extra_args: vec!["--leader-lease".into(), "3s".into()],
+    };
+    let mut a = Hostkit::start(opts());
+    let mut b = Hostkit::start(opts());
+    let leader = |s: &Hostkit| metric(s, "hostkit_leader_election_master_status") == Some(1.0);
+    assert!(wait_until(Duration::from_secs(10), || leader(&a) ^ leader(&b)), "exactly one leader");
+    let host = TestHost::boot();
+    let dir = tempfile::tempdir().unwrap();
+    let with_command = |version: &str| {
+        manifests(&host, version, "2s").replace(
+            "  daemon:",
+            &format!("  commands:\n    - name: count\n      exec: [/bin/sh, -c, \"echo {version} >> /var/tmp/runs\"]\n      down: noop\n  daemon:"),
+        )
+    };
+    apply(&a, dir.path(), &with_command("v1"));
+    assert!(wait_until(Duration::from_secs(60), || is(&a, "service", "web", "Ready", "True")));
+    // A few resyncs on the leader, then kill it without a goodbye.
+    std::thread::sleep(Duration::from_secs(3));
+    let (dead, survivor) = if leader(&a) { (&mut a, &mut b) } else { (&mut b, &mut a) };
+    dead.stop(true);
+    let started = std::time::Instant::now();
+    assert!(wait_until(Duration::from_secs(15), || leader(survivor)), "no takeover");
+    let takeover = started.elapsed();
+    assert!(takeover < Duration::from_secs(8), "takeover took {takeover:?} with a 3 s lease");
+    apply(survivor, dir.path(), &with_command("v2"));
+    assert!(
+        wait_until(Duration::from_secs(60), || host.sh("cat /etc/web/version.txt") == "v2\n"),
+        "the new leader did not apply"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(host.sh("cat /var/tmp/runs"), "v1\nv2\n", "each generation's command ran exactly once");
+}
