@@ -259,7 +259,23 @@ impl Controllers {
                     .inc_by(n as u64);
             }
         }
-        if report.applied_any && report.failure.is_none() {
+        let ready = report.failure.is_none()
+            && !report.hosts.is_empty()
+            && report.hosts.iter().all(|h| h.reachable && h.pending == 0);
+        let interval = o
+            .spec
+            .interval
+            .as_ref()
+            .map(|d| d.as_std())
+            .unwrap_or(Duration::from_secs(60));
+        self.metrics
+            .resync_interval
+            .get_or_create(&ObjectLabels {
+                kind: "Service".into(),
+                name: o.metadata.name.clone(),
+            })
+            .set(interval.as_secs_f64());
+        if ready {
             self.metrics
                 .last_apply_success
                 .get_or_create(&ObjectLabels {

@@ -255,12 +255,19 @@ impl TestHost {
         let nspawn = self.nspawn.as_ref().expect("running").id();
         let children = std::fs::read_to_string(format!("/proc/{nspawn}/task/{nspawn}/children"))
             .expect("nspawn's children");
-        let init = children.split_whitespace().next().expect("the container's PID 1");
+        let init = children
+            .split_whitespace()
+            .next()
+            .expect("the container's PID 1");
         let out = Command::new("nsenter")
             .args(["-t", init, "-a", "sh", "-c", command])
             .output()
             .expect("nsenter");
-        assert!(out.status.success(), "nsenter {command}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "nsenter {command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 

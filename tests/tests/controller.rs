@@ -64,7 +64,12 @@ fn condition(v: &Value, type_: &str) -> Option<(String, String)> {
         .as_array()?
         .iter()
         .find(|c| c["type"] == type_)
-        .map(|c| (c["status"].as_str().unwrap_or("").to_string(), c["reason"].as_str().unwrap_or("").to_string()))
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or("").to_string(),
+                c["reason"].as_str().unwrap_or("").to_string(),
+            )
+        })
 }
 
 fn is(s: &Hostkit, kind: &str, name: &str, type_: &str, status: &str) -> bool {
@@ -95,15 +100,26 @@ fn controller_scenario(s: &Hostkit) {
 
     // 1. Ready, the unit runs, describe shows conditions and events.
     assert!(
-        wait_until(Duration::from_secs(60), || is(s, "service", "web", "Ready", "True")),
+        wait_until(Duration::from_secs(60), || is(
+            s, "service", "web", "Ready", "True"
+        )),
         "Service never became Ready: {:?}\n{}",
         object(s, "service", "web").and_then(|v| v.get("status").cloned()),
         s.log()
     );
     assert_eq!(host.sh("systemctl is-active web.service").trim(), "active");
-    assert!(wait_until(Duration::from_secs(30), || is(s, "host", "target", "Reachable", "True")));
+    assert!(wait_until(Duration::from_secs(30), || is(
+        s,
+        "host",
+        "target",
+        "Reachable",
+        "True"
+    )));
     let h = object(s, "host", "target").unwrap();
-    assert_eq!(h.pointer("/status/facts/osId").and_then(Value::as_str), Some("debian"));
+    assert_eq!(
+        h.pointer("/status/facts/osId").and_then(Value::as_str),
+        Some("debian")
+    );
     let d = stdout(&s.hkctl(&["describe", "service", "web"]));
     assert!(d.contains("Ready") && d.contains("Applied"), "{d}");
     assert!(d.contains("Applied") && d.contains("applied"), "{d}");
@@ -112,14 +128,34 @@ fn controller_scenario(s: &Hostkit) {
     // 2. A hand edit is drift: detected and repaired within a resync, counted as corrective.
     host.sh("echo tampered > /etc/web/version.txt");
     assert!(
-        wait_until(Duration::from_secs(30), || host.sh("cat /etc/web/version.txt") == "v1\n"),
+        wait_until(Duration::from_secs(30), || host
+            .sh("cat /etc/web/version.txt")
+            == "v1\n"),
         "drift was not repaired"
     );
     let events = stdout(&s.hkctl(&["events"]));
-    assert!(events.contains("DriftDetected") && events.contains("DriftRepaired"), "{events}");
-    assert!(metric(s, "hostkit_changes_applied_total{host=\"target\",intent=\"corrective\"}").unwrap_or(0.0) >= 1.0);
-    assert!(wait_until(Duration::from_secs(10), || is(s, "service", "web", "Drifted", "False")));
-    assert_eq!(metric(s, "hostkit_drift{kind=\"Service\",name=\"web\",host=\"target\"}"), Some(0.0));
+    assert!(
+        events.contains("DriftDetected") && events.contains("DriftRepaired"),
+        "{events}"
+    );
+    assert!(
+        metric(
+            s,
+            "hostkit_changes_applied_total{host=\"target\",intent=\"corrective\"}"
+        )
+        .unwrap_or(0.0)
+            >= 1.0
+    );
+    assert!(wait_until(Duration::from_secs(10), || is(
+        s, "service", "web", "Drifted", "False"
+    )));
+    assert_eq!(
+        metric(
+            s,
+            "hostkit_drift{kind=\"Service\",name=\"web\",host=\"target\"}"
+        ),
+        Some(0.0)
+    );
 
     // 3. An open deny window: the change is planned, not applied, until the window goes.
     apply(
@@ -127,46 +163,82 @@ fn controller_scenario(s: &Hostkit) {
         dir.path(),
         "apiVersion: hostkit.dev/v1alpha1\nkind: PolicyWindow\nmetadata: {name: freeze}\nspec:\n  kind: deny\n  schedule: \"* * * * *\"\n  duration: 2m\n  selector: {services: {names: [web]}}\n",
     );
-    assert!(wait_until(Duration::from_secs(20), || object(s, "policywindow", "freeze")
-        .and_then(|v| v.pointer("/status/open").and_then(Value::as_bool))
+    assert!(wait_until(Duration::from_secs(20), || object(
+        s,
+        "policywindow",
+        "freeze"
+    )
+    .and_then(|v| v.pointer("/status/open").and_then(Value::as_bool))
         == Some(true)));
     apply(s, dir.path(), &manifests(&host, "v2", "3s"));
     assert!(
-        wait_until(Duration::from_secs(30), || is(s, "service", "web", "WindowBlocked", "True")),
+        wait_until(Duration::from_secs(30), || is(
+            s,
+            "service",
+            "web",
+            "WindowBlocked",
+            "True"
+        )),
         "{:?}",
         object(s, "service", "web").and_then(|v| v.get("status").cloned())
     );
     let svc = object(s, "service", "web").unwrap();
-    let pending = &svc.pointer("/status/hosts/0/pending").cloned().unwrap_or_default();
+    let pending = &svc
+        .pointer("/status/hosts/0/pending")
+        .cloned()
+        .unwrap_or_default();
     assert!(pending["update"].as_u64().unwrap_or(0) >= 1, "{svc}");
-    assert_eq!(host.sh("cat /etc/web/version.txt"), "v1\n", "nothing applied while the window is open");
+    assert_eq!(
+        host.sh("cat /etc/web/version.txt"),
+        "v1\n",
+        "nothing applied while the window is open"
+    );
     let out = s.hkctl(&["delete", "policywindow", "freeze"]);
     assert!(out.status.success());
     assert!(
-        wait_until(Duration::from_secs(30), || host.sh("cat /etc/web/version.txt") == "v2\n"),
+        wait_until(Duration::from_secs(30), || host
+            .sh("cat /etc/web/version.txt")
+            == "v2\n"),
         "the change did not apply after the window went"
     );
-    assert!(wait_until(Duration::from_secs(20), || is(s, "service", "web", "Ready", "True")));
+    assert!(wait_until(Duration::from_secs(20), || is(
+        s, "service", "web", "Ready", "True"
+    )));
 
     // 4. sshd stopped: the host is unreachable; restarted: it recovers on its own.
     // Stopping sshd keeps open sessions; kill them too, as a reboot or a crash would.
     host.nsenter("systemctl stop ssh; pkill sshd; true");
     assert!(
-        wait_until(Duration::from_secs(60), || is(s, "host", "target", "Reachable", "False")),
+        wait_until(Duration::from_secs(60), || is(
+            s,
+            "host",
+            "target",
+            "Reachable",
+            "False"
+        )),
         "{:?}",
         object(s, "host", "target").and_then(|v| v.get("status").cloned())
     );
     assert_eq!(metric(s, "hostkit_host_up{host=\"target\"}"), Some(0.0));
     host.nsenter("systemctl start ssh");
     assert!(
-        wait_until(Duration::from_secs(90), || is(s, "host", "target", "Reachable", "True")),
+        wait_until(Duration::from_secs(90), || is(
+            s,
+            "host",
+            "target",
+            "Reachable",
+            "True"
+        )),
         "the host did not recover"
     );
 
     // 6. Delete: the files and the unit leave the host, then the object is gone.
     let out = s.hkctl(&["delete", "service", "web", "--wait"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(wait_until(Duration::from_secs(30), || object(s, "service", "web").is_none()));
+    assert!(wait_until(Duration::from_secs(30), || object(
+        s, "service", "web"
+    )
+    .is_none()));
     assert_ne!(host.try_sh("test -e /etc/web/version.txt").0, 0);
     assert_ne!(host.try_sh("test -e /etc/systemd/system/web.service").0, 0);
     assert_ne!(host.try_sh("systemctl is-active web.service").0, 0);
@@ -174,14 +246,21 @@ fn controller_scenario(s: &Hostkit) {
 
 #[test]
 fn controller_on_the_embedded_store() {
-    let s = Hostkit::start(ServeOptions { controller: true, ..Default::default() });
+    let s = Hostkit::start(ServeOptions {
+        controller: true,
+        ..Default::default()
+    });
     controller_scenario(&s);
 }
 
 #[test]
 fn controller_on_etcd() {
     let etcd = EtcdServer::start();
-    let s = Hostkit::start(ServeOptions { etcd: Some(etcd.url.clone()), controller: true, ..Default::default() });
+    let s = Hostkit::start(ServeOptions {
+        etcd: Some(etcd.url.clone()),
+        controller: true,
+        ..Default::default()
+    });
     controller_scenario(&s);
 }
 
@@ -198,7 +277,10 @@ fn leader_failover_on_etcd_applies_nothing_twice() {
     let mut a = Hostkit::start(opts());
     let mut b = Hostkit::start(opts());
     let leader = |s: &Hostkit| metric(s, "hostkit_leader_election_master_status") == Some(1.0);
-    assert!(wait_until(Duration::from_secs(10), || leader(&a) ^ leader(&b)), "exactly one leader");
+    assert!(
+        wait_until(Duration::from_secs(10), || leader(&a) ^ leader(&b)),
+        "exactly one leader"
+    );
     let host = TestHost::boot();
     let dir = tempfile::tempdir().unwrap();
     let with_command = |version: &str| {
@@ -208,20 +290,38 @@ fn leader_failover_on_etcd_applies_nothing_twice() {
         )
     };
     apply(&a, dir.path(), &with_command("v1"));
-    assert!(wait_until(Duration::from_secs(60), || is(&a, "service", "web", "Ready", "True")));
+    assert!(wait_until(Duration::from_secs(60), || is(
+        &a, "service", "web", "Ready", "True"
+    )));
     // A few resyncs on the leader, then kill it without a goodbye.
     std::thread::sleep(Duration::from_secs(3));
-    let (dead, survivor) = if leader(&a) { (&mut a, &mut b) } else { (&mut b, &mut a) };
+    let (dead, survivor) = if leader(&a) {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
     dead.stop(true);
     let started = std::time::Instant::now();
-    assert!(wait_until(Duration::from_secs(15), || leader(survivor)), "no takeover");
+    assert!(
+        wait_until(Duration::from_secs(15), || leader(survivor)),
+        "no takeover"
+    );
     let takeover = started.elapsed();
-    assert!(takeover < Duration::from_secs(8), "takeover took {takeover:?} with a 3 s lease");
+    assert!(
+        takeover < Duration::from_secs(8),
+        "takeover took {takeover:?} with a 3 s lease"
+    );
     apply(survivor, dir.path(), &with_command("v2"));
     assert!(
-        wait_until(Duration::from_secs(60), || host.sh("cat /etc/web/version.txt") == "v2\n"),
+        wait_until(Duration::from_secs(60), || host
+            .sh("cat /etc/web/version.txt")
+            == "v2\n"),
         "the new leader did not apply"
     );
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(host.sh("cat /var/tmp/runs"), "v1\nv2\n", "each generation's command ran exactly once");
+    assert_eq!(
+        host.sh("cat /var/tmp/runs"),
+        "v1\nv2\n",
+        "each generation's command ran exactly once"
+    );
 }

@@ -154,6 +154,7 @@ pub struct ControllerMetrics {
     pub host_up: Family<HostLabels, Gauge>,
     pub window_open: Family<WindowLabels, Gauge>,
     pub last_apply_success: Family<ObjectLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub resync_interval: Family<ObjectLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl Default for ControllerMetrics {
@@ -175,6 +176,7 @@ impl Default for ControllerMetrics {
             host_up: Family::default(),
             window_open: Family::default(),
             last_apply_success: Family::default(),
+            resync_interval: Family::default(),
         }
     }
 }
@@ -248,8 +250,13 @@ impl ControllerMetrics {
         );
         r.register(
             "hostkit_last_apply_success_timestamp_seconds",
-            "Unix time of the last successful apply",
+            "Unix time the object was last known applied and converged on all its hosts",
             self.last_apply_success.clone(),
+        );
+        r.register(
+            "hostkit_resync_interval_seconds",
+            "The object's resync interval (spec.interval)",
+            self.resync_interval.clone(),
         );
     }
 }
