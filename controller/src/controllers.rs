@@ -467,3 +467,68 @@ impl Controllers {
         }
     }
 }
+
+/// Computes the live plan of a Service now (for `hkctl plan`): reads each selected host
+/// (or just `only_host`) over a fresh SSH connection and plans; nothing is applied.
+pub async fn live_plan(
+    objects: &Objects,
+    name: &str,
+    only_host: Option<&str>,
+) -> Result<Vec<hostkit_reconcilers::plan::Plan>, crate::error::Error> {
+    use crate::error::Error;
+    use crate::objects::Selectors;
+    let svc: Object<ServiceSpec> =
+        serde_json::from_value(objects.get(kind_of("services"), name).await?)
+            .map_err(|e| Error::BadRequest(format!("Service/{name} does not decode: {e}")))?;
+    let project = match &svc.spec.project {
+        Some(p) => Some(
+            serde_json::from_value::<Object<ProjectSpec>>(
+                objects.get(kind_of("projects"), p).await?,
+            )
+            .map_err(|e| Error::BadRequest(e.to_string()))?
+            .spec,
+        ),
+        None => None,
+    };
+    let resources = hostkit_reconcilers::expand::service(name, &svc.spec, project.as_ref())
+        .map_err(|e| Error::BadRequest(e.to_string()))?;
+    let (hosts, _) = objects
+        .list(kind_of("hosts"), &Selectors::default())
+        .await?;
+    let secrets = Secrets::default();
+    let mut plans = Vec::new();
+    for h in hosts {
+        let Some(hname) = name_of(&h).map(String::from) else {
+            continue;
+        };
+        let l = labels(&h);
+        let selected = svc.spec.hosts.contains(&hname)
+            || svc
+                .spec
+                .host_selector
+                .as_ref()
+                .is_some_and(|s| s.matches(&l));
+        if !selected || only_host.is_some_and(|o| o != hname) {
+            continue;
+        }
+        let host: Object<HostSpec> =
+            serde_json::from_value(h).map_err(|e| Error::BadRequest(e.to_string()))?;
+        let opts = SshOptions::from_host(&hname, &host.spec, &secrets)
+            .map_err(|e| Error::BadRequest(e.to_string()))?;
+        let ssh = Ssh::connect(&opts)
+            .await
+            .map_err(|e| Error::Store(crate::store::StoreError::Unavailable(e.to_string())))?;
+        let prepared = hostkit_reconcilers::plan::prepare(&ssh, &resources, &[], &secrets)
+            .await
+            .map_err(|e| Error::Store(crate::store::StoreError::Unavailable(e.to_string())))?;
+        plans.push(prepared.plan);
+    }
+    if let Some(h) = only_host
+        && plans.is_empty()
+    {
+        return Err(Error::BadRequest(format!(
+            "Service/{name} does not run on host {h}"
+        )));
+    }
+    Ok(plans)
+}

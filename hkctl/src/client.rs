@@ -132,6 +132,15 @@ impl Client {
         Ok((value, headers, code))
     }
 
+    /// The live plan of a Service, computed by the server now.
+    pub async fn plan(&self, name: &str, host: Option<&str>) -> Result<Value> {
+        let mut url = format!("{}{API}/services/{name}/plan", self.base);
+        if let Some(h) = host {
+            url.push_str(&format!("?host={h}"));
+        }
+        Ok(self.json(self.http.get(url)).await?.0)
+    }
+
     pub async fn get(&self, kind: &KindInfo, name: &str) -> Result<Value> {
         Ok(self
             .json(self.http.get(self.url(kind, Some(name))))

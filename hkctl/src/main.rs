@@ -98,7 +98,23 @@ enum Command {
         /// Treat "not found" as success.
         #[arg(long)]
         ignore_not_found: bool,
+        /// `orphan` leaves what a Service put on its hosts as it is; `background` (the
+        /// default) removes it before the object goes.
+        #[arg(long, default_value = "background", value_parser = ["background", "orphan"])]
+        cascade: String,
     },
+    /// Show the live plan of a Service: what applying would change on its hosts now.
+    Plan {
+        /// service/NAME (or NAME).
+        target: String,
+        /// Only this host.
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(short, long, default_value = "text", value_parser = ["text", "json"])]
+        output: String,
+    },
+    /// List policy windows (open now, next transition) and whether each Service may apply.
+    Windows,
     /// Show what apply would change (exit 0: none, 1: differences, 2: error).
     Diff {
         #[arg(short = 'f', long = "filename", required = true)]
@@ -194,6 +210,126 @@ async fn run(cli: Cli) -> Result<u8> {
             out(&hostkit_api::schema::explain(info, field).map_err(Error::Usage)?);
             Ok(0)
         }
+        Command::Plan {
+            target,
+            host,
+            output: fmt,
+        } => {
+            let name = target
+                .strip_prefix("service/")
+                .or_else(|| target.strip_prefix("svc/"))
+                .unwrap_or(target);
+            let v = client(&cli)?.plan(name, host.as_deref()).await?;
+            if fmt == "json" {
+                out(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&v["plans"]).unwrap_or_default()
+                ));
+            } else {
+                out(v["text"].as_str().unwrap_or(""));
+            }
+            let empty = v["plans"].as_array().is_some_and(|ps| {
+                ps.iter().all(|p| {
+                    p["changes"]
+                        .as_array()
+                        .is_some_and(|cs| cs.iter().all(|c| c["action"] == "noop"))
+                })
+            });
+            Ok(if empty { 0 } else { 2 })
+        }
+        Command::Windows => {
+            let c = client(&cli)?;
+            let now = chrono::Utc::now();
+            let (windows, _) = c
+                .list(
+                    find_kind("policywindows").expect("kind"),
+                    &ListOptions::default(),
+                )
+                .await?;
+            let mut rows = vec![vec![
+                "WINDOW".to_string(),
+                "KIND".into(),
+                "SCHEDULE".into(),
+                "DURATION".into(),
+                "OPEN".into(),
+                "NEXT TRANSITION".into(),
+            ]];
+            for w in &windows {
+                let next = w.pointer("/status/nextTransition").and_then(Value::as_str);
+                rows.push(vec![
+                    w.pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .into(),
+                    w.pointer("/spec/kind")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .into(),
+                    w.pointer("/spec/schedule")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .into(),
+                    w.pointer("/spec/duration")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .into(),
+                    match w.pointer("/status/open").and_then(Value::as_bool) {
+                        Some(true) => "yes".into(),
+                        Some(false) => "no".into(),
+                        None => "<unknown>".into(),
+                    },
+                    next.map(|t| format!("{t} (in {})", output::age_until(t, now)))
+                        .unwrap_or_else(|| "<none>".into()),
+                ]);
+            }
+            out(&output::render_table(
+                Some(&rows[0]),
+                &rows[1..],
+                &mut Vec::new(),
+            ));
+            let (services, _) = c
+                .list(
+                    find_kind("services").expect("kind"),
+                    &ListOptions::default(),
+                )
+                .await?;
+            let mut rows = vec![vec![
+                "SERVICE".to_string(),
+                "APPLY NOW".into(),
+                "REASON".into(),
+            ]];
+            for s in &services {
+                let blocked = s
+                    .pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .and_then(|cs| cs.iter().find(|c| c["type"] == "WindowBlocked"))
+                    .cloned();
+                let (allowed, reason) = match blocked {
+                    Some(c) if c["status"] == "True" => (
+                        "no".to_string(),
+                        c["message"].as_str().unwrap_or("").to_string(),
+                    ),
+                    Some(_) => ("yes".into(), "no window blocks it".into()),
+                    None => ("<unknown>".into(), "not reconciled yet".into()),
+                };
+                let paused = s.pointer("/spec/paused").and_then(Value::as_bool) == Some(true);
+                rows.push(vec![
+                    s.pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .into(),
+                    if paused { "no".into() } else { allowed },
+                    if paused { "spec.paused".into() } else { reason },
+                ]);
+            }
+            out("\n");
+            out(&output::render_table(
+                Some(&rows[0]),
+                &rows[1..],
+                &mut Vec::new(),
+            ));
+            Ok(0)
+        }
         Command::Version => {
             out(&format!("Client Version: {}\n", env!("CARGO_PKG_VERSION")));
             let server = client(&cli)?.server_version().await?;
@@ -247,6 +383,7 @@ async fn run(cli: Cli) -> Result<u8> {
             timeout,
             dry_run,
             ignore_not_found,
+            cascade,
         } => {
             let mut targets = Vec::new();
             if !files.is_empty() {
@@ -275,15 +412,13 @@ async fn run(cli: Cli) -> Result<u8> {
             let timeout = hostkit_api::values::Duration::parse(timeout)
                 .map_err(Error::Usage)?
                 .as_std();
-            delete(
-                &client(&cli)?,
-                &targets,
-                *wait,
-                timeout,
-                *dry_run,
-                *ignore_not_found,
-            )
-            .await
+            let c = client(&cli)?;
+            if cascade == "orphan" && !*dry_run {
+                for (info, name) in &targets {
+                    orphan(&c, info, name).await?;
+                }
+            }
+            delete(&c, &targets, *wait, timeout, *dry_run, *ignore_not_found).await
         }
         Command::Diff { files, recursive } => diff(&cli, files, *recursive).await,
         Command::Events { for_object, watch } => {
@@ -603,6 +738,27 @@ async fn get(
         }
     }
     Ok(0)
+}
+
+/// Marks an object so its cleanup leaves the hosts as they are.
+async fn orphan(c: &Client, info: &'static KindInfo, name: &str) -> Result<()> {
+    let mut v = match c.get(info, name).await {
+        Ok(v) => v,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let meta = v
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| Error::Protocol("object without metadata".into()))?;
+    let ann = meta
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Some(a) = ann.as_object_mut() {
+        a.insert("hostkit.dev/cascade".into(), Value::String("orphan".into()));
+    }
+    c.replace(info, name, &v).await?;
+    Ok(())
 }
 
 async fn delete(

@@ -30,6 +30,14 @@ fn or_dash(text: impl Into<String>) -> String {
     }
 }
 
+/// How long until `at`, in the same short form as [`age`].
+pub fn age_until(at: &str, now: DateTime<Utc>) -> String {
+    match at.parse::<DateTime<Utc>>() {
+        Ok(t) => age(&(now - (t - now)).to_rfc3339(), now),
+        Err(_) => "<unknown>".into(),
+    }
+}
+
 /// kubectl's short ages: `42s`, `3m12s`, `47m`, `5h3m`, `20h`, `3d4h`, `12d`.
 pub fn age(since: &str, now: DateTime<Utc>) -> String {
     let Ok(t) = since.parse::<DateTime<Utc>>() else {

@@ -124,6 +124,19 @@ fn controller_scenario(s: &Hostkit) {
     assert!(d.contains("Ready") && d.contains("Applied"), "{d}");
     assert!(d.contains("Applied") && d.contains("applied"), "{d}");
     assert_eq!(metric(s, "hostkit_host_up{host=\"target\"}"), Some(1.0));
+    let out = s.hkctl(&["plan", "service/web"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("Plan: 0 to create, 0 to update"),
+        "{}",
+        stdout(&out)
+    );
 
     // 2. A hand edit is drift: detected and repaired within a resync, counted as corrective.
     host.sh("echo tampered > /etc/web/version.txt");
@@ -193,6 +206,38 @@ fn controller_scenario(s: &Hostkit) {
         "v1\n",
         "nothing applied while the window is open"
     );
+    let out = s.hkctl(&["plan", "service/web", "--host", "target"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("~ file:/etc/web/version.txt"),
+        "{}",
+        stdout(&out)
+    );
+    let windows = stdout(&s.hkctl(&["windows"]));
+    let freeze = windows
+        .lines()
+        .find(|l| l.starts_with("freeze"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        freeze.contains("deny") && freeze.contains("yes"),
+        "{windows}"
+    );
+    let web = windows
+        .lines()
+        .find(|l| l.starts_with("web"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        web.contains("no") && web.contains("deny window freeze is open"),
+        "{windows}"
+    );
     let out = s.hkctl(&["delete", "policywindow", "freeze"]);
     assert!(out.status.success());
     assert!(
@@ -231,6 +276,20 @@ fn controller_scenario(s: &Hostkit) {
         )),
         "the host did not recover"
     );
+
+    // 6a. Delete with --cascade=orphan: the object goes, the host keeps the files.
+    apply(
+        s,
+        dir.path(),
+        "apiVersion: hostkit.dev/v1alpha1\nkind: Service\nmetadata: {name: kept}\nspec:\n  hosts: [target]\n  files: [{path: /etc/kept.txt, content: \"kept\\n\"}]\n",
+    );
+    assert!(wait_until(Duration::from_secs(30), || is(
+        s, "service", "kept", "Ready", "True"
+    )));
+    let out = s.hkctl(&["delete", "service", "kept", "--cascade", "orphan", "--wait"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(object(s, "service", "kept").is_none());
+    assert_eq!(host.sh("cat /etc/kept.txt"), "kept\n");
 
     // 6. Delete: the files and the unit leave the host, then the object is gone.
     let out = s.hkctl(&["delete", "service", "web", "--wait"]);

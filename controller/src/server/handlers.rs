@@ -366,3 +366,26 @@ pub(super) async fn delete(
     };
     Ok((code, Json(object)).into_response())
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanParams {
+    host: Option<String>,
+}
+
+/// `GET …/services/{name}/plan[?host=H]`: the live plan, computed now, nothing applied.
+pub(super) async fn plan(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let params: PlanParams = match query {
+        None => PlanParams::default(),
+        Some(q) => serde_urlencoded::from_str(&q)
+            .map_err(|e| Error::BadRequest(format!("query string: {e}")))?,
+    };
+    let plans =
+        crate::controllers::live_plan(&state.objects, &name, params.host.as_deref()).await?;
+    let text: String = plans.iter().map(|p| p.render(true)).collect();
+    Ok(Json(json!({"kind": "PlanList", "plans": plans, "text": text})).into_response())
+}

@@ -102,6 +102,10 @@ pub fn router_with(
                 .delete(handlers::delete),
         )
         .route(
+            &format!("{api}/services/{{name}}/plan"),
+            get(handlers::plan),
+        )
+        .route(
             &format!("{api}/{{plural}}/{{name}}/status"),
             get(handlers::get_one).put(handlers::replace_status),
         )
