@@ -117,6 +117,14 @@ impl Sink for StatusSink<'_> {
 impl Controllers {
     async fn write_status(&self, kind: &'static KindInfo, object: &Value, status: Value) {
         let Some(name) = name_of(object) else { return };
+        // Unchanged status: no write, no watch event, no wake-up.
+        let current = self
+            .caches
+            .get(kind.plural, name)
+            .and_then(|v| v.get("status").cloned());
+        if current.as_ref() == Some(&status) {
+            return;
+        }
         let mut body = object.clone();
         if let Some(m) = body.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("resourceVersion");

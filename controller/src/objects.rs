@@ -110,6 +110,21 @@ impl Selectors {
     }
 }
 
+/// Where a deleted object's cleanup leaves its hosts; `orphan` is Kubernetes'
+/// `propagationPolicy=Orphan`: the object goes, what it put on hosts stays.
+pub const ORPHAN_ANNOTATION: &str = "hostkit.dev/cascade";
+
+/// How a delete goes ahead.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeleteOptions {
+    /// Only delete at this resourceVersion (a stale one is a conflict).
+    pub precondition: Option<i64>,
+    pub dry_run: bool,
+    /// Leave the hosts as they are: recorded on the object in the same write that marks it
+    /// for deletion, so the cleanup can never start without it.
+    pub orphan: bool,
+}
+
 /// The object API over a store; cheap to clone.
 #[derive(Clone)]
 pub struct Objects {
@@ -572,9 +587,13 @@ impl Objects {
         &self,
         kind: &KindInfo,
         name: &str,
-        precondition: Option<i64>,
-        dry_run: bool,
+        options: DeleteOptions,
     ) -> Result<(Value, bool)> {
+        let DeleteOptions {
+            precondition,
+            dry_run,
+            orphan,
+        } = options;
         for _ in 0..8 {
             let current = self
                 .store
@@ -600,13 +619,31 @@ impl Objects {
                 .and_then(Value::as_array)
                 .is_some_and(|f| !f.is_empty());
             if has_finalizers {
-                if stored.pointer("/metadata/deletionTimestamp").is_some() {
+                let marked = stored.pointer("/metadata/deletionTimestamp").is_some();
+                let orphaned = stored
+                    .pointer("/metadata/annotations")
+                    .and_then(|a| a.get(ORPHAN_ANNOTATION))
+                    .and_then(Value::as_str)
+                    == Some("orphan");
+                if marked && (!orphan || orphaned) {
                     return Ok((stored, false));
                 }
-                meta(&mut stored).insert(
-                    "deletionTimestamp".into(),
-                    serde_json::to_value(now()).expect("time"),
-                );
+                if !marked {
+                    meta(&mut stored).insert(
+                        "deletionTimestamp".into(),
+                        serde_json::to_value(now()).expect("time"),
+                    );
+                }
+                if orphan {
+                    // In the same write as the deletion mark: a cleanup that starts
+                    // between two writes would undo what the user asked to keep.
+                    let annotations = meta(&mut stored)
+                        .entry("annotations")
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    if let Some(a) = annotations.as_object_mut() {
+                        a.insert(ORPHAN_ANNOTATION.into(), Value::String("orphan".into()));
+                    }
+                }
                 if dry_run {
                     return Ok((stored, false));
                 }
@@ -885,7 +922,7 @@ mod tests {
         let mut body = service("a", "1");
         body["metadata"]["finalizers"] = json!(["hostkit.dev/cleanup"]);
         o.create(svc, body, false).await.unwrap();
-        let (v, gone) = o.delete(svc, "a", None, false).await.unwrap();
+        let (v, gone) = o.delete(svc, "a", DeleteOptions::default()).await.unwrap();
         assert!(!gone);
         assert!(v["metadata"]["deletionTimestamp"].is_string());
         let mut add = v.clone();
@@ -898,6 +935,46 @@ mod tests {
         done["metadata"]["finalizers"] = json!([]);
         o.update(svc, "a", done, false).await.unwrap();
         assert!(matches!(o.get(svc, "a").await, Err(Error::NotFound { .. })));
+    }
+
+    #[tokio::test]
+    async fn an_orphan_delete_marks_and_annotates_in_one_write() {
+        let (o, _d) = objects();
+        let svc = find_kind("svc").unwrap();
+        let mut body = service("a", "1");
+        body["metadata"]["finalizers"] = json!(["hostkit.dev/cleanup"]);
+        let created = o.create(svc, body, false).await.unwrap();
+        let rv: i64 = created["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let orphan = DeleteOptions {
+            orphan: true,
+            ..Default::default()
+        };
+        let (v, gone) = o.delete(svc, "a", orphan).await.unwrap();
+        assert!(!gone);
+        assert!(v["metadata"]["deletionTimestamp"].is_string());
+        assert_eq!(v["metadata"]["annotations"][ORPHAN_ANNOTATION], "orphan");
+        let after: i64 = v["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(after, rv + 1, "one write, not two");
+
+        // Asking for orphan on an object already being deleted still records it.
+        let mut body = service("b", "1");
+        body["metadata"]["finalizers"] = json!(["hostkit.dev/cleanup"]);
+        o.create(svc, body, false).await.unwrap();
+        o.delete(svc, "b", DeleteOptions::default()).await.unwrap();
+        let (v, _) = o.delete(svc, "b", orphan).await.unwrap();
+        assert_eq!(v["metadata"]["annotations"][ORPHAN_ANNOTATION], "orphan");
+        assert_eq!(
+            o.get(svc, "b").await.unwrap()["metadata"]["annotations"][ORPHAN_ANNOTATION],
+            "orphan"
+        );
     }
 
     #[tokio::test]
@@ -914,7 +991,16 @@ mod tests {
             o.get(svc, "a").await.unwrap()["spec"]["daemon"]["exec"][2],
             "1"
         );
-        o.delete(svc, "a", None, true).await.unwrap();
+        o.delete(
+            svc,
+            "a",
+            DeleteOptions {
+                dry_run: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
         assert!(o.get(svc, "a").await.is_ok());
     }
 
@@ -953,7 +1039,7 @@ mod tests {
         other["metadata"]["labels"]["tier"] = json!("web");
         o.create(svc, other, false).await.unwrap();
         o.apply(svc, "a", service("a", "2"), false).await.unwrap();
-        o.delete(svc, "a", None, false).await.unwrap();
+        o.delete(svc, "a", DeleteOptions::default()).await.unwrap();
         let events = collect_events(w, 3, Duration::from_secs(5)).await;
         let kinds: Vec<&str> = events
             .iter()

@@ -104,6 +104,22 @@ impl Caches {
     }
 }
 
+/// True when `a` and `b` differ in nothing but `status` and server bookkeeping.
+pub fn only_status_changed(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("status");
+        }
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            m.remove("managedFields");
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
 pub fn name_of(v: &Value) -> Option<&str> {
     v.pointer("/metadata/name").and_then(Value::as_str)
 }
@@ -319,7 +335,8 @@ impl Runtime {
                 Ok(Action::AwaitChange)
             } else {
                 let orphan = object
-                    .pointer("/metadata/annotations/hostkit.dev~1cascade")
+                    .pointer("/metadata/annotations")
+                    .and_then(|a| a.get(crate::objects::ORPHAN_ANNOTATION))
                     .and_then(Value::as_str)
                     == Some("orphan");
                 let cleaned = if orphan {
@@ -455,8 +472,13 @@ impl Runtime {
                             None => return Err(Error::Store(crate::store::StoreError::Unavailable("watch ended".into()))),
                             Some(Err(e)) => return Err(e),
                             Some(Ok(ObjectEvent::Added(v) | ObjectEvent::Modified(v))) => {
+                                let before = name_of(&v).and_then(|n| self.caches.get(kind.plural, n));
                                 self.caches.put(kind.plural, v.clone());
-                                self.enqueue_with_related(kind, &v, r.as_ref());
+                                // A write of status alone (ours, mostly) wakes nobody: only
+                                // spec, labels, annotations, finalizers or deletion do.
+                                if before.as_ref().is_none_or(|b| !only_status_changed(b, &v)) {
+                                    self.enqueue_with_related(kind, &v, r.as_ref());
+                                }
                             }
                             Some(Ok(ObjectEvent::Deleted(v))) => {
                                 if let Some(n) = name_of(&v) {
@@ -534,6 +556,17 @@ mod tests {
         q.done(&first);
         let third = q.next(&mut stop, &m).await.unwrap();
         assert_eq!(third.1, "a");
+    }
+
+    #[test]
+    fn status_writes_alone_do_not_count_as_changes() {
+        let a = serde_json::json!({"metadata": {"name": "a", "resourceVersion": "1", "generation": 1}, "spec": {"x": 1}, "status": {"y": 1}});
+        let mut b = a.clone();
+        b["status"]["y"] = 2.into();
+        b["metadata"]["resourceVersion"] = "2".into();
+        assert!(only_status_changed(&a, &b));
+        b["metadata"]["labels"] = serde_json::json!({"tier": "x"});
+        assert!(!only_status_changed(&a, &b));
     }
 
     #[test]

@@ -222,15 +222,20 @@ impl Client {
     }
 
     /// Deletes; returns the object and whether it is gone (false: finalizers pending).
+    /// Deletes (`orphan`: the hosts keep what the object put there). True when gone now.
     pub async fn delete(
         &self,
         kind: &KindInfo,
         name: &str,
         dry_run: bool,
+        orphan: bool,
     ) -> Result<(Value, bool)> {
         let mut request = self.http.delete(self.url(kind, Some(name)));
         if dry_run {
             request = request.query(&[("dryRun", "All")]);
+        }
+        if orphan {
+            request = request.query(&[("propagationPolicy", "Orphan")]);
         }
         let (v, _, code) = self.json(request).await?;
         Ok((v, code != 202))

@@ -413,12 +413,14 @@ async fn run(cli: Cli) -> Result<u8> {
                 .map_err(Error::Usage)?
                 .as_std();
             let c = client(&cli)?;
-            if cascade == "orphan" && !*dry_run {
-                for (info, name) in &targets {
-                    orphan(&c, info, name).await?;
-                }
-            }
-            delete(&c, &targets, *wait, timeout, *dry_run, *ignore_not_found).await
+            let how = DeleteHow {
+                wait: *wait,
+                timeout,
+                dry_run: *dry_run,
+                ignore_not_found: *ignore_not_found,
+                orphan: cascade == "orphan",
+            };
+            delete(&c, &targets, how).await
         }
         Command::Diff { files, recursive } => diff(&cli, files, *recursive).await,
         Command::Events { for_object, watch } => {
@@ -740,40 +742,28 @@ async fn get(
     Ok(0)
 }
 
-/// Marks an object so its cleanup leaves the hosts as they are.
-async fn orphan(c: &Client, info: &'static KindInfo, name: &str) -> Result<()> {
-    let mut v = match c.get(info, name).await {
-        Ok(v) => v,
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let meta = v
-        .get_mut("metadata")
-        .and_then(Value::as_object_mut)
-        .ok_or_else(|| Error::Protocol("object without metadata".into()))?;
-    let ann = meta
-        .entry("annotations")
-        .or_insert_with(|| Value::Object(Default::default()));
-    if let Some(a) = ann.as_object_mut() {
-        a.insert("hostkit.dev/cascade".into(), Value::String("orphan".into()));
-    }
-    c.replace(info, name, &v).await?;
-    Ok(())
-}
-
-async fn delete(
-    c: &Client,
-    targets: &[(&'static KindInfo, String)],
+/// `hkctl delete`'s flags.
+struct DeleteHow {
     wait: bool,
     timeout: std::time::Duration,
     dry_run: bool,
     ignore_not_found: bool,
-) -> Result<u8> {
+    orphan: bool,
+}
+
+async fn delete(c: &Client, targets: &[(&'static KindInfo, String)], how: DeleteHow) -> Result<u8> {
+    let DeleteHow {
+        wait,
+        timeout,
+        dry_run,
+        ignore_not_found,
+        orphan,
+    } = how;
     let mut failed = false;
     let mut pending = Vec::new();
     for (info, name) in targets {
         let label = output::kind_name(info, name);
-        match c.delete(info, name, dry_run).await {
+        match c.delete(info, name, dry_run, orphan).await {
             Ok((_, true)) => out(&format!(
                 "{label} deleted{}\n",
                 if dry_run { " (dry run)" } else { "" }

@@ -196,6 +196,10 @@ impl Ssh {
             keepalive_interval: Some(opts.keepalive),
             keepalive_max: 3,
             inactivity_timeout: None,
+            // Scripts are small writes answered by the host: no Nagle delay.
+            nodelay: true,
+            // One script at a time per channel: a short message queue is plenty.
+            channel_buffer_size: 16,
             ..Default::default()
         });
         let refusal = Arc::new(Mutex::new(None));

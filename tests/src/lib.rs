@@ -51,10 +51,18 @@ pub fn stop_child(child: &mut std::process::Child, kill: bool) {
 
 /// A plain HTTP/1.0 GET on loopback; returns the body (for Prometheus and `/metrics`).
 pub fn http_get(port: u16, path: &str) -> Option<String> {
+    http_get_with(port, path, None)
+}
+
+/// [`http_get`] with a bearer token.
+pub fn http_get_with(port: u16, path: &str, token: Option<&str>) -> Option<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n").ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())

@@ -252,6 +252,13 @@ impl TestHost {
     /// Runs a command inside the container without SSH (for when sshd is down), through
     /// the namespaces of its PID 1.
     pub fn nsenter(&self, command: &str) -> String {
+        let (ok, out, err) = self.try_nsenter(command);
+        assert!(ok, "nsenter {command}: {err}");
+        out
+    }
+
+    /// [`TestHost::nsenter`] that returns success, stdout and stderr instead of asserting.
+    pub fn try_nsenter(&self, command: &str) -> (bool, String, String) {
         let nspawn = self.nspawn.as_ref().expect("running").id();
         let children = std::fs::read_to_string(format!("/proc/{nspawn}/task/{nspawn}/children"))
             .expect("nspawn's children");
@@ -263,12 +270,11 @@ impl TestHost {
             .args(["-t", init, "-a", "sh", "-c", command])
             .output()
             .expect("nsenter");
-        assert!(
+        (
             out.status.success(),
-            "nsenter {command}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// `path owner:group mode sha256` for each existing path (directories without a hash),

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use crate::error::{Error, Result};
-use crate::objects::{FieldSelector, ObjectEvent, Selectors};
+use crate::objects::{DeleteOptions, FieldSelector, ObjectEvent, Selectors};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -27,6 +27,7 @@ struct Params {
     resource_version: Option<String>,
     dry_run: Option<String>,
     field_manager: Option<String>,
+    propagation_policy: Option<String>,
     #[serde(rename = "allowWatchBookmarks")]
     _allow_watch_bookmarks: Option<String>,
 }
@@ -46,6 +47,17 @@ impl Params {
             Some("All") => Ok(true),
             Some(other) => Err(Error::BadRequest(format!(
                 "dryRun={other:?} is not supported; use dryRun=All"
+            ))),
+        }
+    }
+
+    /// `propagationPolicy`: `Background` (the default) cleans the hosts, `Orphan` leaves them.
+    fn orphan(&self) -> Result<bool> {
+        match self.propagation_policy.as_deref() {
+            None | Some("Background") | Some("Foreground") => Ok(false),
+            Some("Orphan") => Ok(true),
+            Some(other) => Err(Error::BadRequest(format!(
+                "propagationPolicy={other:?} is not one of Background, Foreground, Orphan"
             ))),
         }
     }
@@ -357,7 +369,15 @@ pub(super) async fn delete(
     let params = Params::parse(query)?;
     let (object, gone) = state
         .objects
-        .delete(kind, &name, params.resource_version()?, params.dry_run()?)
+        .delete(
+            kind,
+            &name,
+            DeleteOptions {
+                precondition: params.resource_version()?,
+                dry_run: params.dry_run()?,
+                orphan: params.orphan()?,
+            },
+        )
         .await?;
     let code = if gone {
         StatusCode::OK
