@@ -10,5 +10,6 @@ pub mod runtime;
 pub mod serve;
 pub mod server;
 pub mod store;
+pub mod watcher;
 
 pub use error::{Error, Result};

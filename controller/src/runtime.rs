@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use crate::error::Error;
 use crate::objects::{ObjectEvent, Objects, Selectors};
 use crate::server::metrics::{ControllerLabels, ControllerMetrics, ResultLabels};
+use crate::watcher::{Event, Source, Step, Watcher};
 
 /// An object in the queue: its kind's plural and its name.
 pub type Key = (&'static str, String);
@@ -43,8 +44,15 @@ pub trait Reconcile: Send + Sync + 'static {
     async fn reconcile(&self, kind: &'static KindInfo, object: Value) -> Result<Action, Failure>;
     /// Cleans up a deleted object before its finalizer is removed.
     async fn cleanup(&self, kind: &'static KindInfo, object: Value) -> Result<(), Failure>;
-    /// Other keys to enqueue when an object of `kind` changes (e.g. services on a host).
-    fn related(&self, kind: &'static KindInfo, object: &Value, caches: &Caches) -> Vec<Key>;
+    /// Other keys to enqueue when an object of `kind` changes from `before` to `after`
+    /// (`None`: did not exist / was deleted), e.g. the services on a host.
+    fn related(
+        &self,
+        kind: &'static KindInfo,
+        before: Option<&Value>,
+        after: Option<&Value>,
+        caches: &Caches,
+    ) -> Vec<Key>;
 }
 
 /// The finalizer through which deletes are cleaned up on hosts.
@@ -86,7 +94,7 @@ impl Caches {
             .insert(plural, map);
     }
 
-    fn put(&self, plural: &'static str, v: Value) {
+    pub(crate) fn put(&self, plural: &'static str, v: Value) {
         if let Some(n) = name_of(&v) {
             self.by_kind
                 .write()
@@ -440,90 +448,111 @@ impl Runtime {
         ))
     }
 
-    /// List, then watch from the list's revision; re-list when the watch is too old;
-    /// reconnect with backoff 800 ms → 30 s (jittered), reset after 2 min of stability.
+    /// Feeds the cache and the queue from a [`Watcher`] of `kind` until `stop`.
     async fn watch_kind(
         self: Arc<Self>,
         kind: &'static KindInfo,
         r: Arc<dyn Reconcile>,
         mut stop: watch::Receiver<bool>,
     ) {
-        let mut backoff = Duration::from_millis(800);
+        let mut watcher = Watcher::new(ObjectSource {
+            objects: self.objects.clone(),
+            kind,
+        });
         loop {
-            if *stop.borrow() {
-                return;
-            }
-            let connected = Instant::now();
-            let outcome: Result<(), Error> = async {
-                let (items, revision) = self.objects.list(kind, &Selectors::default()).await?;
-                self.caches.replace(kind.plural, items.clone());
-                for v in &items {
-                    self.enqueue_with_related(kind, v, r.as_ref());
-                }
-                let mut stream = Box::pin(
-                    self.objects
-                        .watch(kind, revision, Selectors::default(), Some(Duration::from_secs(10)))
-                        .await?,
-                );
-                loop {
-                    tokio::select! {
-                        _ = stop.wait_for(|s| *s) => return Ok(()),
-                        ev = stream.next() => match ev {
-                            None => return Err(Error::Store(crate::store::StoreError::Unavailable("watch ended".into()))),
-                            Some(Err(e)) => return Err(e),
-                            Some(Ok(ObjectEvent::Added(v) | ObjectEvent::Modified(v))) => {
-                                let before = name_of(&v).and_then(|n| self.caches.get(kind.plural, n));
-                                self.caches.put(kind.plural, v.clone());
-                                // A write of status alone (ours, mostly) wakes nobody: only
-                                // spec, labels, annotations, finalizers or deletion do.
-                                if before.as_ref().is_none_or(|b| !only_status_changed(b, &v)) {
-                                    self.enqueue_with_related(kind, &v, r.as_ref());
-                                }
-                            }
-                            Some(Ok(ObjectEvent::Deleted(v))) => {
-                                if let Some(n) = name_of(&v) {
-                                    self.caches.remove(kind.plural, n);
-                                }
-                                for k in r.related(kind, &v, &self.caches) {
-                                    self.queue.add(k, Instant::now(), &self.metrics);
-                                }
-                            }
-                            Some(Ok(ObjectEvent::Bookmark(_))) => {}
+            let step = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                step = watcher.step() => step,
+            };
+            match step {
+                Step::Event(Event::Restarted(items)) => {
+                    let before: Vec<Value> = self.caches.list(kind.plural);
+                    self.caches.replace(kind.plural, items.clone());
+                    for v in &items {
+                        let old = name_of(v)
+                            .and_then(|n| before.iter().find(|b| name_of(b) == Some(n)).cloned());
+                        self.changed(kind, old.as_ref(), Some(v), r.as_ref());
+                    }
+                    // Deleted while we were not watching.
+                    for b in &before {
+                        if !items.iter().any(|v| name_of(v) == name_of(b)) {
+                            self.changed(kind, Some(b), None, r.as_ref());
                         }
                     }
                 }
-            }
-            .await;
-            match outcome {
-                Ok(()) => return,
-                Err(Error::Gone(_)) => {
-                    tracing::info!(kind = kind.kind, "watch too old; re-listing");
-                    continue;
+                Step::Event(Event::Applied(v)) => {
+                    let before = name_of(&v).and_then(|n| self.caches.get(kind.plural, n));
+                    self.caches.put(kind.plural, v.clone());
+                    self.changed(kind, before.as_ref(), Some(&v), r.as_ref());
                 }
-                Err(e) => {
-                    if connected.elapsed() > Duration::from_secs(120) {
-                        backoff = Duration::from_millis(800);
+                Step::Event(Event::Deleted(v)) => {
+                    if let Some(n) = name_of(&v) {
+                        self.caches.remove(kind.plural, n);
                     }
-                    let delay = jitter(backoff);
-                    tracing::warn!(kind = kind.kind, error = %e, retry_in = ?delay, "watch failed; reconnecting");
+                    self.changed(kind, Some(&v), None, r.as_ref());
+                }
+                Step::Progress => {}
+                Step::Failed { error, retry_in } => {
+                    tracing::warn!(kind = kind.kind, %error, ?retry_in, state = watcher.state(), "watch failed; reconnecting");
                     tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
+                        _ = tokio::time::sleep(retry_in) => {}
                         _ = stop.wait_for(|s| *s) => return,
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             }
         }
     }
 
-    fn enqueue_with_related(&self, kind: &'static KindInfo, v: &Value, r: &dyn Reconcile) {
-        if let Some(n) = name_of(v) {
+    /// Enqueues what a change wakes: the object itself, unless only its status moved (a
+    /// reconciler's own write must not wake it again), and whatever the reconciler
+    /// says depends on it.
+    fn changed(
+        &self,
+        kind: &'static KindInfo,
+        before: Option<&Value>,
+        after: Option<&Value>,
+        r: &dyn Reconcile,
+    ) {
+        let now = Instant::now();
+        if let Some(v) = after
+            && let Some(n) = name_of(v)
+            && before.is_none_or(|b| !only_status_changed(b, v))
+        {
             self.queue
-                .add((kind.plural, n.to_string()), Instant::now(), &self.metrics);
+                .add((kind.plural, n.to_string()), now, &self.metrics);
         }
-        for k in r.related(kind, v, &self.caches) {
-            self.queue.add(k, Instant::now(), &self.metrics);
+        for k in r.related(kind, before, after, &self.caches) {
+            self.queue.add(k, now, &self.metrics);
         }
+    }
+}
+
+/// The object API as a [`Source`] for one kind.
+struct ObjectSource {
+    objects: Objects,
+    kind: &'static KindInfo,
+}
+
+#[async_trait::async_trait]
+impl Source for ObjectSource {
+    async fn list(&self) -> Result<(Vec<Value>, i64), Error> {
+        self.objects.list(self.kind, &Selectors::default()).await
+    }
+
+    async fn watch(
+        &self,
+        revision: i64,
+    ) -> Result<futures::stream::BoxStream<'static, Result<ObjectEvent, Error>>, Error> {
+        let stream = self
+            .objects
+            .watch(
+                self.kind,
+                revision,
+                Selectors::default(),
+                Some(Duration::from_secs(10)),
+            )
+            .await?;
+        Ok(stream.boxed())
     }
 }
 

@@ -169,21 +169,25 @@ pub async fn run(
         Arc::new(chrono::Utc::now),
     ));
     let (lead_tx, mut lead_rx) = tokio::sync::watch::channel(false);
+    // The lease is released only after in-flight reconciles finished: released at the
+    // first signal, another controller could take over and change a host this one is
+    // still changing.
+    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
     let identity = format!(
         "{}-{}-{}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "hostkit".into()),
         std::process::id(),
         options.listen.port()
     );
-    if options.controller {
+    let campaign = options.controller.then(|| {
         tokio::spawn(crate::leader::campaign(
             store.clone(),
             identity,
             options.leader,
             lead_tx,
-            stop_rx.clone(),
-        ));
-    }
+            release_rx,
+        ))
+    });
     let leader_gauge = metrics.leader.clone();
     let mut leader_watch = lead_rx.clone();
     tokio::spawn(async move {
@@ -242,6 +246,14 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!("an in-flight reconcile did not finish within 120 s");
+    }
+    let _ = release_tx.send(true);
+    if let Some(campaign) = campaign
+        && tokio::time::timeout(Duration::from_secs(5), campaign)
+            .await
+            .is_err()
+    {
+        tracing::warn!("could not release the leader lease within 5 s; it expires on its own");
     }
     served
 }

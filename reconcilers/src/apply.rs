@@ -79,6 +79,13 @@ pub struct Applied {
     pub down: DownPlan,
 }
 
+impl Applied {
+    /// How many changes ended with `status`.
+    pub fn count(&self, status: Status) -> usize {
+        self.results.iter().filter(|r| r.status == status).count()
+    }
+}
+
 /// Called after each change with its result.
 pub type Progress = Box<dyn Fn(&ChangeResult) + Send + Sync>;
 

@@ -105,6 +105,12 @@ fn fingerprint_of(v: &Value) -> String {
     sha256_hex(v.to_string().as_bytes())[..16].to_string()
 }
 
+/// A short digest of a desired resource set (secret references, never values): two
+/// generations with the same digest ask the host for exactly the same state.
+pub fn desired_digest(resources: &[Resource]) -> String {
+    fingerprint_of(&serde_json::to_value(resources).expect("resources serialise"))
+}
+
 /// Orders resources so that every dependency comes first; rejects duplicate ids,
 /// dependencies on undeclared ids, and cycles.
 pub fn order(resources: &[Resource]) -> Result<Vec<usize>> {

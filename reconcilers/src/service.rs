@@ -238,6 +238,7 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
             return report;
         }
     };
+    let digest = plan::desired_digest(&resources);
     set(
         &mut status,
         "Stalled",
@@ -295,8 +296,10 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
                             .hosts
                             .iter()
                             .find(|h| h.host == w.target.name)
-                            .and_then(|h| h.last_applied_revision)
-                            == Some(generation as u64);
+                            .is_some_and(|h| {
+                                h.last_applied_revision == Some(generation as u64)
+                                    || h.applied_digest.as_deref() == Some(digest.as_str())
+                            });
                         w.drift = applied_here && !p.plan.is_empty();
                         w.prepared = Some(p);
                         w.transport = Some(t);
@@ -391,12 +394,21 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
     sink.publish(&status, &notes).await;
     notes.clear();
 
-    // Phase 2: apply host by host (rollout), stopping at the first failure.
+    // Phase 2: apply in waves of `rollout.maxParallel` hosts, in order; a failure ends the
+    // rollout after its wave, and the hosts after it stay untouched.
+    let max_parallel = input
+        .spec
+        .rollout
+        .as_ref()
+        .and_then(|r| r.max_parallel)
+        .unwrap_or(1)
+        .max(1) as usize;
     let mut stopped: Option<String> = None;
     let mut blocked: Vec<String> = Vec::new();
     let mut applied_ok = true;
-    for w in &mut work {
-        let mut hr = HostReport {
+    let mut hr: Vec<HostReport> = work
+        .iter()
+        .map(|w| HostReport {
             host: w.target.name.clone(),
             reachable: w.transport.is_some(),
             drifted: w.drift,
@@ -406,28 +418,106 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
                 .map(|p| pending_total(&p.plan))
                 .unwrap_or(0),
             applied: None,
-        };
+        })
+        .collect();
+    let mut wave: Vec<usize> = Vec::new();
+    for i in 0..=work.len() {
+        // Run the wave when it is full, when a failure is next in line, or at the end.
+        let failing_next = work.get(i).is_some_and(|w| w.error.is_some());
+        if !wave.is_empty() && (wave.len() == max_parallel || failing_next || i == work.len()) {
+            let outcomes = futures::future::join_all(wave.iter().map(|&k| {
+                let w = &work[k];
+                let mut opts = ApplyOptions::new(format!(
+                    "{}-g{generation}-{}",
+                    input.name,
+                    now.format("%Y%m%dT%H%M%S")
+                ));
+                opts.settle = input.settle;
+                async move {
+                    let t = w.transport.as_ref().expect("connected");
+                    apply::apply(t.as_ref(), w.prepared.as_ref().expect("planned"), &opts).await
+                }
+            }))
+            .await;
+            for (&k, outcome) in wave.iter().zip(outcomes) {
+                let w = &mut work[k];
+                let r = &mut hr[k];
+                let intent = if w.drift {
+                    Intent::Corrective
+                } else {
+                    Intent::Intentional
+                };
+                match outcome {
+                    Ok(applied) if applied.ok => {
+                        let n = applied.count(apply::Status::Applied);
+                        r.applied = Some((intent, n));
+                        r.drifted = false;
+                        r.pending = 0;
+                        report.applied_any = true;
+                        let h = host_status(&mut status, &w.target.name);
+                        h.last_applied_revision = Some(generation as u64);
+                        h.applied_digest = Some(digest.clone());
+                        h.last_applied_time = Some(now);
+                        h.pending = PendingChanges::default();
+                        h.drifted.clear();
+                        h.first_changes.clear();
+                        notes.push(Note {
+                            warning: false,
+                            reason: if w.drift { "DriftRepaired" } else { "Applied" },
+                            message: format!(
+                                "{}: applied {n} change(s) of generation {generation}",
+                                w.target.name
+                            ),
+                        });
+                        w.drift = false;
+                    }
+                    Ok(applied) => {
+                        let msg = applied.error.clone().unwrap_or_default();
+                        let n = applied.count(apply::Status::Applied);
+                        if n > 0 {
+                            r.applied = Some((intent, n));
+                        }
+                        applied_ok = false;
+                        notes.push(Note {
+                            warning: true,
+                            reason: "ApplyFailed",
+                            message: format!("{}: {msg}", w.target.name),
+                        });
+                        stopped.get_or_insert_with(|| format!("{}: {msg}", w.target.name));
+                    }
+                    Err(e) => {
+                        hosts.forget(&w.target.name);
+                        applied_ok = false;
+                        notes.push(Note {
+                            warning: true,
+                            reason: "ApplyFailed",
+                            message: format!("{}: {e}", w.target.name),
+                        });
+                        stopped.get_or_insert_with(|| format!("{}: {e}", w.target.name));
+                    }
+                }
+            }
+            wave.clear();
+        }
+        let Some(w) = work.get(i) else { break };
         if let Some(e) = &w.error {
             applied_ok = false;
             stopped.get_or_insert_with(|| format!("{}: {e}", w.target.name));
-            report.hosts.push(hr);
             continue;
         }
         let prepared = w.prepared.as_ref().expect("planned");
         if prepared.plan.is_empty() {
             // Converged with nothing to apply: this generation is what the host runs.
-            host_status(&mut status, &w.target.name).last_applied_revision =
-                Some(generation as u64);
-            report.hosts.push(hr);
+            let h = host_status(&mut status, &w.target.name);
+            h.last_applied_revision = Some(generation as u64);
+            h.applied_digest = Some(digest.clone());
             continue;
         }
         if stopped.is_some() {
-            report.hosts.push(hr);
             continue;
         }
         if input.spec.paused {
             blocked.push(format!("{}: paused", w.target.name));
-            report.hosts.push(hr);
             continue;
         }
         let decision = match windows::decide(
@@ -439,7 +529,6 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
             Ok(d) => d,
             Err(e) => {
                 stopped = Some(e.to_string());
-                report.hosts.push(hr);
                 continue;
             }
         };
@@ -453,84 +542,14 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
                 reason: "WindowBlocked",
                 message: format!(
                     "{}: {} change(s) wait: {}",
-                    w.target.name, hr.pending, decision.message
+                    w.target.name, hr[i].pending, decision.message
                 ),
             });
-            report.hosts.push(hr);
             continue;
         }
-        let intent = if w.drift {
-            Intent::Corrective
-        } else {
-            Intent::Intentional
-        };
-        let mut opts = ApplyOptions::new(format!(
-            "{}-g{generation}-{}",
-            input.name,
-            now.format("%Y%m%dT%H%M%S")
-        ));
-        opts.settle = input.settle;
-        let t = w.transport.as_ref().expect("connected");
-        match apply::apply(t.as_ref(), prepared, &opts).await {
-            Ok(applied) if applied.ok => {
-                let n = applied
-                    .results
-                    .iter()
-                    .filter(|r| r.status == apply::Status::Applied)
-                    .count();
-                hr.applied = Some((intent, n));
-                hr.drifted = false;
-                hr.pending = 0;
-                report.applied_any = true;
-                let h = host_status(&mut status, &w.target.name);
-                h.last_applied_revision = Some(generation as u64);
-                h.last_applied_time = Some(now);
-                h.pending = PendingChanges::default();
-                h.drifted.clear();
-                h.first_changes.clear();
-                notes.push(Note {
-                    warning: false,
-                    reason: if w.drift { "DriftRepaired" } else { "Applied" },
-                    message: format!(
-                        "{}: applied {n} change(s) of generation {generation}",
-                        w.target.name
-                    ),
-                });
-                if w.drift {
-                    w.drift = false;
-                }
-            }
-            Ok(applied) => {
-                let msg = applied.error.unwrap_or_default();
-                let n = applied
-                    .results
-                    .iter()
-                    .filter(|r| r.status == apply::Status::Applied)
-                    .count();
-                if n > 0 {
-                    hr.applied = Some((intent, n));
-                }
-                applied_ok = false;
-                notes.push(Note {
-                    warning: true,
-                    reason: "ApplyFailed",
-                    message: format!("{}: {msg}", w.target.name),
-                });
-                stopped = Some(format!("{}: {msg}", w.target.name));
-            }
-            Err(e) => {
-                hosts.forget(&w.target.name);
-                applied_ok = false;
-                notes.push(Note {
-                    warning: true,
-                    reason: "ApplyFailed",
-                    message: format!("{}: {e}", w.target.name),
-                });
-                stopped = Some(format!("{}: {e}", w.target.name));
-            }
-        }
-        report.hosts.push(hr);
+        wave.push(i);
     }
+    report.hosts = hr;
     drop(work);
 
     let remaining_drift: Vec<&str> = report

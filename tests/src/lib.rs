@@ -33,20 +33,31 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
 
 /// Sends SIGTERM (or SIGKILL) to a child and reaps it.
 pub fn stop_child(child: &mut std::process::Child, kill: bool) {
+    stop_child_within(child, kill, Duration::from_secs(10));
+}
+
+/// [`stop_child`] that waits up to `grace` before SIGKILL, and says how the child ended
+/// (`None`: it had to be killed).
+pub fn stop_child_within(
+    child: &mut std::process::Child,
+    kill: bool,
+    grace: Duration,
+) -> Option<std::process::ExitStatus> {
     let signal = if kill { libc::SIGKILL } else { libc::SIGTERM };
     // SAFETY: kill(2) on our own child's pid has no memory-safety concerns.
     unsafe {
         libc::kill(child.id() as i32, signal);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     let _ = child.kill();
     let _ = child.wait();
+    None
 }
 
 /// A plain HTTP/1.0 GET on loopback; returns the body (for Prometheus and `/metrics`).

@@ -193,6 +193,18 @@ impl Hostkit {
         }
     }
 
+    /// SIGTERM, then waits up to `grace` for a clean exit; `None` if it had to be killed.
+    pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        crate::stop_child_within(&mut c, false, grace)
+    }
+
+    /// Starts again after [`Hostkit::stop`] or [`Hostkit::terminate`], same folder and port.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        self.spawn();
+    }
+
     /// Stops and starts again with the same data folder and port.
     pub fn restart(&mut self) {
         self.stop(false);

@@ -85,6 +85,14 @@ fn apply(s: &Hostkit, dir: &std::path::Path, text: &str) {
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 }
 
+/// The controller has seen the Service's current generation.
+fn observed(s: &Hostkit, name: &str) -> bool {
+    object(s, "service", name).is_some_and(|v| {
+        v.pointer("/status/observedGeneration").is_some()
+            && v.pointer("/status/observedGeneration") == v.pointer("/metadata/generation")
+    })
+}
+
 fn metric(s: &Hostkit, name_and_labels: &str) -> Option<f64> {
     s.metrics()
         .lines()
@@ -93,8 +101,28 @@ fn metric(s: &Hostkit, name_and_labels: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Marks the Service in a manifest `paused: true`.
+fn paused(manifest: &str) -> String {
+    manifest.replacen(
+        "  hosts: [target]\n",
+        "  hosts: [target]\n  paused: true\n",
+        1,
+    )
+}
+
+/// A second Host and a one-file Service on it.
+fn side(host: &TestHost, version: &str) -> String {
+    format!(
+        "apiVersion: hostkit.dev/v1alpha1\nkind: Host\nmetadata: {{name: other}}\nspec:\n  address: {}\n  interval: 3s\n  ssh: {{user: root, identityFile: {}, hostKey: {{policy: pinned, key: \"{}\"}}}}\n---\napiVersion: hostkit.dev/v1alpha1\nkind: Service\nmetadata: {{name: side}}\nspec:\n  hosts: [other]\n  interval: 3s\n  files: [{{path: /etc/side.txt, content: \"{version}\\n\"}}]\n",
+        host.address,
+        host.key().display(),
+        host.host_key()
+    )
+}
+
 fn controller_scenario(s: &Hostkit) {
     let host = TestHost::boot();
+    let other = &TestHost::boot();
     let dir = tempfile::tempdir().unwrap();
     apply(s, dir.path(), &manifests(&host, "v1", "3s"));
 
@@ -169,6 +197,39 @@ fn controller_scenario(s: &Hostkit) {
         ),
         Some(0.0)
     );
+
+    // 2b. Drift that cannot be repaired (paused) stays visible: Drifted=True, the gauge at 1;
+    // unpaused, the repair still counts as corrective (same resources, new generation).
+    let corrective = || {
+        metric(
+            s,
+            "hostkit_changes_applied_total{host=\"target\",intent=\"corrective\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let before = corrective();
+    apply(s, dir.path(), &paused(&manifests(&host, "v1", "3s")));
+    assert!(wait_until(Duration::from_secs(20), || observed(s, "web")));
+    host.sh("echo tampered-while-paused > /etc/web/version.txt");
+    assert!(
+        wait_until(Duration::from_secs(20), || is(
+            s, "service", "web", "Drifted", "True"
+        ) && metric(
+            s,
+            "hostkit_drift{kind=\"Service\",name=\"web\",host=\"target\"}"
+        ) == Some(1.0)),
+        "{:?}",
+        object(s, "service", "web").and_then(|v| v.get("status").cloned())
+    );
+    assert_eq!(
+        host.sh("cat /etc/web/version.txt"),
+        "tampered-while-paused\n"
+    );
+    apply(s, dir.path(), &manifests(&host, "v1", "3s"));
+    assert!(wait_until(Duration::from_secs(20), || host
+        .sh("cat /etc/web/version.txt")
+        == "v1\n"));
+    assert!(wait_until(Duration::from_secs(10), || corrective() > before));
 
     // 3. An open deny window: the change is planned, not applied, until the window goes.
     apply(
@@ -251,6 +312,11 @@ fn controller_scenario(s: &Hostkit) {
     )));
 
     // 4. sshd stopped: the host is unreachable; restarted: it recovers on its own.
+    // Another host keeps converging meanwhile.
+    apply(s, dir.path(), &side(other, "v1"));
+    assert!(wait_until(Duration::from_secs(30), || is(
+        s, "service", "side", "Ready", "True"
+    )));
     // Stopping sshd keeps open sessions; kill them too, as a reboot or a crash would.
     host.nsenter("systemctl stop ssh; pkill sshd; true");
     assert!(
@@ -265,6 +331,15 @@ fn controller_scenario(s: &Hostkit) {
         object(s, "host", "target").and_then(|v| v.get("status").cloned())
     );
     assert_eq!(metric(s, "hostkit_host_up{host=\"target\"}"), Some(0.0));
+    assert!(wait_until(Duration::from_secs(30), || is(
+        s, "service", "web", "Ready", "False"
+    )));
+    apply(s, dir.path(), &side(other, "v2"));
+    assert!(
+        wait_until(Duration::from_secs(30), || other.sh("cat /etc/side.txt")
+            == "v2\n"),
+        "the other host stopped converging while one was down"
+    );
     // One retry: a start racing the killed sessions' exit has failed once in CI-like runs;
     // the journal says why if it happens twice.
     let (mut started, _, mut err) = host.try_nsenter("systemctl start ssh");
@@ -286,6 +361,12 @@ fn controller_scenario(s: &Hostkit) {
             "True"
         )),
         "the host did not recover"
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || is(
+            s, "service", "web", "Ready", "True"
+        )),
+        "its service did not recover"
     );
 
     // 6a. Delete with --cascade=orphan: the object goes, the host keeps the files.
@@ -393,5 +474,52 @@ fn leader_failover_on_etcd_applies_nothing_twice() {
         host.sh("cat /var/tmp/runs"),
         "v1\nv2\n",
         "each generation's command ran exactly once"
+    );
+}
+
+/// SIGTERM while a change is being applied: the change finishes, the process exits 0, and
+/// after a restart nothing runs twice.
+#[test]
+fn sigterm_lets_the_inflight_apply_finish() {
+    let mut s = Hostkit::start(ServeOptions {
+        controller: true,
+        ..Default::default()
+    });
+    let host = TestHost::boot();
+    let dir = tempfile::tempdir().unwrap();
+    let slow = manifests(&host, "v1", "3s").replace(
+        "  daemon:",
+        "  commands:\n    - name: migrate\n      exec: [/bin/sh, -c, \"echo started >> /var/tmp/runs; sleep 3; echo finished >> /var/tmp/runs\"]\n      down: noop\n  daemon:",
+    );
+    apply(&s, dir.path(), &slow);
+    assert!(
+        wait_until(Duration::from_secs(60), || host
+            .try_sh("cat /var/tmp/runs")
+            .1
+            .contains("started")),
+        "{}",
+        s.log()
+    );
+    let status = s.terminate(Duration::from_secs(60));
+    assert_eq!(
+        status.and_then(|st| st.code()),
+        Some(0),
+        "hostkit serve did not exit cleanly: {}",
+        s.log()
+    );
+    assert_eq!(host.sh("cat /var/tmp/runs"), "started\nfinished\n");
+    assert_eq!(
+        host.sh("cat /etc/web/version.txt"),
+        "v1\n",
+        "the rest of the plan ran too"
+    );
+    s.start_again();
+    assert!(wait_until(Duration::from_secs(60), || is(
+        &s, "service", "web", "Ready", "True"
+    )));
+    assert_eq!(
+        host.sh("cat /var/tmp/runs"),
+        "started\nfinished\n",
+        "the command did not run again"
     );
 }

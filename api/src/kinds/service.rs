@@ -630,6 +630,11 @@ pub struct HostPlanStatus {
     pub drifted: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_revision: Option<u64>,
+    /// Digest of the desired resources the host last matched: a later generation that
+    /// asks for the same (only `paused` or `interval` changed, say) still counts a hand
+    /// edit as drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_digest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_time: Option<Time>,
 }
