@@ -245,6 +245,12 @@ impl Controllers {
             object: v.clone(),
         };
         let report = service::reconcile(input, self.pool.as_ref(), &sink).await;
+        let left: Vec<String> = status_hosts(&v)
+            .into_iter()
+            .filter(|h| !report.hosts.iter().any(|r| &r.host == h))
+            .collect();
+        self.metrics
+            .forget_object_on("Service", &o.metadata.name, &left);
         for h in &report.hosts {
             let labels = ObjectHostLabels {
                 kind: "Service".into(),
@@ -336,13 +342,18 @@ impl Controllers {
                 project_firewalls.push((p.clone(), fw));
             }
         }
+        let windows = self.windows();
+        let host_labels = labels(&v);
+        let now = (self.clock)();
         let input = host::Input {
             name: &name,
             spec: &o.spec,
             generation: o.metadata.generation.unwrap_or(1),
             status: o.status.clone().unwrap_or_default(),
             project_firewalls,
-            now: (self.clock)(),
+            windows: &windows,
+            labels: &host_labels,
+            now,
             secrets: &self.secrets,
             settle: self.settle,
         };
@@ -361,13 +372,20 @@ impl Controllers {
         match outcome.failure {
             Some(f) if f.terminal => Err(Failure::Terminal(f.message)),
             Some(f) => Err(Failure::Transient(f.message)),
-            None => Ok(Action::Requeue(jitter(
-                o.spec
-                    .interval
-                    .as_ref()
-                    .map(|d| d.as_std())
-                    .unwrap_or(Duration::from_secs(60)),
-            ))),
+            None => {
+                let mut next = jitter(
+                    o.spec
+                        .interval
+                        .as_ref()
+                        .map(|d| d.as_std())
+                        .unwrap_or(Duration::from_secs(60)),
+                );
+                if let Some(at) = outcome.wake_at {
+                    next = next
+                        .min((at - now).to_std().unwrap_or_default() + Duration::from_millis(50));
+                }
+                Ok(Action::Requeue(next))
+            }
         }
     }
 
@@ -415,9 +433,47 @@ impl Reconcile for Controllers {
     }
 
     async fn cleanup(&self, kind: &'static KindInfo, object: Value) -> Result<(), Failure> {
-        if kind.plural != "services" {
-            return Ok(());
+        let name = name_of(&object).unwrap_or_default().to_string();
+        match kind.plural {
+            "services" => {
+                let hosts = status_hosts(&object);
+                self.cleanup_service(object).await?;
+                self.metrics.forget_object("Service", &name, &hosts);
+            }
+            "hosts" => self.metrics.forget_host(&name),
+            "policywindows" => self.metrics.forget_window(&name),
+            _ => {}
         }
+        Ok(())
+    }
+
+    fn related(
+        &self,
+        kind: &'static KindInfo,
+        before: Option<&Value>,
+        after: Option<&Value>,
+        caches: &Caches,
+    ) -> Vec<Key> {
+        dependents(kind, before, after, caches)
+    }
+}
+
+/// The hosts a Service's status reports on.
+fn status_hosts(service: &Value) -> Vec<String> {
+    service
+        .pointer("/status/hosts")
+        .and_then(Value::as_array)
+        .map(|hs| {
+            hs.iter()
+                .filter_map(|h| h["host"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Controllers {
+    /// Undoes a deleted Service on its hosts.
+    async fn cleanup_service(&self, object: Value) -> Result<(), Failure> {
         let o = typed::<ServiceSpec>(&object)?;
         if o.status
             .as_ref()
@@ -443,16 +499,6 @@ impl Reconcile for Controllers {
         service::cleanup(input, &known, self.pool.as_ref(), &sink)
             .await
             .map_err(|f| Failure::Transient(f.message))
-    }
-
-    fn related(
-        &self,
-        kind: &'static KindInfo,
-        before: Option<&Value>,
-        after: Option<&Value>,
-        caches: &Caches,
-    ) -> Vec<Key> {
-        dependents(kind, before, after, caches)
     }
 }
 
@@ -500,7 +546,16 @@ fn dependents(
             }
             keys
         }
-        "policywindows" => service_keys(&|_| true),
+        "policywindows" => {
+            let mut keys = service_keys(&|_| true);
+            keys.extend(
+                caches
+                    .list("hosts")
+                    .iter()
+                    .filter_map(|h| name_of(h).map(|n| ("hosts", n.to_string()))),
+            );
+            keys
+        }
         "services" => {
             // Moving a service between projects or hosts changes the hosts' firewalls.
             let placement = |v: &Value| {

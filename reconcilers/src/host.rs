@@ -3,14 +3,17 @@
 //! runtimes) like a service's.
 
 use chrono::{DateTime, Utc};
-use hostkit_api::kinds::{Firewall, HostFacts, HostSpec, HostStatus};
+use hostkit_api::kinds::{Firewall, HostFacts, HostSpec, HostStatus, PolicyWindowSpec};
 use hostkit_api::meta::{Condition, ConditionStatus, find_condition, set_condition};
 
 use crate::apply::{self, ApplyOptions};
 use crate::plan;
 use crate::secrets::Secrets;
 use crate::service::{Failure, Hosts, Note};
-use crate::{Error, expand};
+use crate::{Error, expand, windows};
+
+/// `status.lastSeen` moves at most this often (seconds).
+pub const LAST_SEEN_EVERY_SECS: i64 = 60;
 
 pub struct Input<'a> {
     pub name: &'a str,
@@ -19,6 +22,11 @@ pub struct Input<'a> {
     pub status: HostStatus,
     /// Firewalls of the Projects whose services run here.
     pub project_firewalls: Vec<(String, Firewall)>,
+    /// Windows apply to the host's own resources when they select the host and no
+    /// particular services.
+    pub windows: &'a [(String, PolicyWindowSpec)],
+    /// Host labels, for window selectors.
+    pub labels: &'a std::collections::BTreeMap<String, String>,
     pub now: DateTime<Utc>,
     pub secrets: &'a Secrets,
     pub settle: std::time::Duration,
@@ -29,6 +37,8 @@ pub struct Outcome {
     pub notes: Vec<Note>,
     pub reachable: bool,
     pub failure: Option<Failure>,
+    /// When a window that holds the host's changes opens or closes.
+    pub wake_at: Option<DateTime<Utc>>,
 }
 
 fn set(
@@ -105,6 +115,7 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
             notes,
             reachable,
             failure: Some(Failure { terminal, message }),
+            wake_at: None,
         }
     };
     let projects: Vec<(&str, &Firewall)> = input
@@ -143,7 +154,14 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
         systemd_version: f.get("systemdVersion").cloned().filter(|v| !v.is_empty()),
         hostname: f.get("hostname").cloned(),
     });
-    status.last_seen = Some(now);
+    // Heartbeats are coarse (a minute), as Kubernetes node leases are: a status write per
+    // host per resync would be most of the store's write load for no news.
+    if status
+        .last_seen
+        .is_none_or(|t| now - t >= chrono::Duration::seconds(LAST_SEEN_EVERY_SECS))
+    {
+        status.last_seen = Some(now);
+    }
     set(
         &mut status,
         "Reachable",
@@ -160,7 +178,41 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
             message: "the host answers again".into(),
         });
     }
-    if !prepared.plan.is_empty() && !input.spec.paused {
+    let decision = if prepared.plan.is_empty() || input.spec.paused {
+        None
+    } else {
+        let none = std::collections::BTreeMap::new();
+        match windows::decide(input.windows, ("", &none), (input.name, input.labels), now) {
+            Ok(d) => Some(d),
+            Err(e) => return fail(status, notes, e.to_string(), true, true),
+        }
+    };
+    let wake_at = decision.as_ref().and_then(|d| d.until);
+    let blocked = decision
+        .as_ref()
+        .filter(|d| !d.allowed)
+        .map(|d| d.message.clone());
+    set(
+        &mut status,
+        "WindowBlocked",
+        blocked.is_some(),
+        if blocked.is_some() {
+            "WindowClosed"
+        } else {
+            "NotBlocked"
+        },
+        blocked.clone().unwrap_or_else(|| "apply is allowed".into()),
+        now,
+        generation,
+    );
+    if let Some(why) = &blocked {
+        notes.push(Note {
+            warning: false,
+            reason: "WindowBlocked",
+            message: format!("{}: {why}", prepared.plan.summary()),
+        });
+    }
+    if !prepared.plan.is_empty() && !input.spec.paused && blocked.is_none() {
         let opts = ApplyOptions::new(format!(
             "host-{}-g{generation}-{}",
             input.name,
@@ -192,12 +244,18 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
             }
         }
     }
-    let pending = input.spec.paused && !prepared.plan.is_empty();
+    let pending = (input.spec.paused || blocked.is_some()) && !prepared.plan.is_empty();
     set(
         &mut status,
         "Ready",
         !pending,
-        if pending { "Paused" } else { "Converged" },
+        if !pending {
+            "Converged"
+        } else if input.spec.paused {
+            "Paused"
+        } else {
+            "WindowClosed"
+        },
         if pending {
             prepared.plan.summary()
         } else {
@@ -211,5 +269,6 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
         notes,
         reachable: true,
         failure: None,
+        wake_at,
     }
 }

@@ -5,7 +5,10 @@
 //!   `Ready=True` for the new generation (p50/p95 of 20), beside a raw `ssh host` writing
 //!   the same file (the floor any agentless tool pays);
 //! - steady state with 10 hosts and 50 services (10 s resync): reconciles/s, CPU % and RSS
-//!   of `hostkit serve`, RSS per managed host.
+//!   of `hostkit serve`, RSS per managed host (hosts alone, then with their services),
+//!   beside the RSS an OpenSSH ControlMaster holding one connection per host costs.
+//!
+//! Knobs for quick runs: `HK_BENCH_HOSTS`, `HK_BENCH_SERVICES`, `HK_BENCH_STEADY_SECS`.
 //!
 //! Run: `cargo bench -p hostkit-e2e --bench controller` (root: it boots containers).
 
@@ -40,13 +43,25 @@ fn service_yaml(name: &str, host: usize, version: &str) -> String {
     s
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// A `/proc/PID/status` field in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// Resident memory, all of it (`VmRSS`): includes the binary's code pages, which fault in
+/// once as code paths are first used and do not grow with hosts.
+fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS")
+}
+
+/// Resident anonymous memory (`RssAnon`: heap, stacks): what grows with each managed host.
+fn anon_kib(pid: u32) -> u64 {
+    status_kib(pid, "RssAnon")
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
@@ -70,10 +85,34 @@ fn percentile(v: &mut [Duration], p: f64) -> Duration {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// One row of the figures table.
+fn row(figure: impl std::fmt::Display, value: impl std::fmt::Display) {
+    println!("{figure:<66} {value:>14}");
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.2} MiB", kib as f64 / 1024.0)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1e3)
+}
+
+/// `HK_BENCH_*` knobs, for quick runs while investigating.
+fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    let n_hosts = knob("HK_BENCH_HOSTS", 10);
+    let n_services = knob("HK_BENCH_SERVICES", 50);
+    let steady = knob("HK_BENCH_STEADY_SECS", 30);
     let s = Hostkit::start(ServeOptions {
         controller: true,
         extra_args: vec!["--settle".into(), "0s".into()],
@@ -81,32 +120,29 @@ fn main() {
     });
     let pid = s.pid().expect("pid");
     std::thread::sleep(Duration::from_secs(1));
-    let idle_rss = rss_kib(pid);
-    let hosts: Vec<TestHost> = (0..10).map(|_| TestHost::boot()).collect();
+    let (idle_rss, idle_anon) = (rss_kib(pid), anon_kib(pid));
+    let hosts: Vec<TestHost> = (0..n_hosts).map(|_| TestHost::boot()).collect();
     let dir = tempfile::tempdir().unwrap();
-    let mut all = String::new();
-    for (i, h) in hosts.iter().enumerate() {
-        all.push_str(&host_yaml(i, h));
-    }
-    for n in 0..50 {
-        all.push_str(&service_yaml(&format!("s{n}"), n % 10, "v0"));
-    }
-    let f = dir.path().join("all.yaml");
-    std::fs::write(&f, &all).unwrap();
-    let t = Instant::now();
-    assert!(
-        s.hkctl(&["apply", "-f", f.to_str().unwrap()])
-            .status
-            .success()
-    );
-    let ready = |name: &str, generation: i64| {
+    let apply = |file: &str, text: &str| {
+        let f = dir.path().join(file);
+        std::fs::write(&f, text).unwrap();
+        let out = s.hkctl(&["apply", "-f", f.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let get = |plural: &str, name: &str| {
         http_get_with(
             s.port,
-            &format!("/apis/hostkit.dev/v1alpha1/services/{name}"),
+            &format!("/apis/hostkit.dev/v1alpha1/{plural}/{name}"),
             Some(&s.token),
         )
         .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
-        .is_some_and(|v| {
+    };
+    let ready = |plural: &str, name: &str, generation: i64| {
+        get(plural, name).is_some_and(|v| {
             v.pointer("/status/observedGeneration")
                 .and_then(|g| g.as_i64())
                 == Some(generation)
@@ -118,29 +154,53 @@ fn main() {
                     })
         })
     };
+
+    // Hosts alone first: what a managed host with nothing on it costs.
+    let text: String = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| host_yaml(i, h))
+        .collect();
+    apply("hosts.yaml", &text);
     assert!(
-        wait_until(Duration::from_secs(300), || (0..50)
-            .all(|n| ready(&format!("s{n}"), 1))),
+        wait_until(Duration::from_secs(120), || (0..n_hosts).all(|i| ready(
+            "hosts",
+            &format!("h{i}"),
+            1
+        ))),
+        "{}",
+        s.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let (hosts_rss, hosts_anon) = (rss_kib(pid), anon_kib(pid));
+
+    let text: String = (0..n_services)
+        .map(|n| service_yaml(&format!("s{n}"), n % n_hosts, "v0"))
+        .collect();
+    let t = Instant::now();
+    apply("services.yaml", &text);
+    assert!(
+        wait_until(Duration::from_secs(300), || (0..n_services).all(|n| ready(
+            "services",
+            &format!("s{n}"),
+            1
+        ))),
         "{}",
         s.log()
     );
     let converge_all = t.elapsed();
 
-    // Latency of a one-file change, 20 times.
+    // Latency of a one-file change, 20 times, beside a raw ssh writing one file.
     let mut latency = Vec::new();
     for i in 1..=20 {
-        let m = dir.path().join("one.yaml");
-        let mut text = service_yaml("s0", 0, "v0");
-        text = text.replace("s0 3 v0", &format!("s0 3 v{i}"));
-        std::fs::write(&m, text).unwrap();
+        let text = service_yaml("s0", 0, "v0").replace("s0 3 v0", &format!("s0 3 v{i}"));
         let t = Instant::now();
-        assert!(
-            s.hkctl(&["apply", "-f", m.to_str().unwrap()])
-                .status
-                .success()
-        );
-        let ok = wait_until(Duration::from_secs(30), || ready("s0", 1 + i as i64));
-        assert!(ok);
+        apply("one.yaml", &text);
+        assert!(wait_until(Duration::from_secs(30), || ready(
+            "services",
+            "s0",
+            1 + i as i64
+        )));
         latency.push(t.elapsed());
     }
     let mut raw = Vec::new();
@@ -150,68 +210,104 @@ fn main() {
         raw.push(t.elapsed());
     }
 
-    // Steady state: 30 s of resyncs.
+    // Steady state: resyncs only.
     let (r0, c0, t0) = (reconciles(&s), cpu_ticks(pid), Instant::now());
-    std::thread::sleep(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(steady as u64));
     let (r1, c1) = (reconciles(&s), cpu_ticks(pid));
     let wall = t0.elapsed().as_secs_f64();
     let ticks = 100.0; // USER_HZ on Linux
-    let rss = rss_kib(pid);
+    let (rss, anon) = (rss_kib(pid), anon_kib(pid));
 
-    println!("\n{:<62} {:>14}", "figure", "value");
-    println!(
-        "{:<62} {:>14}",
-        "converge 10 hosts / 50 services from empty",
-        format!("{:.1} s", converge_all.as_secs_f64())
+    // Peer: what an agentless tool pays to keep one SSH connection per host open
+    // (OpenSSH's ControlMaster, which Ansible's ssh connection plugin uses).
+    let sockets = tempfile::tempdir().unwrap();
+    let mut masters = Vec::new();
+    for (i, h) in hosts.iter().enumerate() {
+        let sock = sockets.path().join(format!("m{i}"));
+        let child = std::process::Command::new("ssh")
+            .args(["-M", "-N", "-o", "StrictHostKeyChecking=no"])
+            .args([
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=error",
+                "-i",
+            ])
+            .arg(h.key())
+            .arg("-S")
+            .arg(&sock)
+            .arg(format!("root@{}", h.address))
+            .spawn()
+            .expect("ssh");
+        masters.push(child);
+        assert!(wait_until(Duration::from_secs(10), || sock.exists()));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let master_rss: u64 = masters.iter().map(|c| rss_kib(c.id())).sum();
+    let master_anon: u64 = masters.iter().map(|c| anon_kib(c.id())).sum();
+    for mut c in masters {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    let per_host = |kib: u64| kib / n_hosts as u64;
+    println!();
+    row("figure", "value");
+    row(
+        format!("converge {n_hosts} hosts / {n_services} services from empty"),
+        format!("{:.1} s", converge_all.as_secs_f64()),
     );
-    println!(
-        "{:<62} {:>14}",
+    row(
         "hkctl apply → Ready=True, one-file change, p50",
-        format!(
-            "{:.0} ms",
-            percentile(&mut latency, 0.5).as_secs_f64() * 1e3
-        )
+        ms(percentile(&mut latency, 0.5)),
     );
-    println!(
-        "{:<62} {:>14}",
+    row(
         "hkctl apply → Ready=True, one-file change, p95",
-        format!(
-            "{:.0} ms",
-            percentile(&mut latency, 0.95).as_secs_f64() * 1e3
-        )
+        ms(percentile(&mut latency, 0.95)),
     );
-    println!(
-        "{:<62} {:>14}",
+    row(
         "peer: raw `ssh host 'echo … > file'`, p50",
-        format!("{:.0} ms", percentile(&mut raw, 0.5).as_secs_f64() * 1e3)
+        ms(percentile(&mut raw, 0.5)),
     );
-    println!(
-        "{:<62} {:>14}",
-        "steady state reconciles/s (10 s resync, 60 objects)",
-        format!("{:.1}", (r1 - r0) / wall)
-    );
-    println!(
-        "{:<62} {:>14}",
-        "steady state CPU of hostkit serve",
-        format!("{:.1} %", (c1 - c0) as f64 / ticks / wall * 100.0)
-    );
-    println!(
-        "{:<62} {:>14}",
-        "RSS of hostkit serve, idle (no hosts)",
-        format!("{:.1} MiB", idle_rss as f64 / 1024.0)
-    );
-    println!(
-        "{:<62} {:>14}",
-        "RSS of hostkit serve, 10 hosts / 50 services",
-        format!("{:.1} MiB", rss as f64 / 1024.0)
-    );
-    println!(
-        "{:<62} {:>14}",
-        "RSS per managed host ((loaded − idle) / 10)",
+    row(
         format!(
-            "{:.2} MiB",
-            (rss.saturating_sub(idle_rss)) as f64 / 1024.0 / 10.0
-        )
+            "steady state reconciles/s (10 s resync, {} objects)",
+            n_hosts + n_services
+        ),
+        format!("{:.1}", (r1 - r0) / wall),
     );
-    println!("\ntargets: apply→Ready p50 < 1 s on loopback; < 1 MiB RSS per managed host.");
+    row(
+        "steady state CPU of hostkit serve",
+        format!("{:.1} %", (c1 - c0) as f64 / ticks / wall * 100.0),
+    );
+    let both = |rss: u64, anon: u64| format!("{} / {}", mib(rss), mib(anon));
+    row(
+        "hostkit serve, idle (no hosts): VmRSS / RssAnon",
+        both(idle_rss, idle_anon),
+    );
+    row(
+        format!("hostkit serve, {n_hosts} hosts, no services"),
+        both(hosts_rss, hosts_anon),
+    );
+    row(
+        format!("hostkit serve, {n_hosts} hosts / {n_services} services"),
+        both(rss, anon),
+    );
+    let grown = |now: u64, idle: u64| per_host(now.saturating_sub(idle));
+    row(
+        "per managed host, hosts only",
+        both(grown(hosts_rss, idle_rss), grown(hosts_anon, idle_anon)),
+    );
+    row(
+        "per managed host, with its 5 services",
+        both(grown(rss, idle_rss), grown(anon, idle_anon)),
+    );
+    row(
+        "peer: OpenSSH ControlMaster (`ssh -M -N`) per host",
+        both(per_host(master_rss), per_host(master_anon)),
+    );
+    println!(
+        "\ntargets: apply→Ready p50 < 1 s on loopback; < 1 MiB RSS per managed host (RssAnon:\n\
+         VmRSS also counts the binary's code pages, faulted in once, not per host)."
+    );
 }

@@ -393,6 +393,11 @@ fn controller_scenario(s: &Hostkit) {
     assert_ne!(host.try_sh("test -e /etc/web/version.txt").0, 0);
     assert_ne!(host.try_sh("test -e /etc/systemd/system/web.service").0, 0);
     assert_ne!(host.try_sh("systemctl is-active web.service").0, 0);
+    let m = s.metrics();
+    assert!(
+        !m.contains("name=\"web\""),
+        "a deleted Service's series are gone:\n{m}"
+    );
 }
 
 #[test]

@@ -295,6 +295,8 @@ pub struct HostStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facts: Option<HostFacts>,
+    /// When the controller last reached the host; moves at most once a minute, so that
+    /// heartbeats do not dominate the store's writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<Time>,
 }

@@ -182,6 +182,41 @@ impl Default for ControllerMetrics {
 }
 
 impl ControllerMetrics {
+    /// Drops an object's per-host series on `hosts` (it left them, or is gone): a stale
+    /// `hostkit_drift 1` would page someone about a service that no longer exists.
+    pub fn forget_object_on(&self, kind: &str, name: &str, hosts: &[String]) {
+        for host in hosts {
+            let l = ObjectHostLabels {
+                kind: kind.into(),
+                name: name.into(),
+                host: host.clone(),
+            };
+            self.drift.remove(&l);
+            self.pending.remove(&l);
+        }
+    }
+
+    /// Drops every series of a deleted object.
+    pub fn forget_object(&self, kind: &str, name: &str, hosts: &[String]) {
+        self.forget_object_on(kind, name, hosts);
+        let l = ObjectLabels {
+            kind: kind.into(),
+            name: name.into(),
+        };
+        self.last_apply_success.remove(&l);
+        self.resync_interval.remove(&l);
+    }
+
+    pub fn forget_host(&self, host: &str) {
+        self.host_up.remove(&HostLabels { host: host.into() });
+    }
+
+    pub fn forget_window(&self, window: &str) {
+        self.window_open.remove(&WindowLabels {
+            window: window.into(),
+        });
+    }
+
     fn register(&self, r: &mut Registry) {
         r.register(
             "hostkit_reconcile",
