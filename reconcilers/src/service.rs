@@ -297,7 +297,7 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
                             .iter()
                             .find(|h| h.host == w.target.name)
                             .is_some_and(|h| {
-                                h.last_applied_revision == Some(generation as u64)
+                                h.last_applied_generation == Some(generation as u64)
                                     || h.applied_digest.as_deref() == Some(digest.as_str())
                             });
                         w.drift = applied_here && !p.plan.is_empty();
@@ -455,7 +455,7 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
                         r.pending = 0;
                         report.applied_any = true;
                         let h = host_status(&mut status, &w.target.name);
-                        h.last_applied_revision = Some(generation as u64);
+                        h.last_applied_generation = Some(generation as u64);
                         h.applied_digest = Some(digest.clone());
                         h.last_applied_time = Some(now);
                         h.pending = PendingChanges::default();
@@ -509,7 +509,7 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
         if prepared.plan.is_empty() {
             // Converged with nothing to apply: this generation is what the host runs.
             let h = host_status(&mut status, &w.target.name);
-            h.last_applied_revision = Some(generation as u64);
+            h.last_applied_generation = Some(generation as u64);
             h.applied_digest = Some(digest.clone());
             continue;
         }
@@ -683,7 +683,7 @@ pub async fn cleanup(
         .status
         .hosts
         .iter()
-        .filter(|h| h.last_applied_revision.is_some())
+        .filter(|h| h.last_applied_generation.is_some())
     {
         let Some(target) = input.targets.iter().find(|t| t.name == h.host) else {
             if !known_hosts.contains(&h.host) {

@@ -274,7 +274,7 @@ async fn drift_is_corrective_and_a_new_generation_is_intentional() {
     let s2 = spec(dir.path(), "v2", &["h1"], 1);
     let r = reconcile(run(&s2, r.status, 2), &hosts, &sink).await;
     assert_eq!(r.hosts[0].applied, Some((service::Intent::Intentional, 1)));
-    assert_eq!(r.status.hosts[0].last_applied_revision, Some(2));
+    assert_eq!(r.status.hosts[0].last_applied_generation, Some(2));
 }
 
 #[tokio::test]
@@ -351,7 +351,7 @@ async fn one_host_at_a_time_stops_at_the_first_failure() {
         (ConditionStatus::False, "ApplyFailed".into())
     );
     let h3 = r.status.hosts.iter().find(|h| h.host == "h3").unwrap();
-    assert_eq!(h3.last_applied_revision, None);
+    assert_eq!(h3.last_applied_generation, None);
     assert_eq!(h3.pending.create, 1, "h3 still reports its plan");
 }
 
@@ -391,7 +391,7 @@ async fn max_parallel_applies_a_wave_at_once_and_stops_after_a_failed_wave() {
         .status
         .hosts
         .iter()
-        .map(|h| (h.host.as_str(), h.last_applied_revision))
+        .map(|h| (h.host.as_str(), h.last_applied_generation))
         .collect();
     assert_eq!(
         applied,

@@ -629,7 +629,7 @@ pub struct HostPlanStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drifted: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_applied_revision: Option<u64>,
+    pub last_applied_generation: Option<u64>,
     /// Digest of the desired resources the host last matched: a later generation that
     /// asks for the same (only `paused` or `interval` changed, say) still counts a hand
     /// edit as drift.

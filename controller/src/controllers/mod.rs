@@ -1,0 +1,297 @@
+//! HostKit's reconcilers wired to the runtime: they read objects from the runtime's
+//! caches, call the host engine's per-kind logic (`hostkit_reconcilers::{service,host,
+//! windows}`), write status and events through the API objects, and publish metrics.
+//! One file per reconciled kind; `dependents.rs` says which changes wake which objects.
+
+mod dependents;
+mod hosts;
+mod policy_windows;
+mod services;
+
+pub use services::live_plan;
+use services::status_hosts;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hostkit_api::kinds::EventType;
+use hostkit_api::kinds::{
+    Firewall, HostSpec, Object, PolicyWindowSpec, ProjectSpec, ServiceSpec, ServiceStatus,
+};
+use hostkit_api::meta::ObjectRef;
+use hostkit_api::{KindInfo, find_kind};
+use hostkit_reconcilers::secrets::Secrets;
+use hostkit_reconcilers::service::{self, Hosts, Note, Sink, Target};
+use hostkit_reconcilers::ssh::{Ssh, SshOptions};
+use hostkit_reconcilers::transport::Transport;
+use hostkit_reconcilers::{host, windows};
+use serde_json::Value;
+
+use crate::events::Recorder;
+use crate::objects::Objects;
+use crate::runtime::{Action, Caches, Failure, Key, Reconcile, jitter, name_of};
+use crate::server::metrics::{
+    ControllerMetrics, HostLabels, IntentLabels, ObjectHostLabels, ObjectLabels, WindowLabels,
+};
+
+/// A clock the tests can move.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// SSH connections and per-host apply locks, shared by all reconciles.
+#[derive(Default)]
+pub struct Pool {
+    connections: Mutex<HashMap<String, Arc<dyn Transport>>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    secrets: Secrets,
+}
+
+#[async_trait::async_trait]
+impl Hosts for Pool {
+    async fn transport(
+        &self,
+        name: &str,
+        spec: &HostSpec,
+    ) -> hostkit_reconcilers::Result<Arc<dyn Transport>> {
+        if let Some(t) = self.connections.lock().expect("not poisoned").get(name) {
+            return Ok(t.clone());
+        }
+        let opts = SshOptions::from_host(name, spec, &self.secrets)?;
+        let t: Arc<dyn Transport> = Arc::new(Ssh::connect(&opts).await?);
+        self.connections
+            .lock()
+            .expect("not poisoned")
+            .insert(name.to_string(), t.clone());
+        Ok(t)
+    }
+
+    fn forget(&self, name: &str) {
+        self.connections.lock().expect("not poisoned").remove(name);
+    }
+
+    async fn lock(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = self
+            .locks
+            .lock()
+            .expect("not poisoned")
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        m.lock_owned().await
+    }
+}
+
+pub struct Controllers {
+    pub objects: Objects,
+    pub recorder: Recorder,
+    pub caches: Arc<Caches>,
+    pub metrics: ControllerMetrics,
+    pub pool: Arc<Pool>,
+    pub secrets: Secrets,
+    pub settle: Duration,
+    pub clock: Clock,
+}
+
+fn kind_of(plural: &str) -> &'static KindInfo {
+    find_kind(plural).expect("a HostKit kind")
+}
+
+fn typed<S: hostkit_api::kinds::KindSpec>(v: &Value) -> Result<Object<S>, Failure> {
+    serde_json::from_value(v.clone())
+        .map_err(|e| Failure::Terminal(format!("stored object does not decode: {e}")))
+}
+
+fn labels(v: &Value) -> BTreeMap<String, String> {
+    v.pointer("/metadata/labels")
+        .and_then(|l| serde_json::from_value(l.clone()).ok())
+        .unwrap_or_default()
+}
+
+struct StatusSink<'a> {
+    c: &'a Controllers,
+    kind: &'static KindInfo,
+    object: Value,
+}
+
+#[async_trait::async_trait]
+impl Sink for StatusSink<'_> {
+    async fn publish(&self, status: &ServiceStatus, notes: &[Note]) {
+        let status = serde_json::to_value(status).expect("status serialises");
+        self.c.write_status(self.kind, &self.object, status).await;
+        self.c.record(self.kind, &self.object, notes).await;
+    }
+}
+
+impl Controllers {
+    async fn write_status(&self, kind: &'static KindInfo, object: &Value, status: Value) {
+        let Some(name) = name_of(object) else { return };
+        // Unchanged status: no write, no watch event, no wake-up.
+        let current = self
+            .caches
+            .get(kind.plural, name)
+            .and_then(|v| v.get("status").cloned());
+        if current.as_ref() == Some(&status) {
+            return;
+        }
+        let mut body = object.clone();
+        if let Some(m) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        body["status"] = status;
+        if let Err(e) = self.objects.update_status(kind, name, body, false).await {
+            tracing::warn!(kind = kind.kind, %name, error = %e, "could not write status");
+        }
+    }
+
+    async fn record(&self, kind: &'static KindInfo, object: &Value, notes: &[Note]) {
+        let Some(name) = name_of(object) else { return };
+        let involved = ObjectRef {
+            kind: kind.kind.to_string(),
+            name: name.to_string(),
+            uid: None,
+        };
+        for n in notes {
+            let t = if n.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            if let Err(e) = self
+                .recorder
+                .record(&involved, t, n.reason, &n.message)
+                .await
+            {
+                tracing::warn!(error = %e, "could not record event");
+            }
+        }
+    }
+    fn targets(&self, spec: &ServiceSpec) -> Vec<Target> {
+        self.caches
+            .list("hosts")
+            .into_iter()
+            .filter(|h| {
+                h.pointer("/metadata/deletionTimestamp")
+                    .is_none_or(Value::is_null)
+            })
+            .filter_map(|h| {
+                let name = name_of(&h)?.to_string();
+                let l = labels(&h);
+                let selected = spec.hosts.contains(&name)
+                    || spec.host_selector.as_ref().is_some_and(|s| s.matches(&l));
+                if !selected {
+                    return None;
+                }
+                let host: Object<HostSpec> = serde_json::from_value(h).ok()?;
+                Some(Target {
+                    name,
+                    spec: host.spec,
+                    labels: l,
+                })
+            })
+            .collect()
+    }
+
+    fn windows(&self) -> Vec<(String, PolicyWindowSpec)> {
+        self.caches
+            .list("policywindows")
+            .into_iter()
+            .filter_map(|w| {
+                let o: Object<PolicyWindowSpec> = serde_json::from_value(w).ok()?;
+                Some((o.metadata.name.clone(), o.spec))
+            })
+            .collect()
+    }
+
+    fn project(&self, spec: &ServiceSpec) -> Result<Option<ProjectSpec>, Failure> {
+        match &spec.project {
+            None => Ok(None),
+            Some(p) => match self.caches.get("projects", p) {
+                Some(v) => Ok(Some(typed::<ProjectSpec>(&v)?.spec)),
+                None => Err(Failure::Transient(format!(
+                    "Project/{p} does not exist (yet)"
+                ))),
+            },
+        }
+    }
+
+    fn service_input<'a>(
+        &'a self,
+        o: &'a Object<ServiceSpec>,
+        labels: &'a BTreeMap<String, String>,
+        project: Option<&'a ProjectSpec>,
+        windows: &'a [(String, PolicyWindowSpec)],
+    ) -> service::Input<'a> {
+        service::Input {
+            name: &o.metadata.name,
+            labels,
+            spec: &o.spec,
+            generation: o.metadata.generation.unwrap_or(1),
+            project,
+            targets: self.targets(&o.spec),
+            status: o.status.clone().unwrap_or_default(),
+            windows,
+            now: (self.clock)(),
+            secrets: &self.secrets,
+            settle: self.settle,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Reconcile for Controllers {
+    async fn reconcile(&self, kind: &'static KindInfo, object: Value) -> Result<Action, Failure> {
+        match kind.plural {
+            "services" => self.reconcile_service(object).await,
+            "hosts" => self.reconcile_host(object).await,
+            "policywindows" => self.reconcile_window(object).await,
+            _ => Ok(Action::AwaitChange),
+        }
+    }
+
+    async fn cleanup(&self, kind: &'static KindInfo, object: Value) -> Result<(), Failure> {
+        let name = name_of(&object).unwrap_or_default().to_string();
+        match kind.plural {
+            "services" => {
+                let hosts = status_hosts(&object);
+                self.cleanup_service(object).await?;
+                self.metrics.forget_object("Service", &name, &hosts);
+            }
+            "hosts" => self.metrics.forget_host(&name),
+            "policywindows" => self.metrics.forget_window(&name),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn related(
+        &self,
+        kind: &'static KindInfo,
+        before: Option<&Value>,
+        after: Option<&Value>,
+        caches: &Caches,
+    ) -> Vec<Key> {
+        dependents::dependents(kind, before, after, caches)
+    }
+}
+
+impl Controllers {
+    pub fn new(
+        objects: Objects,
+        caches: Arc<Caches>,
+        metrics: ControllerMetrics,
+        settle: Duration,
+        clock: Clock,
+    ) -> Controllers {
+        Controllers {
+            recorder: Recorder::new(objects.clone(), "hostkit-controller"),
+            objects,
+            caches,
+            metrics,
+            pool: Arc::new(Pool::default()),
+            secrets: Secrets::default(),
+            settle,
+            clock,
+        }
+    }
+}
