@@ -13,6 +13,7 @@ pub mod meta;
 pub mod schema;
 pub mod validate;
 pub mod values;
+pub mod wellknown;
 
 pub use error::{DocumentError, Error, FieldError};
 pub use kinds::{API_VERSION, AnyObject, KINDS, KindInfo, KindSpec, Object, find_kind};

@@ -37,6 +37,10 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error("{0}")]
     Config(String),
+    /// The object may exist but this write is not something the API does (a spec that is
+    /// immutable, a kind only the controller writes).
+    #[error("{0}")]
+    NotAllowed(String),
 }
 
 impl Error {
@@ -52,6 +56,7 @@ impl Error {
             Error::TooLarge(_) => (413, "RequestEntityTooLarge"),
             Error::Unauthorized => (401, "Unauthorized"),
             Error::Forbidden { .. } => (403, "Forbidden"),
+            Error::NotAllowed(_) => (405, "MethodNotAllowed"),
             Error::Store(StoreError::Unavailable(_)) => (503, "ServiceUnavailable"),
             Error::Store(_) | Error::Config(_) => (500, "InternalError"),
         }

@@ -112,7 +112,33 @@ impl Selectors {
 
 /// Where a deleted object's cleanup leaves its hosts; `orphan` is Kubernetes'
 /// `propagationPolicy=Orphan`: the object goes, what it put on hosts stays.
-pub const ORPHAN_ANNOTATION: &str = "hostkit.dev/cascade";
+pub use hostkit_api::wellknown::CASCADE as ORPHAN_ANNOTATION;
+
+tokio::task_local! {
+    static ACTOR: String;
+}
+
+/// Runs `f` with the writes it makes attributed to `actor` (`user/alice`,
+/// `gitsource/infra@abc123`, `rollback/web-undo`): a write that changes an object's spec
+/// records it in the `hostkit.dev/changed-by` annotation, which Revisions cite as their
+/// source. The API server wraps every request in the caller's identity.
+pub async fn as_actor<F: std::future::Future>(actor: String, f: F) -> F::Output {
+    ACTOR.scope(actor, f).await
+}
+
+fn stamp_actor(v: &mut Value) {
+    if let Ok(actor) = ACTOR.try_with(Clone::clone) {
+        let annotations = meta(v)
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(a) = annotations.as_object_mut() {
+            a.insert(
+                hostkit_api::wellknown::CHANGED_BY.into(),
+                Value::String(actor),
+            );
+        }
+    }
+}
 
 /// How a delete goes ahead.
 #[derive(Clone, Copy, Debug, Default)]
@@ -337,6 +363,9 @@ impl Objects {
             serde_json::to_value(now()).expect("time"),
         );
         m.remove("deletionTimestamp");
+        if v.get("spec").is_some() {
+            stamp_actor(&mut v);
+        }
         let bytes = Self::encode(&v)?;
         if dry_run {
             if self.store.get(&kind.key(&name)).await?.is_some() {
@@ -476,11 +505,18 @@ impl Objects {
         dry_run: bool,
     ) -> Result<Value> {
         if next.get("spec") != stored.get("spec") {
+            if kind.kind == "Rollback" {
+                return Err(Error::NotAllowed(format!(
+                    "Rollback/{name}: spec is immutable once created (a rollback that started \
+                     cannot be changed); create a new Rollback"
+                )));
+            }
             let generation = stored
                 .pointer("/metadata/generation")
                 .and_then(Value::as_i64)
                 .unwrap_or(1);
             meta(&mut next).insert("generation".into(), Value::from(generation + 1));
+            stamp_actor(&mut next);
         }
         let deleting = stored.pointer("/metadata/deletionTimestamp").is_some();
         let finalizers_left = next

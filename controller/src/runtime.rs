@@ -55,8 +55,7 @@ pub trait Reconcile: Send + Sync + 'static {
     ) -> Vec<Key>;
 }
 
-/// The finalizer through which deletes are cleaned up on hosts.
-pub const FINALIZER: &str = "hostkit.dev/cleanup";
+pub use hostkit_api::wellknown::FINALIZER;
 
 /// The newest object of each watched kind, by name.
 #[derive(Default)]
@@ -344,7 +343,7 @@ impl Runtime {
             } else {
                 let orphan = object
                     .pointer("/metadata/annotations")
-                    .and_then(|a| a.get(crate::objects::ORPHAN_ANNOTATION))
+                    .and_then(|a| a.get(hostkit_api::wellknown::CASCADE))
                     .and_then(Value::as_str)
                     == Some("orphan");
                 let cleaned = if orphan {

@@ -195,10 +195,17 @@ pub async fn run(
             leader_gauge.set(*leader_watch.borrow() as i64);
         }
     });
-    let kinds = ["projects", "hosts", "services", "policywindows"]
-        .iter()
-        .filter_map(|p| hostkit_api::find_kind(p))
-        .collect();
+    let kinds = [
+        "projects",
+        "hosts",
+        "services",
+        "policywindows",
+        "revisions",
+        "rollbacks",
+    ]
+    .iter()
+    .filter_map(|p| hostkit_api::find_kind(p))
+    .collect();
     let _ = lead_rx.borrow_and_update();
     let run_controller = options.controller;
     let controller = tokio::spawn(async move {

@@ -221,7 +221,6 @@ impl Client {
             .0)
     }
 
-    /// Deletes; returns the object and whether it is gone (false: finalizers pending).
     /// Deletes (`orphan`: the hosts keep what the object put there). True when gone now.
     pub async fn delete(
         &self,

@@ -2,12 +2,14 @@
 //!
 //! The binary only parses flags and maps errors to exit codes; everything else is here,
 //! split by concept: where the server is ([`config`]), talking to it ([`client`]),
-//! reading manifests ([`manifests`]), and printing objects ([`output`]).
+//! reading manifests ([`manifests`]), printing objects ([`output`]), and a Service's
+//! history and rollbacks ([`rollout`]).
 
 pub mod client;
 pub mod config;
 pub mod manifests;
 pub mod output;
+pub mod rollout;
 
 /// Errors hkctl reports; the server's own message is kept verbatim.
 #[derive(Debug, thiserror::Error)]

@@ -115,6 +115,35 @@ enum Command {
     },
     /// List policy windows (open now, next transition) and whether each Service may apply.
     Windows,
+    /// List a Service's revisions: number, age, hosts, changes applied, source.
+    History {
+        /// service/NAME (or NAME).
+        target: String,
+    },
+    /// Roll a Service back by running the down plans of its newer revisions; waits and
+    /// prints each host's result (exit 0: complete, 1: failed or still running).
+    Rollback {
+        /// service/NAME (or NAME).
+        target: String,
+        /// The revision to go back to (default: the previous one).
+        #[arg(long)]
+        to_revision: Option<u64>,
+        /// Only these resource ids, e.g. file:/etc/web/runtime.env (repeat for more).
+        #[arg(long = "only", value_name = "ID")]
+        only: Vec<String>,
+        /// Run even while a policy window denies changes.
+        #[arg(long)]
+        force: bool,
+        /// Why, recorded on the Rollback.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Create it and return at once.
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to wait.
+        #[arg(long, default_value = "10m")]
+        timeout: String,
+    },
     /// Show what apply would change (exit 0: none, 1: differences, 2: error).
     Diff {
         #[arg(short = 'f', long = "filename", required = true)]
@@ -236,6 +265,53 @@ async fn run(cli: Cli) -> Result<u8> {
                 })
             });
             Ok(if empty { 0 } else { 2 })
+        }
+        Command::History { target } => {
+            let name = hkctl::rollout::service_name(target)?;
+            let c = client(&cli)?;
+            let svc = c.get(find_kind("services").expect("kind"), name).await?;
+            let revs = hkctl::rollout::revisions(&c, name).await?;
+            if revs.is_empty() {
+                out(&format!(
+                    "service/{name} has no revisions yet (nothing applied)\n"
+                ));
+            } else {
+                out(&hkctl::rollout::history_table(
+                    &svc,
+                    &revs,
+                    chrono::Utc::now(),
+                ));
+            }
+            Ok(0)
+        }
+        Command::Rollback {
+            target,
+            to_revision,
+            only,
+            force,
+            reason,
+            no_wait,
+            timeout,
+        } => {
+            let name = hkctl::rollout::service_name(target)?;
+            let timeout = hostkit_api::values::Duration::parse(timeout)
+                .map_err(Error::Usage)?
+                .as_std();
+            let c = client(&cli)?;
+            let request = hkctl::rollout::Request {
+                service: name,
+                to_revision: *to_revision,
+                only,
+                force: *force,
+                reason: reason.as_deref(),
+            };
+            let rb = hkctl::rollout::create(&c, &request, chrono::Utc::now()).await?;
+            out(&format!("rollback/{rb} created\n"));
+            if *no_wait {
+                return Ok(0);
+            }
+            let done = hkctl::rollout::follow(&c, &rb, timeout, out).await?;
+            Ok(if done { 0 } else { 1 })
         }
         Command::Windows => {
             let c = client(&cli)?;

@@ -1051,7 +1051,12 @@ impl DownPlan {
     ) -> DownPlan {
         let mut steps = Vec::new();
         let mut restarts = Vec::new();
-        for res in results.iter().rev().filter(|r| r.status == Status::Applied) {
+        // A unit whose (re)start failed was still stopped or restarted: its undo is due
+        // too. Other failed changes had no effect (files are renamed into place at the end).
+        let undo_due = |r: &&ChangeResult| {
+            r.status == Status::Applied || (r.status == Status::Failed && r.id.starts_with("unit:"))
+        };
+        for res in results.iter().rev().filter(undo_due) {
             let Some(r) = prepared.resources.get(&res.id) else {
                 continue;
             };
@@ -1182,29 +1187,19 @@ impl DownPlan {
             });
         }
         steps.extend(restarts);
-        let mut coverage = Coverage::default();
-        for st in &steps {
-            match &st.action {
-                DownAction::Noop => coverage.noop += 1,
-                DownAction::Skip { warning } => {
-                    coverage.skipped.push((st.id.clone(), warning.clone()))
-                }
-                _ => coverage.reversible += 1,
-            }
-        }
-        DownPlan {
+        let mut down = DownPlan {
             host: host.to_string(),
             revision: revision.to_string(),
             steps,
-            coverage,
-        }
+            coverage: Coverage::default(),
+        };
+        down.coverage = crate::history::coverage(&down);
+        down
     }
 
     /// Keeps only the steps of `only` (resource ids); unit restarts of kept files stay.
     pub fn only(&self, only: &[String]) -> DownPlan {
-        let mut d = self.clone();
-        d.steps.retain(|s| only.contains(&s.id));
-        d
+        crate::history::only(self, only)
     }
 
     pub fn render(&self) -> String {
@@ -1301,7 +1296,11 @@ mv -f "$t" "$p"; trap - EXIT
             sh_quote(name)
         ),
         DownAction::RestartUnit { name } => {
-            format!("set -e\nsystemctl restart {}\n", sh_quote(name))
+            // A unit that failed hit its start limit: clear it, or restart is refused.
+            format!(
+                "systemctl reset-failed {n} 2>/dev/null || true\nset -e\nsystemctl restart {n}\n",
+                n = sh_quote(name)
+            )
         }
         DownAction::RunCommand { command, exec } => command_script(command, exec, false),
         DownAction::RestoreFirewall {

@@ -220,7 +220,12 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
         ));
         let mut opts = opts;
         opts.settle = input.settle;
-        match apply::apply(t.as_ref(), &prepared, &opts).await {
+        let result = apply::apply(t.as_ref(), &prepared, &opts).await;
+        if let Ok(a) = &result {
+            // Host-level applies are not kept in a history yet: their backups go.
+            crate::service::discard_backups(Some(&t), &a.revision).await;
+        }
+        match result {
             Ok(a) if a.ok => notes.push(Note {
                 warning: false,
                 reason: "Applied",

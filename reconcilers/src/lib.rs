@@ -11,6 +11,7 @@
 
 pub mod apply;
 pub mod expand;
+pub mod history;
 pub mod host;
 pub mod manifests;
 pub mod naming;

@@ -14,6 +14,7 @@ use hostkit_api::kinds::{
 use hostkit_api::meta::{Condition, ConditionStatus, set_condition};
 
 use crate::apply::{self, ApplyOptions};
+use crate::history::{Run, Undone};
 use crate::plan::{self, Action, Plan};
 use crate::resource::Resource;
 use crate::secrets::Secrets;
@@ -51,6 +52,9 @@ pub struct Note {
 #[async_trait::async_trait]
 pub trait Sink: Send + Sync {
     async fn publish(&self, status: &ServiceStatus, notes: &[Note]);
+    /// Keeps an apply of a new generation (`digest`) on `host` in the service's history;
+    /// returns the revision number it went into (`None`: not recorded, a warning said why).
+    async fn record_run(&self, host: &str, run: &Run, digest: &str) -> Option<u64>;
 }
 
 /// Why changes were applied: to follow a new generation, or to undo drift.
@@ -77,6 +81,11 @@ pub struct HostReport {
     pub drifted: bool,
     pub pending: u32,
     pub applied: Option<(Intent, usize)>,
+    /// The apply of a new generation (ok or not) for the service's history; corrective
+    /// applies are not history.
+    pub run: Option<Run>,
+    /// `rollout.autoRollback` undid a failed apply on this host.
+    pub auto_rollback: Option<Undone>,
 }
 
 /// A failure of the reconcile as a whole.
@@ -96,6 +105,11 @@ pub struct Report {
     pub wake_at: Option<DateTime<Utc>>,
     pub failure: Option<Failure>,
     pub applied_any: bool,
+    /// A failed apply was undone by `rollout.autoRollback`: retrying the same generation
+    /// would fail the same way, so the failure is terminal.
+    pub auto_rolled_back: bool,
+    /// Digest of the desired resources this reconcile worked towards.
+    pub digest: String,
 }
 
 pub struct Input<'a> {
@@ -111,6 +125,15 @@ pub struct Input<'a> {
     pub secrets: &'a Secrets,
     /// How long a restarted unit must stay active.
     pub settle: std::time::Duration,
+    /// Plan and report, but apply nothing (a rollback of this service is running).
+    pub hold: Option<String>,
+    /// Asked again right before each host's apply, with the host's lock held: a rollback
+    /// that started while this reconcile was planning must win.
+    pub recheck_hold: Option<&'a (dyn Fn() -> Option<String> + Sync)>,
+    /// Resource ids a partial rollback put back: left out of plans until the spec changes.
+    pub held: Vec<String>,
+    /// The service's revisions as (number, desired digest), to name what each host runs.
+    pub revisions: Vec<(u64, String)>,
 }
 
 fn cond(
@@ -239,6 +262,12 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
         }
     };
     let digest = plan::desired_digest(&resources);
+    report.digest = digest.clone();
+    let paused = if input.spec.paused {
+        Some("spec.paused: plans only".to_string())
+    } else {
+        input.hold.clone()
+    };
     set(
         &mut status,
         "Stalled",
@@ -291,7 +320,8 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
             Ok(t) => {
                 let guard = hosts.lock(&w.target.name).await;
                 match plan::prepare(t.as_ref(), &resources, &[], input.secrets).await {
-                    Ok(p) => {
+                    Ok(mut p) => {
+                        p.plan.changes.retain(|c| !input.held.contains(&c.id));
                         let applied_here = status
                             .hosts
                             .iter()
@@ -315,6 +345,7 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
             }
         }
         let h = host_status(&mut status, &w.target.name);
+        h.held = input.held.clone();
         if let Some(p) = &w.prepared {
             summarize(h, &p.plan, w.drift);
             if w.drift {
@@ -391,6 +422,17 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
         },
         format!("{pending} change(s) pending"),
     );
+    if work_to_do {
+        // Not Ready while changes are pending: a reader that sees this generation
+        // observed must not also see the previous generation's Ready=True.
+        set(
+            &mut status,
+            "Ready",
+            false,
+            "ChangesPending",
+            format!("{pending} change(s) pending"),
+        );
+    }
     sink.publish(&status, &notes).await;
     notes.clear();
 
@@ -418,9 +460,13 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
                 .map(|p| pending_total(&p.plan))
                 .unwrap_or(0),
             applied: None,
+            run: None,
+            auto_rollback: None,
         })
         .collect();
+    let auto_rollback = input.spec.rollout.as_ref().is_some_and(|r| r.auto_rollback);
     let mut wave: Vec<usize> = Vec::new();
+    let mut recorded: Vec<(u64, String)> = Vec::new();
     for i in 0..=work.len() {
         // Run the wave when it is full, when a failure is next in line, or at the end.
         let failing_next = work.get(i).is_some_and(|w| w.error.is_some());
@@ -447,10 +493,20 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
                 } else {
                     Intent::Intentional
                 };
+                if intent == Intent::Corrective
+                    && let Ok(applied) = &outcome
+                {
+                    // A repair is not history (undoing it would put the drift back): its
+                    // backups of the drifted files have no use.
+                    discard_backups(w.transport.as_ref(), &applied.revision).await;
+                }
                 match outcome {
                     Ok(applied) if applied.ok => {
                         let n = applied.count(apply::Status::Applied);
                         r.applied = Some((intent, n));
+                        if intent == Intent::Intentional {
+                            r.run = Some(Run::from_applied(&applied, now));
+                        }
                         r.drifted = false;
                         r.pending = 0;
                         report.applied_any = true;
@@ -483,7 +539,57 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
                             reason: "ApplyFailed",
                             message: format!("{}: {msg}", w.target.name),
                         });
-                        stopped.get_or_insert_with(|| format!("{}: {msg}", w.target.name));
+                        let mut stop = format!("{}: {msg}", w.target.name);
+                        if auto_rollback && intent == Intent::Intentional {
+                            let t = w.transport.as_ref().expect("connected");
+                            let run = Run::from_applied(&applied, now);
+                            match crate::history::undo(t.as_ref(), &[&run], &[]).await {
+                                Ok(undone) => {
+                                    notes.push(Note {
+                                        warning: !undone.ok,
+                                        reason: "AutoRollback",
+                                        message: if undone.ok {
+                                            format!(
+                                                "{}: the failed apply of generation {generation} was rolled back ({} step(s) undone, {} skipped)",
+                                                w.target.name,
+                                                undone.coverage.reversible,
+                                                undone.coverage.skipped.len()
+                                            )
+                                        } else {
+                                            format!(
+                                                "{}: rolling back the failed apply failed: {}",
+                                                w.target.name,
+                                                undone.error.clone().unwrap_or_default()
+                                            )
+                                        },
+                                    });
+                                    if undone.ok {
+                                        stop.push_str("; rolled back automatically; fix the spec");
+                                        report.auto_rolled_back = true;
+                                        discard_backups(Some(t), &run.id).await;
+                                    } else {
+                                        r.run = Some(run);
+                                    }
+                                    r.auto_rollback = Some(undone);
+                                }
+                                Err(e) => {
+                                    hosts.forget(&w.target.name);
+                                    r.run = Some(run);
+                                    notes.push(Note {
+                                        warning: true,
+                                        reason: "AutoRollback",
+                                        message: format!(
+                                            "{}: could not roll back: {e}",
+                                            w.target.name
+                                        ),
+                                    });
+                                }
+                            }
+                        } else if intent == Intent::Intentional && n > 0 {
+                            // A partial apply is history too: its changes stay on the host.
+                            r.run = Some(Run::from_applied(&applied, now));
+                        }
+                        stopped.get_or_insert(stop);
                     }
                     Err(e) => {
                         hosts.forget(&w.target.name);
@@ -494,6 +600,19 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
                             message: format!("{}: {e}", w.target.name),
                         });
                         stopped.get_or_insert_with(|| format!("{}: {e}", w.target.name));
+                    }
+                }
+            }
+            // History before the status says Ready: whoever sees Ready finds the revision.
+            for &k in &wave {
+                let Some(run) = hr[k].run.clone() else {
+                    continue;
+                };
+                let host = hr[k].host.clone();
+                if let Some(n) = sink.record_run(&host, &run, &digest).await {
+                    recorded.push((n, digest.clone()));
+                    if run.ok {
+                        host_status(&mut status, &host).revision = Some(n);
                     }
                 }
             }
@@ -516,8 +635,11 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
         if stopped.is_some() {
             continue;
         }
-        if input.spec.paused {
-            blocked.push(format!("{}: paused", w.target.name));
+        if let Some(why) = paused
+            .clone()
+            .or_else(|| input.recheck_hold.and_then(|check| check()))
+        {
+            blocked.push(format!("{}: {why}", w.target.name));
             continue;
         }
         let decision = match windows::decide(
@@ -551,6 +673,22 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
     }
     report.hosts = hr;
     drop(work);
+    // Each host's revision: the newest whose desired state it matches.
+    let known: Vec<&(u64, String)> = input.revisions.iter().chain(&recorded).collect();
+    if let Some(newest) = known.iter().map(|(n, _)| *n).max() {
+        status.current_revision = Some(newest);
+    }
+    for h in &mut status.hosts {
+        if let Some(d) = &h.applied_digest
+            && let Some(n) = known
+                .iter()
+                .filter(|(_, digest)| digest == d)
+                .map(|(n, _)| *n)
+                .max()
+        {
+            h.revision = Some(n);
+        }
+    }
 
     let remaining_drift: Vec<&str> = report
         .hosts
@@ -581,8 +719,8 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
     set(
         &mut status,
         "WindowBlocked",
-        !blocked.is_empty() && !input.spec.paused,
-        if blocked.is_empty() || input.spec.paused {
+        !blocked.is_empty() && paused.is_none(),
+        if blocked.is_empty() || paused.is_some() {
             "NotBlocked"
         } else {
             "WindowClosed"
@@ -596,8 +734,11 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
     match &stopped {
         Some(msg) => {
             set(&mut status, "Applied", false, "ApplyFailed", msg.clone());
+            if report.auto_rolled_back {
+                set(&mut status, "Stalled", true, "AutoRolledBack", msg.clone());
+            }
             report.failure = Some(Failure {
-                terminal: false,
+                terminal: report.auto_rolled_back,
                 message: msg.clone(),
             });
         }
@@ -608,12 +749,12 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
             "Applied",
             format!("generation {generation} is applied on every host"),
         ),
-        None if input.spec.paused => set(
+        None if paused.is_some() => set(
             &mut status,
             "Applied",
             false,
             "Paused",
-            "spec.paused: plans only".into(),
+            paused.clone().unwrap_or_default(),
         ),
         None => set(
             &mut status,
@@ -632,7 +773,7 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
             "Converged"
         } else if stopped.is_some() {
             "ApplyFailed"
-        } else if input.spec.paused {
+        } else if paused.is_some() {
             "Paused"
         } else {
             "ChangesPending"
@@ -723,6 +864,8 @@ pub async fn cleanup(
                 terminal: false,
                 message: e.to_string(),
             })?;
+        // The object is going: nothing will ever undo this removal.
+        discard_backups(Some(&t), &applied.revision).await;
         if !applied.ok {
             return Err(Failure {
                 terminal: false,
@@ -741,4 +884,14 @@ pub async fn cleanup(
     }
     sink.publish(&input.status, &notes).await;
     Ok(())
+}
+
+/// Removes the backups of an apply that no history keeps (best effort: a leftover folder
+/// costs disk space, never correctness).
+pub async fn discard_backups(transport: Option<&Arc<dyn Transport>>, run: &str) {
+    if let Some(t) = transport
+        && let Err(e) = crate::history::remove_backups(t.as_ref(), &[run.to_string()]).await
+    {
+        tracing::warn!(host = t.host(), run, error = %e, "could not remove backups");
+    }
 }

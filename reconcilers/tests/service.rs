@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, TimeZone, Utc};
 use hostkit_api::kinds::{HostSpec, PolicyWindowSpec, ServiceSpec, ServiceStatus};
 use hostkit_api::meta::ConditionStatus;
+use hostkit_reconcilers::history::Run as HistoryRun;
 use hostkit_reconcilers::secrets::Secrets;
 use hostkit_reconcilers::service::{self, Hosts, Input, Note, Report, Sink, Target};
 use hostkit_reconcilers::transport::{Local, Output, Transport};
@@ -110,12 +111,18 @@ impl Hosts for TestHosts {
 #[derive(Default)]
 struct Recorder {
     notes: Mutex<Vec<Note>>,
+    runs: Mutex<Vec<(String, HistoryRun)>>,
 }
 
 #[async_trait::async_trait]
 impl Sink for Recorder {
     async fn publish(&self, _status: &ServiceStatus, notes: &[Note]) {
         self.notes.lock().unwrap().extend_from_slice(notes);
+    }
+    async fn record_run(&self, host: &str, run: &HistoryRun, _digest: &str) -> Option<u64> {
+        let mut runs = self.runs.lock().unwrap();
+        runs.push((host.to_string(), run.clone()));
+        Some(runs.len() as u64)
     }
 }
 
@@ -165,6 +172,10 @@ async fn reconcile(run: Run<'_>, hosts: &TestHosts, sink: &Recorder) -> Report {
             now: run.now,
             secrets: &secrets,
             settle: std::time::Duration::ZERO,
+            hold: None,
+            recheck_hold: None,
+            held: Vec::new(),
+            revisions: Vec::new(),
         },
         hosts,
         sink,
@@ -275,6 +286,15 @@ async fn drift_is_corrective_and_a_new_generation_is_intentional() {
     let r = reconcile(run(&s2, r.status, 2), &hosts, &sink).await;
     assert_eq!(r.hosts[0].applied, Some((service::Intent::Intentional, 1)));
     assert_eq!(r.status.hosts[0].last_applied_generation, Some(2));
+    // History has the two intentional applies, not the repair.
+    let runs = sink.runs.lock().unwrap().clone();
+    assert_eq!(runs.len(), 2);
+    assert!(
+        runs.iter()
+            .all(|(h, run)| h == "h1" && run.ok && !run.down.steps.is_empty())
+    );
+    assert_eq!(r.status.hosts[0].revision, Some(2));
+    assert_eq!(r.status.current_revision, Some(2));
 }
 
 #[tokio::test]

@@ -154,13 +154,63 @@ pub struct TargetRef {
 pub struct RollbackStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    /// Per host: result and coverage of the down plan.
+    /// Per host: result and coverage of the down plans.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hosts: Vec<serde_json::Value>,
+    pub hosts: Vec<RollbackHost>,
+    /// The revision the target was at when the rollback started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_revision: Option<u64>,
+    /// The revision it goes back to (`previous` resolved).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_revision: Option<u64>,
+    /// The Revision written for the result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_revision: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+}
+
+/// One host of a Rollback.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RollbackHost {
+    pub host: String,
+    /// `Pending`, `RolledBack`, `Failed`, or `Skipped` (nothing recorded there).
+    pub phase: String,
+    /// Revisions whose down plans ran here, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undone: Vec<u64>,
+    /// Runs (applies) undone so far; a resumed rollback skips them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<String>,
+    #[serde(default)]
+    pub coverage: Coverage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// How much of what was applied a down plan undoes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Coverage {
+    /// Steps that put the previous state back.
+    #[serde(default)]
+    pub reversible: u32,
+    /// `down: noop` steps: nothing to do, on purpose.
+    #[serde(default)]
+    pub noop: u32,
+    /// Steps that cannot be undone, with why (irreversible commands, kept accounts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedStep>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SkippedStep {
+    pub id: String,
+    pub reason: String,
 }
 
 pub const ROLLBACK_INFO: KindInfo = KindInfo {
@@ -183,23 +233,46 @@ impl KindSpec for RollbackSpec {
     }
 }
 
-/// An immutable record of one successful apply, written by the controller.
+/// A record of one applied spec of a target, written by the controller: the spec, and per
+/// host the applies of it with their down plans. Users read Revisions; only the controller
+/// writes them (a rollout across hosts adds each host's apply as it happens).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RevisionSpec {
     pub target_ref: ObjectRef,
     pub revision: u64,
+    /// The target's generation when it was first applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// Digest of the desired resources: two revisions with the same digest ask the host
+    /// for the same state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_digest: Option<String>,
     /// The target's spec as applied.
     #[serde(default)]
     pub spec_snapshot: serde_json::Value,
-    /// Per host: the applied plan and its down plan (with backup references).
+    /// Per host: the applies of this spec, each with its changes and down plan (backup
+    /// references and sha256s, never content).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hosts: Vec<serde_json::Value>,
+    pub hosts: Vec<RevisionHost>,
+    /// Set on a revision a Rollback wrote: the revision it went back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_to: Option<u64>,
     /// Who caused it: `hkctl:<user>`, `gitsource/<name>@<commit>`, `rollback/<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Time>,
+}
+
+/// The applies of one revision on one host, oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RevisionHost {
+    pub host: String,
+    /// Each apply: `{id, time, ok, changes: [{id, action, status}], down: {steps, coverage}}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

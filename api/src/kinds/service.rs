@@ -628,6 +628,12 @@ pub struct HostPlanStatus {
     /// Resource ids that no longer match what was applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drifted: Vec<String>,
+    /// Resource ids a partial Rollback put back, left out of plans until the spec changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<String>,
+    /// The Revision this host runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_generation: Option<u64>,
     /// Digest of the desired resources the host last matched: a later generation that

@@ -4,8 +4,10 @@
 //! One file per reconciled kind; `dependents.rs` says which changes wake which objects.
 
 mod dependents;
+mod history;
 mod hosts;
 mod policy_windows;
+mod rollbacks;
 mod services;
 
 pub use services::live_plan;
@@ -21,7 +23,7 @@ use hostkit_api::kinds::{
     Firewall, HostSpec, Object, PolicyWindowSpec, ProjectSpec, ServiceSpec, ServiceStatus,
 };
 use hostkit_api::meta::ObjectRef;
-use hostkit_api::{KindInfo, find_kind};
+use hostkit_api::{KindInfo, find_kind, wellknown};
 use hostkit_reconcilers::secrets::Secrets;
 use hostkit_reconcilers::service::{self, Hosts, Note, Sink, Target};
 use hostkit_reconcilers::ssh::{Ssh, SshOptions};
@@ -120,6 +122,49 @@ impl Sink for StatusSink<'_> {
         let status = serde_json::to_value(status).expect("status serialises");
         self.c.write_status(self.kind, &self.object, status).await;
         self.c.record(self.kind, &self.object, notes).await;
+    }
+
+    async fn record_run(
+        &self,
+        host: &str,
+        run: &hostkit_reconcilers::history::Run,
+        digest: &str,
+    ) -> Option<u64> {
+        let o = &self.object;
+        let name = name_of(o)?;
+        let target = history::Target {
+            kind: self.kind.kind,
+            name,
+            uid: o.pointer("/metadata/uid").and_then(Value::as_str),
+            generation: o
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1),
+            spec: o.get("spec").cloned().unwrap_or_default(),
+            digest,
+            source: history::changed_by(o),
+            rolled_back_to: None,
+        };
+        let highest = o.pointer("/status/currentRevision").and_then(Value::as_u64);
+        match self
+            .c
+            .record_runs(&target, &[(host.to_string(), run.clone())], highest)
+            .await
+        {
+            Ok(n) => Some(n),
+            Err(e) => {
+                // The apply happened; a retry cannot bring its run back. Say so loudly.
+                let message = format!("{host}: the apply was not recorded in the history: {e:?}");
+                tracing::warn!(service = name, "{message}");
+                let note = Note {
+                    warning: true,
+                    reason: "HistoryNotRecorded",
+                    message,
+                };
+                self.c.record(self.kind, o, &[note]).await;
+                None
+            }
+        }
     }
 }
 
@@ -234,7 +279,45 @@ impl Controllers {
             now: (self.clock)(),
             secrets: &self.secrets,
             settle: self.settle,
+            hold: hold_of(&o.metadata.annotations, |rb| self.rollback_running(rb)),
+            recheck_hold: None,
+            revisions: self
+                .revisions_of("Service", &o.metadata.name)
+                .iter()
+                .filter_map(|r| Some((r.spec.revision, r.spec.desired_digest.clone()?)))
+                .collect(),
+            held: o
+                .metadata
+                .annotations
+                .get(wellknown::HELD)
+                .and_then(|v| wellknown::parse_held(v))
+                .filter(|(g, _)| Some(*g) == o.metadata.generation)
+                .map(|(_, ids)| ids)
+                .unwrap_or_default(),
         }
+    }
+
+    /// The hold on a Service as the cache sees it now.
+    fn current_hold(&self, service: &str) -> Option<String> {
+        let v = self.caches.get("services", service)?;
+        let annotations: BTreeMap<String, String> = v
+            .pointer("/metadata/annotations")
+            .and_then(|a| serde_json::from_value(a.clone()).ok())
+            .unwrap_or_default();
+        hold_of(&annotations, |rb| self.rollback_running(rb))
+    }
+
+    /// Whether the named Rollback exists and has not finished.
+    fn rollback_running(&self, name: &str) -> bool {
+        self.caches.get("rollbacks", name).is_some_and(|rb| {
+            !rb.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True"
+                    })
+                })
+        })
     }
 }
 
@@ -245,6 +328,7 @@ impl Reconcile for Controllers {
             "services" => self.reconcile_service(object).await,
             "hosts" => self.reconcile_host(object).await,
             "policywindows" => self.reconcile_window(object).await,
+            "rollbacks" => self.reconcile_rollback(object).await,
             _ => Ok(Action::AwaitChange),
         }
     }
@@ -256,7 +340,13 @@ impl Reconcile for Controllers {
                 let hosts = status_hosts(&object);
                 self.cleanup_service(object).await?;
                 self.metrics.forget_object("Service", &name, &hosts);
+                // Its history goes with it (each Revision's finalizer removes its backups).
+                self.prune_revisions("Service", &name, 0).await;
+                if let Some(newest) = self.revisions_of("Service", &name).last() {
+                    self.delete_revision(&newest.metadata.name).await;
+                }
             }
+            "revisions" => self.cleanup_revision(object).await?,
             "hosts" => self.metrics.forget_host(&name),
             "policywindows" => self.metrics.forget_window(&name),
             _ => {}
@@ -294,4 +384,15 @@ impl Controllers {
             clock,
         }
     }
+}
+
+/// `Rollback/x is running` when a Service's annotations name a running Rollback.
+fn hold_of(
+    annotations: &BTreeMap<String, String>,
+    running: impl Fn(&str) -> bool,
+) -> Option<String> {
+    annotations
+        .get(wellknown::ROLLBACK_IN_PROGRESS)
+        .filter(|rb| running(rb))
+        .map(|rb| format!("Rollback/{rb} is running"))
 }

@@ -9,7 +9,9 @@ impl Controllers {
         let l = labels(&v);
         let project = self.project(&o.spec)?;
         let windows = self.windows();
-        let input = self.service_input(&o, &l, project.as_ref(), &windows);
+        let recheck = || self.current_hold(&o.metadata.name);
+        let mut input = self.service_input(&o, &l, project.as_ref(), &windows);
+        input.recheck_hold = Some(&recheck);
         let now = input.now;
         let sink = StatusSink {
             c: self,
@@ -17,6 +19,25 @@ impl Controllers {
             object: v.clone(),
         };
         let report = service::reconcile(input, self.pool.as_ref(), &sink).await;
+        for h in &report.hosts {
+            if let Some(undone) = h.auto_rollback.as_ref().filter(|u| u.ok) {
+                let why = report
+                    .failure
+                    .as_ref()
+                    .map(|f| f.message.clone())
+                    .unwrap_or_default();
+                self.record_auto_rollback(&o, &h.host, &why, &undone.coverage)
+                    .await;
+            }
+        }
+        if report.hosts.iter().any(|h| h.run.is_some()) {
+            self.prune_revisions(
+                "Service",
+                &o.metadata.name,
+                o.spec.revision_history_limit.unwrap_or(10),
+            )
+            .await;
+        }
         let left: Vec<String> = status_hosts(&v)
             .into_iter()
             .filter(|h| !report.hosts.iter().any(|r| &r.host == h))

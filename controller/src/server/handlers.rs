@@ -93,6 +93,18 @@ impl Params {
     }
 }
 
+/// Refuses API writes to kinds only the controller writes.
+fn writable(kind: &KindInfo) -> Result<()> {
+    if kind.kind == "Revision" {
+        return Err(Error::NotAllowed(
+            "Revisions are written by the controller; list them with `hkctl history \
+             service/NAME`, read one with `hkctl get rev NAME -o yaml`"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 fn kind_of(plural: &str) -> Result<&'static KindInfo> {
     kind_by_plural(plural).ok_or_else(|| Error::NotFound {
         kind: "resource type".into(),
@@ -292,6 +304,7 @@ pub(super) async fn create(
     body: Bytes,
 ) -> Result<Response> {
     let kind = kind_of(&plural)?;
+    writable(kind)?;
     let params = Params::parse(query)?;
     let body = parse_body(&headers, &body)?;
     let created = state.objects.create(kind, body, params.dry_run()?).await?;
@@ -306,6 +319,7 @@ pub(super) async fn replace(
     body: Bytes,
 ) -> Result<Json<Value>> {
     let kind = kind_of(&plural)?;
+    writable(kind)?;
     let params = Params::parse(query)?;
     let body = parse_body(&headers, &body)?;
     Ok(Json(
@@ -343,6 +357,7 @@ pub(super) async fn apply(
     body: Bytes,
 ) -> Result<Response> {
     let kind = kind_of(&plural)?;
+    writable(kind)?;
     let params = Params::parse(query)?;
     let body = parse_body(&headers, &body)?;
     if let Some(manager) = &params.field_manager {

@@ -175,8 +175,9 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
     if caller.role == Role::ReadOnly && request.method() != Method::GET {
         return Error::Forbidden { user: caller.user }.into_response();
     }
+    let actor = format!("user/{}", caller.user);
     request.extensions_mut().insert(caller);
-    next.run(request).await
+    crate::objects::as_actor(actor, next.run(request)).await
 }
 
 async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {

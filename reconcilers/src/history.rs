@@ -1,0 +1,300 @@
+//! What a Revision keeps of each apply, and undoing it.
+//!
+//! A [`Run`] is one apply on one host, reduced to what a rollback needs: the changes and
+//! their outcome, and the down plan with its backup references and sha256s. It holds no
+//! file content and no secret (the down plan restores bytes from backups on the host).
+//! [`undo`] runs the down plans of several runs, newest first, so that a rollback across
+//! revisions walks the host back one apply at a time.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::apply::{self, Applied, Coverage, DownPlan, Status};
+use crate::plan::Action;
+use crate::transport::{Transport, sh_quote};
+
+/// One change of a run, as history shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunChange {
+    pub id: String,
+    pub action: Action,
+    pub status: Status,
+}
+
+/// One apply on one host.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Run {
+    /// Names the run and its backup folder on the host.
+    pub id: String,
+    pub time: DateTime<Utc>,
+    pub ok: bool,
+    pub changes: Vec<RunChange>,
+    pub down: DownPlan,
+}
+
+impl Run {
+    pub fn from_applied(applied: &Applied, time: DateTime<Utc>) -> Run {
+        Run {
+            id: applied.revision.clone(),
+            time,
+            ok: applied.ok,
+            changes: applied
+                .results
+                .iter()
+                .filter(|r| r.status != Status::NotRun)
+                .map(|r| RunChange {
+                    id: r.id.clone(),
+                    action: r.action,
+                    status: r.status,
+                })
+                .collect(),
+            down: applied.down.clone(),
+        }
+    }
+}
+
+/// Keeps the steps of `only` (resource ids), and, when a file of them is restored, the
+/// unit restarts of the down plan: a daemon must read its restored config.
+pub fn only(down: &DownPlan, only: &[String]) -> DownPlan {
+    if only.is_empty() {
+        return down.clone();
+    }
+    let mut d = down.clone();
+    let restores_files = down
+        .steps
+        .iter()
+        .any(|s| only.contains(&s.id) && s.id.starts_with("file:"));
+    d.steps.retain(|s| {
+        only.contains(&s.id)
+            || (restores_files && matches!(s.action, apply::DownAction::RestartUnit { .. }))
+    });
+    d.coverage = coverage(&d);
+    d
+}
+
+/// Recounts a down plan's coverage after filtering.
+pub fn coverage(down: &DownPlan) -> Coverage {
+    let mut c = Coverage::default();
+    for s in &down.steps {
+        match &s.action {
+            apply::DownAction::Noop => c.noop += 1,
+            apply::DownAction::Skip { warning } => c.skipped.push((s.id.clone(), warning.clone())),
+            _ => c.reversible += 1,
+        }
+    }
+    c
+}
+
+/// The outcome of undoing runs on one host.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Undone {
+    pub ok: bool,
+    /// Run ids whose down plans completed.
+    pub runs: Vec<String>,
+    pub coverage: Coverage,
+    /// The first failure, naming the step.
+    pub error: Option<String>,
+}
+
+/// Runs the down plans of `runs` (give them newest first), filtered by `only`, stopping at
+/// the first failure. Every step is idempotent except a command's own `down:`; a rollback
+/// resumed after a crash re-runs the run it was in.
+pub async fn undo(transport: &dyn Transport, runs: &[&Run], only_ids: &[String]) -> Result<Undone> {
+    let mut out = Undone {
+        ok: true,
+        ..Default::default()
+    };
+    for run in runs {
+        let down = only(&run.down, only_ids);
+        let c = coverage(&down);
+        out.coverage.reversible += c.reversible;
+        out.coverage.noop += c.noop;
+        out.coverage.skipped.extend(c.skipped);
+        let result = apply::run_down(transport, &down).await?;
+        if !result.ok {
+            out.ok = false;
+            out.error = result
+                .steps
+                .iter()
+                .find(|s| s.status == Status::Failed)
+                .map(|s| format!("{}: {}", s.id, s.message.clone().unwrap_or_default()));
+            return Ok(out);
+        }
+        out.runs.push(run.id.clone());
+    }
+    Ok(out)
+}
+
+/// Removes the backup folders of pruned runs from a host.
+pub async fn remove_backups(transport: &dyn Transport, run_ids: &[String]) -> Result<()> {
+    if run_ids.is_empty() {
+        return Ok(());
+    }
+    let mut script = String::from("set -e\n");
+    for id in run_ids {
+        // Run ids are ours (`<name>-g<generation>-<time>`), but quote them anyway: a path
+        // built from data is never trusted to be a single word.
+        script.push_str(&format!(
+            "rm -rf -- {}\n",
+            sh_quote(&apply::backup_root(id))
+        ));
+    }
+    let out = transport.run(&script).await?;
+    if out.status != 0 {
+        return Err(crate::Error::Transport {
+            host: transport.host().to_string(),
+            message: format!("removing backups: {}", out.stderr_text().trim()),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::{DownAction, DownStep};
+    use crate::transport::Recording;
+
+    fn plan(steps: Vec<(&str, DownAction)>) -> DownPlan {
+        let mut d = DownPlan {
+            host: "h".into(),
+            revision: "r".into(),
+            steps: steps
+                .into_iter()
+                .map(|(id, action)| DownStep {
+                    id: id.into(),
+                    action,
+                })
+                .collect(),
+            coverage: Coverage::default(),
+        };
+        d.coverage = coverage(&d);
+        d
+    }
+
+    fn demo() -> DownPlan {
+        plan(vec![
+            (
+                "file:/etc/a.env",
+                DownAction::RemoveFile {
+                    path: "/etc/a.env".into(),
+                    unit: false,
+                },
+            ),
+            (
+                "file:/etc/b.conf",
+                DownAction::RemoveFile {
+                    path: "/etc/b.conf".into(),
+                    unit: false,
+                },
+            ),
+            (
+                "command:migrate",
+                DownAction::Skip {
+                    warning: "command migrate is irreversible (no down)".into(),
+                },
+            ),
+            ("command:seed", DownAction::Noop),
+            (
+                "unit:app.service",
+                DownAction::RestartUnit {
+                    name: "app.service".into(),
+                },
+            ),
+        ])
+    }
+
+    #[test]
+    fn only_keeps_the_named_steps_and_the_restarts_of_restored_files() {
+        let d = only(&demo(), &["file:/etc/a.env".into()]);
+        let ids: Vec<&str> = d.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["file:/etc/a.env", "unit:app.service"]);
+        assert_eq!(d.coverage.reversible, 2);
+        let d = only(&demo(), &["command:seed".into()]);
+        let ids: Vec<&str> = d.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["command:seed"], "no file restored: no restart");
+        assert_eq!(only(&demo(), &[]).steps.len(), 5);
+    }
+
+    #[test]
+    fn coverage_reports_irreversible_and_noop_steps() {
+        let c = coverage(&demo());
+        assert_eq!(c.reversible, 3);
+        assert_eq!(c.noop, 1);
+        assert_eq!(
+            c.skipped,
+            [(
+                "command:migrate".to_string(),
+                "command migrate is irreversible (no down)".to_string()
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn undo_runs_newest_first_and_stops_at_a_failure() {
+        let t = Recording::default();
+        let newer = Run {
+            id: "svc-g2".into(),
+            time: Utc::now(),
+            ok: true,
+            changes: vec![],
+            down: plan(vec![(
+                "file:/x",
+                DownAction::RemoveFile {
+                    path: "/x-from-g2".into(),
+                    unit: false,
+                },
+            )]),
+        };
+        let older = Run {
+            id: "svc-g1".into(),
+            down: plan(vec![(
+                "file:/x",
+                DownAction::RemoveFile {
+                    path: "/x-from-g1".into(),
+                    unit: false,
+                },
+            )]),
+            ..newer.clone()
+        };
+        let done = undo(&t, &[&newer, &older], &[]).await.unwrap();
+        assert!(done.ok);
+        assert_eq!(done.runs, ["svc-g2", "svc-g1"]);
+        let scripts = t.recorded();
+        assert!(scripts[0].contains("/x-from-g2") && scripts[1].contains("/x-from-g1"));
+
+        let t = Recording::default();
+        t.reply(
+            "x-from-g2",
+            crate::transport::Output {
+                status: 1,
+                stderr: b"read-only file system".to_vec(),
+                ..Default::default()
+            },
+        );
+        let done = undo(&t, &[&newer, &older], &[]).await.unwrap();
+        assert!(!done.ok);
+        assert!(done.runs.is_empty());
+        assert!(done.error.unwrap().starts_with("file:/x: "));
+        assert_eq!(t.recorded().len(), 1, "the older run was not touched");
+    }
+
+    #[tokio::test]
+    async fn removing_backups_quotes_each_folder() {
+        let t = Recording::default();
+        remove_backups(&t, &["web-g1-20261122T100000".into(), "it's".into()])
+            .await
+            .unwrap();
+        let s = &t.recorded()[0];
+        assert!(
+            s.contains("rm -rf -- /var/lib/hostkit/backups/web-g1-20261122T100000\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("rm -rf -- '/var/lib/hostkit/backups/it'\\''s'"),
+            "{s}"
+        );
+    }
+}
