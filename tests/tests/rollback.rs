@@ -331,6 +331,45 @@ fn scenario(s: &Hostkit) {
             .contains("VERSION=\"v5\"")
     );
 
+    // History is pruned to revisionHistoryLimit, and a pruned revision's backups leave
+    // the host.
+    let rev4 = get(s, "revision", "web-4").expect("Revision web-4");
+    let run4 = rev4["spec"]["hosts"][0]["runs"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        host.try_sh(&format!("test -d /var/lib/hostkit/backups/{run4}"))
+            .0,
+        0
+    );
+    apply(
+        s,
+        dir.path(),
+        &service_yaml("target", "v6", false, "  revisionHistoryLimit: 2\n"),
+    );
+    wait_ready(s);
+    assert!(
+        wait_until(Duration::from_secs(30), || stdout(&s.hkctl(&[
+            "get",
+            "revisions",
+            "-o",
+            "name"
+        ]))
+        .lines()
+        .count()
+            == 2),
+        "{}",
+        stdout(&s.hkctl(&["history", "service/web"]))
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || host
+            .try_sh(&format!("test -d /var/lib/hostkit/backups/{run4}"))
+            .0
+            != 0),
+        "backups of a pruned revision stay on the host"
+    );
+
     // Deleting the Service removes its history and the backups on the host.
     let backups = host.sh("ls /var/lib/hostkit/backups | wc -l");
     assert_ne!(backups.trim(), "0");
