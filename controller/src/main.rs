@@ -85,6 +85,20 @@ struct ServeArgs {
     /// Do not write an hkctl config for the local user.
     #[arg(long)]
     no_client_config: bool,
+    /// An image Instances may boot: NAME=PATH, a root folder or a .tar/.tar.zst (repeat).
+    #[arg(long = "image", value_name = "NAME=PATH", value_parser = parse_image)]
+    images: Vec<(String, PathBuf)>,
+}
+
+fn parse_image(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=PATH"))?;
+    let path = PathBuf::from(path);
+    if name.is_empty() || !path.exists() {
+        return Err(format!("{s:?}: expected NAME=PATH with an existing PATH"));
+    }
+    Ok((name.to_string(), path))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -150,6 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 concurrency: args.concurrency,
                 controller: !args.no_controller,
                 settle: args.settle,
+                images: args.images,
                 leader: hostkit_controller::leader::Timings {
                     lease: args.leader_lease,
                     renew: args.leader_lease.mul_f64(2.0 / 3.0),

@@ -43,6 +43,8 @@ pub struct ServeOptions {
     pub settle: Duration,
     /// Leader election timings (lease 15 s, renew 10 s, retry 2 s).
     pub leader: crate::leader::Timings,
+    /// Images Instances may boot, by name: a root folder or a `.tar`/`.tar.zst`.
+    pub images: Vec<(String, PathBuf)>,
 }
 
 /// Writes `bytes` to `path` atomically (temp file in the same folder, fsync, rename) at `mode`.
@@ -161,12 +163,19 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics = crate::server::metrics::ControllerMetrics::default();
     let runtime = crate::runtime::Runtime::new(objects.clone(), metrics.clone());
+    let machines = Arc::new(crate::controllers::Machines::new(
+        hostkit_reconcilers::instance::Nspawn::new(
+            options.images.iter().cloned().collect(),
+            options.data_dir.join("instances"),
+        ),
+    ));
     let controllers = Arc::new(crate::controllers::Controllers::new(
         objects.clone(),
         runtime.caches.clone(),
         metrics.clone(),
         options.settle,
         Arc::new(chrono::Utc::now),
+        machines,
     ));
     let (lead_tx, mut lead_rx) = tokio::sync::watch::channel(false);
     // The lease is released only after in-flight reconciles finished: released at the
@@ -202,6 +211,7 @@ pub async fn run(
         "policywindows",
         "revisions",
         "rollbacks",
+        "instances",
     ]
     .iter()
     .filter_map(|p| hostkit_api::find_kind(p))

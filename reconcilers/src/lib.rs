@@ -13,6 +13,7 @@ pub mod apply;
 pub mod expand;
 pub mod history;
 pub mod host;
+pub mod instance;
 pub mod manifests;
 pub mod naming;
 pub mod packages;

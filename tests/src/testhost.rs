@@ -32,6 +32,11 @@ fn image() -> &'static (PathBuf, PathBuf) {
     })
 }
 
+/// The unpacked test-host image root (for Instance tests that boot it themselves).
+pub fn image_root() -> PathBuf {
+    image().0.clone()
+}
+
 /// A booted test host, reachable as `root@address` with [`TestHost::key`].
 pub struct TestHost {
     pub name: String,

@@ -6,10 +6,12 @@
 mod dependents;
 mod history;
 mod hosts;
+mod instances;
 mod policy_windows;
 mod rollbacks;
 mod services;
 
+pub use instances::Machines;
 pub use services::live_plan;
 use services::status_hosts;
 
@@ -93,6 +95,8 @@ pub struct Controllers {
     pub secrets: Secrets,
     pub settle: Duration,
     pub clock: Clock,
+    /// Backends of Instances, and their port forwards.
+    pub machines: Arc<Machines>,
 }
 
 fn kind_of(plural: &str) -> &'static KindInfo {
@@ -329,6 +333,7 @@ impl Reconcile for Controllers {
             "hosts" => self.reconcile_host(object).await,
             "policywindows" => self.reconcile_window(object).await,
             "rollbacks" => self.reconcile_rollback(object).await,
+            "instances" => self.reconcile_instance(object).await,
             _ => Ok(Action::AwaitChange),
         }
     }
@@ -347,6 +352,7 @@ impl Reconcile for Controllers {
                 }
             }
             "revisions" => self.cleanup_revision(object).await?,
+            "instances" => self.cleanup_instance(object).await?,
             "hosts" => self.metrics.forget_host(&name),
             "policywindows" => self.metrics.forget_window(&name),
             _ => {}
@@ -372,8 +378,10 @@ impl Controllers {
         metrics: ControllerMetrics,
         settle: Duration,
         clock: Clock,
+        machines: Arc<Machines>,
     ) -> Controllers {
         Controllers {
+            machines,
             recorder: Recorder::new(objects.clone(), "hostkit-controller"),
             objects,
             caches,

@@ -1,0 +1,198 @@
+//! Instances end to end: the real `hostkit serve` boots an nspawn machine from the test
+//! image, creates the Host that reaches it (through an `expose` port forward), converges a
+//! Service on it, and on delete cleans the Service there, removes the Host and destroys the
+//! machine and its network namespace.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use hostkit_e2e::server::{Hostkit, ServeOptions, stderr, stdout};
+use hostkit_e2e::{free_port, testhost, wait_until};
+use serde_json::Value;
+
+/// Kills whatever machines a failed test left behind (on success they are gone already).
+struct Leftovers(PathBuf);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        let Ok(dirs) = std::fs::read_dir(&self.0) else {
+            return;
+        };
+        for d in dirs.flatten() {
+            let Ok(text) = std::fs::read_to_string(d.path().join("machine.json")) else {
+                continue;
+            };
+            let Ok(m) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            if let Some(pid) = m["pid"].as_u64() {
+                // SAFETY: kill(2) on the machine's own systemd-nspawn.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGKILL);
+                }
+            }
+            if let Some(ns) = m["netns"].as_str() {
+                let _ = Command::new("ip")
+                    .args(["link", "del", &format!("{ns}h")])
+                    .output();
+                let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            }
+        }
+    }
+}
+
+fn get(s: &Hostkit, kind: &str, name: &str) -> Option<Value> {
+    let out = s.hkctl(&["get", kind, name, "-o", "json"]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+fn is_true(v: &Value, type_: &str) -> bool {
+    v.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == type_ && c["status"] == "True")
+        })
+}
+
+fn ssh(key: &Path, port: u16, command: &str) -> (i32, String) {
+    let out = Command::new("ssh")
+        .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"])
+        .args([
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=error",
+            "-i",
+        ])
+        .arg(key)
+        .args(["-p", &port.to_string(), "root@127.0.0.1", command])
+        .output()
+        .expect("ssh");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn an_nspawn_instance_boots_runs_a_service_and_is_destroyed_with_its_namespace() {
+    let image = testhost::image_root();
+    let s = Hostkit::start(ServeOptions {
+        controller: true,
+        extra_args: vec!["--image".into(), format!("bookworm={}", image.display())],
+        ..Default::default()
+    });
+    let state = s.data_dir().join("instances");
+    let _leftovers = Leftovers(state.clone());
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        r#"apiVersion: hostkit.dev/v1alpha1
+kind: Instance
+metadata: {{name: box}}
+spec:
+  backend: {{name: nspawn}}
+  image: bookworm
+  lifecycle: ephemeral
+  expose:
+    - {{name: ssh, host: {port}, guest: 22}}
+  host:
+    labels: {{role: demo}}
+    ssh: {{user: root, port: {port}}}
+---
+apiVersion: hostkit.dev/v1alpha1
+kind: Service
+metadata: {{name: hello}}
+spec:
+  hostSelector: {{matchLabels: {{role: demo}}}}
+  interval: 3s
+  files: [{{path: /etc/hello.txt, content: "hello from an instance\n"}}]
+  daemon:
+    exec: [/bin/sh, -c, "exec sleep infinity"]
+"#
+    );
+    let f = dir.path().join("box.yaml");
+    std::fs::write(&f, manifest).unwrap();
+    let out = s.hkctl(&["apply", "-f", f.to_str().unwrap()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+    assert!(
+        wait_until(Duration::from_secs(120), || get(&s, "instance", "box")
+            .is_some_and(|v| is_true(&v, "Ready"))),
+        "{:?}\n{}",
+        get(&s, "instance", "box").and_then(|v| v.get("status").cloned()),
+        s.log()
+    );
+    let host = get(&s, "host", "box").expect("the Instance created Host/box");
+    assert_eq!(
+        host["spec"]["address"], "127.0.0.1",
+        "reached through the expose forward"
+    );
+    assert_eq!(host["metadata"]["ownerReferences"][0]["kind"], "Instance");
+    assert!(wait_until(Duration::from_secs(60), || get(
+        &s, "host", "box"
+    )
+    .is_some_and(|v| is_true(&v, "Ready"))));
+    assert!(
+        wait_until(Duration::from_secs(60), || get(&s, "service", "hello")
+            .is_some_and(|v| is_true(&v, "Ready"))),
+        "{:?}\n{}",
+        get(&s, "service", "hello").and_then(|v| v.get("status").cloned()),
+        s.log()
+    );
+    let key = state.join("box/id_ed25519");
+    assert_eq!(
+        ssh(&key, port, "systemctl is-active hello.service")
+            .1
+            .trim(),
+        "active"
+    );
+    assert_eq!(
+        ssh(&key, port, "cat /etc/hello.txt").1,
+        "hello from an instance\n"
+    );
+    let machine: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("box/machine.json")).unwrap())
+            .unwrap();
+    let netns = machine["netns"].as_str().unwrap().to_string();
+    let pid = machine["pid"].as_u64().unwrap();
+    assert!(Path::new("/run/netns").join(&netns).exists());
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+
+    // Delete: the Service is cleaned on it, the Host goes, then the machine and its network.
+    let out = s.hkctl(&["delete", "instance", "box", "--wait", "--timeout", "90s"]);
+    assert!(
+        out.status.success(),
+        "{}{}\n{}",
+        stdout(&out),
+        stderr(&out),
+        s.log()
+    );
+    assert!(get(&s, "host", "box").is_none());
+    assert!(
+        wait_until(Duration::from_secs(20), || !Path::new(&format!(
+            "/proc/{pid}"
+        ))
+        .exists()),
+        "the machine still runs"
+    );
+    assert!(
+        !Path::new("/run/netns").join(&netns).exists(),
+        "its namespace is gone"
+    );
+    assert!(!state.join("box").exists());
+    let events = stdout(&s.hkctl(&["events", "--for", "service/hello"]));
+    assert!(events.contains("CleanedUp"), "{events}");
+    assert!(wait_until(Duration::from_secs(20), || get(
+        &s, "service", "hello"
+    )
+    .is_some_and(|v| v
+        .pointer("/status/hosts")
+        .and_then(Value::as_array)
+        .is_none_or(|h| h.is_empty()))));
+}
