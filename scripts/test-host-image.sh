@@ -6,7 +6,7 @@
 # one copy serves every test host) and the apt repository folder.
 set -euo pipefail
 
-PKGS="systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,nftables,python3,curl,ca-certificates"
+PKGS="systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,nftables,python3,curl,ca-certificates,git"
 REPO_PKGS=(tree)
 KEY=$(printf '%s %s' "$PKGS" "image-v1" | sha256sum | cut -c1-12)
 CACHE=${HOSTKIT_CACHE:-/var/cache/hostkit}

@@ -32,6 +32,26 @@ pub const ROLLBACK_REASON: &str = "hostkit.dev/reason";
 /// On a Host an Instance created: the Instance that owns it.
 pub const INSTANCE: &str = "hostkit.dev/instance";
 
+/// On objects a GitSource applied (label): the GitSource's name.
+pub const GITSOURCE: &str = "hostkit.dev/gitsource";
+
+/// On objects a GitSource applied: `gitsource/<name>@<revision>` of the commit that last
+/// changed them.
+pub const SOURCE: &str = "hostkit.dev/source";
+
+/// On objects a GitSource applied: a digest of the manifest as git has it.
+pub const SOURCE_DIGEST: &str = "hostkit.dev/source-digest";
+
+/// `disabled` on an object keeps a GitSource from pruning it.
+pub const PRUNE: &str = "hostkit.dev/prune";
+
+/// On a GitSource: any new value asks for a sync now (`hkctl sync` sets the time).
+pub const REQUESTED_AT: &str = "hostkit.dev/requestedAt";
+
+/// On an object a Rollback set back: the source digest git had then. The GitSource does
+/// not re-apply the object until its manifest in git changes (or `hkctl resume`).
+pub const GIT_HOLD: &str = "hostkit.dev/git-hold";
+
 /// Parses [`HELD`]: the generation and the ids.
 pub fn parse_held(value: &str) -> Option<(i64, Vec<String>)> {
     let (generation, ids) = value.split_once(':')?;

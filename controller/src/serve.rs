@@ -169,13 +169,24 @@ pub async fn run(
             options.data_dir.join("instances"),
         ),
     ));
+    let wake: crate::controllers::Wake = {
+        let queue = runtime.queue.clone();
+        let metrics = metrics.clone();
+        Arc::new(move |key, after| {
+            queue.add(key, tokio::time::Instant::now() + after, &metrics);
+        })
+    };
     let controllers = Arc::new(crate::controllers::Controllers::new(
         objects.clone(),
         runtime.caches.clone(),
         metrics.clone(),
-        options.settle,
-        Arc::new(chrono::Utc::now),
-        machines,
+        crate::controllers::Setup {
+            settle: options.settle,
+            clock: Arc::new(chrono::Utc::now),
+            machines,
+            data_dir: options.data_dir.clone(),
+            wake,
+        },
     ));
     let (lead_tx, mut lead_rx) = tokio::sync::watch::channel(false);
     // The lease is released only after in-flight reconciles finished: released at the
@@ -212,6 +223,7 @@ pub async fn run(
         "revisions",
         "rollbacks",
         "instances",
+        "gitsources",
     ]
     .iter()
     .filter_map(|p| hostkit_api::find_kind(p))

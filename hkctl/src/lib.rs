@@ -3,10 +3,11 @@
 //! The binary only parses flags and maps errors to exit codes; everything else is here,
 //! split by concept: where the server is ([`config`]), talking to it ([`client`]),
 //! reading manifests ([`manifests`]), printing objects ([`output`]), and a Service's
-//! history and rollbacks ([`rollout`]).
+//! history and rollbacks ([`rollout`]), and GitOps sources ([`gitops`]).
 
 pub mod client;
 pub mod config;
+pub mod gitops;
 pub mod manifests;
 pub mod output;
 pub mod rollout;

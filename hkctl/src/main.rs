@@ -115,6 +115,17 @@ enum Command {
     },
     /// List policy windows (open now, next transition) and whether each Service may apply.
     Windows,
+    /// Sync a GitSource now (even when suspended), wait, and print the revision applied
+    /// (exit 0: synced, 1: the sync failed).
+    Sync {
+        /// gitsource/NAME (or gs/NAME, or NAME).
+        target: String,
+        /// How long to wait.
+        #[arg(long, default_value = "2m")]
+        timeout: String,
+    },
+    /// Let git apply an object again that a Rollback held back (KIND/NAME).
+    Resume { target: String },
     /// List a Service's revisions: number, age, hosts, changes applied, source.
     History {
         /// service/NAME (or NAME).
@@ -265,6 +276,47 @@ async fn run(cli: Cli) -> Result<u8> {
                 })
             });
             Ok(if empty { 0 } else { 2 })
+        }
+        Command::Sync { target, timeout } => {
+            let name = match target.split_once('/') {
+                Some(("gitsource" | "gitsources" | "gs", n)) => n,
+                Some((k, _)) => {
+                    return Err(Error::Usage(format!(
+                        "{k:?}: only GitSources sync (gitsource/NAME)"
+                    )));
+                }
+                None => target.as_str(),
+            };
+            let timeout = hostkit_api::values::Duration::parse(timeout)
+                .map_err(Error::Usage)?
+                .as_std();
+            let c = client(&cli)?;
+            let synced = hkctl::gitops::sync(&c, name, timeout).await?;
+            if synced.ok {
+                out(&format!("gitsource/{name} synced: {}\n", synced.message));
+                Ok(0)
+            } else {
+                eprintln!("error: gitsource/{name}: {}", synced.message);
+                Ok(1)
+            }
+        }
+        Command::Resume { target } => {
+            let (info, name) = kind_arg(target)?;
+            let name = name
+                .ok_or_else(|| Error::Usage("resume needs KIND/NAME, e.g. service/web".into()))?;
+            let c = client(&cli)?;
+            if hkctl::gitops::resume(&c, info, &name).await? {
+                out(&format!(
+                    "{} resumed: its GitSource applies it at the next sync\n",
+                    hkctl::output::kind_name(info, &name)
+                ));
+            } else {
+                out(&format!(
+                    "{} was not held\n",
+                    hkctl::output::kind_name(info, &name)
+                ));
+            }
+            Ok(0)
         }
         Command::History { target } => {
             let name = hkctl::rollout::service_name(target)?;

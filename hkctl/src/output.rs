@@ -275,22 +275,12 @@ pub fn table(
                         .unwrap_or(0)
                         .to_string(),
                     ("GitSource", "REVISION") => {
-                        let commit = s(v, "/status/lastAppliedCommit");
-                        if commit.is_empty() {
-                            "<none>".into()
-                        } else {
-                            let r = s(v, "/spec/ref/branch");
-                            let r = if r.is_empty() {
-                                s(v, "/spec/ref/tag")
-                            } else {
-                                r
-                            };
-                            let short: String = commit.chars().take(7).collect();
-                            if r.is_empty() {
-                                format!("sha1:{short}")
-                            } else {
-                                format!("{r}@sha1:{short}")
-                            }
+                        // `main@sha1:<40 hex>` → `main@sha1:abcdef1`.
+                        let revision = s(v, "/status/lastAppliedCommit");
+                        match revision.rsplit_once(':') {
+                            _ if revision.is_empty() => "<none>".into(),
+                            Some((head, id)) if id.len() > 7 => format!("{head}:{}", &id[..7]),
+                            _ => revision.to_string(),
                         }
                     }
                     ("GitSource", "OBJECTS") => v

@@ -11,6 +11,7 @@
 
 pub mod apply;
 pub mod expand;
+pub mod gitsource;
 pub mod history;
 pub mod host;
 pub mod instance;

@@ -77,6 +77,12 @@ pub struct GitSourceStatus {
     /// Objects a Rollback put on hold, not re-applied from git.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held: Vec<ObjectRef>,
+    /// The last `hostkit.dev/requestedAt` value acted on (`hkctl sync` waits for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_requested_at: Option<String>,
+    /// When the last sync finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<crate::meta::Time>,
 }
 
 pub const GIT_SOURCE_INFO: KindInfo = KindInfo {

@@ -4,6 +4,7 @@
 //! One file per reconciled kind; `dependents.rs` says which changes wake which objects.
 
 mod dependents;
+mod gitsources;
 mod history;
 mod hosts;
 mod instances;
@@ -97,7 +98,16 @@ pub struct Controllers {
     pub clock: Clock,
     /// Backends of Instances, and their port forwards.
     pub machines: Arc<Machines>,
+    /// The data folder (git caches live under `gitsources/`).
+    pub data_dir: std::path::PathBuf,
+    /// Folder sources being watched.
+    folders: gitsources::FolderWatches,
+    /// Enqueues an object after a delay (file notifications).
+    pub wake: Wake,
 }
+
+/// Enqueues `key` to be reconciled after the delay.
+pub type Wake = Arc<dyn Fn(Key, Duration) + Send + Sync>;
 
 fn kind_of(plural: &str) -> &'static KindInfo {
     find_kind(plural).expect("a HostKit kind")
@@ -334,6 +344,7 @@ impl Reconcile for Controllers {
             "policywindows" => self.reconcile_window(object).await,
             "rollbacks" => self.reconcile_rollback(object).await,
             "instances" => self.reconcile_instance(object).await,
+            "gitsources" => self.reconcile_gitsource(object).await,
             _ => Ok(Action::AwaitChange),
         }
     }
@@ -353,6 +364,7 @@ impl Reconcile for Controllers {
             }
             "revisions" => self.cleanup_revision(object).await?,
             "instances" => self.cleanup_instance(object).await?,
+            "gitsources" => self.unwatch_folder(&name),
             "hosts" => self.metrics.forget_host(&name),
             "policywindows" => self.metrics.forget_window(&name),
             _ => {}
@@ -371,25 +383,36 @@ impl Reconcile for Controllers {
     }
 }
 
+/// What the reconcilers are given besides the objects: the settings of `hostkit serve`
+/// and the handles they share with the runtime.
+pub struct Setup {
+    pub settle: Duration,
+    pub clock: Clock,
+    pub machines: Arc<Machines>,
+    pub data_dir: std::path::PathBuf,
+    pub wake: Wake,
+}
+
 impl Controllers {
     pub fn new(
         objects: Objects,
         caches: Arc<Caches>,
         metrics: ControllerMetrics,
-        settle: Duration,
-        clock: Clock,
-        machines: Arc<Machines>,
+        setup: Setup,
     ) -> Controllers {
         Controllers {
-            machines,
+            machines: setup.machines,
+            data_dir: setup.data_dir,
+            folders: Default::default(),
+            wake: setup.wake,
             recorder: Recorder::new(objects.clone(), "hostkit-controller"),
             objects,
             caches,
             metrics,
             pool: Arc::new(Pool::default()),
             secrets: Secrets::default(),
-            settle,
-            clock,
+            settle: setup.settle,
+            clock: setup.clock,
         }
     }
 }

@@ -545,6 +545,10 @@ impl Controllers {
                     wellknown::ROLLED_BACK_TO.into(),
                     Value::String(to.to_string()),
                 );
+                // A Service synced from git stays rolled back until its manifest changes there.
+                if let Some(digest) = a.get(wellknown::SOURCE_DIGEST).cloned() {
+                    a.insert(wellknown::GIT_HOLD.into(), digest);
+                }
                 if only.is_empty() {
                     a.remove(wellknown::HELD);
                 } else {

@@ -1,0 +1,666 @@
+//! GitSources end to end: real git repositories (the `git` CLI) served as `file://`, by
+//! `git daemon` on a loopback port, and over SSH from a booted test host; and a folder
+//! source. The real `hostkit serve` syncs them; `hkctl` checks what landed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hostkit_e2e::etcd::EtcdServer;
+use hostkit_e2e::server::{Hostkit, ServeOptions, stderr, stdout};
+use hostkit_e2e::testhost::TestHost;
+use hostkit_e2e::{free_port, wait_until};
+use serde_json::Value;
+
+/// A git repository with a work tree, committed to with the real `git`.
+struct Repo {
+    dir: PathBuf,
+}
+
+fn git(dir: &Path, args: &[&str], env: &[(&str, String)]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.email=ops@example.com", "-c", "user.name=ops"])
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "protocol.file.allow=always",
+        ])
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(dir)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl Repo {
+    fn new(parent: &Path) -> Repo {
+        let dir = parent.join("infra");
+        std::fs::create_dir_all(&dir).unwrap();
+        git(&dir, &["init", "-q"], &[]);
+        Repo { dir }
+    }
+
+    /// Writes (`Some`) or removes (`None`) files, commits, returns the commit id.
+    fn commit(&self, files: &[(&str, Option<&str>)], message: &str) -> String {
+        for (path, content) in files {
+            let p = self.dir.join(path);
+            match content {
+                Some(text) => {
+                    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                    std::fs::write(&p, text).unwrap();
+                }
+                None => {
+                    let _ = std::fs::remove_file(&p);
+                }
+            }
+        }
+        git(&self.dir, &["add", "-A"], &[]);
+        git(&self.dir, &["commit", "-qm", message, "--allow-empty"], &[]);
+        git(&self.dir, &["rev-parse", "HEAD"], &[])
+    }
+
+    fn url(&self) -> String {
+        format!("file://{}", self.dir.display())
+    }
+}
+
+/// `git daemon` serving a folder on a free loopback port; killed on drop.
+struct GitDaemon {
+    child: Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn start(base: &Path) -> GitDaemon {
+        let port = free_port();
+        let child = Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git daemon");
+        assert!(wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }));
+        GitDaemon { child, port }
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        hostkit_e2e::stop_child(&mut self.child, true);
+    }
+}
+
+fn apply(s: &Hostkit, dir: &Path, text: &str) {
+    let f = dir.join("apply.yaml");
+    std::fs::write(&f, text).unwrap();
+    let out = s.hkctl(&["apply", "-f", f.to_str().unwrap()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}
+
+fn get(s: &Hostkit, kind: &str, name: &str) -> Option<Value> {
+    let out = s.hkctl(&["get", kind, name, "-o", "json"]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+fn condition(v: &Value, type_: &str) -> Option<(String, String, String)> {
+    v.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or("").into(),
+                c["reason"].as_str().unwrap_or("").into(),
+                c["message"].as_str().unwrap_or("").into(),
+            )
+        })
+}
+
+fn gitsource(name: &str, url: &str, path: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: hostkit.dev/v1alpha1\nkind: GitSource\nmetadata: {{name: {name}}}\nspec:\n  url: {url}\n  ref: {{branch: main}}\n  path: {path}\n  interval: 2s\n  prune: true\n{extra}"
+    )
+}
+
+fn project(name: &str, data: &str, extra_meta: &str) -> String {
+    format!(
+        "apiVersion: hostkit.dev/v1alpha1\nkind: Project\nmetadata:\n  name: {name}\n{extra_meta}spec:\n  roots: {{data: {data}}}\n"
+    )
+}
+
+fn window(name: &str) -> String {
+    format!(
+        "apiVersion: hostkit.dev/v1alpha1\nkind: PolicyWindow\nmetadata: {{name: {name}}}\nspec: {{kind: deny, schedule: \"0 3 * * *\", duration: 1h}}\n"
+    )
+}
+
+fn ready_at(s: &Hostkit, gs: &str, commit: &str) -> bool {
+    get(s, "gitsource", gs).is_some_and(|v| {
+        v.pointer("/status/lastAppliedCommit")
+            .and_then(Value::as_str)
+            .is_some_and(|c| c.ends_with(commit))
+            && condition(&v, "Ready").is_some_and(|(st, _, _)| st == "True")
+    })
+}
+
+fn data_root(s: &Hostkit, name: &str) -> Option<String> {
+    get(s, "project", name)?
+        .pointer("/spec/roots/data")?
+        .as_str()
+        .map(String::from)
+}
+
+/// Sync, change, prune, all-or-nothing validation, hand edits, conflicts, suspend and
+/// `hkctl sync`, from a `file://` repository.
+fn file_scenario(s: &Hostkit) {
+    let work = tempfile::tempdir().unwrap();
+    let repo = Repo::new(work.path());
+    let c1 = repo.commit(
+        &[
+            (
+                "hosts/prod/projects.yaml",
+                Some(&project("p1", "/srv/one", "")),
+            ),
+            ("hosts/prod/windows/w1.yml", Some(&window("w1"))),
+            ("hosts/prod/README.md", Some("not a manifest")),
+            ("staging.yaml", Some(&project("outside", "/srv/x", ""))),
+        ],
+        "one",
+    );
+    apply(
+        s,
+        work.path(),
+        &gitsource("infra", &repo.url(), "hosts/prod", ""),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || ready_at(s, "infra", &c1)),
+        "{:?}\n{}",
+        get(s, "gitsource", "infra").and_then(|v| v.get("status").cloned()),
+        s.log()
+    );
+    let p1 = get(s, "project", "p1").expect("synced");
+    assert_eq!(p1["metadata"]["labels"]["hostkit.dev/gitsource"], "infra");
+    let source = p1["metadata"]["annotations"]["hostkit.dev/source"]
+        .as_str()
+        .unwrap();
+    assert_eq!(source, format!("gitsource/infra@main@sha1:{}", &c1[..7]));
+    assert_eq!(
+        p1["metadata"]["annotations"]["hostkit.dev/changed-by"],
+        "gitsource/infra"
+    );
+    assert!(get(s, "policywindow", "w1").is_some());
+    assert!(
+        get(s, "project", "outside").is_none(),
+        "only the path is synced"
+    );
+    let table = stdout(&s.hkctl(&["get", "gs"]));
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("infra"))
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        row.contains("True") && row.contains(&format!("main@sha1:{}", &c1[..7])),
+        "{table}"
+    );
+    assert!(
+        row.split_whitespace().any(|c| c == "2"),
+        "2 objects: {table}"
+    );
+
+    // A change lands within an interval.
+    let c2 = repo.commit(
+        &[(
+            "hosts/prod/projects.yaml",
+            Some(&project("p1", "/srv/two", "")),
+        )],
+        "two",
+    );
+    assert!(wait_until(Duration::from_secs(10), || data_root(s, "p1")
+        .as_deref()
+        == Some("/srv/two")));
+    assert!(wait_until(Duration::from_secs(10), || ready_at(
+        s, "infra", &c2
+    )));
+
+    // A hand edit: git wins at the next sync, and says so.
+    apply(s, work.path(), &project("p1", "/srv/by-hand", ""));
+    assert!(
+        wait_until(Duration::from_secs(10), || data_root(s, "p1").as_deref()
+            == Some("/srv/two")),
+        "git did not win over the hand edit"
+    );
+    let events = stdout(&s.hkctl(&["events", "--for", "gitsource/infra"]));
+    assert!(events.contains("HandEditReverted"), "{events}");
+
+    // A bad document: nothing of that commit is applied (not even its good change), Ready
+    // names the file, line and field; fixing it syncs.
+    let bad_service = "apiVersion: hostkit.dev/v1alpha1\nkind: Service\nmetadata: {name: broken}\nspec:\n  hostSelector: {matchLabels: {env: nowhere}}\n  daemon:\n    exec: [/bin/true]\n    restart: sometimes\n";
+    let c3 = repo.commit(
+        &[
+            (
+                "hosts/prod/projects.yaml",
+                Some(&project("p1", "/srv/three", "")),
+            ),
+            ("hosts/prod/bad.yaml", Some(bad_service)),
+        ],
+        "bad",
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || get(s, "gitsource", "infra")
+            .and_then(|v| condition(&v, "Ready"))
+            .is_some_and(
+                |(st, reason, _)| st == "False" && reason == "ValidationFailed"
+            )),
+        "{:?}",
+        get(s, "gitsource", "infra").and_then(|v| v.get("status").cloned())
+    );
+    let (_, _, message) = condition(&get(s, "gitsource", "infra").unwrap(), "Ready").unwrap();
+    assert!(
+        message.contains("bad.yaml:8") && message.contains("spec.daemon.restart"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&c3[..7]) || message.contains(&c3),
+        "{message}"
+    );
+    assert_eq!(
+        data_root(s, "p1").as_deref(),
+        Some("/srv/two"),
+        "all or nothing"
+    );
+    assert!(get(s, "service", "broken").is_none());
+    let gs = get(s, "gitsource", "infra").unwrap();
+    assert!(
+        gs["status"]["lastAppliedCommit"]
+            .as_str()
+            .unwrap()
+            .ends_with(&c2)
+    );
+    let fixed = bad_service.replace("sometimes", "on-failure");
+    let c4 = repo.commit(&[("hosts/prod/bad.yaml", Some(&fixed))], "fix");
+    assert!(wait_until(Duration::from_secs(10), || ready_at(
+        s, "infra", &c4
+    )));
+    assert_eq!(data_root(s, "p1").as_deref(), Some("/srv/three"));
+    assert!(get(s, "service", "broken").is_some());
+
+    // Prune: a removed file's objects go; an object annotated prune: disabled stays.
+    let kept = project(
+        "keeper",
+        "/srv/k",
+        "  annotations: {hostkit.dev/prune: disabled}\n",
+    );
+    let c5 = repo.commit(&[("hosts/prod/keeper.yaml", Some(&kept))], "keeper");
+    assert!(wait_until(Duration::from_secs(10), || ready_at(
+        s, "infra", &c5
+    )));
+    let c6 = repo.commit(
+        &[
+            ("hosts/prod/windows/w1.yml", None),
+            ("hosts/prod/keeper.yaml", None),
+        ],
+        "remove",
+    );
+    assert!(wait_until(Duration::from_secs(10), || ready_at(
+        s, "infra", &c6
+    )));
+    assert!(
+        wait_until(Duration::from_secs(10), || get(s, "policywindow", "w1")
+            .is_none()),
+        "pruned"
+    );
+    assert!(
+        get(s, "project", "keeper").is_some(),
+        "prune: disabled keeps it"
+    );
+    let events = stdout(&s.hkctl(&["events", "--for", "gitsource/infra"]));
+    assert!(events.contains("Pruned"), "{events}");
+
+    // Another source that defines the same object does not take it over.
+    let other = tempfile::tempdir().unwrap();
+    let repo2 = Repo::new(other.path());
+    repo2.commit(
+        &[("p.yaml", Some(&project("p1", "/srv/theirs", "")))],
+        "theirs",
+    );
+    apply(s, work.path(), &gitsource("rival", &repo2.url(), ".", ""));
+    assert!(
+        wait_until(Duration::from_secs(10), || get(s, "gitsource", "rival")
+            .and_then(|v| condition(&v, "Ready"))
+            .is_some_and(|(st, reason, m)| st == "False"
+                && reason == "Conflict"
+                && m.contains("Project/p1 belongs to GitSource/infra"))),
+        "{:?}",
+        get(s, "gitsource", "rival").and_then(|v| v.get("status").cloned())
+    );
+    assert_eq!(data_root(s, "p1").as_deref(), Some("/srv/three"));
+    assert!(s.hkctl(&["delete", "gitsource", "rival"]).status.success());
+
+    // Suspended: nothing syncs, until `hkctl sync` asks for it (and waits).
+    apply(
+        s,
+        work.path(),
+        &gitsource("infra", &repo.url(), "hosts/prod", "  suspend: true\n"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let c7 = repo.commit(
+        &[(
+            "hosts/prod/projects.yaml",
+            Some(&project("p1", "/srv/seven", "")),
+        )],
+        "seven",
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        data_root(s, "p1").as_deref(),
+        Some("/srv/three"),
+        "suspended"
+    );
+    let out = s.hkctl(&["sync", "gitsource/infra"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!("main@sha1:{c7}")),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(data_root(s, "p1").as_deref(), Some("/srv/seven"));
+}
+
+#[test]
+fn a_file_repository_syncs_on_the_embedded_store() {
+    let s = Hostkit::start(ServeOptions {
+        controller: true,
+        ..Default::default()
+    });
+    file_scenario(&s);
+}
+
+/// `git daemon` on loopback, with etcd; an unreachable remote fails with the remote's
+/// message and retries with backoff, and the other source keeps syncing.
+#[test]
+fn git_daemon_and_an_unreachable_remote_on_etcd() {
+    let etcd = EtcdServer::start();
+    let s = Hostkit::start(ServeOptions {
+        etcd: Some(etcd.url.clone()),
+        controller: true,
+        ..Default::default()
+    });
+    let work = tempfile::tempdir().unwrap();
+    let repo = Repo::new(work.path());
+    let c1 = repo.commit(
+        &[("p.yaml", Some(&project("served", "/srv/d1", "")))],
+        "one",
+    );
+    let daemon = GitDaemon::start(work.path());
+    let url = format!("git://127.0.0.1:{}/infra", daemon.port);
+    apply(&s, work.path(), &gitsource("daemon", &url, ".", ""));
+    assert!(
+        wait_until(Duration::from_secs(20), || ready_at(&s, "daemon", &c1)),
+        "{:?}\n{}",
+        get(&s, "gitsource", "daemon").and_then(|v| v.get("status").cloned()),
+        s.log()
+    );
+    let closed = free_port();
+    apply(
+        &s,
+        work.path(),
+        &gitsource(
+            "nowhere",
+            &format!("git://127.0.0.1:{closed}/infra"),
+            ".",
+            "",
+        ),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || get(&s, "gitsource", "nowhere")
+            .and_then(|v| condition(&v, "ArtifactFailed"))
+            .is_some_and(
+                |(st, _, m)| st == "True" && m.to_lowercase().contains("refused")
+            )),
+        "{:?}",
+        get(&s, "gitsource", "nowhere").and_then(|v| v.get("status").cloned())
+    );
+    let c2 = repo.commit(
+        &[("p.yaml", Some(&project("served", "/srv/d2", "")))],
+        "two",
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || ready_at(&s, "daemon", &c2)),
+        "the other source kept syncing"
+    );
+    assert_eq!(data_root(&s, "served").as_deref(), Some("/srv/d2"));
+    // Retries back off: a handful of attempts in these seconds, not one per 20 ms.
+    let m = s.metrics();
+    let retries: f64 = m
+        .lines()
+        .find(|l| l.starts_with("hostkit_workqueue_retries_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        (1.0..30.0).contains(&retries),
+        "retries with backoff: {retries}"
+    );
+}
+
+/// A folder source picks up an edit within 2 s (file notifications; the interval is an
+/// hour).
+#[test]
+fn a_folder_source_picks_up_an_edit_within_two_seconds() {
+    let s = Hostkit::start(ServeOptions {
+        controller: true,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("manifests");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("p.yaml"), project("local", "/srv/f1", "")).unwrap();
+    apply(
+        &s,
+        dir.path(),
+        &format!(
+            "apiVersion: hostkit.dev/v1alpha1\nkind: GitSource\nmetadata: {{name: folder}}\nspec:\n  directory: {}\n  interval: 1h\n  prune: true\n",
+            folder.display()
+        ),
+    );
+    assert!(wait_until(Duration::from_secs(20), || data_root(
+        &s, "local"
+    )
+    .as_deref()
+        == Some("/srv/f1")));
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    std::fs::write(folder.join("p.yaml"), project("local", "/srv/f2", "")).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(2), || data_root(&s, "local").as_deref()
+            == Some("/srv/f2")),
+        "not picked up within 2 s"
+    );
+    eprintln!("folder edit synced in {:?}", started.elapsed());
+    std::fs::remove_file(folder.join("p.yaml")).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(2), || get(&s, "project", "local")
+            .is_none()),
+        "pruned"
+    );
+}
+
+/// Over SSH from a booted test host (key auth, host key checked), the repository also
+/// describes that host and a Service on it: a Rollback holds the Service back from git until
+/// its manifest changes, and `hkctl resume` releases it. Wrong credentials fail with the
+/// remote's message and leave the other source alone.
+#[test]
+fn ssh_from_a_test_host_with_a_rollback_hold() {
+    let s = Hostkit::start(ServeOptions {
+        controller: true,
+        ..Default::default()
+    });
+    let host = TestHost::boot();
+    let work = tempfile::tempdir().unwrap();
+    host.sh("git init -q --bare -b main /srv/infra.git");
+    let known_hosts = work.path().join("known_hosts");
+    std::fs::write(
+        &known_hosts,
+        format!("{} {}\n", host.address, host.host_key()),
+    )
+    .unwrap();
+    let ssh_env = vec![(
+        "GIT_SSH_COMMAND",
+        format!(
+            "ssh -i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes",
+            host.key().display(),
+            known_hosts.display()
+        ),
+    )];
+    let url = format!("ssh://root@{}/srv/infra.git", host.address);
+    let repo = Repo::new(work.path());
+    let manifests = |v: &str| {
+        format!(
+            "apiVersion: hostkit.dev/v1alpha1\nkind: Host\nmetadata: {{name: target}}\nspec:\n  address: {}\n  interval: 2s\n  ssh: {{user: root, identityFile: {}, hostKey: {{policy: pinned, key: \"{}\"}}}}\n---\napiVersion: hostkit.dev/v1alpha1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  hosts: [target]\n  interval: 2s\n  files: [{{path: /etc/web.txt, content: \"{v}\\n\"}}]\n",
+            host.address,
+            host.key().display(),
+            host.host_key()
+        )
+    };
+    let push = |msg: &str, v: &str| {
+        let c = repo.commit(&[("prod/web.yaml", Some(&manifests(v)))], msg);
+        git(
+            &repo.dir,
+            &["push", "-q", &url, "HEAD:refs/heads/main"],
+            &ssh_env,
+        );
+        c
+    };
+    let c1 = push("v1", "v1");
+    let auth = format!(
+        "  auth:\n    sshKey: {{file: {}}}\n    knownHosts: {{file: {}}}\n",
+        host.key().display(),
+        known_hosts.display()
+    );
+    apply(&s, work.path(), &gitsource("infra", &url, "prod", &auth));
+    assert!(
+        wait_until(Duration::from_secs(30), || ready_at(&s, "infra", &c1)),
+        "{:?}\n{}",
+        get(&s, "gitsource", "infra").and_then(|v| v.get("status").cloned()),
+        s.log()
+    );
+    assert!(wait_until(Duration::from_secs(60), || host
+        .try_sh("cat /etc/web.txt")
+        .1
+        == "v1\n"));
+    let c2 = push("v2", "v2");
+    assert!(wait_until(Duration::from_secs(30), || host
+        .try_sh("cat /etc/web.txt")
+        .1
+        == "v2\n"));
+    assert!(wait_until(Duration::from_secs(10), || ready_at(
+        &s, "infra", &c2
+    )));
+
+    // Roll back: git does not re-apply v2, and lists the Service as held.
+    let out = s.hkctl(&["rollback", "service/web", "--timeout", "60s"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(host.sh("cat /etc/web.txt"), "v1\n");
+    assert!(
+        wait_until(Duration::from_secs(10), || get(&s, "gitsource", "infra")
+            .is_some_and(|v| v["status"]["held"][0]["name"] == "web")),
+        "{:?}",
+        get(&s, "gitsource", "infra").and_then(|v| v.get("status").cloned())
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(host.sh("cat /etc/web.txt"), "v1\n", "held through syncs");
+    // A new commit that changes the Service ends the hold.
+    push("v3", "v3");
+    assert!(wait_until(Duration::from_secs(30), || host
+        .try_sh("cat /etc/web.txt")
+        .1
+        == "v3\n"));
+    // Held again (the previous revision is the first rollback's: v1), then released by hand.
+    let out = s.hkctl(&["rollback", "service/web", "--timeout", "60s"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(host.sh("cat /etc/web.txt"), "v1\n");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(host.sh("cat /etc/web.txt"), "v1\n");
+    let out = s.hkctl(&["resume", "service/web"]);
+    assert!(
+        stdout(&out).contains("resumed"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(wait_until(Duration::from_secs(30), || host
+        .try_sh("cat /etc/web.txt")
+        .1
+        == "v3\n"));
+
+    // Wrong credentials: the remote's refusal, and the good source is unaffected.
+    let wrong_key = work.path().join("wrong_key");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&wrong_key)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let bad_auth = format!(
+        "  auth:\n    sshKey: {{file: {}}}\n    knownHosts: {{file: {}}}\n",
+        wrong_key.display(),
+        known_hosts.display()
+    );
+    apply(
+        &s,
+        work.path(),
+        &gitsource("denied", &url, "prod", &bad_auth),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || get(&s, "gitsource", "denied")
+            .and_then(|v| condition(&v, "ArtifactFailed"))
+            .is_some_and(
+                |(st, _, m)| st == "True" && m.contains("Permission denied")
+            )),
+        "{:?}",
+        get(&s, "gitsource", "denied").and_then(|v| v.get("status").cloned())
+    );
+    let gs = get(&s, "gitsource", "infra").unwrap();
+    assert_eq!(
+        condition(&gs, "Ready").map(|c| c.0).as_deref(),
+        Some("True")
+    );
+}
