@@ -228,6 +228,14 @@ fn file_scenario(s: &Hostkit) {
         "2 objects: {table}"
     );
 
+    let describe = stdout(&s.hkctl(&["describe", "gs", "infra"]));
+    assert!(
+        describe.contains("inventory")
+            && describe.contains("name: p1")
+            && describe.contains("Synced"),
+        "{describe}"
+    );
+
     // A change lands within an interval.
     let c2 = repo.commit(
         &[(

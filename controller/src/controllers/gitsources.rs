@@ -41,6 +41,9 @@ const ORDER: [&str; 8] = [
 #[derive(Default)]
 pub struct FolderWatches {
     watching: std::sync::Mutex<BTreeMap<String, (PathBuf, notify::RecommendedWatcher)>>,
+    /// The last revision each source parsed, and what it became: a resync of an unchanged
+    /// revision skips parsing and validating (most of a no-change sync's work).
+    parsed: std::sync::Mutex<BTreeMap<String, (String, std::sync::Arc<Vec<Desired>>)>>,
 }
 
 fn cond(
@@ -187,8 +190,27 @@ impl Controllers {
         );
 
         // 2. Everything parses and validates, or nothing is applied.
-        let desired = match self.desired(&name, &snapshot) {
-            Ok(d) => d,
+        let cached = self
+            .folders
+            .parsed
+            .lock()
+            .expect("not poisoned")
+            .get(&name)
+            .filter(|(revision, _)| *revision == snapshot.revision)
+            .map(|(_, d)| d.clone());
+        let parsed = match cached {
+            Some(d) => Ok(d),
+            None => self.desired(&name, &snapshot).map(std::sync::Arc::new),
+        };
+        let desired = match parsed {
+            Ok(d) => {
+                self.folders
+                    .parsed
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(name.clone(), (snapshot.revision.clone(), d.clone()));
+                d
+            }
             Err(errors) => {
                 let shown: Vec<String> = errors.iter().take(5).map(|e| e.to_string()).collect();
                 let mut message = format!(
@@ -515,6 +537,10 @@ impl Controllers {
             .map(|doc| {
                 let body = doc.object.to_value();
                 let digest = digest(&body);
+                // Compared with the stored object, which the server defaulted.
+                let mut defaulted = doc.object.clone();
+                defaulted.apply_defaults();
+                let body = defaulted.to_value();
                 Desired { doc, body, digest }
             })
             .collect())
@@ -528,10 +554,16 @@ impl Controllers {
     ) -> Result<Applied, String> {
         let info = kind_of(d.doc.object.info().plural);
         let name = d.doc.object.meta().name.clone();
-        let live = match self.objects.get(info, &name).await {
-            Ok(v) => Some(v),
-            Err(Error::NotFound { .. }) => None,
-            Err(e) => return Err(e.to_string()),
+        // The watch cache first: a no-change sync then reads nothing from the store. A
+        // cache a moment behind only delays noticing a hand edit to the next sync; every
+        // write below is a server-side apply against the stored object.
+        let live = match self.caches.get(info.plural, &name) {
+            Some(v) => Some(v),
+            None => match self.objects.get(info, &name).await {
+                Ok(v) => Some(v),
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => return Err(e.to_string()),
+            },
         };
         if let Some(live) = &live {
             if let Some(owner) = label(live, wellknown::GITSOURCE).filter(|o| *o != source) {
@@ -566,6 +598,12 @@ impl Controllers {
             revision_source.to_string()
         };
         annotations[wellknown::SOURCE] = Value::String(stamp);
+        if let Some(l) = &live
+            && unchanged_in_git
+            && already_applied(l, &body)
+        {
+            return Ok(Applied::Unchanged);
+        }
         let (_, outcome) = crate::objects::as_actor(
             format!("gitsource/{source}"),
             self.objects.apply(info, &name, body, false),
@@ -681,14 +719,35 @@ impl Controllers {
         }
     }
 
-    /// Stops watching a deleted folder source.
+    /// Stops watching a deleted source and forgets what it parsed.
     pub(super) fn unwatch_folder(&self, name: &str) {
         self.folders
             .watching
             .lock()
             .expect("not poisoned")
             .remove(name);
+        self.folders
+            .parsed
+            .lock()
+            .expect("not poisoned")
+            .remove(name);
     }
+}
+
+/// Whether `live` already has what applying `body` would set: its spec, its labels, and
+/// the body's annotations (others may be there too).
+fn already_applied(live: &Value, body: &Value) -> bool {
+    let annotations_there = body
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .is_none_or(|want| {
+            want.iter().all(|(k, v)| {
+                live.pointer("/metadata/annotations").and_then(|a| a.get(k)) == Some(v)
+            })
+        });
+    live.get("spec") == body.get("spec")
+        && live.pointer("/metadata/labels") == body.pointer("/metadata/labels")
+        && annotations_there
 }
 
 /// What applying one object did.
@@ -697,4 +756,40 @@ enum Applied {
     Unchanged,
     Held,
     Conflict(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_object_is_already_applied_when_spec_labels_and_our_annotations_match() {
+        let body = json!({"metadata": {"name": "a", "labels": {"hostkit.dev/gitsource": "g"},
+            "annotations": {"hostkit.dev/source-digest": "d1"}}, "spec": {"x": 1}});
+        let mut live = body.clone();
+        live["metadata"]["annotations"]["hostkit.dev/changed-by"] = json!("gitsource/g");
+        live["status"] = json!({"ready": true});
+        assert!(
+            already_applied(&live, &body),
+            "other annotations and status do not matter"
+        );
+        let mut edited = live.clone();
+        edited["spec"]["x"] = json!(2);
+        assert!(!already_applied(&edited, &body), "a hand edit of the spec");
+        let mut relabelled = live.clone();
+        relabelled["metadata"]["labels"]["team"] = json!("x");
+        assert!(!already_applied(&relabelled, &body), "git owns the labels");
+        let mut moved = live;
+        moved["metadata"]["annotations"]["hostkit.dev/source-digest"] = json!("d0");
+        assert!(!already_applied(&moved, &body));
+    }
+
+    #[test]
+    fn digests_follow_the_manifest() {
+        assert_eq!(digest(&json!({"a": 1})), digest(&json!({"a": 1})));
+        assert_ne!(digest(&json!({"a": 1})), digest(&json!({"a": 2})));
+        assert_eq!(digest(&json!({"a": 1})).len(), 16);
+    }
 }
