@@ -43,8 +43,11 @@ pub struct FolderWatches {
     watching: std::sync::Mutex<BTreeMap<String, (PathBuf, notify::RecommendedWatcher)>>,
     /// The last revision each source parsed, and what it became: a resync of an unchanged
     /// revision skips parsing and validating (most of a no-change sync's work).
-    parsed: std::sync::Mutex<BTreeMap<String, (String, std::sync::Arc<Vec<Desired>>)>>,
+    parsed: std::sync::Mutex<BTreeMap<String, Parsed>>,
 }
+
+/// A revision and the objects it parsed into.
+type Parsed = (String, std::sync::Arc<Vec<Desired>>);
 
 fn cond(
     status: &mut GitSourceStatus,
