@@ -126,15 +126,16 @@ enum Command {
     },
     /// Let git apply an object again that a Rollback held back (KIND/NAME).
     Resume { target: String },
-    /// List a Service's revisions: number, age, hosts, changes applied, source.
+    /// List the revisions of a Service or a Host: number, age, hosts, changes, source.
     History {
-        /// service/NAME (or NAME).
+        /// service/NAME (or NAME), or host/NAME.
         target: String,
     },
-    /// Roll a Service back by running the down plans of its newer revisions; waits and
-    /// prints each host's result (exit 0: complete, 1: failed or still running).
+    /// Roll a Service (or a Host's own resources) back by running the down plans of its
+    /// newer revisions; waits and prints each host's result (exit 0: complete, 1: failed or
+    /// still running).
     Rollback {
-        /// service/NAME (or NAME).
+        /// service/NAME (or NAME), or host/NAME.
         target: String,
         /// The revision to go back to (default: the previous one).
         #[arg(long)]
@@ -319,13 +320,14 @@ async fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::History { target } => {
-            let name = hkctl::rollout::service_name(target)?;
+            let (kind, name) = hkctl::rollout::target_of(target)?;
             let c = client(&cli)?;
-            let svc = c.get(find_kind("services").expect("kind"), name).await?;
-            let revs = hkctl::rollout::revisions(&c, name).await?;
+            let svc = c.get(find_kind(kind).expect("kind"), name).await?;
+            let revs = hkctl::rollout::revisions(&c, kind, name).await?;
             if revs.is_empty() {
                 out(&format!(
-                    "service/{name} has no revisions yet (nothing applied)\n"
+                    "{}/{name} has no revisions yet (nothing applied)\n",
+                    kind.to_lowercase()
                 ));
             } else {
                 out(&hkctl::rollout::history_table(
@@ -345,13 +347,14 @@ async fn run(cli: Cli) -> Result<u8> {
             no_wait,
             timeout,
         } => {
-            let name = hkctl::rollout::service_name(target)?;
+            let (kind, name) = hkctl::rollout::target_of(target)?;
             let timeout = hostkit_api::values::Duration::parse(timeout)
                 .map_err(Error::Usage)?
                 .as_std();
             let c = client(&cli)?;
             let request = hkctl::rollout::Request {
-                service: name,
+                kind,
+                name,
                 to_revision: *to_revision,
                 only,
                 force: *force,

@@ -1,4 +1,4 @@
-//! `hkctl history` and `hkctl rollback`: a Service's Revisions, and creating a Rollback
+//! `hkctl history` and `hkctl rollback`: the Revisions of a Service or Host, and creating a Rollback
 //! and following it to the end, as `kubectl rollout history` / `undo` do.
 
 use std::fmt::Write as _;
@@ -13,28 +13,29 @@ use crate::client::{Client, ListOptions};
 use crate::output;
 use crate::{Error, Result};
 
-/// `service/NAME`, `svc/NAME` or `NAME` → the Service's name.
-pub fn service_name(target: &str) -> Result<&str> {
-    let name = match target.split_once('/') {
-        Some(("service" | "services" | "svc", name)) => name,
+/// `service/NAME` (`svc/NAME`, or a bare `NAME`) or `host/NAME` → the kind and name.
+pub fn target_of(target: &str) -> Result<(&'static str, &str)> {
+    let (kind, name) = match target.split_once('/') {
+        Some(("service" | "services" | "svc", name)) => ("Service", name),
+        Some(("host" | "hosts", name)) => ("Host", name),
         Some((kind, _)) => {
             return Err(Error::Usage(format!(
-                "{kind:?}: only Services have a history (service/NAME)"
+                "{kind:?}: only Services and Hosts have a history (service/NAME, host/NAME)"
             )));
         }
-        None => target,
+        None => ("Service", target),
     };
     if name.is_empty() {
-        return Err(Error::Usage("expected service/NAME".into()));
+        return Err(Error::Usage("expected service/NAME or host/NAME".into()));
     }
-    Ok(name)
+    Ok((kind, name))
 }
 
-/// The Service's Revisions, oldest first.
-pub async fn revisions(c: &Client, service: &str) -> Result<Vec<Value>> {
+/// The Revisions of a Service or Host, oldest first.
+pub async fn revisions(c: &Client, kind: &str, name: &str) -> Result<Vec<Value>> {
     let options = ListOptions {
         label_selector: Some(format!(
-            "{}=Service,{}={service}",
+            "{}={kind},{}={name}",
             wellknown::TARGET_KIND,
             wellknown::TARGET_NAME
         )),
@@ -109,7 +110,9 @@ pub fn history_table(service: &Value, revs: &[Value], now: DateTime<Utc>) -> Str
 
 /// What `hkctl rollback` asks for.
 pub struct Request<'a> {
-    pub service: &'a str,
+    /// `Service` or `Host`.
+    pub kind: &'a str,
+    pub name: &'a str,
     pub to_revision: Option<u64>,
     pub only: &'a [String],
     pub force: bool,
@@ -118,9 +121,9 @@ pub struct Request<'a> {
 
 /// Creates the Rollback object; returns its name.
 pub async fn create(c: &Client, r: &Request<'_>, now: DateTime<Utc>) -> Result<String> {
-    let name = format!("{}-rollback-{}", r.service, now.format("%Y%m%d-%H%M%S"));
+    let name = format!("{}-rollback-{}", r.name, now.format("%Y%m%d-%H%M%S"));
     let mut spec = json!({
-        "targetRef": {"kind": "Service", "name": r.service},
+        "targetRef": {"kind": r.kind, "name": r.name},
         "toRevision": r.to_revision.map(Value::from).unwrap_or_else(|| "previous".into()),
     });
     if !r.only.is_empty() {
@@ -255,13 +258,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn service_names_come_from_any_spelling_and_other_kinds_are_refused() {
-        assert_eq!(service_name("service/web").unwrap(), "web");
-        assert_eq!(service_name("svc/web").unwrap(), "web");
-        assert_eq!(service_name("web").unwrap(), "web");
-        let e = service_name("host/edge").unwrap_err().to_string();
-        assert!(e.contains("only Services have a history"), "{e}");
-        assert!(service_name("service/").is_err());
+    fn targets_come_from_any_spelling_and_other_kinds_are_refused() {
+        assert_eq!(target_of("service/web").unwrap(), ("Service", "web"));
+        assert_eq!(target_of("svc/web").unwrap(), ("Service", "web"));
+        assert_eq!(target_of("web").unwrap(), ("Service", "web"));
+        assert_eq!(target_of("host/edge").unwrap(), ("Host", "edge"));
+        let e = target_of("project/toys").unwrap_err().to_string();
+        assert!(e.contains("only Services and Hosts have a history"), "{e}");
+        assert!(target_of("service/").is_err());
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct Input<'a> {
     pub now: DateTime<Utc>,
     pub secrets: &'a Secrets,
     pub settle: std::time::Duration,
+    /// Plan and report, but apply nothing (a rollback of this host is running).
+    pub hold: Option<String>,
 }
 
 pub struct Outcome {
@@ -39,6 +41,11 @@ pub struct Outcome {
     pub failure: Option<Failure>,
     /// When a window that holds the host's changes opens or closes.
     pub wake_at: Option<DateTime<Utc>>,
+    /// An apply of new desired resources, for the host's history (corrective applies are
+    /// not history).
+    pub run: Option<crate::history::Run>,
+    /// Digest of the desired resources.
+    pub digest: String,
 }
 
 fn set(
@@ -116,6 +123,8 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
             reachable,
             failure: Some(Failure { terminal, message }),
             wake_at: None,
+            run: None,
+            digest: String::new(),
         }
     };
     let projects: Vec<(&str, &Firewall)> = input
@@ -178,7 +187,12 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
             message: "the host answers again".into(),
         });
     }
-    let decision = if prepared.plan.is_empty() || input.spec.paused {
+    let digest = plan::desired_digest(&resources);
+    let held = input.spec.paused || input.hold.is_some();
+    if prepared.plan.is_empty() {
+        status.applied_digest = Some(digest.clone());
+    }
+    let decision = if prepared.plan.is_empty() || held {
         None
     } else {
         let none = std::collections::BTreeMap::new();
@@ -212,7 +226,9 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
             message: format!("{}: {why}", prepared.plan.summary()),
         });
     }
-    if !prepared.plan.is_empty() && !input.spec.paused && blocked.is_none() {
+    let mut run = None;
+    if !prepared.plan.is_empty() && !held && blocked.is_none() {
+        let corrective = status.applied_digest.as_deref() == Some(digest.as_str());
         let opts = ApplyOptions::new(format!(
             "host-{}-g{generation}-{}",
             input.name,
@@ -222,8 +238,16 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
         opts.settle = input.settle;
         let result = apply::apply(t.as_ref(), &prepared, &opts).await;
         if let Ok(a) = &result {
-            // Host-level applies are not kept in a history yet: their backups go.
-            crate::service::discard_backups(Some(&t), &a.revision).await;
+            let changed = a.count(apply::Status::Applied) > 0;
+            if corrective || !changed {
+                // A repair is not history: its backups of the drifted files have no use.
+                crate::service::discard_backups(Some(&t), &a.revision).await;
+            } else {
+                run = Some(crate::history::Run::from_applied(a, now));
+            }
+            if a.ok {
+                status.applied_digest = Some(digest.clone());
+            }
         }
         match result {
             Ok(a) if a.ok => notes.push(Note {
@@ -241,7 +265,10 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
                     reason: "ApplyFailed",
                     message: msg.clone(),
                 });
-                return fail(status, notes, msg, false, true);
+                let mut out = fail(status, notes, msg, false, true);
+                out.run = run;
+                out.digest = digest;
+                return out;
             }
             Err(e) => {
                 hosts.forget(input.name);
@@ -249,20 +276,23 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
             }
         }
     }
-    let pending = (input.spec.paused || blocked.is_some()) && !prepared.plan.is_empty();
+    let pending = (held || blocked.is_some()) && !prepared.plan.is_empty();
     set(
         &mut status,
         "Ready",
         !pending,
         if !pending {
             "Converged"
-        } else if input.spec.paused {
+        } else if held {
             "Paused"
         } else {
             "WindowClosed"
         },
         if pending {
-            prepared.plan.summary()
+            match &input.hold {
+                Some(why) => format!("{why}; {}", prepared.plan.summary()),
+                None => prepared.plan.summary(),
+            }
         } else {
             "reachable, and its own resources are applied".into()
         },
@@ -275,5 +305,7 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
         reachable: true,
         failure: None,
         wake_at,
+        run,
+        digest,
     }
 }

@@ -695,9 +695,12 @@ pub fn compute_locked(
         } else {
             plan_one(r, state, bytes.get(&r.id), lock)
         };
-        // A unit restarts when a file it runs from changed.
-        if let Spec::Unit { start: true, .. } = r.spec
-            && p.action == Action::Noop
+        // A unit restarts when a file it runs from changed; a firewall reloads when its
+        // ruleset file changed.
+        if matches!(
+            r.spec,
+            Spec::Unit { start: true, .. } | Spec::Firewall { .. }
+        ) && p.action == Action::Noop
         {
             let changed: Vec<&str> = r
                 .depends_on
@@ -712,10 +715,15 @@ pub fn compute_locked(
                 .map(|d| d.id.as_str())
                 .collect();
             if !changed.is_empty() {
+                let verb = if matches!(r.spec, Spec::Firewall { .. }) {
+                    "reload"
+                } else {
+                    "restart"
+                };
                 p = Planned {
                     action: Action::Update,
-                    reason: format!("restart: {} changed", changed.join(", ")),
-                    after: Some(json!({"restart": true})),
+                    reason: format!("{verb}: {} changed", changed.join(", ")),
+                    after: Some(json!({ verb: true })),
                     diff: None,
                 };
             }

@@ -515,3 +515,91 @@ fn a_rollback_survives_a_controller_crash() {
     assert_eq!(leftovers.trim(), "0", "no temp file left behind");
     wait_ready(&s);
 }
+
+/// A Host's own resources have revisions too: a firewall change rolled back with
+/// `hkctl rollback host/NAME` puts the ruleset file and the loaded table back.
+#[test]
+fn a_hosts_firewall_rolls_back() {
+    let s = Hostkit::start(ServeOptions {
+        controller: true,
+        ..Default::default()
+    });
+    let host = TestHost::boot();
+    let dir = tempfile::tempdir().unwrap();
+    let with_firewall = |ports: &str| {
+        host_yaml("target", &host).replace(
+            "  interval: 2s\n",
+            &format!("  interval: 2s\n  firewall:\n    rules:\n      - allow: {{tcp: [{ports}]}}\n        from: any\n    default: allow\n"),
+        )
+    };
+    let host_ready = |generation: i64| {
+        get(&s, "host", "target").is_some_and(|v| {
+            v.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c["type"] == "Ready"
+                            && c["status"] == "True"
+                            && c["observedGeneration"] == generation
+                    })
+                })
+        })
+    };
+    apply(&s, dir.path(), &with_firewall("22"));
+    assert!(
+        wait_until(Duration::from_secs(60), || host_ready(1)),
+        "{}",
+        s.log()
+    );
+    let ruleset = "/etc/nftables.d/hostkit.nft";
+    let v1 = host.listing(&[ruleset.to_string()]);
+    let table_v1 = host.sh("nft list ruleset | grep -c dport || true");
+    apply(&s, dir.path(), &with_firewall("22, 8080"));
+    assert!(
+        wait_until(Duration::from_secs(60), || host_ready(2)),
+        "{}",
+        s.log()
+    );
+    assert_ne!(host.listing(&[ruleset.to_string()]), v1);
+    let loaded = host.sh("nft list ruleset");
+    assert!(
+        loaded.contains("8080"),
+        "{loaded}\n{}",
+        host.sh(&format!("cat {ruleset}"))
+    );
+    let history = stdout(&s.hkctl(&["history", "host/target"]));
+    assert_eq!(history.lines().count(), 3, "{history}");
+
+    let out = s.hkctl(&["rollback", "host/target", "--timeout", "60s"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}\n{}",
+        stdout(&out),
+        stderr(&out),
+        s.log()
+    );
+    assert_eq!(
+        host.listing(&[ruleset.to_string()]),
+        v1,
+        "the ruleset file is back"
+    );
+    assert!(
+        !host.sh("nft list ruleset").contains("8080"),
+        "the loaded table is back"
+    );
+    assert_eq!(
+        host.sh("nft list ruleset | grep -c dport || true"),
+        table_v1
+    );
+    let h = get(&s, "host", "target").unwrap();
+    assert_eq!(
+        h["metadata"]["annotations"]["hostkit.dev/rolled-back-to"],
+        "1"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        !host.sh("nft list ruleset").contains("8080"),
+        "not re-applied by resyncs"
+    );
+}

@@ -299,6 +299,12 @@ pub struct HostStatus {
     /// heartbeats do not dominate the store's writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<Time>,
+    /// Digest of the host's own desired resources it last matched (drift is judged by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_digest: Option<String>,
+    /// Number of the newest Revision of the host's own resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_revision: Option<u64>,
 }
 
 pub const HOST_INFO: KindInfo = KindInfo {

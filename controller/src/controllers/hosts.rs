@@ -39,8 +39,37 @@ impl Controllers {
             now,
             secrets: &self.secrets,
             settle: self.settle,
+            hold: hold_of(&o.metadata.annotations, |rb| self.rollback_running(rb)),
         };
-        let outcome = host::reconcile(input, self.pool.as_ref()).await;
+        let mut outcome = host::reconcile(input, self.pool.as_ref()).await;
+        // History first, then the status that says what the host runs.
+        if let Some(run) = &outcome.run {
+            let target = history::Target {
+                kind: "Host",
+                name: &name,
+                uid: o.metadata.uid.as_deref(),
+                generation: o.metadata.generation.unwrap_or(1),
+                spec: v.get("spec").cloned().unwrap_or_default(),
+                digest: &outcome.digest,
+                source: history::changed_by(&v),
+                rolled_back_to: None,
+            };
+            let highest = outcome.status.current_revision;
+            match self
+                .record_runs(&target, &[(name.clone(), run.clone())], highest)
+                .await
+            {
+                Ok(_) => self.prune_revisions("Host", &name, 10).await,
+                Err(e) => outcome.notes.push(Note {
+                    warning: true,
+                    reason: "HistoryNotRecorded",
+                    message: format!("the apply was not recorded in the history: {e:?}"),
+                }),
+            }
+        }
+        if let Some(newest) = self.revisions_of("Host", &name).last() {
+            outcome.status.current_revision = Some(newest.spec.revision);
+        }
         self.metrics
             .host_up
             .get_or_create(&HostLabels { host: name.clone() })

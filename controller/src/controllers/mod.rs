@@ -311,9 +311,9 @@ impl Controllers {
         }
     }
 
-    /// The hold on a Service as the cache sees it now.
-    fn current_hold(&self, service: &str) -> Option<String> {
-        let v = self.caches.get("services", service)?;
+    /// The hold on a Service or Host as the cache sees it now.
+    fn current_hold(&self, plural: &str, name: &str) -> Option<String> {
+        let v = self.caches.get(plural, name)?;
         let annotations: BTreeMap<String, String> = v
             .pointer("/metadata/annotations")
             .and_then(|a| serde_json::from_value(a.clone()).ok())
@@ -365,7 +365,13 @@ impl Reconcile for Controllers {
             "revisions" => self.cleanup_revision(object).await?,
             "instances" => self.cleanup_instance(object).await?,
             "gitsources" => self.unwatch_folder(&name),
-            "hosts" => self.metrics.forget_host(&name),
+            "hosts" => {
+                self.metrics.forget_host(&name);
+                self.prune_revisions("Host", &name, 0).await;
+                if let Some(newest) = self.revisions_of("Host", &name).last() {
+                    self.delete_revision(&newest.metadata.name).await;
+                }
+            }
             "policywindows" => self.metrics.forget_window(&name),
             _ => {}
         }

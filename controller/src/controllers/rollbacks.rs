@@ -38,29 +38,43 @@ impl Controllers {
         }
         let now = (self.clock)();
         let target = &rb.spec.target_ref;
-        if target.kind != "Service" {
+        let plural = match target.kind.as_str() {
+            "Service" => "services",
+            "Host" => "hosts",
+            other => {
+                return self
+                    .fail(
+                        &v,
+                        status,
+                        format!("targetRef.kind {other:?}: Services and Hosts can be rolled back"),
+                    )
+                    .await;
+            }
+        };
+        let tk = target.kind.as_str();
+        if tk == "Host" && !rb.spec.only.is_empty() {
             return self
                 .fail(
                     &v,
                     status,
-                    format!(
-                        "targetRef.kind {:?}: only Service targets can be rolled back so far",
-                        target.kind
-                    ),
+                    "spec.only: a Host's own resources are rolled back whole; `only` is for Services".into(),
                 )
                 .await;
         }
-        let Some(svc_v) = self.caches.get("services", &target.name) else {
+        let Some(svc_v) = self.caches.get(plural, &target.name) else {
             return self
-                .fail(
-                    &v,
-                    status,
-                    format!("Service/{} does not exist", target.name),
-                )
+                .fail(&v, status, format!("{tk}/{} does not exist", target.name))
                 .await;
         };
-        let svc: Object<ServiceSpec> = typed(&svc_v)?;
-        let revs = self.revisions_of("Service", &target.name);
+        let target_uid = svc_v
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .map(String::from);
+        let target_generation = svc_v
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        let revs = self.revisions_of(tk, &target.name);
 
         // Resolve the revisions once; they are fixed in status from then on.
         let from =
@@ -71,7 +85,7 @@ impl Controllers {
                     None => {
                         return self
                         .fail(&v, status, format!(
-                            "Service/{} has no revisions yet: nothing was applied to roll back",
+                            "{tk}/{} has no revisions yet: nothing was applied to roll back",
                             target.name
                         ))
                         .await;
@@ -88,8 +102,8 @@ impl Controllers {
         let Some(to_rev) = revs.iter().find(|r| r.spec.revision == to).cloned() else {
             return self
                 .fail(&v, status, format!(
-                    "revision {to} of Service/{} no longer exists (pruned); `hkctl history service/{}` lists those kept",
-                    target.name, target.name
+                    "revision {to} of {tk}/{} no longer exists (pruned); `hkctl history {}/{}` lists those kept",
+                    target.name, tk.to_lowercase(), target.name
                 ))
                 .await;
         };
@@ -103,7 +117,7 @@ impl Controllers {
                 false,
                 "Progressing",
                 format!(
-                    "rolling Service/{} back from revision {from} to {to}",
+                    "rolling {tk}/{} back from revision {from} to {to}",
                     target.name
                 ),
                 now,
@@ -115,7 +129,7 @@ impl Controllers {
                 &[Note {
                     warning: false,
                     reason: "Started",
-                    message: format!("Service/{}: revision {from} → {to}", target.name),
+                    message: format!("{tk}/{}: revision {from} → {to}", target.name),
                 }],
             )
             .await;
@@ -135,12 +149,14 @@ impl Controllers {
                     .get("hosts", h)
                     .map(|v| labels(&v))
                     .unwrap_or_default();
-                match windows::decide(
-                    &windows,
-                    (&target.name, &svc_labels),
-                    (h, &host_labels),
-                    now,
-                ) {
+                // A Host's own resources fall under the windows that name no service.
+                let none = BTreeMap::new();
+                let service = if tk == "Host" {
+                    ("", &none)
+                } else {
+                    (target.name.as_str(), &svc_labels)
+                };
+                match windows::decide(&windows, service, (h, &host_labels), now) {
                     Ok(d) if d.allowed || d.manual_override => {}
                     Ok(d) => {
                         blocked.push(format!("{h}: {}", d.message));
@@ -179,8 +195,8 @@ impl Controllers {
             now,
         );
 
-        // Hold the Service's own applies while hosts are being rolled back.
-        self.annotate_service(&target.name, |a| {
+        // Hold the target's own applies while hosts are being rolled back.
+        self.annotate_target(plural, &target.name, |a| {
             a.insert(
                 wellknown::ROLLBACK_IN_PROGRESS.into(),
                 Value::String(name.clone()),
@@ -190,7 +206,7 @@ impl Controllers {
         // A Service reconcile re-checks the hold from the cache before each apply: make
         // sure the cache has it before touching a host.
         for _ in 0..250 {
-            if self.current_hold(&target.name).is_some() {
+            if self.current_hold(plural, &target.name).is_some() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -264,7 +280,7 @@ impl Controllers {
                     e.phase = "Failed".into();
                     e.message = undone.error.clone();
                     let msg = format!("{host}: {}", undone.error.unwrap_or_default());
-                    self.release_service(&target.name, &name).await;
+                    self.release_target(plural, &target.name, &name).await;
                     return self.fail(&v, status, msg).await;
                 }
                 e.runs.push(run.id.clone());
@@ -298,14 +314,15 @@ impl Controllers {
             .await;
         }
 
-        // The Service goes back to the revision's spec (or, with `only`, keeps its spec
+        // The target goes back to the revision's spec (or, with `only`, keeps its spec
         // and holds the restored resources), and history records the result.
         let actor = format!("rollback/{name}");
         let snapshot = to_rev.spec.spec_snapshot.clone();
         let only = rb.spec.only.clone();
-        let generation_now = svc.metadata.generation.unwrap_or(1);
+        let generation_now = target_generation;
         let new_generation = self
-            .reset_service(
+            .reset_target(
+                plural,
                 &target.name,
                 &name,
                 to,
@@ -336,16 +353,16 @@ impl Controllers {
                     svc_v.get("spec").cloned().unwrap_or_default()
                 };
                 let record = Target {
-                    kind: "Service",
+                    kind: kind_of(plural).kind,
                     name: &target.name,
-                    uid: svc.metadata.uid.as_deref(),
+                    uid: target_uid.as_deref(),
                     generation: new_generation,
                     spec,
                     digest: &digest,
                     source: Some(actor.clone()),
                     rolled_back_to: Some(to),
                 };
-                let n = self.write_rollback_revision(&record).await?;
+                let n = self.write_rollback_revision(plural, &record).await?;
                 status.new_revision = Some(n);
                 n
             }
@@ -358,7 +375,7 @@ impl Controllers {
             true,
             "RolledBack",
             format!(
-                "Service/{} rolled back from revision {from} to {to} (recorded as revision {new_revision}); {summary}",
+                "{tk}/{} rolled back from revision {from} to {to} (recorded as revision {new_revision}); {summary}",
                 target.name
             ),
             now,
@@ -378,7 +395,7 @@ impl Controllers {
             &[Note {
                 warning: false,
                 reason: "Complete",
-                message: format!("Service/{}: revision {from} → {to}; {summary}", target.name),
+                message: format!("{tk}/{}: revision {from} → {to}; {summary}", target.name),
             }],
         )
         .await;
@@ -444,13 +461,14 @@ impl Controllers {
         .await;
     }
 
-    /// Changes the Service's annotations (not its spec), retrying on conflicts.
-    async fn annotate_service(
+    /// Changes the target's annotations (not its spec), retrying on conflicts.
+    async fn annotate_target(
         &self,
+        plural: &str,
         name: &str,
         change: impl Fn(&mut serde_json::Map<String, Value>),
     ) -> Result<(), Failure> {
-        let kind = kind_of("services");
+        let kind = kind_of(plural);
         for _ in 0..8 {
             let mut current = match self.objects.get(kind, name).await {
                 Ok(c) => c,
@@ -474,13 +492,16 @@ impl Controllers {
                 Err(e) => return Err(Failure::Transient(e.to_string())),
             }
         }
-        Err(Failure::Transient(format!("Service/{name} kept changing")))
+        Err(Failure::Transient(format!(
+            "{}/{name} kept changing",
+            kind.kind
+        )))
     }
 
-    /// Lets the Service apply again after a failed rollback (it rolls forward to its spec).
-    async fn release_service(&self, service: &str, rollback: &str) {
+    /// Lets the target apply again after a failed rollback (it rolls forward to its spec).
+    async fn release_target(&self, plural: &str, service: &str, rollback: &str) {
         let r = self
-            .annotate_service(service, |a| {
+            .annotate_target(plural, service, |a| {
                 if a.get(wellknown::ROLLBACK_IN_PROGRESS)
                     .and_then(Value::as_str)
                     == Some(rollback)
@@ -494,11 +515,12 @@ impl Controllers {
         }
     }
 
-    /// Sets the Service back: `spec` (a full rollback) or the held ids (`only`), in one
-    /// write with the annotations; returns the Service's generation after it.
+    /// Sets the target back: `spec` (a full rollback) or the held ids (`only`), in one
+    /// write with the annotations; returns the target's generation after it.
     #[allow(clippy::too_many_arguments)]
-    async fn reset_service(
+    async fn reset_target(
         &self,
+        plural: &str,
         service: &str,
         rollback: &str,
         to: u64,
@@ -507,7 +529,7 @@ impl Controllers {
         generation_now: i64,
         actor: String,
     ) -> Result<i64, Failure> {
-        let kind = kind_of("services");
+        let kind = kind_of(plural);
         crate::objects::as_actor(actor, async {
             for _ in 0..8 {
                 let mut current = self
@@ -575,7 +597,11 @@ impl Controllers {
         .await
     }
 
-    async fn write_rollback_revision(&self, record: &Target<'_>) -> Result<u64, Failure> {
+    async fn write_rollback_revision(
+        &self,
+        plural: &str,
+        record: &Target<'_>,
+    ) -> Result<u64, Failure> {
         // A resumed rollback may have written it already.
         if let Some(r) = self
             .revisions_of(record.kind, record.name)
@@ -588,7 +614,7 @@ impl Controllers {
         }
         let highest = self
             .caches
-            .get("services", record.name)
+            .get(plural, record.name)
             .and_then(|s| s.pointer("/status/currentRevision").and_then(Value::as_u64));
         // A Rollback's revision is never merged into the one before it.
         self.record_rollback(record, highest).await

@@ -9,7 +9,7 @@ impl Controllers {
         let l = labels(&v);
         let project = self.project(&o.spec)?;
         let windows = self.windows();
-        let recheck = || self.current_hold(&o.metadata.name);
+        let recheck = || self.current_hold("services", &o.metadata.name);
         let mut input = self.service_input(&o, &l, project.as_ref(), &windows);
         input.recheck_hold = Some(&recheck);
         let now = input.now;
