@@ -138,6 +138,31 @@ pub struct Condition {
     pub observed_generation: Option<i64>,
 }
 
+impl Condition {
+    /// A True/False condition observed now for `generation`: what every reconciler writes.
+    pub fn observed(
+        type_: &str,
+        ok: bool,
+        reason: &str,
+        message: impl Into<String>,
+        now: Time,
+        generation: Option<i64>,
+    ) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: if ok {
+                ConditionStatus::True
+            } else {
+                ConditionStatus::False
+            },
+            reason: reason.into(),
+            message: message.into(),
+            last_transition_time: now,
+            observed_generation: generation,
+        }
+    }
+}
+
 /// Sets `cond` in `conditions`, keeping `lastTransitionTime` when the status did not change.
 ///
 /// Returns true when anything visible changed, so callers can skip a status write.

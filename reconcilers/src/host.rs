@@ -57,21 +57,8 @@ fn set(
     now: DateTime<Utc>,
     generation: i64,
 ) {
-    set_condition(
-        &mut status.conditions,
-        Condition {
-            type_: type_.into(),
-            status: if ok {
-                ConditionStatus::True
-            } else {
-                ConditionStatus::False
-            },
-            reason: reason.into(),
-            message,
-            last_transition_time: now,
-            observed_generation: Some(generation),
-        },
-    );
+    let c = Condition::observed(type_, ok, reason, message, now, Some(generation));
+    set_condition(&mut status.conditions, c);
 }
 
 pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {

@@ -11,7 +11,7 @@ use hostkit_api::kinds::{
     HostPlanStatus, HostSpec, PendingChanges, PolicyWindowSpec, ProjectSpec, ServiceSpec,
     ServiceStatus,
 };
-use hostkit_api::meta::{Condition, ConditionStatus, set_condition};
+use hostkit_api::meta::{Condition, set_condition};
 
 use crate::apply::{self, ApplyOptions};
 use crate::history::{Run, Undone};
@@ -144,18 +144,7 @@ fn cond(
     now: DateTime<Utc>,
     generation: i64,
 ) -> Condition {
-    Condition {
-        type_: type_.into(),
-        status: if ok {
-            ConditionStatus::True
-        } else {
-            ConditionStatus::False
-        },
-        reason: reason.into(),
-        message: message.into(),
-        last_transition_time: now,
-        observed_generation: Some(generation),
-    }
+    Condition::observed(type_, ok, reason, message, now, Some(generation))
 }
 
 fn host_status<'a>(status: &'a mut ServiceStatus, host: &str) -> &'a mut HostPlanStatus {

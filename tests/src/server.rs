@@ -86,6 +86,23 @@ impl Hostkit {
         })
     }
 
+    /// A server running the controller, on the embedded store.
+    pub fn controller() -> Hostkit {
+        Hostkit::start(ServeOptions {
+            controller: true,
+            ..Default::default()
+        })
+    }
+
+    /// A server running the controller, on the etcd at `url`.
+    pub fn controller_on_etcd(url: &str) -> Hostkit {
+        Hostkit::start(ServeOptions {
+            etcd: Some(url.to_string()),
+            controller: true,
+            ..Default::default()
+        })
+    }
+
     pub fn start(options: ServeOptions) -> Hostkit {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
@@ -225,6 +242,43 @@ impl Hostkit {
             .env_remove("HKCTL_TOKEN");
         cmd
     }
+}
+
+impl Hostkit {
+    /// `hkctl get KIND NAME -o json`; `None` when the object is not there.
+    pub fn get(&self, kind: &str, name: &str) -> Option<serde_json::Value> {
+        let out = self.hkctl(&["get", kind, name, "-o", "json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    }
+
+    /// `hkctl apply -f` of manifest text; panics with hkctl's output when it fails.
+    pub fn apply_yaml(&self, text: &str) {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let f = self.dir.path().join(format!("apply-{n}.yaml"));
+        std::fs::write(&f, text).expect("writing a manifest");
+        let out = self.hkctl(&["apply", "-f", f.to_str().expect("utf-8 path")]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    }
+}
+
+/// One condition of an object's status: (status, reason, message).
+pub fn condition(v: &serde_json::Value, type_: &str) -> Option<(String, String, String)> {
+    let c = v
+        .pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)?;
+    let text = |k: &str| c[k].as_str().unwrap_or("").to_string();
+    Some((text("status"), text("reason"), text("message")))
+}
+
+/// Just the status (`True`, `False`, `Unknown`) of one condition.
+pub fn condition_status(v: &serde_json::Value, type_: &str) -> Option<String> {
+    condition(v, type_).map(|c| c.0)
 }
 
 impl Drop for Hostkit {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use hostkit_e2e::server::{Hostkit, ServeOptions, stderr, stdout};
+use hostkit_e2e::server::{Hostkit, stderr, stdout};
 use hostkit_e2e::testhost::TestHost;
 use hostkit_e2e::{free_port, http_get, stop_child, wait_until};
 
@@ -49,10 +49,7 @@ impl Drop for Prometheus {
 
 #[test]
 fn prometheus_scrapes_hostkit_and_the_drift_alert_goes_pending() {
-    let s = Hostkit::start(ServeOptions {
-        controller: true,
-        ..Default::default()
-    });
+    let s = Hostkit::controller();
     let host = TestHost::boot();
     let dir = tempfile::tempdir().unwrap();
     let manifest = format!(

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hostkit_e2e::etcd::EtcdServer;
-use hostkit_e2e::server::{Hostkit, ServeOptions, stderr, stdout};
+use hostkit_e2e::server::{Hostkit, ServeOptions, condition, stderr, stdout};
 use hostkit_e2e::testhost::TestHost;
 use hostkit_e2e::wait_until;
 use serde_json::Value;
@@ -51,43 +51,15 @@ spec:
     )
 }
 
-fn object(s: &Hostkit, kind: &str, name: &str) -> Option<Value> {
-    let out = s.hkctl(&["get", kind, name, "-o", "json"]);
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
-fn condition(v: &Value, type_: &str) -> Option<(String, String)> {
-    v.pointer("/status/conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .map(|c| {
-            (
-                c["status"].as_str().unwrap_or("").to_string(),
-                c["reason"].as_str().unwrap_or("").to_string(),
-            )
-        })
-}
-
 fn is(s: &Hostkit, kind: &str, name: &str, type_: &str, status: &str) -> bool {
-    object(s, kind, name)
+    s.get(kind, name)
         .and_then(|v| condition(&v, type_))
-        .is_some_and(|(st, _)| st == status)
-}
-
-fn apply(s: &Hostkit, dir: &std::path::Path, text: &str) {
-    let f = dir.join("m.yaml");
-    std::fs::write(&f, text).unwrap();
-    let out = s.hkctl(&["apply", "-f", f.to_str().unwrap()]);
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        .is_some_and(|(st, _, _)| st == status)
 }
 
 /// The controller has seen the Service's current generation.
 fn observed(s: &Hostkit, name: &str) -> bool {
-    object(s, "service", name).is_some_and(|v| {
+    s.get("service", name).is_some_and(|v| {
         v.pointer("/status/observedGeneration").is_some()
             && v.pointer("/status/observedGeneration") == v.pointer("/metadata/generation")
     })
@@ -123,8 +95,7 @@ fn side(host: &TestHost, version: &str) -> String {
 fn controller_scenario(s: &Hostkit) {
     let host = TestHost::boot();
     let other = &TestHost::boot();
-    let dir = tempfile::tempdir().unwrap();
-    apply(s, dir.path(), &manifests(&host, "v1", "3s"));
+    s.apply_yaml(&manifests(&host, "v1", "3s"));
 
     // 1. Ready, the unit runs, describe shows conditions and events.
     assert!(
@@ -132,7 +103,8 @@ fn controller_scenario(s: &Hostkit) {
             s, "service", "web", "Ready", "True"
         )),
         "Service never became Ready: {:?}\n{}",
-        object(s, "service", "web").and_then(|v| v.get("status").cloned()),
+        s.get("service", "web")
+            .and_then(|v| v.get("status").cloned()),
         s.log()
     );
     assert_eq!(host.sh("systemctl is-active web.service").trim(), "active");
@@ -143,7 +115,7 @@ fn controller_scenario(s: &Hostkit) {
         "Reachable",
         "True"
     )));
-    let h = object(s, "host", "target").unwrap();
+    let h = s.get("host", "target").unwrap();
     assert_eq!(
         h.pointer("/status/facts/osId").and_then(Value::as_str),
         Some("debian")
@@ -208,7 +180,7 @@ fn controller_scenario(s: &Hostkit) {
         .unwrap_or(0.0)
     };
     let before = corrective();
-    apply(s, dir.path(), &paused(&manifests(&host, "v1", "3s")));
+    s.apply_yaml(&paused(&manifests(&host, "v1", "3s")));
     assert!(wait_until(Duration::from_secs(20), || observed(s, "web")));
     host.sh("echo tampered-while-paused > /etc/web/version.txt");
     assert!(
@@ -219,32 +191,29 @@ fn controller_scenario(s: &Hostkit) {
             "hostkit_drift{kind=\"Service\",name=\"web\",host=\"target\"}"
         ) == Some(1.0)),
         "{:?}",
-        object(s, "service", "web").and_then(|v| v.get("status").cloned())
+        s.get("service", "web")
+            .and_then(|v| v.get("status").cloned())
     );
     assert_eq!(
         host.sh("cat /etc/web/version.txt"),
         "tampered-while-paused\n"
     );
-    apply(s, dir.path(), &manifests(&host, "v1", "3s"));
+    s.apply_yaml(&manifests(&host, "v1", "3s"));
     assert!(wait_until(Duration::from_secs(20), || host
         .sh("cat /etc/web/version.txt")
         == "v1\n"));
     assert!(wait_until(Duration::from_secs(10), || corrective() > before));
 
     // 3. An open deny window: the change is planned, not applied, until the window goes.
-    apply(
-        s,
-        dir.path(),
-        "apiVersion: hostkit.dev/v1alpha1\nkind: PolicyWindow\nmetadata: {name: freeze}\nspec:\n  kind: deny\n  schedule: \"* * * * *\"\n  duration: 2m\n  selector: {services: {names: [web]}}\n",
+    s.apply_yaml("apiVersion: hostkit.dev/v1alpha1\nkind: PolicyWindow\nmetadata: {name: freeze}\nspec:\n  kind: deny\n  schedule: \"* * * * *\"\n  duration: 2m\n  selector: {services: {names: [web]}}\n",
     );
-    assert!(wait_until(Duration::from_secs(20), || object(
-        s,
-        "policywindow",
-        "freeze"
-    )
-    .and_then(|v| v.pointer("/status/open").and_then(Value::as_bool))
+    assert!(wait_until(Duration::from_secs(20), || s
+        .get("policywindow", "freeze")
+        .and_then(|v| v
+            .pointer("/status/open")
+            .and_then(Value::as_bool))
         == Some(true)));
-    apply(s, dir.path(), &manifests(&host, "v2", "3s"));
+    s.apply_yaml(&manifests(&host, "v2", "3s"));
     assert!(
         wait_until(Duration::from_secs(30), || is(
             s,
@@ -254,9 +223,10 @@ fn controller_scenario(s: &Hostkit) {
             "True"
         )),
         "{:?}",
-        object(s, "service", "web").and_then(|v| v.get("status").cloned())
+        s.get("service", "web")
+            .and_then(|v| v.get("status").cloned())
     );
-    let svc = object(s, "service", "web").unwrap();
+    let svc = s.get("service", "web").unwrap();
     let pending = &svc
         .pointer("/status/hosts/0/pending")
         .cloned()
@@ -313,7 +283,7 @@ fn controller_scenario(s: &Hostkit) {
 
     // 4. sshd stopped: the host is unreachable; restarted: it recovers on its own.
     // Another host keeps converging meanwhile.
-    apply(s, dir.path(), &side(other, "v1"));
+    s.apply_yaml(&side(other, "v1"));
     assert!(wait_until(Duration::from_secs(30), || is(
         s, "service", "side", "Ready", "True"
     )));
@@ -328,13 +298,14 @@ fn controller_scenario(s: &Hostkit) {
             "False"
         )),
         "{:?}",
-        object(s, "host", "target").and_then(|v| v.get("status").cloned())
+        s.get("host", "target")
+            .and_then(|v| v.get("status").cloned())
     );
     assert_eq!(metric(s, "hostkit_host_up{host=\"target\"}"), Some(0.0));
     assert!(wait_until(Duration::from_secs(30), || is(
         s, "service", "web", "Ready", "False"
     )));
-    apply(s, dir.path(), &side(other, "v2"));
+    s.apply_yaml(&side(other, "v2"));
     assert!(
         wait_until(Duration::from_secs(30), || other.sh("cat /etc/side.txt")
             == "v2\n"),
@@ -370,26 +341,22 @@ fn controller_scenario(s: &Hostkit) {
     );
 
     // 6a. Delete with --cascade=orphan: the object goes, the host keeps the files.
-    apply(
-        s,
-        dir.path(),
-        "apiVersion: hostkit.dev/v1alpha1\nkind: Service\nmetadata: {name: kept}\nspec:\n  hosts: [target]\n  files: [{path: /etc/kept.txt, content: \"kept\\n\"}]\n",
+    s.apply_yaml("apiVersion: hostkit.dev/v1alpha1\nkind: Service\nmetadata: {name: kept}\nspec:\n  hosts: [target]\n  files: [{path: /etc/kept.txt, content: \"kept\\n\"}]\n",
     );
     assert!(wait_until(Duration::from_secs(30), || is(
         s, "service", "kept", "Ready", "True"
     )));
     let out = s.hkctl(&["delete", "service", "kept", "--cascade", "orphan", "--wait"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(object(s, "service", "kept").is_none());
+    assert!(s.get("service", "kept").is_none());
     assert_eq!(host.sh("cat /etc/kept.txt"), "kept\n");
 
     // 6. Delete: the files and the unit leave the host, then the object is gone.
     let out = s.hkctl(&["delete", "service", "web", "--wait"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(wait_until(Duration::from_secs(30), || object(
-        s, "service", "web"
-    )
-    .is_none()));
+    assert!(wait_until(Duration::from_secs(30), || s
+        .get("service", "web")
+        .is_none()));
     assert_ne!(host.try_sh("test -e /etc/web/version.txt").0, 0);
     assert_ne!(host.try_sh("test -e /etc/systemd/system/web.service").0, 0);
     assert_ne!(host.try_sh("systemctl is-active web.service").0, 0);
@@ -402,21 +369,14 @@ fn controller_scenario(s: &Hostkit) {
 
 #[test]
 fn controller_on_the_embedded_store() {
-    let s = Hostkit::start(ServeOptions {
-        controller: true,
-        ..Default::default()
-    });
+    let s = Hostkit::controller();
     controller_scenario(&s);
 }
 
 #[test]
 fn controller_on_etcd() {
     let etcd = EtcdServer::start();
-    let s = Hostkit::start(ServeOptions {
-        etcd: Some(etcd.url.clone()),
-        controller: true,
-        ..Default::default()
-    });
+    let s = Hostkit::controller_on_etcd(&etcd.url);
     controller_scenario(&s);
 }
 
@@ -438,14 +398,13 @@ fn leader_failover_on_etcd_applies_nothing_twice() {
         "exactly one leader"
     );
     let host = TestHost::boot();
-    let dir = tempfile::tempdir().unwrap();
     let with_command = |version: &str| {
         manifests(&host, version, "2s").replace(
             "  daemon:",
             &format!("  commands:\n    - name: count\n      exec: [/bin/sh, -c, \"echo {version} >> /var/tmp/runs\"]\n      down: noop\n  daemon:"),
         )
     };
-    apply(&a, dir.path(), &with_command("v1"));
+    a.apply_yaml(&with_command("v1"));
     assert!(wait_until(Duration::from_secs(60), || is(
         &a, "service", "web", "Ready", "True"
     )));
@@ -467,7 +426,7 @@ fn leader_failover_on_etcd_applies_nothing_twice() {
         takeover < Duration::from_secs(8),
         "takeover took {takeover:?} with a 3 s lease"
     );
-    apply(survivor, dir.path(), &with_command("v2"));
+    survivor.apply_yaml(&with_command("v2"));
     assert!(
         wait_until(Duration::from_secs(60), || host
             .sh("cat /etc/web/version.txt")
@@ -486,17 +445,13 @@ fn leader_failover_on_etcd_applies_nothing_twice() {
 /// after a restart nothing runs twice.
 #[test]
 fn sigterm_lets_the_inflight_apply_finish() {
-    let mut s = Hostkit::start(ServeOptions {
-        controller: true,
-        ..Default::default()
-    });
+    let mut s = Hostkit::controller();
     let host = TestHost::boot();
-    let dir = tempfile::tempdir().unwrap();
     let slow = manifests(&host, "v1", "3s").replace(
         "  daemon:",
         "  commands:\n    - name: migrate\n      exec: [/bin/sh, -c, \"echo started >> /var/tmp/runs; sleep 3; echo finished >> /var/tmp/runs\"]\n      down: noop\n  daemon:",
     );
-    apply(&s, dir.path(), &slow);
+    s.apply_yaml(&slow);
     assert!(
         wait_until(Duration::from_secs(60), || host
             .try_sh("cat /var/tmp/runs")

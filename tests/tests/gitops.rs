@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hostkit_e2e::etcd::EtcdServer;
-use hostkit_e2e::server::{Hostkit, ServeOptions, stderr, stdout};
+use hostkit_e2e::server::{Hostkit, condition, stderr, stdout};
 use hostkit_e2e::testhost::TestHost;
 use hostkit_e2e::{free_port, wait_until};
 use serde_json::Value;
@@ -107,35 +107,6 @@ impl Drop for GitDaemon {
     }
 }
 
-fn apply(s: &Hostkit, dir: &Path, text: &str) {
-    let f = dir.join("apply.yaml");
-    std::fs::write(&f, text).unwrap();
-    let out = s.hkctl(&["apply", "-f", f.to_str().unwrap()]);
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-}
-
-fn get(s: &Hostkit, kind: &str, name: &str) -> Option<Value> {
-    let out = s.hkctl(&["get", kind, name, "-o", "json"]);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
-}
-
-fn condition(v: &Value, type_: &str) -> Option<(String, String, String)> {
-    v.pointer("/status/conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .map(|c| {
-            (
-                c["status"].as_str().unwrap_or("").into(),
-                c["reason"].as_str().unwrap_or("").into(),
-                c["message"].as_str().unwrap_or("").into(),
-            )
-        })
-}
-
 fn gitsource(name: &str, url: &str, path: &str, extra: &str) -> String {
     format!(
         "apiVersion: hostkit.dev/v1alpha1\nkind: GitSource\nmetadata: {{name: {name}}}\nspec:\n  url: {url}\n  ref: {{branch: main}}\n  path: {path}\n  interval: 2s\n  prune: true\n{extra}"
@@ -155,7 +126,7 @@ fn window(name: &str) -> String {
 }
 
 fn ready_at(s: &Hostkit, gs: &str, commit: &str) -> bool {
-    get(s, "gitsource", gs).is_some_and(|v| {
+    s.get("gitsource", gs).is_some_and(|v| {
         v.pointer("/status/lastAppliedCommit")
             .and_then(Value::as_str)
             .is_some_and(|c| c.ends_with(commit))
@@ -164,7 +135,7 @@ fn ready_at(s: &Hostkit, gs: &str, commit: &str) -> bool {
 }
 
 fn data_root(s: &Hostkit, name: &str) -> Option<String> {
-    get(s, "project", name)?
+    s.get("project", name)?
         .pointer("/spec/roots/data")?
         .as_str()
         .map(String::from)
@@ -187,18 +158,15 @@ fn file_scenario(s: &Hostkit) {
         ],
         "one",
     );
-    apply(
-        s,
-        work.path(),
-        &gitsource("infra", &repo.url(), "hosts/prod", ""),
-    );
+    s.apply_yaml(&gitsource("infra", &repo.url(), "hosts/prod", ""));
     assert!(
         wait_until(Duration::from_secs(20), || ready_at(s, "infra", &c1)),
         "{:?}\n{}",
-        get(s, "gitsource", "infra").and_then(|v| v.get("status").cloned()),
+        s.get("gitsource", "infra")
+            .and_then(|v| v.get("status").cloned()),
         s.log()
     );
-    let p1 = get(s, "project", "p1").expect("synced");
+    let p1 = s.get("project", "p1").expect("synced");
     assert_eq!(p1["metadata"]["labels"]["hostkit.dev/gitsource"], "infra");
     let source = p1["metadata"]["annotations"]["hostkit.dev/source"]
         .as_str()
@@ -208,9 +176,9 @@ fn file_scenario(s: &Hostkit) {
         p1["metadata"]["annotations"]["hostkit.dev/changed-by"],
         "gitsource/infra"
     );
-    assert!(get(s, "policywindow", "w1").is_some());
+    assert!(s.get("policywindow", "w1").is_some());
     assert!(
-        get(s, "project", "outside").is_none(),
+        s.get("project", "outside").is_none(),
         "only the path is synced"
     );
     let table = stdout(&s.hkctl(&["get", "gs"]));
@@ -252,7 +220,7 @@ fn file_scenario(s: &Hostkit) {
     )));
 
     // A hand edit: git wins at the next sync, and says so.
-    apply(s, work.path(), &project("p1", "/srv/by-hand", ""));
+    s.apply_yaml(&project("p1", "/srv/by-hand", ""));
     assert!(
         wait_until(Duration::from_secs(10), || data_root(s, "p1").as_deref()
             == Some("/srv/two")),
@@ -275,15 +243,17 @@ fn file_scenario(s: &Hostkit) {
         "bad",
     );
     assert!(
-        wait_until(Duration::from_secs(10), || get(s, "gitsource", "infra")
+        wait_until(Duration::from_secs(10), || s
+            .get("gitsource", "infra")
             .and_then(|v| condition(&v, "Ready"))
             .is_some_and(
                 |(st, reason, _)| st == "False" && reason == "ValidationFailed"
             )),
         "{:?}",
-        get(s, "gitsource", "infra").and_then(|v| v.get("status").cloned())
+        s.get("gitsource", "infra")
+            .and_then(|v| v.get("status").cloned())
     );
-    let (_, _, message) = condition(&get(s, "gitsource", "infra").unwrap(), "Ready").unwrap();
+    let (_, _, message) = condition(&s.get("gitsource", "infra").unwrap(), "Ready").unwrap();
     assert!(
         message.contains("bad.yaml:8") && message.contains("spec.daemon.restart"),
         "{message}"
@@ -297,8 +267,8 @@ fn file_scenario(s: &Hostkit) {
         Some("/srv/two"),
         "all or nothing"
     );
-    assert!(get(s, "service", "broken").is_none());
-    let gs = get(s, "gitsource", "infra").unwrap();
+    assert!(s.get("service", "broken").is_none());
+    let gs = s.get("gitsource", "infra").unwrap();
     assert!(
         gs["status"]["lastAppliedCommit"]
             .as_str()
@@ -311,7 +281,7 @@ fn file_scenario(s: &Hostkit) {
         s, "infra", &c4
     )));
     assert_eq!(data_root(s, "p1").as_deref(), Some("/srv/three"));
-    assert!(get(s, "service", "broken").is_some());
+    assert!(s.get("service", "broken").is_some());
 
     // Prune: a removed file's objects go; an object annotated prune: disabled stays.
     let kept = project(
@@ -334,12 +304,13 @@ fn file_scenario(s: &Hostkit) {
         s, "infra", &c6
     )));
     assert!(
-        wait_until(Duration::from_secs(10), || get(s, "policywindow", "w1")
+        wait_until(Duration::from_secs(10), || s
+            .get("policywindow", "w1")
             .is_none()),
         "pruned"
     );
     assert!(
-        get(s, "project", "keeper").is_some(),
+        s.get("project", "keeper").is_some(),
         "prune: disabled keeps it"
     );
     let events = stdout(&s.hkctl(&["events", "--for", "gitsource/infra"]));
@@ -352,25 +323,28 @@ fn file_scenario(s: &Hostkit) {
         &[("p.yaml", Some(&project("p1", "/srv/theirs", "")))],
         "theirs",
     );
-    apply(s, work.path(), &gitsource("rival", &repo2.url(), ".", ""));
+    s.apply_yaml(&gitsource("rival", &repo2.url(), ".", ""));
     assert!(
-        wait_until(Duration::from_secs(10), || get(s, "gitsource", "rival")
+        wait_until(Duration::from_secs(10), || s
+            .get("gitsource", "rival")
             .and_then(|v| condition(&v, "Ready"))
             .is_some_and(|(st, reason, m)| st == "False"
                 && reason == "Conflict"
                 && m.contains("Project/p1 belongs to GitSource/infra"))),
         "{:?}",
-        get(s, "gitsource", "rival").and_then(|v| v.get("status").cloned())
+        s.get("gitsource", "rival")
+            .and_then(|v| v.get("status").cloned())
     );
     assert_eq!(data_root(s, "p1").as_deref(), Some("/srv/three"));
     assert!(s.hkctl(&["delete", "gitsource", "rival"]).status.success());
 
     // Suspended: nothing syncs, until `hkctl sync` asks for it (and waits).
-    apply(
-        s,
-        work.path(),
-        &gitsource("infra", &repo.url(), "hosts/prod", "  suspend: true\n"),
-    );
+    s.apply_yaml(&gitsource(
+        "infra",
+        &repo.url(),
+        "hosts/prod",
+        "  suspend: true\n",
+    ));
     std::thread::sleep(Duration::from_millis(500));
     let c7 = repo.commit(
         &[(
@@ -403,10 +377,7 @@ fn file_scenario(s: &Hostkit) {
 
 #[test]
 fn a_file_repository_syncs_on_the_embedded_store() {
-    let s = Hostkit::start(ServeOptions {
-        controller: true,
-        ..Default::default()
-    });
+    let s = Hostkit::controller();
     file_scenario(&s);
 }
 
@@ -415,11 +386,7 @@ fn a_file_repository_syncs_on_the_embedded_store() {
 #[test]
 fn git_daemon_and_an_unreachable_remote_on_etcd() {
     let etcd = EtcdServer::start();
-    let s = Hostkit::start(ServeOptions {
-        etcd: Some(etcd.url.clone()),
-        controller: true,
-        ..Default::default()
-    });
+    let s = Hostkit::controller_on_etcd(&etcd.url);
     let work = tempfile::tempdir().unwrap();
     let repo = Repo::new(work.path());
     let c1 = repo.commit(
@@ -428,32 +395,31 @@ fn git_daemon_and_an_unreachable_remote_on_etcd() {
     );
     let daemon = GitDaemon::start(work.path());
     let url = format!("git://127.0.0.1:{}/infra", daemon.port);
-    apply(&s, work.path(), &gitsource("daemon", &url, ".", ""));
+    s.apply_yaml(&gitsource("daemon", &url, ".", ""));
     assert!(
         wait_until(Duration::from_secs(20), || ready_at(&s, "daemon", &c1)),
         "{:?}\n{}",
-        get(&s, "gitsource", "daemon").and_then(|v| v.get("status").cloned()),
+        s.get("gitsource", "daemon")
+            .and_then(|v| v.get("status").cloned()),
         s.log()
     );
     let closed = free_port();
-    apply(
-        &s,
-        work.path(),
-        &gitsource(
-            "nowhere",
-            &format!("git://127.0.0.1:{closed}/infra"),
-            ".",
-            "",
-        ),
-    );
+    s.apply_yaml(&gitsource(
+        "nowhere",
+        &format!("git://127.0.0.1:{closed}/infra"),
+        ".",
+        "",
+    ));
     assert!(
-        wait_until(Duration::from_secs(20), || get(&s, "gitsource", "nowhere")
+        wait_until(Duration::from_secs(20), || s
+            .get("gitsource", "nowhere")
             .and_then(|v| condition(&v, "ArtifactFailed"))
             .is_some_and(
                 |(st, _, m)| st == "True" && m.to_lowercase().contains("refused")
             )),
         "{:?}",
-        get(&s, "gitsource", "nowhere").and_then(|v| v.get("status").cloned())
+        s.get("gitsource", "nowhere")
+            .and_then(|v| v.get("status").cloned())
     );
     let c2 = repo.commit(
         &[("p.yaml", Some(&project("served", "/srv/d2", "")))],
@@ -481,18 +447,12 @@ fn git_daemon_and_an_unreachable_remote_on_etcd() {
 /// hour).
 #[test]
 fn a_folder_source_picks_up_an_edit_within_two_seconds() {
-    let s = Hostkit::start(ServeOptions {
-        controller: true,
-        ..Default::default()
-    });
+    let s = Hostkit::controller();
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("manifests");
     std::fs::create_dir_all(&folder).unwrap();
     std::fs::write(folder.join("p.yaml"), project("local", "/srv/f1", "")).unwrap();
-    apply(
-        &s,
-        dir.path(),
-        &format!(
+    s.apply_yaml(&format!(
             "apiVersion: hostkit.dev/v1alpha1\nkind: GitSource\nmetadata: {{name: folder}}\nspec:\n  directory: {}\n  interval: 1h\n  prune: true\n",
             folder.display()
         ),
@@ -513,7 +473,8 @@ fn a_folder_source_picks_up_an_edit_within_two_seconds() {
     eprintln!("folder edit synced in {:?}", started.elapsed());
     std::fs::remove_file(folder.join("p.yaml")).unwrap();
     assert!(
-        wait_until(Duration::from_secs(2), || get(&s, "project", "local")
+        wait_until(Duration::from_secs(2), || s
+            .get("project", "local")
             .is_none()),
         "pruned"
     );
@@ -525,10 +486,7 @@ fn a_folder_source_picks_up_an_edit_within_two_seconds() {
 /// remote's message and leave the other source alone.
 #[test]
 fn ssh_from_a_test_host_with_a_rollback_hold() {
-    let s = Hostkit::start(ServeOptions {
-        controller: true,
-        ..Default::default()
-    });
+    let s = Hostkit::controller();
     let host = TestHost::boot();
     let work = tempfile::tempdir().unwrap();
     host.sh("git init -q --bare -b main /srv/infra.git");
@@ -571,11 +529,12 @@ fn ssh_from_a_test_host_with_a_rollback_hold() {
         host.key().display(),
         known_hosts.display()
     );
-    apply(&s, work.path(), &gitsource("infra", &url, "prod", &auth));
+    s.apply_yaml(&gitsource("infra", &url, "prod", &auth));
     assert!(
         wait_until(Duration::from_secs(30), || ready_at(&s, "infra", &c1)),
         "{:?}\n{}",
-        get(&s, "gitsource", "infra").and_then(|v| v.get("status").cloned()),
+        s.get("gitsource", "infra")
+            .and_then(|v| v.get("status").cloned()),
         s.log()
     );
     assert!(wait_until(Duration::from_secs(60), || host
@@ -602,10 +561,12 @@ fn ssh_from_a_test_host_with_a_rollback_hold() {
     );
     assert_eq!(host.sh("cat /etc/web.txt"), "v1\n");
     assert!(
-        wait_until(Duration::from_secs(10), || get(&s, "gitsource", "infra")
+        wait_until(Duration::from_secs(10), || s
+            .get("gitsource", "infra")
             .is_some_and(|v| v["status"]["held"][0]["name"] == "web")),
         "{:?}",
-        get(&s, "gitsource", "infra").and_then(|v| v.get("status").cloned())
+        s.get("gitsource", "infra")
+            .and_then(|v| v.get("status").cloned())
     );
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(host.sh("cat /etc/web.txt"), "v1\n", "held through syncs");
@@ -652,21 +613,19 @@ fn ssh_from_a_test_host_with_a_rollback_hold() {
         wrong_key.display(),
         known_hosts.display()
     );
-    apply(
-        &s,
-        work.path(),
-        &gitsource("denied", &url, "prod", &bad_auth),
-    );
+    s.apply_yaml(&gitsource("denied", &url, "prod", &bad_auth));
     assert!(
-        wait_until(Duration::from_secs(20), || get(&s, "gitsource", "denied")
+        wait_until(Duration::from_secs(20), || s
+            .get("gitsource", "denied")
             .and_then(|v| condition(&v, "ArtifactFailed"))
             .is_some_and(
                 |(st, _, m)| st == "True" && m.contains("Permission denied")
             )),
         "{:?}",
-        get(&s, "gitsource", "denied").and_then(|v| v.get("status").cloned())
+        s.get("gitsource", "denied")
+            .and_then(|v| v.get("status").cloned())
     );
-    let gs = get(&s, "gitsource", "infra").unwrap();
+    let gs = s.get("gitsource", "infra").unwrap();
     assert_eq!(
         condition(&gs, "Ready").map(|c| c.0).as_deref(),
         Some("True")

@@ -42,14 +42,6 @@ impl Drop for Leftovers {
     }
 }
 
-fn get(s: &Hostkit, kind: &str, name: &str) -> Option<Value> {
-    let out = s.hkctl(&["get", kind, name, "-o", "json"]);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
-}
-
 fn is_true(v: &Value, type_: &str) -> bool {
     v.pointer("/status/conditions")
         .and_then(Value::as_array)
@@ -122,27 +114,30 @@ spec:
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 
     assert!(
-        wait_until(Duration::from_secs(120), || get(&s, "instance", "box")
+        wait_until(Duration::from_secs(120), || s
+            .get("instance", "box")
             .is_some_and(|v| is_true(&v, "Ready"))),
         "{:?}\n{}",
-        get(&s, "instance", "box").and_then(|v| v.get("status").cloned()),
+        s.get("instance", "box")
+            .and_then(|v| v.get("status").cloned()),
         s.log()
     );
-    let host = get(&s, "host", "box").expect("the Instance created Host/box");
+    let host = s.get("host", "box").expect("the Instance created Host/box");
     assert_eq!(
         host["spec"]["address"], "127.0.0.1",
         "reached through the expose forward"
     );
     assert_eq!(host["metadata"]["ownerReferences"][0]["kind"], "Instance");
-    assert!(wait_until(Duration::from_secs(60), || get(
-        &s, "host", "box"
-    )
-    .is_some_and(|v| is_true(&v, "Ready"))));
+    assert!(wait_until(Duration::from_secs(60), || s
+        .get("host", "box")
+        .is_some_and(|v| is_true(&v, "Ready"))));
     assert!(
-        wait_until(Duration::from_secs(60), || get(&s, "service", "hello")
+        wait_until(Duration::from_secs(60), || s
+            .get("service", "hello")
             .is_some_and(|v| is_true(&v, "Ready"))),
         "{:?}\n{}",
-        get(&s, "service", "hello").and_then(|v| v.get("status").cloned()),
+        s.get("service", "hello")
+            .and_then(|v| v.get("status").cloned()),
         s.log()
     );
     let key = state.join("box/id_ed25519");
@@ -173,7 +168,7 @@ spec:
         stderr(&out),
         s.log()
     );
-    assert!(get(&s, "host", "box").is_none());
+    assert!(s.get("host", "box").is_none());
     assert!(
         wait_until(Duration::from_secs(20), || !Path::new(&format!(
             "/proc/{pid}"
@@ -188,11 +183,10 @@ spec:
     assert!(!state.join("box").exists());
     let events = stdout(&s.hkctl(&["events", "--for", "service/hello"]));
     assert!(events.contains("CleanedUp"), "{events}");
-    assert!(wait_until(Duration::from_secs(20), || get(
-        &s, "service", "hello"
-    )
-    .is_some_and(|v| v
-        .pointer("/status/hosts")
-        .and_then(Value::as_array)
-        .is_none_or(|h| h.is_empty()))));
+    assert!(wait_until(Duration::from_secs(20), || s
+        .get("service", "hello")
+        .is_some_and(|v| v
+            .pointer("/status/hosts")
+            .and_then(Value::as_array)
+            .is_none_or(|h| h.is_empty()))));
 }

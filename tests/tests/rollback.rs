@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hostkit_e2e::etcd::EtcdServer;
-use hostkit_e2e::server::{Hostkit, ServeOptions, stderr, stdout};
+use hostkit_e2e::server::{Hostkit, condition_status, stderr, stdout};
 use hostkit_e2e::testhost::TestHost;
 use hostkit_e2e::wait_until;
 use serde_json::Value;
@@ -65,32 +65,9 @@ spec:
     s
 }
 
-fn apply(s: &Hostkit, dir: &std::path::Path, text: &str) {
-    let f = dir.join("m.yaml");
-    std::fs::write(&f, text).unwrap();
-    let out = s.hkctl(&["apply", "-f", f.to_str().unwrap()]);
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-}
-
-fn get(s: &Hostkit, kind: &str, name: &str) -> Option<Value> {
-    let out = s.hkctl(&["get", kind, name, "-o", "json"]);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
-}
-
-fn condition(v: &Value, type_: &str) -> Option<String> {
-    v.pointer("/status/conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .and_then(|c| c["status"].as_str().map(String::from))
-}
-
 /// The Service is Ready at its current generation (the condition's own observedGeneration).
 fn ready(s: &Hostkit) -> bool {
-    get(s, "service", "web").is_some_and(|v| {
+    s.get("service", "web").is_some_and(|v| {
         v.pointer("/status/conditions")
             .and_then(Value::as_array)
             .is_some_and(|cs| {
@@ -107,7 +84,8 @@ fn wait_ready(s: &Hostkit) {
     assert!(
         wait_until(Duration::from_secs(60), || ready(s)),
         "not Ready: {:?}\n{}",
-        get(s, "service", "web").and_then(|v| v.get("status").cloned()),
+        s.get("service", "web")
+            .and_then(|v| v.get("status").cloned()),
         s.log()
     );
 }
@@ -137,14 +115,14 @@ fn newest_rollback(s: &Hostkit) -> Value {
 fn scenario(s: &Hostkit) {
     let host = TestHost::boot();
     let dir = tempfile::tempdir().unwrap();
-    apply(s, dir.path(), &host_yaml("target", &host));
+    s.apply_yaml(&host_yaml("target", &host));
 
     // Revision 1, then revision 2 changes the env file and the unit and adds commands.
-    apply(s, dir.path(), &service_yaml("target", "v1", false, ""));
+    s.apply_yaml(&service_yaml("target", "v1", false, ""));
     wait_ready(s);
     assert_eq!(host.sh("cat /run/web-version"), "v1\n");
     let v1 = listing(&host);
-    apply(s, dir.path(), &service_yaml("target", "v2", true, ""));
+    s.apply_yaml(&service_yaml("target", "v2", true, ""));
     wait_ready(s);
     assert_eq!(host.sh("cat /run/web-version"), "v2\n");
     assert_eq!(host.sh("cat /var/tmp/stamp"), "up\n");
@@ -154,7 +132,7 @@ fn scenario(s: &Hostkit) {
     assert_eq!(history.lines().count(), 3, "{history}");
 
     // Revisions are the controller's: the API refuses to write them.
-    let rev2 = get(s, "revision", "web-2").expect("Revision web-2");
+    let rev2 = s.get("revision", "web-2").expect("Revision web-2");
     assert!(
         rev2.to_string().contains("backups"),
         "down plans reference backups: {rev2}"
@@ -174,10 +152,7 @@ fn scenario(s: &Hostkit) {
     );
 
     // 3. A deny window holds the rollback; --force runs it.
-    apply(
-        s,
-        dir.path(),
-        "apiVersion: hostkit.dev/v1alpha1\nkind: PolicyWindow\nmetadata: {name: freeze}\nspec: {kind: deny, schedule: \"* * * * *\", duration: 1h}\n",
+    s.apply_yaml("apiVersion: hostkit.dev/v1alpha1\nkind: PolicyWindow\nmetadata: {name: freeze}\nspec: {kind: deny, schedule: \"* * * * *\", duration: 1h}\n",
     );
     let out = s.hkctl(&["rollback", "service/web", "--timeout", "4s"]);
     assert_eq!(
@@ -191,7 +166,7 @@ fn scenario(s: &Hostkit) {
     assert_eq!(host.sh("cat /run/web-version"), "v2\n", "nothing ran");
     let waiting = newest_rollback(s);
     assert_eq!(
-        condition(&waiting, "WindowBlocked").as_deref(),
+        condition_status(&waiting, "WindowBlocked").as_deref(),
         Some("True")
     );
     // A waiting rollback is deleted (it never ran; deleting it undoes nothing).
@@ -231,7 +206,11 @@ fn scenario(s: &Hostkit) {
         "down: exec ran once"
     );
     let rb = newest_rollback(s);
-    assert_eq!(condition(&rb, "Complete").as_deref(), Some("True"), "{rb}");
+    assert_eq!(
+        condition_status(&rb, "Complete").as_deref(),
+        Some("True"),
+        "{rb}"
+    );
     let cov = &rb["status"]["hosts"][0]["coverage"];
     assert_eq!(cov["noop"], 1, "{rb}");
     assert_eq!(cov["skipped"][0]["id"], "command:web/schema", "{rb}");
@@ -244,7 +223,7 @@ fn scenario(s: &Hostkit) {
     );
 
     // The Service stays on revision 1's spec through the next resyncs.
-    let svc = get(s, "service", "web").unwrap();
+    let svc = s.get("service", "web").unwrap();
     assert_eq!(svc["spec"]["env"]["runtime"]["set"]["VERSION"], "v1");
     assert_eq!(
         svc["metadata"]["annotations"]["hostkit.dev/rolled-back-to"],
@@ -264,9 +243,9 @@ fn scenario(s: &Hostkit) {
 
     // 2a. toRevision across two revisions: revision 4 (v2), 5 (v3), then back to 1... which
     // the history still has.
-    apply(s, dir.path(), &service_yaml("target", "v2", true, ""));
+    s.apply_yaml(&service_yaml("target", "v2", true, ""));
     wait_ready(s);
-    apply(s, dir.path(), &service_yaml("target", "v3", true, ""));
+    s.apply_yaml(&service_yaml("target", "v3", true, ""));
     wait_ready(s);
     assert_eq!(host.sh("cat /run/web-version"), "v3\n");
     let out = rollback(s, &["--to-revision", "3"]);
@@ -287,7 +266,7 @@ fn scenario(s: &Hostkit) {
     wait_ready(s);
 
     // 2b. `only:` puts back one file and holds it; the rest stays.
-    apply(s, dir.path(), &service_yaml("target", "v4", false, ""));
+    s.apply_yaml(&service_yaml("target", "v4", false, ""));
     wait_ready(s);
     let out = rollback(s, &["--only", "file:/etc/web/runtime.env"]);
     assert_eq!(
@@ -317,14 +296,18 @@ fn scenario(s: &Hostkit) {
             .contains("VERSION=\"v1\""),
         "held through resyncs"
     );
-    let svc = get(s, "service", "web").unwrap();
+    let svc = s.get("service", "web").unwrap();
     assert_eq!(
         svc["status"]["hosts"][0]["held"][0],
         "file:/etc/web/runtime.env"
     );
-    assert_eq!(condition(&svc, "Ready").as_deref(), Some("True"), "{svc}");
+    assert_eq!(
+        condition_status(&svc, "Ready").as_deref(),
+        Some("True"),
+        "{svc}"
+    );
     // A new spec ends the hold.
-    apply(s, dir.path(), &service_yaml("target", "v5", false, ""));
+    s.apply_yaml(&service_yaml("target", "v5", false, ""));
     wait_ready(s);
     assert!(
         host.sh("cat /etc/web/runtime.env")
@@ -333,7 +316,7 @@ fn scenario(s: &Hostkit) {
 
     // History is pruned to revisionHistoryLimit, and a pruned revision's backups leave
     // the host.
-    let rev4 = get(s, "revision", "web-4").expect("Revision web-4");
+    let rev4 = s.get("revision", "web-4").expect("Revision web-4");
     let run4 = rev4["spec"]["hosts"][0]["runs"][0]["id"]
         .as_str()
         .unwrap()
@@ -343,11 +326,12 @@ fn scenario(s: &Hostkit) {
             .0,
         0
     );
-    apply(
-        s,
-        dir.path(),
-        &service_yaml("target", "v6", false, "  revisionHistoryLimit: 2\n"),
-    );
+    s.apply_yaml(&service_yaml(
+        "target",
+        "v6",
+        false,
+        "  revisionHistoryLimit: 2\n",
+    ));
     wait_ready(s);
     assert!(
         wait_until(Duration::from_secs(30), || stdout(&s.hkctl(&[
@@ -390,21 +374,14 @@ fn scenario(s: &Hostkit) {
 
 #[test]
 fn rollback_on_the_embedded_store() {
-    let s = Hostkit::start(ServeOptions {
-        controller: true,
-        ..Default::default()
-    });
+    let s = Hostkit::controller();
     scenario(&s);
 }
 
 #[test]
 fn rollback_on_etcd() {
     let etcd = EtcdServer::start();
-    let s = Hostkit::start(ServeOptions {
-        etcd: Some(etcd.url.clone()),
-        controller: true,
-        ..Default::default()
-    });
+    let s = Hostkit::controller_on_etcd(&etcd.url);
     scenario(&s);
 }
 
@@ -412,36 +389,26 @@ fn rollback_on_etcd() {
 /// itself, and the next host is never touched.
 #[test]
 fn auto_rollback_undoes_a_failed_host_and_stops_the_rollout() {
-    let s = Hostkit::start(ServeOptions {
-        controller: true,
-        ..Default::default()
-    });
+    let s = Hostkit::controller();
     let (h1, h2) = (TestHost::boot(), TestHost::boot());
-    let dir = tempfile::tempdir().unwrap();
-    apply(
-        &s,
-        dir.path(),
-        &format!("{}{}", host_yaml("h1", &h1), host_yaml("h2", &h2)),
-    );
+    s.apply_yaml(&format!("{}{}", host_yaml("h1", &h1), host_yaml("h2", &h2)));
     let rollout = "  rollout: {maxParallel: 1, autoRollback: true}\n";
-    apply(
-        &s,
-        dir.path(),
-        &service_yaml("h1, h2", "v1", false, rollout),
-    );
+    s.apply_yaml(&service_yaml("h1, h2", "v1", false, rollout));
     wait_ready(&s);
     let (l1, l2) = (listing(&h1), listing(&h2));
     // Revision 2's daemon exits at once: the apply fails on h1, the first host.
     let broken =
         service_yaml("h1, h2", "v2", false, rollout).replace("exec sleep infinity", "exit 3");
-    apply(&s, dir.path(), &broken);
+    s.apply_yaml(&broken);
     assert!(
-        wait_until(Duration::from_secs(60), || get(&s, "service", "web")
+        wait_until(Duration::from_secs(60), || s
+            .get("service", "web")
             .is_some_and(
-                |v| condition(&v, "Stalled").as_deref() == Some("True")
+                |v| condition_status(&v, "Stalled").as_deref() == Some("True")
             )),
         "{:?}\n{}",
-        get(&s, "service", "web").and_then(|v| v.get("status").cloned()),
+        s.get("service", "web")
+            .and_then(|v| v.get("status").cloned()),
         s.log()
     );
     assert_eq!(listing(&h1), l1, "h1 is back at revision 1");
@@ -453,12 +420,12 @@ fn auto_rollback_undoes_a_failed_host_and_stops_the_rollout() {
         rb["metadata"]["annotations"]["hostkit.dev/reason"],
         "AutoRollback"
     );
-    assert_eq!(condition(&rb, "Complete").as_deref(), Some("True"));
+    assert_eq!(condition_status(&rb, "Complete").as_deref(), Some("True"));
     assert_eq!(rb["status"]["hosts"][0]["host"], "h1");
     let events = stdout(&s.hkctl(&["events", "--for", "service/web"]));
     assert!(events.contains("AutoRollback"), "{events}");
     // Stalled waits for a spec change rather than failing the same way every backoff.
-    let svc = get(&s, "service", "web").unwrap();
+    let svc = s.get("service", "web").unwrap();
     assert!(
         svc.to_string().contains("rolled back automatically"),
         "{svc}"
@@ -469,14 +436,10 @@ fn auto_rollback_undoes_a_failed_host_and_stops_the_rollout() {
 /// rollback completes, and no file is left half-written.
 #[test]
 fn a_rollback_survives_a_controller_crash() {
-    let mut s = Hostkit::start(ServeOptions {
-        controller: true,
-        ..Default::default()
-    });
+    let mut s = Hostkit::controller();
     let host = TestHost::boot();
-    let dir = tempfile::tempdir().unwrap();
-    apply(&s, dir.path(), &host_yaml("target", &host));
-    apply(&s, dir.path(), &service_yaml("target", "v1", false, ""));
+    s.apply_yaml(&host_yaml("target", &host));
+    s.apply_yaml(&service_yaml("target", "v1", false, ""));
     wait_ready(&s);
     let v1 = listing(&host);
     // Revision 2's command takes 3 s to undo: time enough to kill the controller in it.
@@ -484,7 +447,7 @@ fn a_rollback_survives_a_controller_crash() {
         "  daemon:",
         "  commands:\n    - name: slow\n      exec: [/bin/true]\n      down: {exec: [/bin/sh, -c, \"echo start >> /var/tmp/undo; sleep 3; echo end >> /var/tmp/undo\"]}\n  daemon:",
     );
-    apply(&s, dir.path(), &slow);
+    s.apply_yaml(&slow);
     wait_ready(&s);
     let out = s.hkctl(&["rollback", "service/web", "--no-wait"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -501,12 +464,13 @@ fn a_rollback_survives_a_controller_crash() {
     let rb = newest_rollback(&s);
     let name = rb["metadata"]["name"].as_str().unwrap().to_string();
     assert!(
-        wait_until(Duration::from_secs(60), || get(&s, "rollback", &name)
+        wait_until(Duration::from_secs(60), || s
+            .get("rollback", &name)
             .is_some_and(
-                |v| condition(&v, "Complete").as_deref() == Some("True")
+                |v| condition_status(&v, "Complete").as_deref() == Some("True")
             )),
         "{:?}\n{}",
-        get(&s, "rollback", &name),
+        s.get("rollback", &name),
         s.log()
     );
     assert_eq!(listing(&host), v1);
@@ -520,12 +484,8 @@ fn a_rollback_survives_a_controller_crash() {
 /// `hkctl rollback host/NAME` puts the ruleset file and the loaded table back.
 #[test]
 fn a_hosts_firewall_rolls_back() {
-    let s = Hostkit::start(ServeOptions {
-        controller: true,
-        ..Default::default()
-    });
+    let s = Hostkit::controller();
     let host = TestHost::boot();
-    let dir = tempfile::tempdir().unwrap();
     let with_firewall = |ports: &str| {
         host_yaml("target", &host).replace(
             "  interval: 2s\n",
@@ -533,7 +493,7 @@ fn a_hosts_firewall_rolls_back() {
         )
     };
     let host_ready = |generation: i64| {
-        get(&s, "host", "target").is_some_and(|v| {
+        s.get("host", "target").is_some_and(|v| {
             v.pointer("/status/conditions")
                 .and_then(Value::as_array)
                 .is_some_and(|cs| {
@@ -545,7 +505,7 @@ fn a_hosts_firewall_rolls_back() {
                 })
         })
     };
-    apply(&s, dir.path(), &with_firewall("22"));
+    s.apply_yaml(&with_firewall("22"));
     assert!(
         wait_until(Duration::from_secs(60), || host_ready(1)),
         "{}",
@@ -554,7 +514,7 @@ fn a_hosts_firewall_rolls_back() {
     let ruleset = "/etc/nftables.d/hostkit.nft";
     let v1 = host.listing(&[ruleset.to_string()]);
     let table_v1 = host.sh("nft list ruleset | grep -c dport || true");
-    apply(&s, dir.path(), &with_firewall("22, 8080"));
+    s.apply_yaml(&with_firewall("22, 8080"));
     assert!(
         wait_until(Duration::from_secs(60), || host_ready(2)),
         "{}",
@@ -592,7 +552,7 @@ fn a_hosts_firewall_rolls_back() {
         host.sh("nft list ruleset | grep -c dport || true"),
         table_v1
     );
-    let h = get(&s, "host", "target").unwrap();
+    let h = s.get("host", "target").unwrap();
     assert_eq!(
         h["metadata"]["annotations"]["hostkit.dev/rolled-back-to"],
         "1"

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use hostkit_api::DocumentError;
 use hostkit_api::kinds::{GitRef, GitSourceSpec, GitSourceStatus};
 use hostkit_api::manifest::{Document, parse_documents};
-use hostkit_api::meta::{Condition, ConditionStatus, set_condition};
+use hostkit_api::meta::{Condition, set_condition};
 use hostkit_reconcilers::gitsource::{self, Snapshot};
 use sha2::Digest;
 
@@ -58,21 +58,8 @@ fn cond(
     generation: i64,
     now: chrono::DateTime<chrono::Utc>,
 ) {
-    set_condition(
-        &mut status.conditions,
-        Condition {
-            type_: type_.into(),
-            status: if ok {
-                ConditionStatus::True
-            } else {
-                ConditionStatus::False
-            },
-            reason: reason.into(),
-            message,
-            last_transition_time: now,
-            observed_generation: Some(generation),
-        },
-    );
+    let c = Condition::observed(type_, ok, reason, message, now, Some(generation));
+    set_condition(&mut status.conditions, c);
 }
 
 fn digest(v: &Value) -> String {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use hostkit_api::kinds::{HostKey, HostKeyPolicy, InstanceSpec, InstanceStatus, Lifecycle};
-use hostkit_api::meta::{Condition, ConditionStatus, OwnerReference, set_condition};
+use hostkit_api::meta::{Condition, OwnerReference, set_condition};
 use hostkit_reconcilers::instance::{Backend, Forward, Machine, Request};
 
 use super::*;
@@ -55,21 +55,8 @@ fn cond(
     generation: i64,
     now: chrono::DateTime<chrono::Utc>,
 ) {
-    set_condition(
-        &mut status.conditions,
-        Condition {
-            type_: type_.into(),
-            status: if ok {
-                ConditionStatus::True
-            } else {
-                ConditionStatus::False
-            },
-            reason: reason.into(),
-            message,
-            last_transition_time: now,
-            observed_generation: Some(generation),
-        },
-    );
+    let c = Condition::observed(type_, ok, reason, message, now, Some(generation));
+    set_condition(&mut status.conditions, c);
 }
 
 /// The Host object an Instance owns: how the controller reaches its machine. A `port` in

@@ -764,19 +764,6 @@ fn cond(
     message: String,
     now: chrono::DateTime<Utc>,
 ) -> bool {
-    set_condition(
-        &mut status.conditions,
-        Condition {
-            type_: type_.into(),
-            status: if ok {
-                ConditionStatus::True
-            } else {
-                ConditionStatus::False
-            },
-            reason: reason.into(),
-            message,
-            last_transition_time: now,
-            observed_generation: None,
-        },
-    )
+    let c = Condition::observed(type_, ok, reason, message, now, None);
+    set_condition(&mut status.conditions, c)
 }
