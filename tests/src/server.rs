@@ -60,6 +60,8 @@ pub struct ServeOptions {
     /// Run the controller too (off: the API server and store alone, as the control-plane
     /// tests want, since the controller writes finalizers and status).
     pub controller: bool,
+    /// Environment for the server, e.g. the variables that `{env: …}` secret references name.
+    pub env: Vec<(String, String)>,
 }
 
 /// A running `hostkit serve` with its own data folder and hkctl config; killed on drop.
@@ -151,6 +153,7 @@ impl Hostkit {
             .args(&self.options.extra_args)
             .env("HKCTL_CONFIG", self.config_path())
             .env("RUST_LOG", "warn")
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             // A file, not a pipe: a chatty server must never block on a full pipe.
             .stderr(

@@ -457,6 +457,7 @@ async fn embedded_watch_history_is_bounded() {
         etcd: None,
         controller: false,
         extra_args: vec!["--watch-history".into(), "10".into()],
+        ..Default::default()
     });
     assert!(
         s.hkctl(&[
@@ -590,6 +591,7 @@ async fn tokens_separate_readers_from_writers() {
         etcd: None,
         controller: false,
         extra_args: vec!["--tokens".into(), tokens.display().to_string()],
+        ..Default::default()
     });
     let list = format!("{}{API}/projects", s.url);
     assert_eq!(http().get(&list).send().await.unwrap().status(), 401);
@@ -695,6 +697,7 @@ async fn tls_with_a_given_certificate() {
             "--tls-key".into(),
             key_path.display().to_string(),
         ],
+        ..Default::default()
     });
     let config = std::fs::read_to_string(s.config_path()).unwrap();
     assert!(

@@ -389,6 +389,7 @@ fn leader_failover_on_etcd_applies_nothing_twice() {
         etcd: Some(etcd.url.clone()),
         controller: true,
         extra_args: vec!["--leader-lease".into(), "3s".into()],
+        ..Default::default()
     };
     let mut a = Hostkit::start(opts());
     let mut b = Hostkit::start(opts());

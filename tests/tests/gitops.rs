@@ -631,3 +631,255 @@ fn ssh_from_a_test_host_with_a_rollback_hold() {
         Some("True")
     );
 }
+
+/// A smart-HTTP git server over TLS on loopback, the way a forge serves one: `git
+/// http-backend` as a CGI behind axum, answering only HTTP Basic auth whose password is the
+/// access token (any user name). Stopped on drop.
+struct HttpsGit {
+    port: u16,
+    handle: axum_server::Handle<std::net::SocketAddr>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+struct Cgi {
+    root: PathBuf,
+    token: String,
+}
+
+impl HttpsGit {
+    fn start(root: &Path, token: &str, cert_pem: &str, key_pem: &str) -> HttpsGit {
+        use axum::extract::{Request, State};
+        use axum::response::{IntoResponse, Response};
+        use base64::Engine;
+        use std::sync::Arc;
+
+        async fn cgi(State(cgi): State<Arc<Cgi>>, request: Request) -> Response {
+            use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+            let (parts, body) = request.into_parts();
+            let authorized = parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()?.strip_prefix("Basic "))
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                .and_then(|b| String::from_utf8(b).ok())
+                .is_some_and(|c| c.split_once(':').is_some_and(|(_, p)| p == cgi.token));
+            if !authorized {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Basic realm=\"git\"")],
+                    "authentication required\n",
+                )
+                    .into_response();
+            }
+            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            let header_env = |name: HeaderName| {
+                parts
+                    .headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let mut child = tokio::process::Command::new("git")
+                .arg("http-backend")
+                .env("GIT_PROJECT_ROOT", &cgi.root)
+                .env("GIT_HTTP_EXPORT_ALL", "1")
+                .env("REQUEST_METHOD", parts.method.as_str())
+                .env("PATH_INFO", parts.uri.path())
+                .env("QUERY_STRING", parts.uri.query().unwrap_or(""))
+                .env("CONTENT_TYPE", header_env(header::CONTENT_TYPE))
+                .env("CONTENT_LENGTH", body.len().to_string())
+                .env(
+                    "HTTP_CONTENT_ENCODING",
+                    header_env(header::CONTENT_ENCODING),
+                )
+                .env(
+                    "HTTP_GIT_PROTOCOL",
+                    header_env(HeaderName::from_static("git-protocol")),
+                )
+                .env("REMOTE_USER", "ops")
+                .env("REMOTE_ADDR", "127.0.0.1")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("git http-backend");
+            let mut stdin = child.stdin.take().unwrap();
+            let writer = tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = stdin.write_all(&body).await;
+            });
+            let output = child.wait_with_output().await.unwrap();
+            let _ = writer.await;
+            // CGI output: headers (with an optional `Status:`), a blank line, the body.
+            let out = output.stdout;
+            let split = out
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|i| (i, 4))
+                .or_else(|| out.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)))
+                .expect("CGI headers end with a blank line");
+            let head = String::from_utf8_lossy(&out[..split.0]).to_string();
+            let mut response =
+                Response::new(axum::body::Body::from(out[split.0 + split.1..].to_vec()));
+            for line in head.lines() {
+                let Some((name, value)) = line.split_once(':') else {
+                    continue;
+                };
+                let value = value.trim();
+                if name.eq_ignore_ascii_case("status") {
+                    let code = value.split(' ').next().unwrap().parse().unwrap();
+                    *response.status_mut() = StatusCode::from_u16(code).unwrap();
+                } else {
+                    response.headers_mut().append(
+                        HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                        HeaderValue::from_str(value).unwrap(),
+                    );
+                }
+            }
+            response
+        }
+
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let port = free_port();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let handle = axum_server::Handle::new();
+        let app = axum::Router::new().fallback(cgi).with_state(Arc::new(Cgi {
+            root: root.to_path_buf(),
+            token: token.to_string(),
+        }));
+        let config = runtime
+            .block_on(axum_server::tls_rustls::RustlsConfig::from_pem(
+                cert_pem.as_bytes().to_vec(),
+                key_pem.as_bytes().to_vec(),
+            ))
+            .expect("TLS config");
+        let server = axum_server::bind_rustls(([127, 0, 0, 1], port).into(), config)
+            .handle(handle.clone())
+            .serve(app.into_make_service());
+        runtime.spawn(server);
+        assert!(wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }));
+        HttpsGit {
+            port,
+            handle,
+            runtime: Some(runtime),
+        }
+    }
+}
+
+impl Drop for HttpsGit {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+/// HTTPS with an access token from the server's environment, the server's certificate
+/// trusted through `SSL_CERT_FILE` (a private CA, as many forges inside a company have). A
+/// wrong token fails with the remote's answer and does not disturb the good source.
+#[test]
+fn https_with_a_token_and_a_private_ca() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = Repo::new(work.path());
+    let c1 = repo.commit(
+        &[("prod/p.yaml", Some(&project("web", "/srv/w1", "")))],
+        "one",
+    );
+    let served = work.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let bare = served.join("infra.git");
+    git(
+        work.path(),
+        &["clone", "-q", "--bare", &repo.url(), bare.to_str().unwrap()],
+        &[],
+    );
+    let push = || {
+        git(
+            &repo.dir,
+            &[
+                "push",
+                "-q",
+                &format!("file://{}", bare.display()),
+                "HEAD:refs/heads/main",
+            ],
+            &[],
+        )
+    };
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let ca = work.path().join("ca.pem");
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    let server = HttpsGit::start(
+        &served,
+        "s3cret-t0ken",
+        &cert.cert.pem(),
+        &cert.signing_key.serialize_pem(),
+    );
+    let s = Hostkit::start(hostkit_e2e::server::ServeOptions {
+        controller: true,
+        env: vec![
+            ("SSL_CERT_FILE".into(), ca.display().to_string()),
+            ("GIT_TOKEN".into(), "s3cret-t0ken".into()),
+            ("OLD_TOKEN".into(), "revoked".into()),
+        ],
+        ..Default::default()
+    });
+    let url = format!("https://127.0.0.1:{}/infra.git", server.port);
+    let auth = "  auth:\n    token: {env: GIT_TOKEN}\n";
+    s.apply_yaml(&gitsource("forge", &url, "prod", auth));
+    assert!(
+        wait_until(Duration::from_secs(20), || ready_at(&s, "forge", &c1)),
+        "{:?}\n{}",
+        s.get("gitsource", "forge")
+            .and_then(|v| v.get("status").cloned()),
+        s.log()
+    );
+    assert_eq!(data_root(&s, "web").as_deref(), Some("/srv/w1"));
+    let c2 = repo.commit(
+        &[("prod/p.yaml", Some(&project("web", "/srv/w2", "")))],
+        "two",
+    );
+    push();
+    let out = s.hkctl(&["sync", "gitsource/forge", "--timeout", "20s"]);
+    assert!(
+        stdout(&out).contains(&c2[..7]),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(data_root(&s, "web").as_deref(), Some("/srv/w2"));
+
+    // A revoked token: the server's refusal, and the good source keeps its Ready.
+    s.apply_yaml(&gitsource(
+        "revoked",
+        &url,
+        "prod",
+        "  auth:\n    token: {env: OLD_TOKEN}\n",
+    ));
+    assert!(
+        wait_until(Duration::from_secs(20), || s
+            .get("gitsource", "revoked")
+            .and_then(|v| condition(&v, "ArtifactFailed"))
+            .is_some_and(|(st, _, m)| st == "True" && m.contains("401"))),
+        "{:?}",
+        s.get("gitsource", "revoked")
+            .and_then(|v| v.get("status").cloned())
+    );
+    let gs = s.get("gitsource", "forge").unwrap();
+    assert_eq!(
+        condition(&gs, "Ready").map(|c| c.0).as_deref(),
+        Some("True")
+    );
+    // The token is a reference: its value is nowhere in the store, the status or the log.
+    let stored = stdout(&s.hkctl(&["get", "gitsource", "-o", "yaml"]));
+    assert!(stored.contains("GIT_TOKEN"));
+    assert!(!stored.contains("s3cret-t0ken") && !s.log().contains("s3cret-t0ken"));
+}
