@@ -2,8 +2,8 @@
 # Builds (once) the Debian 12 image that HostKit's test hosts boot with systemd-nspawn, and a
 # small local apt repository for package tests (test hosts have no internet). Both are cached
 # under /var/cache/hostkit, keyed by a hash of this script, outside the checkout.
-# Prints two lines: the unpacked image root (booted read-only with --volatile=overlay, so
-# one copy serves every test host) and the apt repository folder.
+# Prints three lines: the unpacked image root (booted read-only with --volatile=overlay, so
+# one copy serves every test host), the apt repository folder, and the image tarball.
 set -euo pipefail
 
 PKGS="systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,nftables,python3,curl,ca-certificates,git"
@@ -43,6 +43,7 @@ if [ ! -s "$IMAGE" ]; then
     for u in systemd-timesyncd apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer; do
       rm -f "$ROOT"/etc/systemd/system/*.wants/"$u"* 2>/dev/null || true
     done
+    chmod 755 "$ROOT"   # mktemp made it 0700; as the machine's / that locks daemons out
     tar -C "$ROOT" --zstd -cf "$IMAGE.tmp" .
     mv "$IMAGE.tmp" "$IMAGE"
   fi
@@ -66,3 +67,4 @@ fi
 
 echo "$ROOTFS"
 echo "$DEBS"
+echo "$IMAGE"

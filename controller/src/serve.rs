@@ -163,12 +163,6 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics = crate::server::metrics::ControllerMetrics::default();
     let runtime = crate::runtime::Runtime::new(objects.clone(), metrics.clone());
-    let machines = Arc::new(crate::controllers::Machines::new(
-        hostkit_reconcilers::instance::Nspawn::new(
-            options.images.iter().cloned().collect(),
-            options.data_dir.join("instances"),
-        ),
-    ));
     let wake: crate::controllers::Wake = {
         let queue = runtime.queue.clone();
         let metrics = metrics.clone();
@@ -176,6 +170,18 @@ pub async fn run(
             queue.add(key, tokio::time::Instant::now() + after, &metrics);
         })
     };
+    let machines = Arc::new(crate::controllers::Machines::new(
+        hostkit_reconcilers::instance::Nspawn::new(
+            options.images.iter().cloned().collect(),
+            options.data_dir.join("instances"),
+        )
+        .on_exit({
+            let wake = wake.clone();
+            Arc::new(move |name: &str| {
+                wake(("instances", name.to_string()), Duration::from_secs(1))
+            })
+        }),
+    ));
     let controllers = Arc::new(crate::controllers::Controllers::new(
         objects.clone(),
         runtime.caches.clone(),

@@ -12,6 +12,7 @@
 //! [`Forward`] is a port forward from the controller's loopback into a machine (`expose`).
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -75,7 +76,15 @@ pub struct Nspawn {
     state: PathBuf,
     /// How long a machine may take to boot and answer over SSH.
     pub boot_timeout: Duration,
+    /// Told a machine's name when its process ends, so that a crashed machine is started
+    /// again within a second instead of at the next resync.
+    on_exit: Option<ExitHook>,
+    /// The pids whose exit is watched already (one watcher per machine process).
+    watched: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<u32>>>,
 }
+
+/// What [`Nspawn::on_exit`] calls with the machine's name.
+pub type ExitHook = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 fn invalid(object: &str, field: &str, message: String) -> Error {
     Error::Invalid {
@@ -135,7 +144,52 @@ impl Nspawn {
             images,
             state,
             boot_timeout: Duration::from_secs(90),
+            on_exit: None,
+            watched: Default::default(),
         }
+    }
+
+    /// Calls `hook` when a machine's process ends, whether this controller started it or
+    /// found it running after a restart (a pidfd works for any process). Machines whose exit
+    /// cannot be watched are still noticed at the next resync.
+    pub fn on_exit(mut self, hook: ExitHook) -> Nspawn {
+        self.on_exit = Some(hook);
+        self
+    }
+
+    fn watch_exit(&self, name: &str, pid: u32) {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let Some(hook) = self.on_exit.clone() else {
+            return;
+        };
+        if !self.watched.lock().expect("not poisoned").insert(pid) {
+            return;
+        }
+        // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        let watched = self.watched.clone();
+        if fd < 0 {
+            watched.lock().expect("not poisoned").remove(&pid);
+            tracing::debug!(instance = name, pid, "no pidfd; the resync notices an exit");
+            return;
+        }
+        // SAFETY: the descriptor was just opened and is owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let name = name.to_string();
+        tokio::spawn(async move {
+            // A pidfd turns readable when the process ends.
+            // SAFETY: the AsyncFd owns the OwnedFd, which stays open and the same until
+            // the AsyncFd is dropped.
+            let registered = unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+            };
+            if let Ok(fd) = registered {
+                let _ = fd.readable().await;
+            }
+            watched.lock().expect("not poisoned").remove(&pid);
+            tracing::info!(instance = %name, pid, "machine process ended");
+            hook(&name);
+        });
     }
 
     fn dir(&self, name: &str) -> PathBuf {
@@ -334,7 +388,26 @@ impl Nspawn {
         while tokio::time::Instant::now() < deadline {
             if let Ok(ssh) = crate::ssh::Ssh::connect(&opts).await {
                 use crate::transport::Transport;
-                match ssh.run("systemctl is-system-running --wait").await {
+                // `--wait` blocks until boot ends, which a stuck unit may never let happen.
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let state =
+                    tokio::time::timeout(left, ssh.run("systemctl is-system-running --wait")).await;
+                let Ok(state) = state else {
+                    last = format!(
+                        "still booting: {}",
+                        tokio::time::timeout(
+                            Duration::from_secs(5),
+                            ssh.run("systemctl list-jobs --no-legend | head -3")
+                        )
+                        .await
+                        .ok()
+                        .and_then(|o| o.ok())
+                        .map(|o| o.stdout_text().trim().replace('\n', "; "))
+                        .unwrap_or_default()
+                    );
+                    break;
+                };
+                match state {
                     Ok(out) if matches!(out.stdout_text().trim(), "running" | "degraded") => {
                         return Ok(());
                     }
@@ -408,6 +481,13 @@ impl Backend for Nspawn {
                     ],
                 )
                 .await?;
+                // A root filesystem's `/` must be traversable by its unprivileged daemons
+                // (dbus as messagebus): a folder made by mktemp, tarred as `.`, is 0700, and
+                // the machine would hang half-booted. The overlay of an ephemeral machine
+                // hides this; its own copy does not.
+                tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+                    .await
+                    .map_err(|e| io("root", e))?;
                 tokio::fs::write(tmp.join(".complete"), b"")
                     .await
                     .map_err(|e| io("root", e))?;
@@ -423,6 +503,7 @@ impl Backend for Nspawn {
         if let Some(record) = self.record(name) {
             let machine = self.machine(name, &record, host_key.clone());
             if machine.running {
+                self.watch_exit(name, record.pid);
                 return Ok(machine);
             }
             // It stopped (a host reboot, a crash): start it again on the same network.
@@ -449,6 +530,7 @@ impl Backend for Nspawn {
             root: root.clone(),
         };
         record.pid = self.boot(request, &root, &record).await?;
+        self.watch_exit(name, record.pid);
         let json = serde_json::to_vec_pretty(&record).expect("record serialises");
         let tmp = dir.join(".machine.json.tmp");
         tokio::fs::write(&tmp, json)
@@ -562,6 +644,29 @@ mod tests {
             addresses(16000),
             ("10.232.250.1".into(), "10.232.250.2".into())
         );
+    }
+
+    #[tokio::test]
+    async fn the_exit_hook_hears_of_a_process_that_ends_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let n = Nspawn::new(BTreeMap::new(), dir.path().to_path_buf()).on_exit(
+            std::sync::Arc::new(move |name: &str| {
+                let _ = tx.send(name.to_string());
+            }),
+        );
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id().unwrap();
+        n.watch_exit("box", pid);
+        n.watch_exit("box", pid); // a second ensure of a running machine adds no watcher
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(rx.try_recv().is_err(), "still running");
+        child.kill().await.unwrap();
+        let heard = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert_eq!(heard.unwrap().as_deref(), Some("box"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(rx.try_recv().is_err(), "one watcher per pid");
+        assert!(n.watched.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use crate::stop_child;
 
-/// The unpacked image root and the local apt repository, built once per machine.
-fn image() -> &'static (PathBuf, PathBuf) {
-    static IMAGE: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+/// The unpacked image root, the local apt repository and the image tarball, built once per
+/// machine.
+fn image() -> &'static (PathBuf, PathBuf, PathBuf) {
+    static IMAGE: OnceLock<(PathBuf, PathBuf, PathBuf)> = OnceLock::new();
     IMAGE.get_or_init(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-host-image.sh");
         let out = Command::new(&script)
@@ -28,6 +29,7 @@ fn image() -> &'static (PathBuf, PathBuf) {
         (
             PathBuf::from(lines.next().expect("image root")),
             PathBuf::from(lines.next().expect("debs folder")),
+            PathBuf::from(lines.next().expect("image tarball")),
         )
     })
 }
@@ -35,6 +37,11 @@ fn image() -> &'static (PathBuf, PathBuf) {
 /// The unpacked test-host image root (for Instance tests that boot it themselves).
 pub fn image_root() -> PathBuf {
     image().0.clone()
+}
+
+/// The test-host image as a `.tar.zst` (an Instance image the backend unpacks itself).
+pub fn image_tarball() -> PathBuf {
+    image().2.clone()
 }
 
 /// A booted test host, reachable as `root@address` with [`TestHost::key`].
@@ -93,7 +100,7 @@ fn rand_u32() -> u32 {
 impl TestHost {
     /// Boots a host and waits until sshd answers and systemd finished booting.
     pub fn boot() -> TestHost {
-        let (root, debs) = image();
+        let (root, debs, _) = image();
         let (n, slot) = claim_slot();
         let name = format!("hk-{n}");
         // Slot n owns 10.231.0.0/16's n-th /30: .1 on our side, .2 inside.
@@ -194,7 +201,7 @@ impl TestHost {
 
     /// The host's ed25519 public key (`ssh-ed25519 AAAA…`), from the image.
     pub fn host_key(&self) -> String {
-        let (root, _) = image();
+        let (root, _, _) = image();
         std::fs::read_to_string(root.join("etc/ssh/ssh_host_ed25519_key.pub"))
             .expect("host key in image")
             .split_whitespace()

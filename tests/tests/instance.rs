@@ -190,3 +190,84 @@ spec:
             .and_then(Value::as_array)
             .is_none_or(|h| h.is_empty()))));
 }
+
+fn machine_pid(state: &Path, name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(state.join(name).join("machine.json")).ok()?;
+    serde_json::from_str::<Value>(&text).ok()?["pid"].as_u64()
+}
+
+/// A persistent Instance from a `.tar.zst` image: its own root survives the machine being
+/// killed (the controller notices through the process's exit and starts it again), survives
+/// the object's deletion (kept, with a warning), and is adopted as it is when the Instance is
+/// applied again.
+#[test]
+fn a_persistent_instance_from_a_tarball_restarts_after_a_crash_and_outlives_its_object() {
+    let tarball = testhost::image_tarball();
+    let s = Hostkit::start(ServeOptions {
+        controller: true,
+        extra_args: vec!["--image".into(), format!("bookworm={}", tarball.display())],
+        ..Default::default()
+    });
+    let state = s.data_dir().join("instances");
+    let _leftovers = Leftovers(state.clone());
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("keep.yaml");
+    std::fs::write(
+        &f,
+        format!(
+            "apiVersion: hostkit.dev/v1alpha1\nkind: Instance\nmetadata: {{name: keep}}\nspec:\n  backend: {{name: nspawn}}\n  image: bookworm\n  lifecycle: persistent\n  expose:\n    - {{name: ssh, host: {port}, guest: 22}}\n  host:\n    ssh: {{user: root, port: {port}}}\n"
+        ),
+    )
+    .unwrap();
+    let apply_and_wait = || {
+        let out = s.hkctl(&["apply", "-f", f.to_str().unwrap()]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        assert!(
+            wait_until(Duration::from_secs(180), || s
+                .get("instance", "keep")
+                .is_some_and(|v| is_true(&v, "Ready"))),
+            "{:?}\n{}",
+            s.get("instance", "keep")
+                .and_then(|v| v.get("status").cloned()),
+            s.log()
+        );
+    };
+    apply_and_wait();
+    let key = state.join("keep/id_ed25519");
+    assert_eq!(ssh(&key, port, "echo kept > /root/marker").0, 0);
+    assert!(
+        state.join("keep/root/etc/os-release").exists(),
+        "its own root, unpacked from the tarball"
+    );
+
+    // Killed: started again on its own root, without anyone touching the object.
+    let first = machine_pid(&state, "keep").unwrap();
+    // SAFETY: kill(2) on the machine's systemd-nspawn, which this test's server started.
+    unsafe {
+        libc::kill(first as i32, libc::SIGKILL);
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || machine_pid(&state, "keep")
+            .is_some_and(|p| p != first)
+            && ssh(&key, port, "cat /root/marker").1 == "kept\n"),
+        "{}",
+        s.log()
+    );
+    let events = stdout(&s.hkctl(&["events", "--for", "instance/keep"]));
+    assert!(events.contains("Restarted"), "{events}");
+
+    // Deleted: the machine and its Host stay, with a warning.
+    let second = machine_pid(&state, "keep").unwrap();
+    let out = s.hkctl(&["delete", "instance", "keep", "--wait", "--timeout", "60s"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let events = stdout(&s.hkctl(&["events", "--for", "instance/keep"]));
+    assert!(events.contains("Kept"), "{events}");
+    assert!(Path::new(&format!("/proc/{second}")).exists());
+    assert!(s.get("host", "keep").is_some());
+
+    // Applied again: the same machine, adopted as it is.
+    apply_and_wait();
+    assert_eq!(machine_pid(&state, "keep"), Some(second));
+    assert_eq!(ssh(&key, port, "cat /root/marker").1, "kept\n");
+}

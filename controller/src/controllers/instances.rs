@@ -174,6 +174,15 @@ impl Controllers {
             self.write_status(kind, &v, serde_json::to_value(&status).expect("status"))
                 .await;
         }
+        // A machine that ran and stopped (a crash, a reboot of this machine) is started
+        // again by `ensure`; say so, since its processes and any volatile state are gone.
+        let stopped = was.as_deref() == Some("Running")
+            && backend
+                .read(&name)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|m| !m.running);
         let machine = match backend.ensure(&request(&inst)).await {
             Ok(m) => m,
             Err(e) => {
@@ -283,7 +292,21 @@ impl Controllers {
         );
         self.write_status(kind, &v, serde_json::to_value(&status).expect("status"))
             .await;
-        if was.as_deref() != Some("Running") {
+        if stopped {
+            self.record(
+                kind,
+                &v,
+                &[Note {
+                    warning: true,
+                    reason: "Restarted",
+                    message: format!(
+                        "the {} machine had stopped; started it again at {}",
+                        inst.spec.backend.name, machine.address
+                    ),
+                }],
+            )
+            .await;
+        } else if was.as_deref() != Some("Running") {
             self.record(
                 kind,
                 &v,
@@ -373,7 +396,7 @@ impl Controllers {
                 warning: true,
                 reason: "Kept",
                 message: format!(
-                    "persistent: the machine keeps running and Host/{name} stays; delete the Host, then the machine with its backend, to remove them"
+                    "persistent: the machine keeps running with its root and Host/{name} stays (its expose forwards close); applying Instance/{name} again adopts it"
                 ),
             }]).await;
             return Ok(());
