@@ -1328,6 +1328,21 @@ mv -f "$t" "$p"; trap - EXIT
     })
 }
 
+const ALREADY_UNDONE: &str = "already run by an interrupted attempt of this rollback";
+
+/// Wraps a command's down script so that it runs once per run, however often the down plan
+/// is resumed: files restore idempotently, but a command's `down:` may not be (a migration
+/// down, a counter). A marker beside the run's backups records success; a command that was
+/// interrupted while it ran has no marker and runs again (at least once, never twice after
+/// it finished).
+fn once_script(run: &str, step: &str, script: &str) -> String {
+    let marker = format!("{}/.undone/{}", backup_root(run), hex::encode(step));
+    format!(
+        "m={m}\nif [ -e \"$m\" ]; then echo '{ALREADY_UNDONE}'; exit 0; fi\n(\n{script}\n) || exit $?\nmkdir -p \"$(dirname \"$m\")\" && : > \"$m\"\n",
+        m = sh_quote(&marker)
+    )
+}
+
 /// The outcome of running a down plan.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DownResult {
@@ -1378,9 +1393,15 @@ pub async fn run_down(transport: &dyn Transport, down: &DownPlan) -> Result<Down
         ) {
             units_dirty = true;
         }
+        if matches!(step.action, DownAction::RunCommand { .. }) {
+            script = once_script(&down.revision, &step.id, &script);
+        }
         let out = transport.run(&script).await?;
         if out.status == 0 {
             result.status = Status::Applied;
+            if out.stdout_text().contains(ALREADY_UNDONE) {
+                result.message = Some(ALREADY_UNDONE.into());
+            }
         } else {
             result.status = Status::Failed;
             result.message = Some(output_message(&out));
@@ -1450,6 +1471,42 @@ spec:
             }
         }
         st
+    }
+
+    /// The wrapper's shell logic, run by the real `sh` with the marker folder moved into a
+    /// temp dir.
+    #[test]
+    fn a_commands_down_runs_once_across_resumes_and_again_if_it_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let run = |inner: &str| {
+            let script = once_script("web-g2-1", "command:migrate", inner)
+                .replace(&backup_root(""), &format!("{}/", dir.path().display()));
+            assert!(!script.contains("/var/lib/hostkit"), "{script}");
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .unwrap()
+        };
+        let marker = dir
+            .path()
+            .join("web-g2-1/.undone")
+            .join(hex::encode("command:migrate"));
+        let failing = format!("echo tried >> {}; exit 3", log.display());
+        assert_eq!(run(&failing).status.code(), Some(3));
+        assert!(!marker.exists(), "a failed down leaves no marker");
+        let ok = format!("echo done >> {}", log.display());
+        assert_eq!(run(&ok).status.code(), Some(0));
+        assert!(marker.exists());
+        let again = run(&ok);
+        assert_eq!(again.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&again.stdout).contains(ALREADY_UNDONE));
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "tried\ndone\n",
+            "ran until it succeeded, then never again"
+        );
     }
 
     #[tokio::test]

@@ -442,10 +442,11 @@ fn a_rollback_survives_a_controller_crash() {
     s.apply_yaml(&service_yaml("target", "v1", false, ""));
     wait_ready(&s);
     let v1 = listing(&host);
-    // Revision 2's command takes 3 s to undo: time enough to kill the controller in it.
+    // Revision 2's command `slow` takes 3 s to undo: time enough to kill the controller in
+    // it. Down plans run in reverse, so `quick` (listed after it) is undone before it.
     let slow = service_yaml("target", "v2", false, "").replace(
         "  daemon:",
-        "  commands:\n    - name: slow\n      exec: [/bin/true]\n      down: {exec: [/bin/sh, -c, \"echo start >> /var/tmp/undo; sleep 3; echo end >> /var/tmp/undo\"]}\n  daemon:",
+        "  commands:\n    - name: slow\n      exec: [/bin/true]\n      down: {exec: [/bin/sh, -c, \"echo start >> /var/tmp/undo; sleep 3; echo end >> /var/tmp/undo\"]}\n    - name: quick\n      exec: [/bin/true]\n      down: {exec: [/bin/sh, -c, \"echo quick >> /var/tmp/undo\"]}\n  daemon:",
     );
     s.apply_yaml(&slow);
     wait_ready(&s);
@@ -477,6 +478,10 @@ fn a_rollback_survives_a_controller_crash() {
     assert_eq!(host.sh("cat /run/web-version"), "v1\n");
     let leftovers = host.sh("find /etc/web /etc/systemd/system -name '.hostkit*' | wc -l");
     assert_eq!(leftovers.trim(), "0", "no temp file left behind");
+    // The command undone before the crash did not run again; the one it interrupted did.
+    let undo = host.sh("cat /var/tmp/undo");
+    assert_eq!(undo.matches("quick").count(), 1, "{undo}");
+    assert!(undo.ends_with("end\n"), "{undo}");
     wait_ready(&s);
 }
 

@@ -5,8 +5,9 @@
 //!
 //! Crash safety: progress is recorded in `status.hosts[].runs` after every run undone, so a
 //! controller killed mid-rollback resumes where it was (a run interrupted half-way is run
-//! again: its steps restore from sha-checked backups with temp + rename, so no file is left
-//! half-written). While it runs, the Service carries `hostkit.dev/rollback-in-progress` and
+//! again: its file steps restore from sha-checked backups with temp + rename, so no file is
+//! left half-written, and commands whose `down:` finished are skipped by their marker on the
+//! host, see `apply::run_down`). While it runs, the Service carries `hostkit.dev/rollback-in-progress` and
 //! plans without applying, so it cannot re-apply what is being undone.
 
 use chrono::Utc;
