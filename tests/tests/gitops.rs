@@ -549,6 +549,13 @@ fn ssh_from_a_test_host_with_a_rollback_hold() {
     assert!(wait_until(Duration::from_secs(10), || ready_at(
         &s, "infra", &c2
     )));
+    // History names the commit each revision came from.
+    let history = stdout(&s.hkctl(&["history", "service/web"]));
+    assert!(
+        history.contains(&format!("gitsource/infra@main@sha1:{}", &c2[..7]))
+            && history.contains(&format!("gitsource/infra@main@sha1:{}", &c1[..7])),
+        "{history}"
+    );
 
     // Roll back: git does not re-apply v2, and lists the Service as held.
     let out = s.hkctl(&["rollback", "service/web", "--timeout", "60s"]);

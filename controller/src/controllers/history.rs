@@ -31,13 +31,16 @@ pub(super) struct Target<'a> {
     pub rolled_back_to: Option<u64>,
 }
 
-/// Who wrote a target's current spec.
+/// Who wrote a target's current spec; for a GitSource, with the commit
+/// (`gitsource/infra@main@sha1:abcdef1`), which is what an operator looks for in history.
 pub(super) fn changed_by(object: &Value) -> Option<String> {
-    object
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(wellknown::CHANGED_BY))
+    let annotations = object.pointer("/metadata/annotations")?;
+    let by = annotations.get(wellknown::CHANGED_BY)?.as_str()?;
+    let from_git = annotations
+        .get(wellknown::SOURCE)
         .and_then(Value::as_str)
-        .map(String::from)
+        .filter(|s| by.starts_with("gitsource/") && s.starts_with(&format!("{by}@")));
+    Some(from_git.unwrap_or(by).to_string())
 }
 
 impl Controllers {
@@ -307,4 +310,28 @@ impl Controllers {
 /// `web-3`.
 pub(super) fn revision_name(target: &str, number: u64) -> String {
     format!("{target}-{number}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_git_change_names_its_commit_and_a_later_hand_edit_names_the_user() {
+        let git = json!({"metadata": {"annotations": {
+            "hostkit.dev/changed-by": "gitsource/infra",
+            "hostkit.dev/source": "gitsource/infra@main@sha1:abcdef1",
+        }}});
+        assert_eq!(
+            changed_by(&git).as_deref(),
+            Some("gitsource/infra@main@sha1:abcdef1")
+        );
+        let edited = json!({"metadata": {"annotations": {
+            "hostkit.dev/changed-by": "user/admin",
+            "hostkit.dev/source": "gitsource/infra@main@sha1:abcdef1",
+        }}});
+        assert_eq!(changed_by(&edited).as_deref(), Some("user/admin"));
+        assert_eq!(changed_by(&json!({"metadata": {}})), None);
+    }
 }
