@@ -292,34 +292,30 @@ impl Controllers {
         );
         self.write_status(kind, &v, serde_json::to_value(&status).expect("status"))
             .await;
-        if stopped {
-            self.record(
-                kind,
-                &v,
-                &[Note {
-                    warning: true,
-                    reason: "Restarted",
-                    message: format!(
-                        "the {} machine had stopped; started it again at {}",
-                        inst.spec.backend.name, machine.address
-                    ),
-                }],
-            )
-            .await;
+        let backend_name = &inst.spec.backend.name;
+        let note = if stopped {
+            Some(Note {
+                warning: true,
+                reason: "Restarted",
+                message: format!(
+                    "the {backend_name} machine had stopped; started it again at {}",
+                    machine.address
+                ),
+            })
         } else if was.as_deref() != Some("Running") {
-            self.record(
-                kind,
-                &v,
-                &[Note {
-                    warning: false,
-                    reason: "Started",
-                    message: format!(
-                        "{} machine running at {}; Host/{name} created",
-                        inst.spec.backend.name, machine.address
-                    ),
-                }],
-            )
-            .await;
+            Some(Note {
+                warning: false,
+                reason: "Started",
+                message: format!(
+                    "{backend_name} machine running at {}; Host/{name} created",
+                    machine.address
+                ),
+            })
+        } else {
+            None
+        };
+        if let Some(note) = note {
+            self.record(kind, &v, &[note]).await;
         }
         Ok(Action::Requeue(jitter(Duration::from_secs(30))))
     }
