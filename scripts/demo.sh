@@ -12,7 +12,6 @@ cd "$(dirname "$0")/.."
 if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
 cargo build --release --bins --quiet -p hostkit-controller -p hkctl
 
-DATA="${HOSTKIT_DATA_DIR:-$PWD/.hostkit}"
 LISTEN="${HOSTKIT_LISTEN:-127.0.0.1:7443}"
 HOSTKIT=$PWD/target/release/hostkit
 HKCTL=$PWD/target/release/hkctl
@@ -20,6 +19,9 @@ NS=hk-demo
 GW=10.231.255.253
 ADDR=10.231.255.254
 WORK=$(mktemp -d)
+# A fresh store each run: the demo host is fresh too, and a store kept from an earlier run
+# would show that run's status (Ready) before the controller has looked at the new host.
+DATA="${HOSTKIT_DATA_DIR:-$WORK/data}"
 SERVER=""
 NSPAWN=""
 
