@@ -373,6 +373,43 @@ fn file_scenario(s: &Hostkit) {
         stdout(&out)
     );
     assert_eq!(data_root(s, "p1").as_deref(), Some("/srv/seven"));
+
+    // Deleting a source without prune keeps its objects and releases them (the label goes),
+    // so another source may take them; deleting one with prune takes its objects along.
+    s.apply_yaml(
+        &gitsource("infra", &repo.url(), "hosts/prod", "").replace("prune: true", "prune: false"),
+    );
+    let out = s.hkctl(&["delete", "gitsource", "infra", "--wait", "--timeout", "30s"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let p1 = s
+        .get("project", "p1")
+        .expect("kept: the source did not prune");
+    assert!(
+        p1["metadata"]["labels"]
+            .get("hostkit.dev/gitsource")
+            .is_none(),
+        "{p1}"
+    );
+    let events = stdout(&s.hkctl(&["events", "--for", "gitsource/infra"]));
+    assert!(events.contains("Released"), "{events}");
+    assert!(
+        !s.data_dir().join("gitsources/infra").exists(),
+        "the git cache goes with the source"
+    );
+    s.apply_yaml(&gitsource("rival", &repo2.url(), ".", ""));
+    assert!(
+        wait_until(Duration::from_secs(10), || data_root(s, "p1").as_deref()
+            == Some("/srv/theirs")),
+        "a released object is taken over: {:?}",
+        s.get("gitsource", "rival")
+            .and_then(|v| v.get("status").cloned())
+    );
+    let out = s.hkctl(&["delete", "gitsource", "rival", "--wait", "--timeout", "30s"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        wait_until(Duration::from_secs(10), || s.get("project", "p1").is_none()),
+        "pruned with its source"
+    );
 }
 
 #[test]

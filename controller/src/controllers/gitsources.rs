@@ -644,6 +644,92 @@ impl Controllers {
         }
     }
 
+    /// Deleting a source, as Flux does: with `prune: true` the objects of its inventory go
+    /// too (their finalizers then clean the hosts; `hostkit.dev/prune: disabled` keeps one);
+    /// with `prune: false` they stay and are released (the source label is removed), so
+    /// another source may take them over. `hkctl delete --cascade=orphan` skips all of this
+    /// and leaves them labelled. The git cache goes either way.
+    pub(super) async fn cleanup_gitsource(&self, v: Value) -> Result<(), Failure> {
+        let kind = kind_of("gitsources");
+        let gs: Object<GitSourceSpec> = typed(&v)?;
+        let name = gs.metadata.name.clone();
+        self.unwatch_folder(&name);
+        let inventory = gs
+            .status
+            .as_ref()
+            .map(|s| s.inventory.clone())
+            .unwrap_or_default();
+        let mut done = Vec::new();
+        for r in &inventory {
+            let result = if gs.spec.prune {
+                self.prune_one(&name, &r.kind, &r.name).await
+            } else {
+                self.release_one(&name, &r.kind, &r.name).await
+            };
+            match result {
+                Ok(true) => done.push(format!("{}/{}", r.kind, r.name)),
+                Ok(false) => {}
+                Err(e) => return Err(Failure::Transient(format!("{}/{}: {e}", r.kind, r.name))),
+            }
+        }
+        if !done.is_empty() {
+            self.record(
+                kind,
+                &v,
+                &[Note {
+                    warning: false,
+                    reason: if gs.spec.prune { "Pruned" } else { "Released" },
+                    message: format!(
+                        "{} with the source: {}",
+                        if gs.spec.prune { "deleted" } else { "released" },
+                        done.join(", ")
+                    ),
+                }],
+            )
+            .await;
+        }
+        let cache = self.data_dir.join("gitsources").join(&name);
+        if cache.exists()
+            && let Err(e) = tokio::fs::remove_dir_all(&cache).await
+        {
+            tracing::warn!(gitsource = %name, error = %e, "could not remove the git cache");
+        }
+        Ok(())
+    }
+
+    /// Removes this source's label from an object it applied; false when it is not ours.
+    async fn release_one(&self, source: &str, kind: &str, name: &str) -> Result<bool, Error> {
+        let Some(info) = hostkit_api::kinds::kind_by_name(kind) else {
+            return Ok(false);
+        };
+        for _ in 0..8 {
+            let mut live = match self.objects.get(info, name).await {
+                Ok(v) => v,
+                Err(Error::NotFound { .. }) => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            if label(&live, wellknown::GITSOURCE) != Some(source) {
+                return Ok(false);
+            }
+            if let Some(l) = live
+                .pointer_mut("/metadata/labels")
+                .and_then(Value::as_object_mut)
+            {
+                l.remove(wellknown::GITSOURCE);
+            }
+            match self.objects.update(info, name, live, false).await {
+                Ok(_) => return Ok(true),
+                Err(Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict {
+            kind: info.kind.into(),
+            name: name.into(),
+            detail: "kept changing".into(),
+        })
+    }
+
     /// Removes one annotation (metadata only), retrying on conflicts.
     pub(super) async fn remove_annotation(
         &self,

@@ -364,7 +364,7 @@ impl Reconcile for Controllers {
             }
             "revisions" => self.cleanup_revision(object).await?,
             "instances" => self.cleanup_instance(object).await?,
-            "gitsources" => self.unwatch_folder(&name),
+            "gitsources" => self.cleanup_gitsource(object).await?,
             "hosts" => {
                 self.metrics.forget_host(&name);
                 self.prune_revisions("Host", &name, 0).await;
