@@ -44,6 +44,10 @@ pub trait Reconcile: Send + Sync + 'static {
     async fn reconcile(&self, kind: &'static KindInfo, object: Value) -> Result<Action, Failure>;
     /// Cleans up a deleted object before its finalizer is removed.
     async fn cleanup(&self, kind: &'static KindInfo, object: Value) -> Result<(), Failure>;
+    /// Drops what the controller itself keeps for a deleted object (metric series, file
+    /// watches, caches on its own disk): after `cleanup`, and also after an orphan delete,
+    /// which leaves the hosts alone but not the controller's own state.
+    fn forget(&self, kind: &'static KindInfo, object: &Value);
     /// Other keys to enqueue when an object of `kind` changes from `before` to `after`
     /// (`None`: did not exist / was deleted), e.g. the services on a host.
     fn related(
@@ -351,6 +355,9 @@ impl Runtime {
                 } else {
                     r.cleanup(kind, object.clone()).await
                 };
+                if cleaned.is_ok() {
+                    r.forget(kind, &object);
+                }
                 match cleaned {
                     Ok(()) => self
                         .set_finalizer(kind, &key.1, false)

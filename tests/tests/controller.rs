@@ -350,6 +350,11 @@ fn controller_scenario(s: &Hostkit) {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(s.get("service", "kept").is_none());
     assert_eq!(host.sh("cat /etc/kept.txt"), "kept\n");
+    let m = s.metrics();
+    assert!(
+        !m.contains("name=\"kept\""),
+        "an orphaned Service's series are gone too (the host is left alone, not the metrics):\n{m}"
+    );
 
     // 6. Delete: the files and the unit leave the host, then the object is gone.
     let out = s.hkctl(&["delete", "service", "web", "--wait"]);

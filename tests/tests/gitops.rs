@@ -393,7 +393,10 @@ fn file_scenario(s: &Hostkit) {
     let events = stdout(&s.hkctl(&["events", "--for", "gitsource/infra"]));
     assert!(events.contains("Released"), "{events}");
     assert!(
-        !s.data_dir().join("gitsources/infra").exists(),
+        wait_until(Duration::from_secs(5), || !s
+            .data_dir()
+            .join("gitsources/infra")
+            .exists()),
         "the git cache goes with the source"
     );
     s.apply_yaml(&gitsource("rival", &repo2.url(), ".", ""));

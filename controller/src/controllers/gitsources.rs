@@ -647,13 +647,12 @@ impl Controllers {
     /// Deleting a source, as Flux does: with `prune: true` the objects of its inventory go
     /// too (their finalizers then clean the hosts; `hostkit.dev/prune: disabled` keeps one);
     /// with `prune: false` they stay and are released (the source label is removed), so
-    /// another source may take them over. `hkctl delete --cascade=orphan` skips all of this
-    /// and leaves them labelled. The git cache goes either way.
+    /// another source may take them over. `hkctl delete --cascade=orphan` skips this and
+    /// leaves them labelled.
     pub(super) async fn cleanup_gitsource(&self, v: Value) -> Result<(), Failure> {
         let kind = kind_of("gitsources");
         let gs: Object<GitSourceSpec> = typed(&v)?;
         let name = gs.metadata.name.clone();
-        self.unwatch_folder(&name);
         let inventory = gs
             .status
             .as_ref()
@@ -688,13 +687,21 @@ impl Controllers {
             )
             .await;
         }
-        let cache = self.data_dir.join("gitsources").join(&name);
-        if cache.exists()
-            && let Err(e) = tokio::fs::remove_dir_all(&cache).await
-        {
-            tracing::warn!(gitsource = %name, error = %e, "could not remove the git cache");
-        }
         Ok(())
+    }
+
+    /// Stops watching a deleted source's folder and removes its git cache.
+    pub(super) fn forget_gitsource(&self, name: &str) {
+        self.unwatch_folder(name);
+        let cache = self.data_dir.join("gitsources").join(name);
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            if cache.exists()
+                && let Err(e) = std::fs::remove_dir_all(&cache)
+            {
+                tracing::warn!(gitsource = %name, error = %e, "could not remove the git cache");
+            }
+        });
     }
 
     /// Removes this source's label from an object it applied; false when it is not ours.

@@ -353,9 +353,7 @@ impl Reconcile for Controllers {
         let name = name_of(&object).unwrap_or_default().to_string();
         match kind.plural {
             "services" => {
-                let hosts = status_hosts(&object);
                 self.cleanup_service(object).await?;
-                self.metrics.forget_object("Service", &name, &hosts);
                 // Its history goes with it (each Revision's finalizer removes its backups).
                 self.prune_revisions("Service", &name, 0).await;
                 if let Some(newest) = self.revisions_of("Service", &name).last() {
@@ -366,16 +364,27 @@ impl Reconcile for Controllers {
             "instances" => self.cleanup_instance(object).await?,
             "gitsources" => self.cleanup_gitsource(object).await?,
             "hosts" => {
-                self.metrics.forget_host(&name);
                 self.prune_revisions("Host", &name, 0).await;
                 if let Some(newest) = self.revisions_of("Host", &name).last() {
                     self.delete_revision(&newest.metadata.name).await;
                 }
             }
-            "policywindows" => self.metrics.forget_window(&name),
             _ => {}
         }
         Ok(())
+    }
+
+    fn forget(&self, kind: &'static KindInfo, object: &Value) {
+        let name = name_of(object).unwrap_or_default().to_string();
+        match kind.plural {
+            "services" => self
+                .metrics
+                .forget_object("Service", &name, &status_hosts(object)),
+            "gitsources" => self.forget_gitsource(&name),
+            "hosts" => self.metrics.forget_host(&name),
+            "policywindows" => self.metrics.forget_window(&name),
+            _ => {}
+        }
     }
 
     fn related(
