@@ -709,32 +709,16 @@ impl Controllers {
         let Some(info) = hostkit_api::kinds::kind_by_name(kind) else {
             return Ok(false);
         };
-        for _ in 0..8 {
-            let mut live = match self.objects.get(info, name).await {
-                Ok(v) => v,
-                Err(Error::NotFound { .. }) => return Ok(false),
-                Err(e) => return Err(e),
-            };
-            if label(&live, wellknown::GITSOURCE) != Some(source) {
-                return Ok(false);
-            }
-            if let Some(l) = live
-                .pointer_mut("/metadata/labels")
-                .and_then(Value::as_object_mut)
-            {
-                l.remove(wellknown::GITSOURCE);
-            }
-            match self.objects.update(info, name, live, false).await {
-                Ok(_) => return Ok(true),
-                Err(Error::Conflict { .. }) => continue,
-                Err(e) => return Err(e),
-            }
+        let release = |v: &mut Value| {
+            label(v, wellknown::GITSOURCE) == Some(source)
+                && v.pointer_mut("/metadata/labels")
+                    .and_then(Value::as_object_mut)
+                    .is_some_and(|l| l.remove(wellknown::GITSOURCE).is_some())
+        };
+        match self.edit_metadata(info, name, release).await {
+            Err(Error::NotFound { .. }) => Ok(false),
+            other => other,
         }
-        Err(Error::Conflict {
-            kind: info.kind.into(),
-            name: name.into(),
-            detail: "kept changing".into(),
-        })
     }
 
     /// Removes one annotation (metadata only), retrying on conflicts.
@@ -744,19 +728,29 @@ impl Controllers {
         name: &str,
         key: &str,
     ) -> Result<(), Error> {
+        let remove = |v: &mut Value| {
+            v.pointer_mut("/metadata/annotations")
+                .and_then(Value::as_object_mut)
+                .is_some_and(|a| a.remove(key).is_some())
+        };
+        self.edit_metadata(info, name, remove).await.map(|_| ())
+    }
+
+    /// Reads the object, lets `edit` change its metadata (false: nothing to change) and
+    /// writes it back, again from a fresh read when someone else wrote in between.
+    async fn edit_metadata(
+        &self,
+        info: &'static KindInfo,
+        name: &str,
+        edit: impl Fn(&mut Value) -> bool,
+    ) -> Result<bool, Error> {
         for _ in 0..8 {
             let mut v = self.objects.get(info, name).await?;
-            let Some(a) = v
-                .pointer_mut("/metadata/annotations")
-                .and_then(Value::as_object_mut)
-            else {
-                return Ok(());
-            };
-            if a.remove(key).is_none() {
-                return Ok(());
+            if !edit(&mut v) {
+                return Ok(false);
             }
             match self.objects.update(info, name, v, false).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(true),
                 Err(Error::Conflict { .. }) => continue,
                 Err(e) => return Err(e),
             }
