@@ -486,9 +486,10 @@ fn a_rollback_survives_a_controller_crash() {
 }
 
 /// A Host's own resources have revisions too: a firewall change rolled back with
-/// `hkctl rollback host/NAME` puts the ruleset file and the loaded table back.
+/// `hkctl rollback host/NAME` puts the ruleset file and the loaded table back; and a deny
+/// window on the host holds a firewall change back until the window goes.
 #[test]
-fn a_hosts_firewall_rolls_back() {
+fn a_hosts_firewall_rolls_back_and_waits_for_its_window() {
     let s = Hostkit::controller();
     let host = TestHost::boot();
     let with_firewall = |ports: &str| {
@@ -566,5 +567,42 @@ fn a_hosts_firewall_rolls_back() {
     assert!(
         !host.sh("nft list ruleset").contains("8080"),
         "not re-applied by resyncs"
+    );
+
+    // A deny window on the host holds its firewall change back until the window goes.
+    s.apply_yaml("apiVersion: hostkit.dev/v1alpha1\nkind: PolicyWindow\nmetadata: {name: freeze}\nspec:\n  kind: deny\n  schedule: \"* * * * *\"\n  duration: 2m\n  selector: {hosts: {names: [target]}}\n");
+    assert!(wait_until(Duration::from_secs(20), || s
+        .get("policywindow", "freeze")
+        .and_then(|v| v
+            .pointer("/status/open")
+            .and_then(Value::as_bool))
+        == Some(true)));
+    s.apply_yaml(&with_firewall("22, 9090"));
+    assert!(
+        wait_until(Duration::from_secs(30), || s
+            .get("host", "target")
+            .is_some_and(
+                |v| condition_status(&v, "WindowBlocked").as_deref() == Some("True")
+            )),
+        "{:?}",
+        s.get("host", "target")
+            .and_then(|v| v.get("status").cloned())
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        !host.sh("nft list ruleset").contains("9090"),
+        "nothing applied in the window"
+    );
+    assert!(
+        s.hkctl(&["delete", "policywindow", "freeze"])
+            .status
+            .success()
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || host
+            .sh("nft list ruleset")
+            .contains("9090")),
+        "applied once the window is gone: {}",
+        s.log()
     );
 }
