@@ -505,6 +505,44 @@ struct Pending {
     script: String,
 }
 
+/// One script that runs `steps` in order, each in its own subshell between begin/end
+/// markers, and ends after the first that fails.
+fn batch_script<'a>(steps: impl IntoIterator<Item = &'a str>) -> String {
+    let mut script = String::new();
+    for (i, step) in steps.into_iter().enumerate() {
+        script.push_str(&format!(
+            "printf 'HK_BEGIN {i}\\n'\n(\n{step}\n) 2>&1 </dev/null\nrc=$?\nprintf 'HK_END {i} %s\\n' \"$rc\"\n[ \"$rc\" -eq 0 ] || exit 0\n"
+        ));
+    }
+    script
+}
+
+/// Each step's exit code and output from a [`batch_script`]'s stdout; `None` for steps that
+/// did not report (not reached, or the connection ended).
+fn parse_batch(stdout: &str, n: usize) -> Vec<Option<(i32, String)>> {
+    let mut outputs = vec![None; n];
+    let mut current: Option<(usize, String)> = None;
+    for line in stdout.lines() {
+        if let Some(i) = line.strip_prefix("HK_BEGIN ") {
+            current = i.parse().ok().map(|i| (i, String::new()));
+        } else if let Some(rest) = line.strip_prefix("HK_END ") {
+            let mut f = rest.split(' ');
+            let i: usize = f.next().and_then(|x| x.parse().ok()).unwrap_or(usize::MAX);
+            let rc: i32 = f.next().and_then(|x| x.parse().ok()).unwrap_or(1);
+            if let Some((ci, text)) = current.take()
+                && ci == i
+                && i < n
+            {
+                outputs[i] = Some((rc, text));
+            }
+        } else if let Some((_, text)) = current.as_mut() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    outputs
+}
+
 /// Runs the pending changes as one script with a begin/end marker around each, and
 /// records each change's own outcome.
 #[allow(clippy::too_many_arguments)] // the apply loop's state, passed apart to keep borrows simple
@@ -530,36 +568,13 @@ async fn flush(
             list.join(" ").replace('\'', "'\\''")
         ));
     }
-    for (i, p) in pending.iter().enumerate() {
-        script.push_str(&format!(
-            "printf 'HK_BEGIN {i}\\n'\n(\n{}\n) 2>&1 </dev/null\nrc=$?\nprintf 'HK_END {i} %s\\n' \"$rc\"\n[ \"$rc\" -eq 0 ] || exit 0\n",
-            p.script
-        ));
-    }
+    script.push_str(&batch_script(pending.iter().map(|p| p.script.as_str())));
     let mut outputs: Vec<Option<(i32, String)>> = vec![None; pending.len()];
     let mut transport_error = None;
     match transport.run(&script).await {
         Err(e) => transport_error = Some(e.to_string()),
         Ok(out) => {
-            let mut current: Option<(usize, String)> = None;
-            for line in out.stdout_text().lines() {
-                if let Some(i) = line.strip_prefix("HK_BEGIN ") {
-                    current = i.parse().ok().map(|i| (i, String::new()));
-                } else if let Some(rest) = line.strip_prefix("HK_END ") {
-                    let mut f = rest.split(' ');
-                    let i: usize = f.next().and_then(|x| x.parse().ok()).unwrap_or(usize::MAX);
-                    let rc: i32 = f.next().and_then(|x| x.parse().ok()).unwrap_or(1);
-                    if let Some((ci, text)) = current.take()
-                        && ci == i
-                        && i < outputs.len()
-                    {
-                        outputs[i] = Some((rc, text));
-                    }
-                } else if let Some((_, text)) = current.as_mut() {
-                    text.push_str(line);
-                    text.push('\n');
-                }
-            }
+            outputs = parse_batch(&out.stdout_text(), pending.len());
             if outputs.iter().any(Option::is_none) && out.status != 0 {
                 transport_error = Some(format!(
                     "exit status {}: {}",
@@ -1353,30 +1368,12 @@ pub struct DownResult {
 /// Runs a down plan step by step, stopping at the first failure. `daemon-reload` runs
 /// after unit files change and before any unit is restarted.
 pub async fn run_down(transport: &dyn Transport, down: &DownPlan) -> Result<DownResult> {
-    let mut steps = Vec::new();
+    // The scripts, in order; steps with none (noop, skipped) only report.
+    let mut scripts: Vec<Option<String>> = Vec::new();
     let mut units_dirty = false;
-    let mut ok = true;
     for step in &down.steps {
-        let mut result = ChangeResult {
-            id: step.id.clone(),
-            action: Action::Update,
-            status: Status::NotRun,
-            message: None,
-            before: None,
-            backup: None,
-            locked: BTreeMap::new(),
-        };
-        if !ok {
-            steps.push(result);
-            continue;
-        }
         let Some(mut script) = down_script(&step.action) else {
-            result.status = Status::Applied;
-            if let DownAction::Skip { warning } = &step.action {
-                tracing::warn!(host = transport.host(), id = %step.id, "{warning}");
-                result.message = Some(warning.clone());
-            }
-            steps.push(result);
+            scripts.push(None);
             continue;
         };
         if matches!(
@@ -1396,21 +1393,80 @@ pub async fn run_down(transport: &dyn Transport, down: &DownPlan) -> Result<Down
         if matches!(step.action, DownAction::RunCommand { .. }) {
             script = once_script(&down.revision, &step.id, &script);
         }
-        let out = transport.run(&script).await?;
-        if out.status == 0 {
-            result.status = Status::Applied;
-            if out.stdout_text().contains(ALREADY_UNDONE) {
-                result.message = Some(ALREADY_UNDONE.into());
+        scripts.push(Some(script));
+    }
+    let mut runnable: Vec<&str> = scripts.iter().flatten().map(String::as_str).collect();
+    if units_dirty {
+        // Unit files changed and no restart followed: systemd still has to see them.
+        runnable.push("systemctl daemon-reload");
+    }
+    // One round trip per batch; a failure ends the batch and the down plan.
+    let mut outputs: Vec<Option<(i32, String)>> = Vec::new();
+    for chunk in runnable.chunks(BATCH) {
+        let out = transport.run(&batch_script(chunk.iter().copied())).await?;
+        let reported = parse_batch(&out.stdout_text(), chunk.len());
+        let failed = reported
+            .iter()
+            .any(|o| o.as_ref().is_some_and(|(rc, _)| *rc != 0));
+        if !failed && reported.iter().any(Option::is_none) {
+            return Err(crate::Error::Transport {
+                host: transport.host().to_string(),
+                message: format!(
+                    "the down plan stopped without reporting (exit status {}): {}",
+                    out.status,
+                    out.stderr_text().trim()
+                ),
+            });
+        }
+        outputs.extend(reported);
+        if failed {
+            break;
+        }
+    }
+
+    let mut outputs = outputs.into_iter();
+    let mut steps = Vec::new();
+    let mut ok = true;
+    for (step, script) in down.steps.iter().zip(&scripts) {
+        let mut result = ChangeResult {
+            id: step.id.clone(),
+            action: Action::Update,
+            status: Status::NotRun,
+            message: None,
+            before: None,
+            backup: None,
+            locked: BTreeMap::new(),
+        };
+        if ok {
+            match (
+                script,
+                script.as_ref().and_then(|_| outputs.next().flatten()),
+            ) {
+                (None, _) => {
+                    result.status = Status::Applied;
+                    if let DownAction::Skip { warning } = &step.action {
+                        tracing::warn!(host = transport.host(), id = %step.id, "{warning}");
+                        result.message = Some(warning.clone());
+                    }
+                }
+                (Some(_), Some((0, text))) => {
+                    result.status = Status::Applied;
+                    if text.contains(ALREADY_UNDONE) {
+                        result.message = Some(ALREADY_UNDONE.into());
+                    }
+                }
+                (Some(_), Some((rc, text))) => {
+                    result.status = Status::Failed;
+                    result.message = Some(failure_message(rc, &text));
+                    ok = false;
+                }
+                (Some(_), None) => {
+                    result.message = Some("not attempted: an earlier step failed".into());
+                    ok = false;
+                }
             }
-        } else {
-            result.status = Status::Failed;
-            result.message = Some(output_message(&out));
-            ok = false;
         }
         steps.push(result);
-    }
-    if units_dirty && ok {
-        transport.run("systemctl daemon-reload").await?;
     }
     Ok(DownResult { ok, steps })
 }
@@ -1471,6 +1527,88 @@ spec:
             }
         }
         st
+    }
+
+    fn unit_down_plan() -> DownPlan {
+        let step = |id: &str, action| DownStep {
+            id: id.into(),
+            action,
+        };
+        DownPlan {
+            host: "h".into(),
+            revision: "web-g2-1".into(),
+            steps: vec![
+                step(
+                    "file:/etc/systemd/system/web.service",
+                    DownAction::RemoveFile {
+                        path: "/etc/systemd/system/web.service".into(),
+                        unit: true,
+                    },
+                ),
+                step("command:warm", DownAction::Noop),
+                step(
+                    "unit:web",
+                    DownAction::RestartUnit {
+                        name: "web.service".into(),
+                    },
+                ),
+            ],
+            coverage: Coverage::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_down_plan_is_one_round_trip_with_the_reload_before_the_restart() {
+        let t = Recording::default();
+        let r = run_down(&t, &unit_down_plan()).await.unwrap();
+        assert!(r.ok);
+        assert!(r.steps.iter().all(|s| s.status == Status::Applied));
+        let scripts = t.recorded();
+        assert_eq!(scripts.len(), 1, "{scripts:?}");
+        let s = &scripts[0];
+        let rm = s.find("rm -f /etc/systemd/system/web.service").unwrap();
+        let reload = s.find("systemctl daemon-reload").unwrap();
+        let restart = s.find("systemctl restart web.service").unwrap();
+        assert!(rm < reload && reload < restart, "{s}");
+        assert_eq!(s.matches("daemon-reload").count(), 1, "{s}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_down_step_is_named_with_its_output_and_ends_the_plan() {
+        let t = Recording::default();
+        t.reply(
+            "systemctl restart",
+            crate::transport::Output {
+                stdout:
+                    b"HK_BEGIN 0\nHK_END 0 0\nHK_BEGIN 1\nJob for web.service failed.\nHK_END 1 1\n"
+                        .to_vec(),
+                ..Default::default()
+            },
+        );
+        let r = run_down(&t, &unit_down_plan()).await.unwrap();
+        assert!(!r.ok);
+        let status: Vec<Status> = r.steps.iter().map(|s| s.status).collect();
+        assert_eq!(status, [Status::Applied, Status::Applied, Status::Failed]);
+        assert!(
+            r.steps[2]
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("Job for web.service failed.")),
+            "{:?}",
+            r.steps[2]
+        );
+        // A connection that ends before anything reports is an error to retry, not a result.
+        let t = Recording::default();
+        t.reply(
+            "systemctl restart",
+            crate::transport::Output {
+                status: 255,
+                stderr: b"Connection reset".to_vec(),
+                ..Default::default()
+            },
+        );
+        let e = run_down(&t, &unit_down_plan()).await.unwrap_err();
+        assert!(e.to_string().contains("Connection reset"), "{e}");
     }
 
     /// The wrapper's shell logic, run by the real `sh` with the marker folder moved into a

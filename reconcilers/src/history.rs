@@ -269,15 +269,19 @@ mod tests {
         t.reply(
             "x-from-g2",
             crate::transport::Output {
-                status: 1,
-                stderr: b"read-only file system".to_vec(),
+                stdout: b"HK_BEGIN 0\nrm: cannot remove '/x-from-g2': Read-only file system\nHK_END 0 1\n"
+                    .to_vec(),
                 ..Default::default()
             },
         );
         let done = undo(&t, &[&newer, &older], &[]).await.unwrap();
         assert!(!done.ok);
         assert!(done.runs.is_empty());
-        assert!(done.error.unwrap().starts_with("file:/x: "));
+        let error = done.error.unwrap();
+        assert!(
+            error.starts_with("file:/x: ") && error.contains("Read-only file system"),
+            "{error}"
+        );
         assert_eq!(t.recorded().len(), 1, "the older run was not touched");
     }
 

@@ -254,8 +254,17 @@ fn a_persistent_instance_from_a_tarball_restarts_after_a_crash_and_outlives_its_
         "{}",
         s.log()
     );
-    let events = stdout(&s.hkctl(&["events", "--for", "instance/keep"]));
-    assert!(events.contains("Restarted"), "{events}");
+    // The event follows once the machine finished booting (SSH answers a little earlier).
+    assert!(
+        wait_until(Duration::from_secs(60), || stdout(&s.hkctl(&[
+            "events",
+            "--for",
+            "instance/keep"
+        ]))
+        .contains("Restarted")),
+        "{}",
+        stdout(&s.hkctl(&["events", "--for", "instance/keep"]))
+    );
 
     // Deleted: the machine and its Host stay, with a warning.
     let second = machine_pid(&state, "keep").unwrap();
