@@ -67,6 +67,66 @@ struct Record {
     persistent: bool,
     /// The root folder it boots from (the image, or its own copy).
     root: PathBuf,
+    /// The machine's init as this machine sees it. Killing systemd-nspawn does not end the
+    /// container: its init is re-parented and runs on, on the same root, so a restart
+    /// would boot a second one beside it. Killing the init of a pid namespace ends all of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    init: Option<Proc>,
+    /// It answered over SSH once (a machine that never did is waited for again).
+    #[serde(default)]
+    booted: bool,
+}
+
+/// A process, with its start time so that a reused pid is never mistaken for it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+struct Proc {
+    pid: u32,
+    start: u64,
+}
+
+impl Proc {
+    /// The live process `pid` (a zombie has ended: it only waits to be reaped).
+    fn of(pid: u32) -> Option<Proc> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the parenthesised command name: state is field 3, start time 22.
+        let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+        if matches!(fields.next(), Some("Z" | "X")) {
+            return None;
+        }
+        let start = fields.nth(18)?.parse().ok()?;
+        Some(Proc { pid, start })
+    }
+
+    fn alive(&self) -> bool {
+        Proc::of(self.pid) == Some(*self)
+    }
+
+    /// The container's init: the child of `nspawn` in another pid namespace.
+    fn init_of(nspawn: u32) -> Option<Proc> {
+        let ours = std::fs::read_link("/proc/self/ns/pid").ok()?;
+        let children =
+            std::fs::read_to_string(format!("/proc/{nspawn}/task/{nspawn}/children")).ok()?;
+        children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+            .find(|c| std::fs::read_link(format!("/proc/{c}/ns/pid")).is_ok_and(|ns| ns != ours))
+            .and_then(Proc::of)
+    }
+
+    /// SIGKILL, then waits (up to 5 s) until it is gone.
+    async fn kill(&self) {
+        if !self.alive() {
+            return;
+        }
+        // SAFETY: kill(2) on a pid whose start time says it is still the machine's init.
+        unsafe {
+            libc::kill(self.pid as i32, libc::SIGKILL);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.alive() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// `systemd-nspawn` machines on this machine.
@@ -500,13 +560,21 @@ impl Backend for Nspawn {
             image.clone()
         };
         let host_key = Self::host_key_of(&root);
-        if let Some(record) = self.record(name) {
+        if let Some(mut record) = self.record(name) {
             let machine = self.machine(name, &record, host_key.clone());
             if machine.running {
                 self.watch_exit(name, record.pid);
+                if !record.booted {
+                    // Started earlier but never answered: still booting, or stuck.
+                    self.wait_ready(name, &machine).await?;
+                    record.booted = true;
+                    record.init = record.init.or_else(|| Proc::init_of(record.pid));
+                    self.save(name, &record).await?;
+                }
                 return Ok(machine);
             }
-            // It stopped (a host reboot, a crash): start it again on the same network.
+            // It stopped (a host reboot, a crash): end what is left of it (its init may
+            // have outlived nspawn), then start it again on the same network.
             let _ = self.destroy_process(&record).await;
         }
         let key = self.key(name).await?;
@@ -528,22 +596,20 @@ impl Backend for Nspawn {
             address,
             persistent: request.persistent,
             root: root.clone(),
+            init: None,
+            booted: false,
         };
         record.pid = self.boot(request, &root, &record).await?;
         self.watch_exit(name, record.pid);
-        let json = serde_json::to_vec_pretty(&record).expect("record serialises");
-        let tmp = dir.join(".machine.json.tmp");
-        tokio::fs::write(&tmp, json)
-            .await
-            .map_err(|e| io("machine.json", e))?;
-        tokio::fs::rename(&tmp, dir.join("machine.json"))
-            .await
-            .map_err(|e| io("machine.json", e))?;
+        self.save(name, &record).await?;
         let machine = Machine {
             identity_file: key,
             ..self.machine(name, &record, host_key)
         };
         self.wait_ready(name, &machine).await?;
+        record.booted = true;
+        record.init = Proc::init_of(record.pid);
+        self.save(name, &record).await?;
         Ok(Machine {
             running: true,
             ..machine
@@ -565,6 +631,19 @@ impl Backend for Nspawn {
 }
 
 impl Nspawn {
+    /// Writes `machine.json` (temp + rename: a crash never leaves half a record).
+    async fn save(&self, name: &str, record: &Record) -> Result<()> {
+        let dir = self.dir(name);
+        let json = serde_json::to_vec_pretty(record).expect("record serialises");
+        let tmp = dir.join(".machine.json.tmp");
+        tokio::fs::write(&tmp, json)
+            .await
+            .map_err(|e| io("machine.json", e))?;
+        tokio::fs::rename(&tmp, dir.join("machine.json"))
+            .await
+            .map_err(|e| io("machine.json", e))
+    }
+
     /// Halts the container (SIGTERM: a clean shutdown; SIGKILL after 15 s) and removes
     /// its network.
     async fn destroy_process(&self, record: &Record) -> Result<()> {
@@ -583,6 +662,10 @@ impl Nspawn {
                     libc::kill(record.pid as i32, libc::SIGKILL);
                 }
             }
+        }
+        if let Some(init) = record.init {
+            // After a clean shutdown it is gone; after nspawn was killed it is not.
+            init.kill().await;
         }
         let _ = run("ip", &["link", "del", &format!("{}h", record.netns)]).await;
         if netns_exists(&record.netns) {
@@ -643,6 +726,40 @@ mod tests {
         assert_eq!(
             addresses(16000),
             ("10.232.250.1".into(), "10.232.250.2".into())
+        );
+    }
+
+    /// `unshare --pid --fork` stands in for systemd-nspawn: a parent whose child is the init
+    /// of a new pid namespace, and which, killed, leaves that child running (root needed).
+    #[tokio::test]
+    async fn an_init_that_outlives_its_nspawn_is_found_and_killed() {
+        let mut parent = Command::new("unshare")
+            .args(["--pid", "--fork", "sleep", "30"])
+            .spawn()
+            .unwrap();
+        let pid = parent.id().unwrap();
+        let mut init = None;
+        for _ in 0..100 {
+            init = Proc::init_of(pid);
+            if init.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let init = init.expect("the child in the new pid namespace");
+        assert_ne!(init.pid, pid);
+        assert!(init.alive());
+        parent.kill().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            init.alive(),
+            "it outlives its parent, as a container outlives nspawn"
+        );
+        init.kill().await;
+        assert!(!init.alive());
+        assert!(
+            !Proc { start: 0, ..init }.alive(),
+            "a pid is only its process with the same start time"
         );
     }
 

@@ -26,8 +26,12 @@ impl Drop for Leftovers {
             let Ok(m) = serde_json::from_str::<Value>(&text) else {
                 continue;
             };
-            if let Some(pid) = m["pid"].as_u64() {
-                // SAFETY: kill(2) on the machine's own systemd-nspawn.
+            // nspawn and the container's init: killing nspawn alone leaves the init running.
+            for pid in [m["pid"].as_u64(), m["init"]["pid"].as_u64()]
+                .into_iter()
+                .flatten()
+            {
+                // SAFETY: kill(2) on the machine's own processes.
                 unsafe {
                     libc::kill(pid as i32, libc::SIGKILL);
                 }
@@ -191,9 +195,13 @@ spec:
             .is_none_or(|h| h.is_empty()))));
 }
 
-fn machine_pid(state: &Path, name: &str) -> Option<u64> {
+fn machine(state: &Path, name: &str) -> Option<Value> {
     let text = std::fs::read_to_string(state.join(name).join("machine.json")).ok()?;
-    serde_json::from_str::<Value>(&text).ok()?["pid"].as_u64()
+    serde_json::from_str(&text).ok()
+}
+
+fn machine_pid(state: &Path, name: &str) -> Option<u64> {
+    machine(state, name)?["pid"].as_u64()
 }
 
 /// A persistent Instance from a `.tar.zst` image: its own root survives the machine being
@@ -241,8 +249,13 @@ fn a_persistent_instance_from_a_tarball_restarts_after_a_crash_and_outlives_its_
         "its own root, unpacked from the tarball"
     );
 
-    // Killed: started again on its own root, without anyone touching the object.
+    // Killed: started again on its own root, without anyone touching the object, and not
+    // beside the old container (its init outlives nspawn and must be ended first).
     let first = machine_pid(&state, "keep").unwrap();
+    let old_init = machine(&state, "keep").unwrap()["init"]["pid"]
+        .as_u64()
+        .expect("the container's init is recorded");
+    assert_ne!(old_init, first);
     // SAFETY: kill(2) on the machine's systemd-nspawn, which this test's server started.
     unsafe {
         libc::kill(first as i32, libc::SIGKILL);
@@ -254,6 +267,13 @@ fn a_persistent_instance_from_a_tarball_restarts_after_a_crash_and_outlives_its_
         "{}",
         s.log()
     );
+    let gone = |pid: u64| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |st| {
+            st.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+    };
+    assert!(gone(old_init), "the old container's init was ended");
     // The event follows once the machine finished booting (SSH answers a little earlier).
     assert!(
         wait_until(Duration::from_secs(60), || stdout(&s.hkctl(&[
