@@ -6,8 +6,9 @@
 //! 10.232.0.0/16), with a generated SSH key bound in as root's `authorized_keys`.
 //! Ephemeral machines boot the registered image read-only with a throwaway overlay;
 //! persistent ones get their own copy of it, which survives a restart. The container is
-//! started in its own process group, so a controller restart does not take it down; its pid
-//! and network live in `<state>/<name>/machine.json`, which is how `read` finds it again.
+//! started in its own process group, so a controller restart does not take it down; its pid,
+//! its init's pid and its network live in `<state>/<name>/machine.json`, which is how `read`
+//! finds it again and how a container whose nspawn was killed is ended before a restart.
 //!
 //! [`Forward`] is a port forward from the controller's loopback into a machine (`expose`).
 

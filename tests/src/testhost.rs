@@ -302,10 +302,32 @@ impl TestHost {
     }
 }
 
+/// The container's init: nspawn's child in another pid namespace.
+fn container_init(nspawn: u32) -> Option<u32> {
+    let ours = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    std::fs::read_to_string(format!("/proc/{nspawn}/task/{nspawn}/children"))
+        .ok()?
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .find(|c| std::fs::read_link(format!("/proc/{c}/ns/pid")).is_ok_and(|ns| ns != ours))
+}
+
 impl Drop for TestHost {
     fn drop(&mut self) {
         if let Some(mut child) = self.nspawn.take() {
+            let init = container_init(child.id());
             stop_child(&mut child, false);
+            // A container that did not shut down in time outlives its SIGKILLed nspawn.
+            let ours = std::fs::read_link("/proc/self/ns/pid").ok();
+            if let Some(pid) = init
+                && std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok() != ours
+                && Path::new(&format!("/proc/{pid}")).exists()
+            {
+                // SAFETY: kill(2) on the init of this host's own container.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGKILL);
+                }
+            }
         }
         let _ = run("ip", &["netns", "del", &self.netns]);
         let _ = run("ip", &["link", "del", &format!("{}h", self.netns)]);
