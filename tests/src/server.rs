@@ -236,6 +236,37 @@ impl Hostkit {
         self.hkctl_command(args).output().expect("running hkctl")
     }
 
+    /// Runs hkctl and insists that it succeeds (the failure shows what it printed).
+    pub fn hkctl_ok(&self, args: &[&str]) -> Output {
+        let out = self.hkctl(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "hkctl {}: {}{}",
+            args.join(" "),
+            stdout(&out),
+            stderr(&out)
+        );
+        out
+    }
+
+    /// Applies a deny PolicyWindow that is open now (for two minutes) over `selector`
+    /// (`{services: {names: [web]}}`) and waits until the controller says it is open.
+    pub fn open_deny_window(&self, name: &str, selector: &str) {
+        self.apply_yaml(&format!(
+            "apiVersion: hostkit.dev/v1alpha1\nkind: PolicyWindow\nmetadata: {{name: {name}}}\nspec:\n  kind: deny\n  schedule: \"* * * * *\"\n  duration: 2m\n  selector: {selector}\n"
+        ));
+        assert!(
+            crate::wait_until(Duration::from_secs(20), || self
+                .get("policywindow", name)
+                .and_then(|v| v
+                    .pointer("/status/open")
+                    .and_then(serde_json::Value::as_bool))
+                == Some(true)),
+            "PolicyWindow/{name} never opened"
+        );
+    }
+
     /// An hkctl command ready to run (to add stdin, env or spawn it).
     pub fn hkctl_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin("hkctl"));

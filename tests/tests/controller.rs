@@ -124,14 +124,7 @@ fn controller_scenario(s: &Hostkit) {
     assert!(d.contains("Ready") && d.contains("Applied"), "{d}");
     assert!(d.contains("Applied") && d.contains("applied"), "{d}");
     assert_eq!(metric(s, "hostkit_host_up{host=\"target\"}"), Some(1.0));
-    let out = s.hkctl(&["plan", "service/web"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    let out = s.hkctl_ok(&["plan", "service/web"]);
     assert!(
         stdout(&out).contains("Plan: 0 to create, 0 to update"),
         "{}",
@@ -205,14 +198,7 @@ fn controller_scenario(s: &Hostkit) {
     assert!(wait_until(Duration::from_secs(10), || corrective() > before));
 
     // 3. An open deny window: the change is planned, not applied, until the window goes.
-    s.apply_yaml("apiVersion: hostkit.dev/v1alpha1\nkind: PolicyWindow\nmetadata: {name: freeze}\nspec:\n  kind: deny\n  schedule: \"* * * * *\"\n  duration: 2m\n  selector: {services: {names: [web]}}\n",
-    );
-    assert!(wait_until(Duration::from_secs(20), || s
-        .get("policywindow", "freeze")
-        .and_then(|v| v
-            .pointer("/status/open")
-            .and_then(Value::as_bool))
-        == Some(true)));
+    s.open_deny_window("freeze", "{services: {names: [web]}}");
     s.apply_yaml(&manifests(&host, "v2", "3s"));
     assert!(
         wait_until(Duration::from_secs(30), || is(

@@ -359,14 +359,7 @@ fn file_scenario(s: &Hostkit) {
         Some("/srv/three"),
         "suspended"
     );
-    let out = s.hkctl(&["sync", "gitsource/infra"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    let out = s.hkctl_ok(&["sync", "gitsource/infra"]);
     assert!(
         stdout(&out).contains(&format!("main@sha1:{c7}")),
         "{}",
@@ -598,14 +591,7 @@ fn ssh_from_a_test_host_with_a_rollback_hold() {
     );
 
     // Roll back: git does not re-apply v2, and lists the Service as held.
-    let out = s.hkctl(&["rollback", "service/web", "--timeout", "60s"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    s.hkctl_ok(&["rollback", "service/web", "--timeout", "60s"]);
     assert_eq!(host.sh("cat /etc/web.txt"), "v1\n");
     assert!(
         wait_until(Duration::from_secs(10), || s
@@ -624,14 +610,7 @@ fn ssh_from_a_test_host_with_a_rollback_hold() {
         .1
         == "v3\n"));
     // Held again (the previous revision is the first rollback's: v1), then released by hand.
-    let out = s.hkctl(&["rollback", "service/web", "--timeout", "60s"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    s.hkctl_ok(&["rollback", "service/web", "--timeout", "60s"]);
     assert_eq!(host.sh("cat /etc/web.txt"), "v1\n");
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(host.sh("cat /etc/web.txt"), "v1\n");

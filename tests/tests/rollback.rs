@@ -570,13 +570,7 @@ fn a_hosts_firewall_rolls_back_and_waits_for_its_window() {
     );
 
     // A deny window on the host holds its firewall change back until the window goes.
-    s.apply_yaml("apiVersion: hostkit.dev/v1alpha1\nkind: PolicyWindow\nmetadata: {name: freeze}\nspec:\n  kind: deny\n  schedule: \"* * * * *\"\n  duration: 2m\n  selector: {hosts: {names: [target]}}\n");
-    assert!(wait_until(Duration::from_secs(20), || s
-        .get("policywindow", "freeze")
-        .and_then(|v| v
-            .pointer("/status/open")
-            .and_then(Value::as_bool))
-        == Some(true)));
+    s.open_deny_window("freeze", "{hosts: {names: [target]}}");
     s.apply_yaml(&with_firewall("22, 9090"));
     assert!(
         wait_until(Duration::from_secs(30), || s
