@@ -32,6 +32,9 @@ pub struct Input<'a> {
     pub settle: std::time::Duration,
     /// Plan and report, but apply nothing (a rollback of this host is running).
     pub hold: Option<String>,
+    /// Resource ids a Rollback with `only` put back: left out of plans until the spec
+    /// changes, so that the next reconcile does not re-apply what was rolled back.
+    pub held: Vec<String>,
 }
 
 pub struct Outcome {
@@ -134,13 +137,17 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
         }
     };
     let _guard = hosts.lock(input.name).await;
-    let prepared = match plan::prepare(t.as_ref(), &resources, &[], input.secrets).await {
+    let mut prepared = match plan::prepare(t.as_ref(), &resources, &[], input.secrets).await {
         Ok(p) => p,
         Err(e) => {
             hosts.forget(input.name);
             return fail(status, notes, e.to_string(), false, false);
         }
     };
+    prepared
+        .plan
+        .changes
+        .retain(|c| !input.held.contains(&c.id));
     let f = &prepared.facts;
     status.facts = Some(HostFacts {
         os_id: f.get("osId").cloned(),
@@ -175,11 +182,11 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
         });
     }
     let digest = plan::desired_digest(&resources);
-    let held = input.spec.paused || input.hold.is_some();
+    let on_hold = input.spec.paused || input.hold.is_some();
     if prepared.plan.is_empty() {
         status.applied_digest = Some(digest.clone());
     }
-    let decision = if prepared.plan.is_empty() || held {
+    let decision = if prepared.plan.is_empty() || on_hold {
         None
     } else {
         let none = std::collections::BTreeMap::new();
@@ -214,7 +221,7 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
         });
     }
     let mut run = None;
-    if !prepared.plan.is_empty() && !held && blocked.is_none() {
+    if !prepared.plan.is_empty() && !on_hold && blocked.is_none() {
         let corrective = status.applied_digest.as_deref() == Some(digest.as_str());
         let opts = ApplyOptions::new(format!(
             "host-{}-g{generation}-{}",
@@ -263,14 +270,14 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
             }
         }
     }
-    let pending = (held || blocked.is_some()) && !prepared.plan.is_empty();
+    let pending = (on_hold || blocked.is_some()) && !prepared.plan.is_empty();
     set(
         &mut status,
         "Ready",
         !pending,
         if !pending {
             "Converged"
-        } else if held {
+        } else if on_hold {
             "Paused"
         } else {
             "WindowClosed"

@@ -600,3 +600,79 @@ fn a_hosts_firewall_rolls_back_and_waits_for_its_window() {
         s.log()
     );
 }
+
+/// `only` on a Host: just the firewall goes back (its ruleset file and the loaded table),
+/// the package installed in the same revision stays, resyncs do not re-apply the firewall,
+/// and the next spec change ends the hold.
+#[test]
+fn a_host_rollback_with_only_restores_just_that_resource() {
+    let s = Hostkit::controller();
+    let host = TestHost::boot();
+    let spec = |ports: &str, packages: &str| {
+        host_yaml("target", &host).replace(
+            "  interval: 2s\n",
+            &format!("  interval: 2s\n{packages}  firewall:\n    rules:\n      - allow: {{tcp: [{ports}]}}\n        from: any\n    default: allow\n"),
+        )
+    };
+    let at = |generation: i64| {
+        s.get("host", "target").is_some_and(|v| {
+            v.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c["type"] == "Ready"
+                            && c["status"] == "True"
+                            && c["observedGeneration"] == generation
+                    })
+                })
+        })
+    };
+    s.apply_yaml(&spec("22", ""));
+    assert!(wait_until(Duration::from_secs(60), || at(1)), "{}", s.log());
+    let with_tree = "  bootstrap:\n    packages: [tree]\n";
+    s.apply_yaml(&spec("22, 8080", with_tree));
+    assert!(
+        wait_until(Duration::from_secs(120), || at(2)),
+        "{}",
+        s.log()
+    );
+    assert!(host.sh("nft list ruleset").contains("8080"));
+    assert_eq!(host.try_sh("command -v tree").0, 0);
+
+    s.hkctl_ok(&[
+        "rollback",
+        "host/target",
+        "--only",
+        "firewall:inet/hostkit",
+        "--only",
+        "file:/etc/nftables.d/hostkit.nft",
+        "--timeout",
+        "60s",
+    ]);
+    assert!(
+        !host.sh("nft list ruleset").contains("8080"),
+        "the table is back"
+    );
+    assert_eq!(host.try_sh("command -v tree").0, 0, "the package stays");
+    let h = s.get("host", "target").unwrap();
+    assert!(
+        h["metadata"]["annotations"]["hostkit.dev/held"]
+            .as_str()
+            .is_some_and(|v| v.contains("firewall:inet/hostkit")),
+        "{h}"
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        !host.sh("nft list ruleset").contains("8080"),
+        "held through resyncs"
+    );
+    // A new spec ends the hold.
+    s.apply_yaml(&spec("22, 9090", with_tree));
+    assert!(
+        wait_until(Duration::from_secs(30), || host
+            .sh("nft list ruleset")
+            .contains("9090")),
+        "{}",
+        s.log()
+    );
+}

@@ -40,6 +40,7 @@ impl Controllers {
             secrets: &self.secrets,
             settle: self.settle,
             hold: hold_of(&o.metadata.annotations, |rb| self.rollback_running(rb)),
+            held: super::held_ids(&o.metadata),
         };
         let mut outcome = host::reconcile(input, self.pool.as_ref()).await;
         // History first, then the status that says what the host runs.

@@ -300,14 +300,7 @@ impl Controllers {
                 .iter()
                 .filter_map(|r| Some((r.spec.revision, r.spec.desired_digest.clone()?)))
                 .collect(),
-            held: o
-                .metadata
-                .annotations
-                .get(wellknown::HELD)
-                .and_then(|v| wellknown::parse_held(v))
-                .filter(|(g, _)| Some(*g) == o.metadata.generation)
-                .map(|(_, ids)| ids)
-                .unwrap_or_default(),
+            held: held_ids(&o.metadata),
         }
     }
 
@@ -441,4 +434,14 @@ fn hold_of(
         .get(wellknown::ROLLBACK_IN_PROGRESS)
         .filter(|rb| running(rb))
         .map(|rb| format!("Rollback/{rb} is running"))
+}
+
+/// The ids a Rollback with `only` holds back, while the spec is the one it held them at.
+pub(super) fn held_ids(meta: &hostkit_api::ObjectMeta) -> Vec<String> {
+    meta.annotations
+        .get(wellknown::HELD)
+        .and_then(|v| wellknown::parse_held(v))
+        .filter(|(g, _)| Some(*g) == meta.generation)
+        .map(|(_, ids)| ids)
+        .unwrap_or_default()
 }

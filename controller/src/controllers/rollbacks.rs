@@ -53,15 +53,6 @@ impl Controllers {
             }
         };
         let tk = target.kind.as_str();
-        if tk == "Host" && !rb.spec.only.is_empty() {
-            return self
-                .fail(
-                    &v,
-                    status,
-                    "spec.only: a Host's own resources are rolled back whole; `only` is for Services".into(),
-                )
-                .await;
-        }
         let Some(svc_v) = self.caches.get(plural, &target.name) else {
             return self
                 .fail(&v, status, format!("{tk}/{} does not exist", target.name))
@@ -592,7 +583,8 @@ impl Controllers {
                 }
             }
             Err(Failure::Transient(format!(
-                "Service/{service} kept changing"
+                "{}/{service} kept changing",
+                kind.kind
             )))
         })
         .await
