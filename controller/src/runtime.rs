@@ -65,9 +65,41 @@ pub use hostkit_api::wellknown::FINALIZER;
 #[derive(Default)]
 pub struct Caches {
     by_kind: RwLock<HashMap<&'static str, BTreeMap<String, Value>>>,
+    /// Per kind, what to drop before caching: fields no reconcile decides on, which a
+    /// reconciler that needs them reads from the store (memory grows with the cache).
+    slimmers: RwLock<HashMap<&'static str, Slim>>,
 }
 
+/// Trims an object before it is cached.
+pub type Slim = fn(&mut Value);
+
 impl Caches {
+    /// Caches objects of `plural` only as `slim` leaves them (what the watchers feed in;
+    /// reconcilers are handed the slim object too).
+    pub fn slim(&self, plural: &'static str, slim: Slim) {
+        self.slimmers
+            .write()
+            .expect("not poisoned")
+            .insert(plural, slim);
+    }
+
+    fn slimmed(&self, plural: &str, mut v: Value) -> Value {
+        if let Some(f) = self.slimmers.read().expect("not poisoned").get(plural) {
+            f(&mut v);
+        }
+        v
+    }
+
+    /// The cached objects of `plural` for which `keep` is true (only those are cloned).
+    pub fn list_where(&self, plural: &str, keep: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.by_kind
+            .read()
+            .expect("not poisoned")
+            .get(plural)
+            .map(|m| m.values().filter(|v| keep(v)).cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub fn get(&self, plural: &str, name: &str) -> Option<Value> {
         self.by_kind
             .read()
@@ -98,13 +130,13 @@ impl Caches {
     }
 
     pub(crate) fn put(&self, plural: &'static str, v: Value) {
-        if let Some(n) = name_of(&v) {
+        if let Some(n) = name_of(&v).map(str::to_string) {
             self.by_kind
                 .write()
                 .expect("not poisoned")
                 .entry(plural)
                 .or_default()
-                .insert(n.to_string(), v);
+                .insert(n, v);
         }
     }
 
@@ -472,6 +504,10 @@ impl Runtime {
             };
             match step {
                 Step::Event(Event::Restarted(items)) => {
+                    let items: Vec<Value> = items
+                        .into_iter()
+                        .map(|v| self.caches.slimmed(kind.plural, v))
+                        .collect();
                     let before: Vec<Value> = self.caches.list(kind.plural);
                     self.caches.replace(kind.plural, items.clone());
                     for v in &items {
@@ -487,6 +523,7 @@ impl Runtime {
                     }
                 }
                 Step::Event(Event::Applied(v)) => {
+                    let v = self.caches.slimmed(kind.plural, v);
                     let before = name_of(&v).and_then(|n| self.caches.get(kind.plural, n));
                     self.caches.put(kind.plural, v.clone());
                     self.changed(kind, before.as_ref(), Some(&v), r.as_ref());

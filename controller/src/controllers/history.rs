@@ -43,22 +43,70 @@ pub(super) fn changed_by(object: &Value) -> Option<String> {
     Some(from_git.unwrap_or(by).to_string())
 }
 
+/// What the controller caches of a Revision: whose it is, its number and digest, and its
+/// run ids (a pruned Revision's backups are found by them). The spec snapshot and the down
+/// plans, most of its size, are read from the store by the one reconciler that needs them,
+/// the Rollback's ([`Controllers::full_revisions`]).
+pub(super) fn slim_revision(v: &mut Value) {
+    let Some(spec) = v.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec.remove("specSnapshot");
+    for h in spec
+        .get_mut("hosts")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        for run in h
+            .get_mut("runs")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let id = run.get("id").cloned().unwrap_or(Value::Null);
+            *run = serde_json::json!({ "id": id });
+        }
+    }
+}
+
 impl Controllers {
-    /// A target's Revisions from the cache, oldest first, leaving out those being deleted.
+    /// A target's Revisions from the cache (slim: see [`slim_revision`]), oldest first,
+    /// leaving out those being deleted.
     pub(super) fn revisions_of(&self, kind: &str, name: &str) -> Vec<Object<RevisionSpec>> {
         let mut revs: Vec<Object<RevisionSpec>> = self
             .caches
-            .list("revisions")
-            .into_iter()
-            .filter(|r| {
-                r.pointer("/metadata/deletionTimestamp")
-                    .is_none_or(Value::is_null)
+            .list_where("revisions", |r| {
+                r.pointer("/spec/targetRef/kind").and_then(Value::as_str) == Some(kind)
+                    && r.pointer("/spec/targetRef/name").and_then(Value::as_str) == Some(name)
+                    && r.pointer("/metadata/deletionTimestamp")
+                        .is_none_or(Value::is_null)
             })
+            .into_iter()
             .filter_map(|r| serde_json::from_value::<Object<RevisionSpec>>(r).ok())
-            .filter(|r| r.spec.target_ref.kind == kind && r.spec.target_ref.name == name)
             .collect();
         revs.sort_by_key(|r| r.spec.revision);
         revs
+    }
+
+    /// The same Revisions whole, from the store (one that was pruned meanwhile is left out).
+    pub(super) async fn full_revisions(
+        &self,
+        slim: &[Object<RevisionSpec>],
+    ) -> Result<Vec<Object<RevisionSpec>>, Failure> {
+        let mut full = Vec::with_capacity(slim.len());
+        for r in slim {
+            match self
+                .objects
+                .get(kind_of("revisions"), &r.metadata.name)
+                .await
+            {
+                Ok(v) => full.push(typed(&v)?),
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(Failure::Transient(e.to_string())),
+            }
+        }
+        Ok(full)
     }
 
     /// Adds `runs` (host, run) to the target's history and returns the revision number.
@@ -316,6 +364,41 @@ pub(super) fn revision_name(target: &str, number: u64) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_cached_revision_keeps_what_reconciles_decide_on_and_the_run_ids() {
+        let mut v = json!({
+            "metadata": {"name": "web-2"},
+            "spec": {
+                "targetRef": {"kind": "Service", "name": "web"},
+                "revision": 2,
+                "desiredDigest": "abc",
+                "specSnapshot": {"files": [{"path": "/etc/a", "content": "x"}]},
+                "hosts": [{"host": "h1", "runs": [
+                    {"id": "web-g2-1", "ok": true, "changes": [{"id": "file:/etc/a"}], "down": {"steps": []}}
+                ]}],
+                "rolledBackTo": 1,
+                "source": "user/admin"
+            }
+        });
+        slim_revision(&mut v);
+        assert_eq!(
+            v,
+            json!({
+                "metadata": {"name": "web-2"},
+                "spec": {
+                    "targetRef": {"kind": "Service", "name": "web"},
+                    "revision": 2,
+                    "desiredDigest": "abc",
+                    "hosts": [{"host": "h1", "runs": [{"id": "web-g2-1"}]}],
+                    "rolledBackTo": 1,
+                    "source": "user/admin"
+                }
+            })
+        );
+        let spec: RevisionSpec = serde_json::from_value(v["spec"].clone()).unwrap();
+        assert_eq!(spec.hosts[0].runs[0]["id"], "web-g2-1");
+    }
 
     #[test]
     fn a_git_change_names_its_commit_and_a_later_hand_edit_names_the_user() {

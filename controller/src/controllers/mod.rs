@@ -408,6 +408,7 @@ impl Controllers {
         metrics: ControllerMetrics,
         setup: Setup,
     ) -> Controllers {
+        caches.slim("revisions", history::slim_revision);
         Controllers {
             machines: setup.machines,
             data_dir: setup.data_dir,

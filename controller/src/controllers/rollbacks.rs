@@ -66,7 +66,8 @@ impl Controllers {
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
             .unwrap_or(1);
-        let revs = self.revisions_of(tk, &target.name);
+        // Whole: the down plans and the spec snapshot are not in the cache.
+        let revs = self.full_revisions(&self.revisions_of(tk, &target.name)).await?;
 
         // Resolve the revisions once; they are fixed in status from then on.
         let from =
