@@ -67,7 +67,9 @@ impl Controllers {
             .and_then(Value::as_i64)
             .unwrap_or(1);
         // Whole: the down plans and the spec snapshot are not in the cache.
-        let revs = self.full_revisions(&self.revisions_of(tk, &target.name)).await?;
+        let revs = self
+            .full_revisions(&self.revisions_of(tk, &target.name))
+            .await?;
 
         // Resolve the revisions once; they are fixed in status from then on.
         let from =
