@@ -236,6 +236,23 @@ impl Hostkit {
         self.hkctl_command(args).output().expect("running hkctl")
     }
 
+    /// Waits (up to 10 s) until `hkctl events --for target` shows every one of `reasons`:
+    /// reconcilers record events after the change they describe, so a test that saw the
+    /// change may still be ahead of its event.
+    pub fn wait_events(&self, target: &str, reasons: &[&str]) -> String {
+        let read = || stdout(&self.hkctl(&["events", "--for", target]));
+        crate::wait_until(Duration::from_secs(10), || {
+            let e = read();
+            reasons.iter().all(|r| e.contains(r))
+        });
+        let events = read();
+        assert!(
+            reasons.iter().all(|r| events.contains(r)),
+            "{target}: expected events {reasons:?}:\n{events}"
+        );
+        events
+    }
+
     /// Runs hkctl and insists that it succeeds (the failure shows what it printed).
     pub fn hkctl_ok(&self, args: &[&str]) -> Output {
         let out = self.hkctl(args);

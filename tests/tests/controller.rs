@@ -139,10 +139,14 @@ fn controller_scenario(s: &Hostkit) {
             == "v1\n"),
         "drift was not repaired"
     );
-    let events = stdout(&s.hkctl(&["events"]));
+    // The events are written after the repair itself, so the file may be back first.
     assert!(
-        events.contains("DriftDetected") && events.contains("DriftRepaired"),
-        "{events}"
+        wait_until(Duration::from_secs(10), || {
+            let events = stdout(&s.hkctl(&["events"]));
+            events.contains("DriftDetected") && events.contains("DriftRepaired")
+        }),
+        "{}",
+        stdout(&s.hkctl(&["events"]))
     );
     assert!(
         metric(

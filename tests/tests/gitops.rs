@@ -226,8 +226,7 @@ fn file_scenario(s: &Hostkit) {
             == Some("/srv/two")),
         "git did not win over the hand edit"
     );
-    let events = stdout(&s.hkctl(&["events", "--for", "gitsource/infra"]));
-    assert!(events.contains("HandEditReverted"), "{events}");
+    s.wait_events("gitsource/infra", &["HandEditReverted"]);
 
     // A bad document: nothing of that commit is applied (not even its good change), Ready
     // names the file, line and field; fixing it syncs.
@@ -313,8 +312,7 @@ fn file_scenario(s: &Hostkit) {
         s.get("project", "keeper").is_some(),
         "prune: disabled keeps it"
     );
-    let events = stdout(&s.hkctl(&["events", "--for", "gitsource/infra"]));
-    assert!(events.contains("Pruned"), "{events}");
+    s.wait_events("gitsource/infra", &["Pruned"]);
 
     // Another source that defines the same object does not take it over.
     let other = tempfile::tempdir().unwrap();
@@ -383,8 +381,7 @@ fn file_scenario(s: &Hostkit) {
             .is_none(),
         "{p1}"
     );
-    let events = stdout(&s.hkctl(&["events", "--for", "gitsource/infra"]));
-    assert!(events.contains("Released"), "{events}");
+    s.wait_events("gitsource/infra", &["Released"]);
     assert!(
         wait_until(Duration::from_secs(5), || !s
             .data_dir()

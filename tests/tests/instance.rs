@@ -185,8 +185,7 @@ spec:
         "its namespace is gone"
     );
     assert!(!state.join("box").exists());
-    let events = stdout(&s.hkctl(&["events", "--for", "service/hello"]));
-    assert!(events.contains("CleanedUp"), "{events}");
+    s.wait_events("service/hello", &["CleanedUp"]);
     assert!(wait_until(Duration::from_secs(20), || s
         .get("service", "hello")
         .is_some_and(|v| v
@@ -290,8 +289,7 @@ fn a_persistent_instance_from_a_tarball_restarts_after_a_crash_and_outlives_its_
     let second = machine_pid(&state, "keep").unwrap();
     let out = s.hkctl(&["delete", "instance", "keep", "--wait", "--timeout", "60s"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    let events = stdout(&s.hkctl(&["events", "--for", "instance/keep"]));
-    assert!(events.contains("Kept"), "{events}");
+    s.wait_events("instance/keep", &["Kept"]);
     assert!(Path::new(&format!("/proc/{second}")).exists());
     assert!(s.get("host", "keep").is_some());
 

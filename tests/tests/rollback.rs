@@ -422,8 +422,7 @@ fn auto_rollback_undoes_a_failed_host_and_stops_the_rollout() {
     );
     assert_eq!(condition_status(&rb, "Complete").as_deref(), Some("True"));
     assert_eq!(rb["status"]["hosts"][0]["host"], "h1");
-    let events = stdout(&s.hkctl(&["events", "--for", "service/web"]));
-    assert!(events.contains("AutoRollback"), "{events}");
+    s.wait_events("service/web", &["AutoRollback"]);
     // Stalled waits for a spec change rather than failing the same way every backoff.
     let svc = s.get("service", "web").unwrap();
     assert!(
