@@ -484,6 +484,29 @@ fn a_rollback_survives_a_controller_crash() {
     wait_ready(&s);
 }
 
+/// Host/target with a firewall allowing `ports` (and `extra` spec lines, e.g. bootstrap).
+fn host_with_firewall(host: &TestHost, ports: &str, extra: &str) -> String {
+    host_yaml("target", host).replace(
+        "  interval: 2s\n",
+        &format!("  interval: 2s\n{extra}  firewall:\n    rules:\n      - allow: {{tcp: [{ports}]}}\n        from: any\n    default: allow\n"),
+    )
+}
+
+/// Host/target is Ready at `generation` (its condition's own observedGeneration).
+fn host_ready_at(s: &Hostkit, generation: i64) -> bool {
+    s.get("host", "target").is_some_and(|v| {
+        v.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c["type"] == "Ready"
+                        && c["status"] == "True"
+                        && c["observedGeneration"] == generation
+                })
+            })
+    })
+}
+
 /// A Host's own resources have revisions too: a firewall change rolled back with
 /// `hkctl rollback host/NAME` puts the ruleset file and the loaded table back; and a deny
 /// window on the host holds a firewall change back until the window goes.
@@ -491,25 +514,8 @@ fn a_rollback_survives_a_controller_crash() {
 fn a_hosts_firewall_rolls_back_and_waits_for_its_window() {
     let s = Hostkit::controller();
     let host = TestHost::boot();
-    let with_firewall = |ports: &str| {
-        host_yaml("target", &host).replace(
-            "  interval: 2s\n",
-            &format!("  interval: 2s\n  firewall:\n    rules:\n      - allow: {{tcp: [{ports}]}}\n        from: any\n    default: allow\n"),
-        )
-    };
-    let host_ready = |generation: i64| {
-        s.get("host", "target").is_some_and(|v| {
-            v.pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .is_some_and(|cs| {
-                    cs.iter().any(|c| {
-                        c["type"] == "Ready"
-                            && c["status"] == "True"
-                            && c["observedGeneration"] == generation
-                    })
-                })
-        })
-    };
+    let with_firewall = |ports: &str| host_with_firewall(&host, ports, "");
+    let host_ready = |generation: i64| host_ready_at(&s, generation);
     s.apply_yaml(&with_firewall("22"));
     assert!(
         wait_until(Duration::from_secs(60), || host_ready(1)),
@@ -607,25 +613,8 @@ fn a_hosts_firewall_rolls_back_and_waits_for_its_window() {
 fn a_host_rollback_with_only_restores_just_that_resource() {
     let s = Hostkit::controller();
     let host = TestHost::boot();
-    let spec = |ports: &str, packages: &str| {
-        host_yaml("target", &host).replace(
-            "  interval: 2s\n",
-            &format!("  interval: 2s\n{packages}  firewall:\n    rules:\n      - allow: {{tcp: [{ports}]}}\n        from: any\n    default: allow\n"),
-        )
-    };
-    let at = |generation: i64| {
-        s.get("host", "target").is_some_and(|v| {
-            v.pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .is_some_and(|cs| {
-                    cs.iter().any(|c| {
-                        c["type"] == "Ready"
-                            && c["status"] == "True"
-                            && c["observedGeneration"] == generation
-                    })
-                })
-        })
-    };
+    let spec = |ports: &str, packages: &str| host_with_firewall(&host, ports, packages);
+    let at = |generation: i64| host_ready_at(&s, generation);
     s.apply_yaml(&spec("22", ""));
     assert!(wait_until(Duration::from_secs(60), || at(1)), "{}", s.log());
     let with_tree = "  bootstrap:\n    packages: [tree]\n";
