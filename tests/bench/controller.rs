@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use hostkit_e2e::server::{Hostkit, ServeOptions};
 use hostkit_e2e::testhost::TestHost;
-use hostkit_e2e::{http_get_with, wait_until};
+use hostkit_e2e::{cpu_ticks, http_get_with, wait_until};
 
 fn host_yaml(i: usize, h: &TestHost) -> String {
     format!(
@@ -62,14 +62,6 @@ fn rss_kib(pid: u32) -> u64 {
 /// Resident anonymous memory (`RssAnon`: heap, stacks): what grows with each managed host.
 fn anon_kib(pid: u32) -> u64 {
     status_kib(pid, "RssAnon")
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
 fn reconciles(s: &Hostkit) -> f64 {

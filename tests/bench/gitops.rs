@@ -17,6 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hostkit_e2e::server::{Hostkit, ServeOptions, stderr, stdout};
+use hostkit_e2e::{cpu_ticks, git};
 
 fn service(i: usize) -> String {
     format!(
@@ -32,35 +33,6 @@ fn write_manifests(dir: &Path, prefix: &str) {
             .collect();
         std::fs::write(dir.join(format!("s{f:03}.yaml")), text.join("---\n")).unwrap();
     }
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.email=b@example.com",
-            "-c",
-            "user.name=b",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
 fn timed(mut f: impl FnMut()) -> Duration {
@@ -89,10 +61,10 @@ fn main() {
     let work = tempfile::tempdir().unwrap();
     let repo = work.path().join("infra");
     std::fs::create_dir_all(repo.join("prod")).unwrap();
-    git(&repo, &["init", "-q"]);
+    git(&repo, &["init", "-q"], &[]);
     std::fs::write(repo.join("prod/README.yaml"), "# nothing yet\n").unwrap();
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "-qm", "empty"]);
+    git(&repo, &["add", "-A"], &[]);
+    git(&repo, &["commit", "-qm", "empty"], &[]);
     let gs = work.path().join("gs.yaml");
     std::fs::write(
         &gs,
@@ -122,8 +94,8 @@ fn main() {
 
     // One commit adding 1,000 objects.
     write_manifests(&repo.join("prod"), "svc-");
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "-qm", "1,000 services"]);
+    git(&repo, &["add", "-A"], &[]);
+    git(&repo, &["commit", "-qm", "1,000 services"], &[]);
     let mut said = String::new();
     let add = timed(|| said = sync());
     assert!(said.contains("applied 1000 object(s)"), "{said}");

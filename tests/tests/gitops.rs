@@ -9,34 +9,12 @@ use std::time::{Duration, Instant};
 use hostkit_e2e::etcd::EtcdServer;
 use hostkit_e2e::server::{Hostkit, condition, stderr, stdout};
 use hostkit_e2e::testhost::TestHost;
-use hostkit_e2e::{free_port, wait_until};
+use hostkit_e2e::{free_port, git, wait_until};
 use serde_json::Value;
 
 /// A git repository with a work tree, committed to with the real `git`.
 struct Repo {
     dir: PathBuf,
-}
-
-fn git(dir: &Path, args: &[&str], env: &[(&str, String)]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.email=ops@example.com", "-c", "user.name=ops"])
-        .args([
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "protocol.file.allow=always",
-        ])
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 impl Repo {

@@ -15,9 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use hostkit_api::DocumentError;
-use hostkit_api::kinds::{GitRef, GitSourceSpec, GitSourceStatus};
+use hostkit_api::kinds::{GitRef, GitSourceSpec};
 use hostkit_api::manifest::{Document, parse_documents};
-use hostkit_api::meta::{Condition, set_condition};
 use hostkit_reconcilers::gitsource::{self, Snapshot};
 use sha2::Digest;
 
@@ -48,19 +47,6 @@ pub struct FolderWatches {
 
 /// A revision and the objects it parsed into.
 type Parsed = (String, std::sync::Arc<Vec<Desired>>);
-
-fn cond(
-    status: &mut GitSourceStatus,
-    type_: &str,
-    ok: bool,
-    reason: &str,
-    message: String,
-    generation: i64,
-    now: chrono::DateTime<chrono::Utc>,
-) {
-    let c = Condition::observed(type_, ok, reason, message, now, Some(generation));
-    set_condition(&mut status.conditions, c);
-}
 
 fn digest(v: &Value) -> String {
     hex::encode(sha2::Sha256::digest(v.to_string().as_bytes()))[..16].to_string()
@@ -105,7 +91,7 @@ impl Controllers {
         self.watch_folder(&gs);
         if gs.spec.suspend && !asked {
             cond(
-                &mut status,
+                &mut status.conditions,
                 "Reconciling",
                 false,
                 "Suspended",
@@ -124,7 +110,7 @@ impl Controllers {
             Ok(s) => s,
             Err(message) => {
                 cond(
-                    &mut status,
+                    &mut status.conditions,
                     "ArtifactFailed",
                     true,
                     "FetchFailed",
@@ -133,7 +119,7 @@ impl Controllers {
                     now,
                 );
                 cond(
-                    &mut status,
+                    &mut status.conditions,
                     "Ready",
                     false,
                     "ArtifactFailed",
@@ -142,7 +128,7 @@ impl Controllers {
                     now,
                 );
                 cond(
-                    &mut status,
+                    &mut status.conditions,
                     "Reconciling",
                     false,
                     "ArtifactFailed",
@@ -170,7 +156,7 @@ impl Controllers {
         };
         status.last_fetched_commit = Some(snapshot.revision.clone());
         cond(
-            &mut status,
+            &mut status.conditions,
             "ArtifactFailed",
             false,
             "Fetched",
@@ -216,7 +202,7 @@ impl Controllers {
                     message.push_str(&format!("; and {} more", errors.len() - 5));
                 }
                 cond(
-                    &mut status,
+                    &mut status.conditions,
                     "Ready",
                     false,
                     "ValidationFailed",
@@ -225,7 +211,7 @@ impl Controllers {
                     now,
                 );
                 cond(
-                    &mut status,
+                    &mut status.conditions,
                     "Stalled",
                     true,
                     "ValidationFailed",
@@ -234,7 +220,7 @@ impl Controllers {
                     now,
                 );
                 cond(
-                    &mut status,
+                    &mut status.conditions,
                     "Reconciling",
                     false,
                     "ValidationFailed",
@@ -261,7 +247,7 @@ impl Controllers {
             }
         };
         cond(
-            &mut status,
+            &mut status.conditions,
             "Stalled",
             false,
             "Valid",
@@ -376,7 +362,7 @@ impl Controllers {
         let count = status.inventory.len();
         if problems.is_empty() {
             cond(
-                &mut status,
+                &mut status.conditions,
                 "Ready",
                 true,
                 "Synced",
@@ -391,7 +377,7 @@ impl Controllers {
                 "ApplyFailed"
             };
             cond(
-                &mut status,
+                &mut status.conditions,
                 "Ready",
                 false,
                 reason,
@@ -401,7 +387,7 @@ impl Controllers {
             );
         }
         cond(
-            &mut status,
+            &mut status.conditions,
             "Reconciling",
             false,
             "Idle",

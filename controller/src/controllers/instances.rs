@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use hostkit_api::kinds::{HostKey, HostKeyPolicy, InstanceSpec, InstanceStatus, Lifecycle};
-use hostkit_api::meta::{Condition, OwnerReference, set_condition};
+use hostkit_api::kinds::{HostKey, HostKeyPolicy, InstanceSpec, Lifecycle};
+use hostkit_api::meta::OwnerReference;
 use hostkit_reconcilers::instance::{Backend, Forward, Machine, Request};
 
 use super::*;
@@ -44,19 +44,6 @@ fn request(inst: &Object<InstanceSpec>) -> Request {
         persistent: inst.spec.lifecycle == Some(Lifecycle::Persistent),
         options: inst.spec.backend.options.clone(),
     }
-}
-
-fn cond(
-    status: &mut InstanceStatus,
-    type_: &str,
-    ok: bool,
-    reason: &str,
-    message: String,
-    generation: i64,
-    now: chrono::DateTime<chrono::Utc>,
-) {
-    let c = Condition::observed(type_, ok, reason, message, now, Some(generation));
-    set_condition(&mut status.conditions, c);
 }
 
 /// The Host object an Instance owns: how the controller reaches its machine. A `port` in
@@ -135,7 +122,7 @@ impl Controllers {
             Ok(b) => b,
             Err(why) => {
                 cond(
-                    &mut status,
+                    &mut status.conditions,
                     "Stalled",
                     true,
                     "NoBackend",
@@ -144,7 +131,7 @@ impl Controllers {
                     now,
                 );
                 cond(
-                    &mut status,
+                    &mut status.conditions,
                     "Ready",
                     false,
                     "NoBackend",
@@ -160,7 +147,7 @@ impl Controllers {
         if status.phase.is_none() {
             status.phase = Some("Pending".into());
             cond(
-                &mut status,
+                &mut status.conditions,
                 "Ready",
                 false,
                 "Creating",
@@ -193,7 +180,7 @@ impl Controllers {
                     "StartFailed"
                 };
                 cond(
-                    &mut status,
+                    &mut status.conditions,
                     "Ready",
                     false,
                     reason,
@@ -202,7 +189,7 @@ impl Controllers {
                     now,
                 );
                 cond(
-                    &mut status,
+                    &mut status.conditions,
                     "Stalled",
                     terminal,
                     reason,
@@ -231,7 +218,7 @@ impl Controllers {
         };
         if let Err(e) = self.ensure_forwards(&inst, &machine).await {
             cond(
-                &mut status,
+                &mut status.conditions,
                 "Ready",
                 false,
                 "ExposeFailed",
@@ -245,7 +232,7 @@ impl Controllers {
         }
         if let Err(e) = self.ensure_owned_host(&inst, &machine).await {
             cond(
-                &mut status,
+                &mut status.conditions,
                 "Ready",
                 false,
                 "HostConflict",
@@ -254,7 +241,7 @@ impl Controllers {
                 now,
             );
             cond(
-                &mut status,
+                &mut status.conditions,
                 "Stalled",
                 true,
                 "HostConflict",
@@ -270,7 +257,7 @@ impl Controllers {
         status.address = Some(machine.address.clone());
         status.host_name = Some(name.clone());
         cond(
-            &mut status,
+            &mut status.conditions,
             "Stalled",
             false,
             "Running",
@@ -279,7 +266,7 @@ impl Controllers {
             now,
         );
         cond(
-            &mut status,
+            &mut status.conditions,
             "Ready",
             true,
             "Running",

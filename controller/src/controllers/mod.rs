@@ -446,3 +446,18 @@ pub(super) fn held_ids(meta: &hostkit_api::ObjectMeta) -> Vec<String> {
         .map(|(_, ids)| ids)
         .unwrap_or_default()
 }
+
+/// Sets a True/False condition observed now at `generation`.
+pub(super) fn cond(
+    conditions: &mut Vec<hostkit_api::meta::Condition>,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let c =
+        hostkit_api::meta::Condition::observed(type_, ok, reason, message, now, Some(generation));
+    hostkit_api::meta::set_condition(conditions, c);
+}
