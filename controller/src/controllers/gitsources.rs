@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use hostkit_api::DocumentError;
-use hostkit_api::kinds::{GitRef, GitSourceSpec};
+use hostkit_api::kinds::{GitRef, GitSourceSpec, GitSourceStatus};
 use hostkit_api::manifest::{Document, parse_documents};
 use hostkit_reconcilers::gitsource::{self, Snapshot};
 use sha2::Digest;
@@ -139,18 +139,8 @@ impl Controllers {
                 if asked {
                     status.last_handled_requested_at = requested.clone();
                 }
-                self.write_status(kind, &v, serde_json::to_value(&status).expect("status"))
+                self.report_failed_sync(&v, &status, "ArtifactFailed", message.clone())
                     .await;
-                self.record(
-                    kind,
-                    &v,
-                    &[Note {
-                        warning: true,
-                        reason: "ArtifactFailed",
-                        message: message.clone(),
-                    }],
-                )
-                .await;
                 return Err(Failure::Transient(message));
             }
         };
@@ -231,18 +221,8 @@ impl Controllers {
                 if asked {
                     status.last_handled_requested_at = requested.clone();
                 }
-                self.write_status(kind, &v, serde_json::to_value(&status).expect("status"))
+                self.report_failed_sync(&v, &status, "ValidationFailed", message)
                     .await;
-                self.record(
-                    kind,
-                    &v,
-                    &[Note {
-                        warning: true,
-                        reason: "ValidationFailed",
-                        message,
-                    }],
-                )
-                .await;
                 return Ok(Action::Requeue(jitter(interval)));
             }
         };
@@ -628,6 +608,29 @@ impl Controllers {
             Ok(_) | Err(Error::NotFound { .. }) => Ok(true),
             Err(e) => Err(e),
         }
+    }
+
+    /// Writes a failed sync's status and its warning event.
+    async fn report_failed_sync(
+        &self,
+        v: &Value,
+        status: &GitSourceStatus,
+        reason: &'static str,
+        message: String,
+    ) {
+        let kind = kind_of("gitsources");
+        self.write_status(kind, v, serde_json::to_value(status).expect("status"))
+            .await;
+        self.record(
+            kind,
+            v,
+            &[Note {
+                warning: true,
+                reason,
+                message,
+            }],
+        )
+        .await;
     }
 
     /// Deleting a source, as Flux does: with `prune: true` the objects of its inventory go
