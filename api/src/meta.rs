@@ -163,6 +163,35 @@ impl Condition {
     }
 }
 
+/// Conditions observed at one moment about one generation: the one setter every reconciler
+/// uses, so that they all read the same way:
+/// `at.set(&mut status.conditions, "Ready", true, "Converged", message)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Observed {
+    pub now: Time,
+    /// The generation the observation is about (`None` for kinds whose spec is immutable).
+    pub generation: Option<i64>,
+}
+
+impl Observed {
+    pub fn new(now: Time, generation: Option<i64>) -> Observed {
+        Observed { now, generation }
+    }
+
+    /// Sets a True/False condition; true when anything visible changed.
+    pub fn set(
+        &self,
+        conditions: &mut Vec<Condition>,
+        type_: &str,
+        ok: bool,
+        reason: &str,
+        message: impl Into<String>,
+    ) -> bool {
+        let c = Condition::observed(type_, ok, reason, message, self.now, self.generation);
+        set_condition(conditions, c)
+    }
+}
+
 /// Sets `cond` in `conditions`, keeping `lastTransitionTime` when the status did not change.
 ///
 /// Returns true when anything visible changed, so callers can skip a status write.

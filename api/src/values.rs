@@ -24,6 +24,12 @@ pub struct Duration {
 }
 
 impl Duration {
+    /// [`Duration::parse`] as a `std::time::Duration`: the one parser for duration flags
+    /// too (`--settle 300ms`), so flags and manifests accept the same spellings.
+    pub fn parse_std(text: &str) -> Result<std::time::Duration, String> {
+        Duration::parse(text).map(|d| d.as_std())
+    }
+
     pub fn parse(text: &str) -> Result<Duration, String> {
         let millis = parse_duration_millis(text)?;
         Ok(Duration {

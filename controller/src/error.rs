@@ -41,6 +41,17 @@ pub enum Error {
     /// immutable, a kind only the controller writes).
     #[error("{0}")]
     NotAllowed(String),
+    /// A host (or another system the request needs) failed: the request was fine, and the
+    /// store too.
+    #[error("{0}")]
+    Upstream(String),
+    /// A reconcile that did not finish, with its cause and the object it happened to.
+    #[error("{object}: {source}")]
+    Reconcile {
+        object: String,
+        #[source]
+        source: hostkit_reconcilers::Error,
+    },
 }
 
 impl Error {
@@ -58,8 +69,14 @@ impl Error {
             Error::Forbidden { .. } => (403, "Forbidden"),
             Error::NotAllowed(_) => (405, "MethodNotAllowed"),
             Error::Store(StoreError::Unavailable(_)) => (503, "ServiceUnavailable"),
-            Error::Store(_) | Error::Config(_) => (500, "InternalError"),
+            Error::Upstream(_) => (502, "BadGateway"),
+            Error::Store(_) | Error::Config(_) | Error::Reconcile { .. } => (500, "InternalError"),
         }
+    }
+
+    /// True when retrying cannot help until the object changes.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Error::Reconcile { source, .. } if source.is_terminal())
     }
 
     /// The error as the body the API returns.

@@ -11,7 +11,7 @@ use hostkit_api::values::Duration as HkDuration;
 use hostkit_controller::serve::{self, ServeOptions};
 use hostkit_controller::server::TlsFiles;
 
-mod engine_cmd;
+mod offline;
 
 #[derive(Parser)]
 #[command(
@@ -29,11 +29,11 @@ enum Command {
     /// Run the API server, controller and store in one process.
     Serve(ServeArgs),
     /// Plan hosts from manifest files, without a server (exit 0: no changes, 2: changes).
-    Plan(engine_cmd::PlanArgs),
+    Plan(offline::PlanArgs),
     /// Apply manifest files to their hosts and write what was applied with its down plan.
-    Apply(engine_cmd::ApplyArgs),
+    Apply(offline::ApplyArgs),
     /// Run the down plan of an applied.json.
-    Down(engine_cmd::DownArgs),
+    Down(offline::DownArgs),
     /// Write the JSON Schema of every kind into a folder.
     Schemas {
         /// Folder to write into, e.g. manifests/schemas.
@@ -62,7 +62,7 @@ struct ServeArgs {
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// How often idle watches get a BOOKMARK.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = HkDuration::parse_std)]
     bookmark_interval: Duration,
     /// Serve the API only: no controller (no reconciles, no leader election).
     #[arg(long)]
@@ -71,13 +71,13 @@ struct ServeArgs {
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
     /// How long a restarted unit must stay active before an apply goes on.
-    #[arg(long, default_value = "300ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "300ms", value_parser = HkDuration::parse_std)]
     settle: Duration,
     /// Leader lease TTL (renewed every 2/3 of it).
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, default_value = "15s", value_parser = HkDuration::parse_std)]
     leader_lease: Duration,
     /// How long Events are kept.
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = HkDuration::parse_std)]
     event_ttl: Duration,
     /// Events the embedded store keeps for watches before compacting older history.
     #[arg(long, default_value_t = 50_000)]
@@ -99,10 +99,6 @@ fn parse_image(s: &str) -> Result<(String, PathBuf), String> {
         return Err(format!("{s:?}: expected NAME=PATH with an existing PATH"));
     }
     Ok((name.to_string(), path))
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    HkDuration::parse(s).map(|d| d.as_std())
 }
 
 fn main() -> ExitCode {
@@ -131,9 +127,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             .block_on(f)
     };
     match cli.command {
-        Command::Plan(args) => engine(Box::pin(engine_cmd::plan(args))),
-        Command::Apply(args) => engine(Box::pin(engine_cmd::apply(args))),
-        Command::Down(args) => engine(Box::pin(engine_cmd::down(args))),
+        Command::Plan(args) => engine(Box::pin(offline::plan(args))),
+        Command::Apply(args) => engine(Box::pin(offline::apply(args))),
+        Command::Down(args) => engine(Box::pin(offline::down(args))),
         Command::Schemas { dir } => {
             hostkit_api::schema::write_schemas(&dir)?;
             println!(
@@ -165,7 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 controller: !args.no_controller,
                 settle: args.settle,
                 images: args.images,
-                leader: hostkit_controller::leader::Timings {
+                leader: hostkit_controller::runtime::leader::Timings {
                     lease: args.leader_lease,
                     renew: args.leader_lease.mul_f64(2.0 / 3.0),
                     retry: (args.leader_lease / 7).max(Duration::from_millis(200)),

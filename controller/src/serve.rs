@@ -13,9 +13,20 @@ use std::time::Duration;
 use hostkit_api::config::ClientConfig;
 use rand::RngCore;
 
+use hostkit_api::kinds::{
+    GitSourceSpec, HostSpec, InstanceSpec, PolicyWindowSpec, ProjectSpec, RevisionSpec,
+    RollbackSpec, ServiceSpec,
+};
+use hostkit_reconcilers::{Context, Reconcilers, Setup};
+use prometheus_client::registry::Registry;
+
+use crate::context::{StoreContext, Wake};
 use crate::error::{Error, Result};
+use crate::live_plans::ServicePlans;
 use crate::objects::Objects;
-use crate::server::{self, ServerConfig, TlsFiles, Tokens};
+use crate::runtime::metrics::RuntimeMetrics;
+use crate::runtime::{Options, Runtime};
+use crate::server::{self, Extras, ServerConfig, TlsFiles, Tokens};
 use crate::store::Store;
 use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use crate::store::etcd::EtcdStore;
@@ -42,7 +53,7 @@ pub struct ServeOptions {
     /// How long a restarted unit must stay active before an apply goes on.
     pub settle: Duration,
     /// Leader election timings (lease 15 s, renew 10 s, retry 2 s).
-    pub leader: crate::leader::Timings,
+    pub leader: crate::runtime::leader::Timings,
     /// Images Instances may boot, by name: a root folder or a `.tar`/`.tar.zst`.
     pub images: Vec<(String, PathBuf)>,
 }
@@ -117,6 +128,18 @@ pub fn client_url(listen: SocketAddr, tls: bool) -> String {
     )
 }
 
+/// Every kind the controller watches, each reconciled by its own reconciler.
+fn control_every_kind(runtime: &Runtime, r: Arc<Reconcilers>) {
+    runtime.control::<ProjectSpec>(r.clone());
+    runtime.control::<HostSpec>(r.clone());
+    runtime.control::<ServiceSpec>(r.clone());
+    runtime.control::<PolicyWindowSpec>(r.clone());
+    runtime.control::<RevisionSpec>(r.clone());
+    runtime.control::<RollbackSpec>(r.clone());
+    runtime.control::<InstanceSpec>(r.clone());
+    runtime.control::<GitSourceSpec>(r);
+}
+
 /// Runs until `shutdown` resolves.
 pub async fn run(
     options: ServeOptions,
@@ -161,39 +184,29 @@ pub async fn run(
 
     // The controller runtime: watchers and caches on every replica; workers on the leader.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let metrics = crate::server::metrics::ControllerMetrics::default();
-    let runtime = crate::runtime::Runtime::new(objects.clone(), metrics.clone());
-    let wake: crate::controllers::Wake = {
-        let queue = runtime.queue.clone();
-        let metrics = metrics.clone();
-        Arc::new(move |key, after| {
-            queue.add(key, tokio::time::Instant::now() + after, &metrics);
-        })
+    let runtime_metrics = RuntimeMetrics::default();
+    let reconciler_metrics = hostkit_reconcilers::Metrics::default();
+    let runtime = Runtime::new(objects.clone(), runtime_metrics.clone());
+    let wake: Wake = {
+        let runtime = runtime.clone();
+        Arc::new(move |key, after| runtime.wake(key, after))
     };
-    let machines = Arc::new(crate::controllers::Machines::new(
-        hostkit_reconcilers::instance::Nspawn::new(
-            options.images.iter().cloned().collect(),
-            options.data_dir.join("instances"),
-        )
-        .on_exit({
-            let wake = wake.clone();
-            Arc::new(move |name: &str| {
-                wake(("instances", name.to_string()), Duration::from_secs(1))
-            })
-        }),
-    ));
-    let controllers = Arc::new(crate::controllers::Controllers::new(
+    let ctx: Arc<dyn Context> = Arc::new(StoreContext::new(
         objects.clone(),
-        runtime.caches.clone(),
-        metrics.clone(),
-        crate::controllers::Setup {
+        runtime.cache.clone(),
+        Arc::new(chrono::Utc::now),
+        wake,
+    ));
+    let reconcilers = Arc::new(Reconcilers::new(
+        ctx.clone(),
+        reconciler_metrics.clone(),
+        Setup {
             settle: options.settle,
-            clock: Arc::new(chrono::Utc::now),
-            machines,
             data_dir: options.data_dir.clone(),
-            wake,
+            images: options.images.clone(),
         },
     ));
+    control_every_kind(&runtime, reconcilers);
     let (lead_tx, mut lead_rx) = tokio::sync::watch::channel(false);
     // The lease is released only after in-flight reconciles finished: released at the
     // first signal, another controller could take over and change a host this one is
@@ -206,7 +219,7 @@ pub async fn run(
         options.listen.port()
     );
     let campaign = options.controller.then(|| {
-        tokio::spawn(crate::leader::campaign(
+        tokio::spawn(crate::runtime::leader::campaign(
             store.clone(),
             identity,
             options.leader,
@@ -214,26 +227,13 @@ pub async fn run(
             release_rx,
         ))
     });
-    let leader_gauge = metrics.leader.clone();
+    let leader_gauge = runtime_metrics.leader.clone();
     let mut leader_watch = lead_rx.clone();
     tokio::spawn(async move {
         while leader_watch.changed().await.is_ok() {
             leader_gauge.set(*leader_watch.borrow() as i64);
         }
     });
-    let kinds = [
-        "projects",
-        "hosts",
-        "services",
-        "policywindows",
-        "revisions",
-        "rollbacks",
-        "instances",
-        "gitsources",
-    ]
-    .iter()
-    .filter_map(|p| hostkit_api::find_kind(p))
-    .collect();
     let _ = lead_rx.borrow_and_update();
     let run_controller = options.controller;
     let controller = tokio::spawn(async move {
@@ -242,10 +242,8 @@ pub async fn run(
         }
         runtime
             .run(
-                controllers,
-                crate::runtime::Options {
+                Options {
                     concurrency: options.concurrency,
-                    kinds,
                 },
                 lead_rx,
                 stop_rx,
@@ -259,7 +257,13 @@ pub async fn run(
     };
 
     let config = ServerConfig {
-        controller_metrics: metrics,
+        extras: Extras {
+            metrics: Some(Arc::new(move |r: &mut Registry| {
+                runtime_metrics.register(r);
+                reconciler_metrics.register(r);
+            })),
+            plans: Some(Arc::new(ServicePlans(ctx))),
+        },
         listen: options.listen,
         tls: options.tls.clone(),
         tokens,

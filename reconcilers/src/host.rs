@@ -1,16 +1,34 @@
-//! The Host reconciler's logic: connect, read facts, keep `Reachable`/`Ready` and
-//! `lastSeen`, and plan and apply the host's own resources (firewall, bootstrap packages,
-//! runtimes) like a service's.
+//! The Host reconciler: connect, read facts, keep `Reachable`/`Ready` and `lastSeen`, and
+//! plan and apply the host's own resources (firewall, bootstrap packages, runtimes) like a
+//! Service's, with their own history.
+//!
+//! [`converge`] is one pass on plain inputs (testable without a store); the
+//! [`Reconciler`] impl gathers the inputs (the firewalls of the Projects whose Services run
+//! here, the windows), records the history and writes the status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use hostkit_api::kinds::{Firewall, HostFacts, HostSpec, HostStatus, PolicyWindowSpec};
-use hostkit_api::meta::{Condition, ConditionStatus, find_condition, set_condition};
+use hostkit_api::kinds::{
+    Firewall, HostFacts, HostSpec, HostStatus, Object, PolicyWindowSpec, ServiceSpec,
+};
+use hostkit_api::meta::{ConditionStatus, Observed, find_condition};
+use hostkit_engine::apply::{self, ApplyOptions};
+use hostkit_engine::hosts::Hosts;
+use hostkit_engine::outcome::Status;
+use hostkit_engine::plan::{self, Prepared};
+use hostkit_engine::run::{self, Run};
+use hostkit_engine::secrets::Secrets;
+use hostkit_engine::transport::Transport;
 
-use crate::apply::{self, ApplyOptions};
-use crate::plan;
-use crate::secrets::Secrets;
-use crate::service::{Failure, Hosts, Note};
-use crate::{Error, expand, windows};
+use crate::metrics::HostLabels;
+use crate::revision::{self, Target as RevisionTarget};
+use crate::service::rollout::Failure;
+use crate::{
+    Action, Error, Note, ObjectKey, Reconciler, Reconcilers, Result, dependents, held_ids,
+    next_resync, policy_window,
+};
 
 /// `status.lastSeen` moves at most this often (seconds).
 pub const LAST_SEEN_EVERY_SECS: i64 = 60;
@@ -26,7 +44,7 @@ pub struct Input<'a> {
     /// particular services.
     pub windows: &'a [(String, PolicyWindowSpec)],
     /// Host labels, for window selectors.
-    pub labels: &'a std::collections::BTreeMap<String, String>,
+    pub labels: &'a BTreeMap<String, String>,
     pub now: DateTime<Utc>,
     pub secrets: &'a Secrets,
     pub settle: std::time::Duration,
@@ -46,94 +64,118 @@ pub struct Outcome {
     pub wake_at: Option<DateTime<Utc>>,
     /// An apply of new desired resources, for the host's history (corrective applies are
     /// not history).
-    pub run: Option<crate::history::Run>,
+    pub run: Option<Run>,
     /// Digest of the desired resources.
     pub digest: String,
 }
 
-fn set(
-    status: &mut HostStatus,
-    type_: &str,
-    ok: bool,
-    reason: &str,
-    message: String,
-    now: DateTime<Utc>,
-    generation: i64,
-) {
-    let c = Condition::observed(type_, ok, reason, message, now, Some(generation));
-    set_condition(&mut status.conditions, c);
+/// One pass in progress.
+struct Pass<'a> {
+    input: &'a Input<'a>,
+    at: Observed,
+    status: HostStatus,
+    notes: Vec<Note>,
+    was_reachable: Option<bool>,
 }
 
-pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
-    let (now, generation) = (input.now, input.generation);
-    let mut status = input.status.clone();
-    status.observed_generation = Some(generation);
-    let was_reachable =
-        find_condition(&status.conditions, "Reachable").map(|c| c.status == ConditionStatus::True);
-    let mut notes = Vec::new();
-    let fail = |mut status: HostStatus,
-                mut notes: Vec<Note>,
-                message: String,
-                terminal: bool,
-                reachable: bool| {
+impl Pass<'_> {
+    fn set(&mut self, type_: &str, ok: bool, reason: &str, message: impl Into<String>) {
+        self.at
+            .set(&mut self.status.conditions, type_, ok, reason, message);
+    }
+
+    /// Ends the pass with a failure; an unreachable host also says so (once, as an event).
+    fn fail(mut self, message: String, terminal: bool, reachable: bool) -> Outcome {
         if !reachable {
-            set(
-                &mut status,
-                "Reachable",
-                false,
-                "Unreachable",
-                message.clone(),
-                now,
-                generation,
-            );
-            if was_reachable != Some(false) {
-                notes.push(Note {
-                    warning: true,
-                    reason: "Unreachable",
-                    message: message.clone(),
-                });
+            self.set("Reachable", false, "Unreachable", message.clone());
+            if self.was_reachable != Some(false) {
+                self.notes
+                    .push(Note::warning("Unreachable", message.clone()));
             }
         }
-        set(
-            &mut status,
-            "Ready",
-            false,
-            if reachable {
-                "ApplyFailed"
-            } else {
-                "Unreachable"
-            },
-            message.clone(),
-            now,
-            generation,
-        );
+        let reason = if reachable {
+            "ApplyFailed"
+        } else {
+            "Unreachable"
+        };
+        self.set("Ready", false, reason, message.clone());
         Outcome {
-            status,
-            notes,
+            status: self.status,
+            notes: self.notes,
             reachable,
             failure: Some(Failure { terminal, message }),
             wake_at: None,
             run: None,
             digest: String::new(),
         }
+    }
+
+    /// Facts, heartbeat and `Reachable` from a successful read.
+    fn observed(&mut self, prepared: &Prepared, resources: usize) {
+        let f = &prepared.facts;
+        self.status.facts = Some(HostFacts {
+            os_id: f.get("osId").cloned(),
+            os_version: f.get("osVersion").cloned().filter(|v| !v.is_empty()),
+            arch: f.get("arch").cloned(),
+            package_manager: f.get("packageManager").cloned(),
+            systemd_version: f.get("systemdVersion").cloned().filter(|v| !v.is_empty()),
+            hostname: f.get("hostname").cloned(),
+        });
+        // Heartbeats are coarse (a minute), as Kubernetes node leases are: a status write
+        // per host per resync would be most of the store's write load for no news.
+        let now = self.input.now;
+        if self
+            .status
+            .last_seen
+            .is_none_or(|t| now - t >= chrono::Duration::seconds(LAST_SEEN_EVERY_SECS))
+        {
+            self.status.last_seen = Some(now);
+        }
+        self.set(
+            "Reachable",
+            true,
+            "Connected",
+            format!("read {resources} resource(s) in one round trip"),
+        );
+        if self.was_reachable == Some(false) {
+            self.notes
+                .push(Note::normal("Reachable", "the host answers again"));
+        }
+    }
+}
+
+/// One pass over a Host: connect, read, plan its own resources, apply them when allowed.
+pub async fn converge(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
+    let mut status = input.status.clone();
+    status.observed_generation = Some(input.generation);
+    let was_reachable =
+        find_condition(&status.conditions, "Reachable").map(|c| c.status == ConditionStatus::True);
+    let mut pass = Pass {
+        input: &input,
+        at: Observed::new(input.now, Some(input.generation)),
+        status,
+        notes: Vec::new(),
+        was_reachable,
     };
     let projects: Vec<(&str, &Firewall)> = input
         .project_firewalls
         .iter()
         .map(|(n, f)| (n.as_str(), f))
         .collect();
-    let resources = match expand::host_with_projects(input.name, input.spec, &projects) {
-        Ok(r) => r,
-        Err(e) => return fail(status, notes, e.to_string(), true, true),
-    };
+    let resources =
+        match hostkit_engine::expand::host_with_projects(input.name, input.spec, &projects) {
+            Ok(r) => r,
+            Err(e) => return pass.fail(e.to_string(), true, true),
+        };
     let t = match hosts.transport(input.name, input.spec).await {
         Ok(t) => t,
         Err(e) => {
+            use hostkit_engine::Error;
             let terminal = matches!(
                 e,
                 Error::HostKey { .. } | Error::Auth { .. } | Error::Invalid { .. }
             );
-            return fail(status, notes, e.to_string(), terminal, false);
+            return pass.fail(e.to_string(), terminal, false);
         }
     };
     let _guard = hosts.lock(input.name).await;
@@ -141,58 +183,31 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
         Ok(p) => p,
         Err(e) => {
             hosts.forget(input.name);
-            return fail(status, notes, e.to_string(), false, false);
+            return pass.fail(e.to_string(), false, false);
         }
     };
     prepared
         .plan
         .changes
         .retain(|c| !input.held.contains(&c.id));
-    let f = &prepared.facts;
-    status.facts = Some(HostFacts {
-        os_id: f.get("osId").cloned(),
-        os_version: f.get("osVersion").cloned().filter(|v| !v.is_empty()),
-        arch: f.get("arch").cloned(),
-        package_manager: f.get("packageManager").cloned(),
-        systemd_version: f.get("systemdVersion").cloned().filter(|v| !v.is_empty()),
-        hostname: f.get("hostname").cloned(),
-    });
-    // Heartbeats are coarse (a minute), as Kubernetes node leases are: a status write per
-    // host per resync would be most of the store's write load for no news.
-    if status
-        .last_seen
-        .is_none_or(|t| now - t >= chrono::Duration::seconds(LAST_SEEN_EVERY_SECS))
-    {
-        status.last_seen = Some(now);
-    }
-    set(
-        &mut status,
-        "Reachable",
-        true,
-        "Connected",
-        format!("read {} resource(s) in one round trip", resources.len()),
-        now,
-        generation,
-    );
-    if was_reachable == Some(false) {
-        notes.push(Note {
-            warning: false,
-            reason: "Reachable",
-            message: "the host answers again".into(),
-        });
-    }
+    pass.observed(&prepared, resources.len());
     let digest = plan::desired_digest(&resources);
     let on_hold = input.spec.paused || input.hold.is_some();
     if prepared.plan.is_empty() {
-        status.applied_digest = Some(digest.clone());
+        pass.status.applied_digest = Some(digest.clone());
     }
     let decision = if prepared.plan.is_empty() || on_hold {
         None
     } else {
-        let none = std::collections::BTreeMap::new();
-        match windows::decide(input.windows, ("", &none), (input.name, input.labels), now) {
+        let none = BTreeMap::new();
+        match policy_window::decide(
+            input.windows,
+            ("", &none),
+            (input.name, input.labels),
+            input.now,
+        ) {
             Ok(d) => Some(d),
-            Err(e) => return fail(status, notes, e.to_string(), true, true),
+            Err(e) => return pass.fail(e.to_string(), true, true),
         }
     };
     let wake_at = decision.as_ref().and_then(|d| d.until);
@@ -200,8 +215,7 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
         .as_ref()
         .filter(|d| !d.allowed)
         .map(|d| d.message.clone());
-    set(
-        &mut status,
+    pass.set(
         "WindowBlocked",
         blocked.is_some(),
         if blocked.is_some() {
@@ -210,96 +224,222 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
             "NotBlocked"
         },
         blocked.clone().unwrap_or_else(|| "apply is allowed".into()),
-        now,
-        generation,
     );
     if let Some(why) = &blocked {
-        notes.push(Note {
-            warning: false,
-            reason: "WindowBlocked",
-            message: format!("{}: {why}", prepared.plan.summary()),
-        });
+        let message = format!("{}: {why}", prepared.plan.summary());
+        pass.notes.push(Note::normal("WindowBlocked", message));
     }
     let mut run = None;
     if !prepared.plan.is_empty() && !on_hold && blocked.is_none() {
-        let corrective = status.applied_digest.as_deref() == Some(digest.as_str());
-        let opts = ApplyOptions::new(format!(
-            "host-{}-g{generation}-{}",
-            input.name,
-            now.format("%Y%m%dT%H%M%S")
-        ));
-        let mut opts = opts;
-        opts.settle = input.settle;
-        let result = apply::apply(t.as_ref(), &prepared, &opts).await;
-        if let Ok(a) = &result {
-            let changed = a.count(apply::Status::Applied) > 0;
-            if corrective || !changed {
-                // A repair is not history: its backups of the drifted files have no use.
-                crate::service::discard_backups(Some(&t), &a.revision).await;
-            } else {
-                run = Some(crate::history::Run::from_applied(a, now));
-            }
-            if a.ok {
-                status.applied_digest = Some(digest.clone());
-            }
-        }
-        match result {
-            Ok(a) if a.ok => notes.push(Note {
-                warning: false,
-                reason: "Applied",
-                message: format!(
-                    "applied {} change(s) of the host's own resources",
-                    a.results.len()
-                ),
-            }),
-            Ok(a) => {
-                let msg = a.error.unwrap_or_default();
-                notes.push(Note {
-                    warning: true,
-                    reason: "ApplyFailed",
-                    message: msg.clone(),
-                });
-                let mut out = fail(status, notes, msg, false, true);
-                out.run = run;
-                out.digest = digest;
+        match apply_own(&mut pass, t.as_ref(), &prepared, &digest, hosts).await {
+            Own::Applied(r) => run = r,
+            Own::Failed { message, reached } => {
+                let mut out = pass.fail(message, false, reached.is_some());
+                if let Some(r) = reached {
+                    out.run = r;
+                    out.digest = digest;
+                }
                 return out;
-            }
-            Err(e) => {
-                hosts.forget(input.name);
-                return fail(status, notes, e.to_string(), false, false);
             }
         }
     }
     let pending = (on_hold || blocked.is_some()) && !prepared.plan.is_empty();
-    set(
-        &mut status,
-        "Ready",
-        !pending,
-        if !pending {
-            "Converged"
-        } else if on_hold {
-            "Paused"
-        } else {
-            "WindowClosed"
-        },
-        if pending {
-            match &input.hold {
-                Some(why) => format!("{why}; {}", prepared.plan.summary()),
-                None => prepared.plan.summary(),
-            }
-        } else {
-            "reachable, and its own resources are applied".into()
-        },
-        now,
-        generation,
-    );
+    let reason = if !pending {
+        "Converged"
+    } else if on_hold {
+        "Paused"
+    } else {
+        "WindowClosed"
+    };
+    let message = if pending {
+        match &input.hold {
+            Some(why) => format!("{why}; {}", prepared.plan.summary()),
+            None => prepared.plan.summary(),
+        }
+    } else {
+        "reachable, and its own resources are applied".into()
+    };
+    pass.set("Ready", !pending, reason, message);
     Outcome {
-        status,
-        notes,
+        status: pass.status,
+        notes: pass.notes,
         reachable: true,
         failure: None,
         wake_at,
         run,
         digest,
+    }
+}
+
+/// How applying the host's own resources went.
+enum Own {
+    /// The run for history, when the apply changed something new.
+    Applied(Option<Run>),
+    /// The apply failed; `reached` holds the run of what did change when the host
+    /// answered (`None`: the connection failed).
+    Failed {
+        message: String,
+        reached: Option<Option<Run>>,
+    },
+}
+
+/// Applies the host's own resources.
+async fn apply_own(
+    pass: &mut Pass<'_>,
+    t: &dyn Transport,
+    prepared: &Prepared,
+    digest: &str,
+    hosts: &dyn Hosts,
+) -> Own {
+    let input = pass.input;
+    let corrective = pass.status.applied_digest.as_deref() == Some(digest);
+    let mut opts = ApplyOptions::new(format!(
+        "host-{}-g{}-{}",
+        input.name,
+        input.generation,
+        input.now.format("%Y%m%dT%H%M%S")
+    ));
+    opts.settle = input.settle;
+    let a = match apply::apply(t, prepared, &opts).await {
+        Ok(a) => a,
+        Err(e) => {
+            hosts.forget(input.name);
+            return Own::Failed {
+                message: e.to_string(),
+                reached: None,
+            };
+        }
+    };
+    let mut run = None;
+    if corrective || a.count(Status::Applied) == 0 {
+        // A repair is not history: its backups of the drifted files have no use.
+        run::discard_backups(t, &a.revision).await;
+    } else {
+        run = Some(Run::from_applied(&a, input.now));
+    }
+    if a.ok {
+        pass.status.applied_digest = Some(digest.to_string());
+        let message = format!(
+            "applied {} change(s) of the host's own resources",
+            a.results.len()
+        );
+        pass.notes.push(Note::normal("Applied", message));
+        return Own::Applied(run);
+    }
+    let message = a.error.unwrap_or_default();
+    pass.notes
+        .push(Note::warning("ApplyFailed", message.clone()));
+    Own::Failed {
+        message,
+        reached: Some(run),
+    }
+}
+
+impl Reconcilers {
+    /// The firewalls of the Projects whose Services run on `host`.
+    fn project_firewalls(&self, host: &str) -> Vec<(String, Firewall)> {
+        let mut out: Vec<(String, Firewall)> = Vec::new();
+        for svc in self.ctx.list::<ServiceSpec>() {
+            if !self.targets(&svc.spec).iter().any(|t| t.name == host) {
+                continue;
+            }
+            if let Some(p) = &svc.spec.project
+                && let Ok(Some(po)) = self.project(Some(p))
+                && let Some(fw) = &po.spec.firewall
+                && !out.iter().any(|(n, _)| n == p)
+            {
+                out.push((p.clone(), fw.clone()));
+            }
+        }
+        out
+    }
+}
+
+#[async_trait::async_trait]
+impl Reconciler<HostSpec> for Reconcilers {
+    async fn reconcile(&self, o: Arc<Object<HostSpec>>) -> Result<Action> {
+        let name = o.name().to_string();
+        let windows = self.windows();
+        let now = self.ctx.now();
+        let input = Input {
+            name: &name,
+            spec: &o.spec,
+            generation: o.metadata.generation.unwrap_or(1),
+            status: o.status.clone().unwrap_or_default(),
+            project_firewalls: self.project_firewalls(&name),
+            windows: &windows,
+            labels: &o.metadata.labels,
+            now,
+            secrets: &self.secrets,
+            settle: self.settle,
+            hold: self.hold_of(&o.metadata.annotations),
+            held: held_ids(&o.metadata),
+        };
+        let mut outcome = converge(input, self.hosts.as_ref()).await;
+        // History first, then the status that says what the host runs.
+        if let Some(run) = &outcome.run {
+            let target = RevisionTarget {
+                kind: "Host",
+                name: &name,
+                uid: o.metadata.uid.as_deref(),
+                generation: o.metadata.generation.unwrap_or(1),
+                spec: serde_json::to_value(&o.spec).expect("specs serialise"),
+                digest: &outcome.digest,
+                source: revision::changed_by(&o.metadata),
+                rolled_back_to: None,
+            };
+            let highest = outcome.status.current_revision;
+            let ctx = self.ctx.as_ref();
+            match revision::record_runs(ctx, &target, &[(name.clone(), run.clone())], highest).await
+            {
+                Ok(_) => revision::prune(ctx, "Host", &name, 10).await,
+                Err(e) => outcome.notes.push(Note::warning(
+                    "HistoryNotRecorded",
+                    format!("the apply was not recorded in the history: {e:?}"),
+                )),
+            }
+        }
+        if let Some(newest) = revision::revisions_of(self.ctx.as_ref(), "Host", &name).last() {
+            outcome.status.current_revision = Some(newest.spec.revision);
+        }
+        self.metrics
+            .host_up
+            .get_or_create(&HostLabels { host: name.clone() })
+            .set(outcome.reachable as i64);
+        self.ctx.write_status(&o, &outcome.status).await;
+        self.ctx
+            .note(
+                <HostSpec as hostkit_api::KindSpec>::INFO,
+                &name,
+                &outcome.notes,
+            )
+            .await;
+        match outcome.failure {
+            Some(f) if f.terminal => Err(Error::Stalled(f.message)),
+            Some(f) => Err(Error::Retry(f.message)),
+            None => Ok(Action::Requeue(next_resync(
+                o.spec.interval.as_ref(),
+                outcome.wake_at,
+                now,
+            ))),
+        }
+    }
+
+    /// A deleted Host's history goes with it.
+    async fn cleanup(&self, o: Arc<Object<HostSpec>>) -> Result<()> {
+        revision::delete_all(self.ctx.as_ref(), "Host", o.name()).await;
+        Ok(())
+    }
+
+    fn forget(&self, o: &Object<HostSpec>) {
+        self.metrics.forget_host(o.name());
+    }
+
+    fn dependents(
+        &self,
+        before: Option<&Object<HostSpec>>,
+        after: Option<&Object<HostSpec>>,
+    ) -> Vec<ObjectKey> {
+        dependents::of_host(self.ctx.as_ref(), before, after)
     }
 }

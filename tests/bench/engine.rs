@@ -8,12 +8,12 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use hostkit_e2e::testhost::TestHost;
-use hostkit_reconcilers::apply::{self, ApplyOptions};
-use hostkit_reconcilers::manifests::Desired;
-use hostkit_reconcilers::plan;
-use hostkit_reconcilers::resource::Resource;
-use hostkit_reconcilers::secrets::Secrets;
-use hostkit_reconcilers::ssh::{Auth, HostKeyCheck, RetryPolicy, Ssh, SshOptions};
+use hostkit_engine::apply::{self, ApplyOptions};
+use hostkit_engine::offline::manifests::Desired;
+use hostkit_engine::plan;
+use hostkit_engine::resource::Resource;
+use hostkit_engine::secrets::Secrets;
+use hostkit_engine::transport::ssh::{Auth, HostKeyCheck, RetryPolicy, Ssh, SshOptions};
 
 fn manifests() -> String {
     let mut y = String::from(

@@ -7,13 +7,13 @@ use std::time::Duration;
 use hostkit_api::kinds::{Directory, Package};
 use hostkit_api::values::SecretRef;
 use hostkit_e2e::testhost::TestHost;
-use hostkit_reconcilers::apply::{self, Applied, ApplyOptions};
-use hostkit_reconcilers::manifests::Desired;
-use hostkit_reconcilers::plan::{self, Action, Prepared};
-use hostkit_reconcilers::resource::{Resource, Spec};
-use hostkit_reconcilers::secrets::Secrets;
-use hostkit_reconcilers::ssh::{Auth, HostKeyCheck, RetryPolicy, Ssh, SshOptions};
-use hostkit_reconcilers::transport::Transport;
+use hostkit_engine::apply::{self, Applied, ApplyOptions};
+use hostkit_engine::offline::manifests::Desired;
+use hostkit_engine::plan::{self, Action, Prepared};
+use hostkit_engine::resource::{Resource, Spec};
+use hostkit_engine::secrets::Secrets;
+use hostkit_engine::transport::Transport;
+use hostkit_engine::transport::ssh::{Auth, HostKeyCheck, RetryPolicy, Ssh, SshOptions};
 
 fn options(host: &TestHost) -> SshOptions {
     SshOptions {
@@ -343,7 +343,7 @@ async fn the_down_plan_of_v2_restores_v1_byte_for_byte() {
 
     let down = &applied.down;
     assert!(down.coverage.reversible > 0);
-    let result = apply::run_down(&ssh, down).await.unwrap();
+    let result = hostkit_engine::down::run_down(&ssh, down).await.unwrap();
     assert!(result.ok, "{:?}\n{}", result.steps, down.render());
     // The command's down ran; the listing of every managed path equals v1's except the
     // file the commands append to, which records both runs.
@@ -413,7 +413,7 @@ async fn a_failing_unit_stops_the_apply_with_its_journal() {
     assert!(
         applied.results[..unit_at]
             .iter()
-            .all(|r| r.status == apply::Status::Applied)
+            .all(|r| r.status == hostkit_engine::outcome::Status::Applied)
     );
     let later = &applied.results[unit_at + 1..];
     assert!(
@@ -421,7 +421,11 @@ async fn a_failing_unit_stops_the_apply_with_its_journal() {
         "{:?}",
         applied.results
     );
-    assert!(later.iter().all(|r| r.status == apply::Status::NotRun));
+    assert!(
+        later
+            .iter()
+            .all(|r| r.status == hostkit_engine::outcome::Status::NotRun)
+    );
     // The untouched later change really did not happen.
     assert_ne!(host.try_sh("test -e /var/tmp/announced").0, 0);
 }
@@ -666,8 +670,8 @@ fn the_hostkit_plan_apply_down_commands() {
 /// directories, symlinks), the plan right after applying them is empty.
 #[test]
 fn property_plan_after_apply_is_empty() {
-    use hostkit_reconcilers::expand::link_paths;
-    use hostkit_reconcilers::resource::Content;
+    use hostkit_engine::expand::link_paths;
+    use hostkit_engine::resource::Content;
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
 
@@ -730,7 +734,7 @@ fn property_plan_after_apply_is_empty() {
                         owner: owner.into(),
                         group: group.into(),
                         mode: *mode,
-                        role: hostkit_reconcilers::resource::FileRole::Plain,
+                        role: hostkit_engine::resource::FileRole::Plain,
                     },
                     _ => Spec::Symlink {
                         path: path.clone(),
@@ -791,11 +795,11 @@ async fn a_non_root_ssh_user_applies_through_sudo() {
         "Service/web",
         Spec::File {
             path: "/root/private/x".into(),
-            content: hostkit_reconcilers::resource::Content::text("x"),
+            content: hostkit_engine::resource::Content::text("x"),
             owner: "root".into(),
             group: "root".into(),
             mode: 0o600,
-            role: hostkit_reconcilers::resource::FileRole::Plain,
+            role: hostkit_engine::resource::FileRole::Plain,
         },
     ));
     let p = prepare(&plain, &with_private, &[], &demo_secrets("t"))
@@ -841,7 +845,7 @@ async fn a_non_root_ssh_user_applies_through_sudo() {
 /// applies everything before it, nothing after it, and leaves no temp file behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_file_in_a_run_leaves_earlier_files_and_no_temps() {
-    use hostkit_reconcilers::resource::{Content, FileRole};
+    use hostkit_engine::resource::{Content, FileRole};
     let host = TestHost::boot();
     let ssh = Ssh::connect(&options(&host)).await.expect("connect");
     host.sh("mkdir -p /srv/run");

@@ -65,10 +65,18 @@ impl KindInfo {
 
 /// What a spec type must provide to be stored as a kind.
 pub trait KindSpec:
-    Clone + Default + PartialEq + Serialize + DeserializeOwned + JsonSchema
+    Clone + Default + PartialEq + Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static
 {
     /// The status written by controllers through the status subresource.
-    type Status: Clone + Default + PartialEq + Serialize + DeserializeOwned + JsonSchema;
+    type Status: Clone
+        + Default
+        + PartialEq
+        + Serialize
+        + DeserializeOwned
+        + JsonSchema
+        + Send
+        + Sync
+        + 'static;
     /// The kind's names.
     const INFO: &'static KindInfo;
 
@@ -108,6 +116,20 @@ impl<S: KindSpec> Object<S> {
 
     pub fn name(&self) -> &str {
         &self.metadata.name
+    }
+
+    /// True when `other` differs from this object in nothing but `status` and the
+    /// server's bookkeeping (`resourceVersion`): a controller's own status write, which
+    /// must not wake it again.
+    pub fn differs_only_in_status(&self, other: &Object<S>) -> bool {
+        let meta = |m: &ObjectMeta| ObjectMeta {
+            resource_version: None,
+            ..m.clone()
+        };
+        self.spec == other.spec
+            && self.api_version == other.api_version
+            && self.kind == other.kind
+            && meta(&self.metadata) == meta(&other.metadata)
     }
 
     /// The status, created empty when missing, for controllers to fill in.
@@ -203,6 +225,14 @@ macro_rules! define_any_object {
                 match self { $(AnyObject::$variant(o) => o.spec.apply_defaults(),)* }
             }
 
+            /// True when both are the same kind with equal specs (metadata and status aside).
+            pub fn spec_eq(&self, other: &AnyObject) -> bool {
+                match (self, other) {
+                    $((AnyObject::$variant(a), AnyObject::$variant(b)) => a.spec == b.spec,)*
+                    _ => false,
+                }
+            }
+
             /// The JSON Schema of one kind, with `apiVersion`, `kind`, `metadata`, `spec`, `status`.
             pub fn schema_of(kind: &KindInfo) -> Option<schemars::Schema> {
                 $(if kind == <$spec as KindSpec>::INFO {
@@ -267,5 +297,21 @@ mod tests {
         let k = find_kind("svc").unwrap();
         assert_eq!(k.key("exograph"), "/hostkit/services/exograph");
         assert_eq!(k.key_prefix(), "/hostkit/services/");
+    }
+
+    #[test]
+    fn status_writes_alone_do_not_count_as_changes() {
+        let a: Service = serde_json::from_value(serde_json::json!({
+            "apiVersion": API_VERSION, "kind": "Service",
+            "metadata": {"name": "a", "resourceVersion": "1", "generation": 1},
+            "spec": {"hosts": ["h"]}, "status": {"observedGeneration": 1}
+        }))
+        .unwrap();
+        let mut b = a.clone();
+        b.status_mut().observed_generation = Some(2);
+        b.metadata.resource_version = Some("2".into());
+        assert!(a.differs_only_in_status(&b));
+        b.metadata.labels.insert("tier".into(), "x".into());
+        assert!(!a.differs_only_in_status(&b));
     }
 }

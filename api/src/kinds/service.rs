@@ -665,6 +665,28 @@ pub const SERVICE_INFO: KindInfo = KindInfo {
     short_names: &["svc"],
 };
 
+impl ServiceSpec {
+    /// Whether this Service runs on the Host `host` with `labels`: named in `hosts`, or
+    /// matched by `hostSelector`. The one answer to "does this Service select that Host".
+    pub fn selects(&self, host: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.hosts.iter().any(|h| h == host)
+            || self
+                .host_selector
+                .as_ref()
+                .is_some_and(|s| s.matches(labels))
+    }
+
+    /// Where the Service's hosts come from: a move between projects or hosts changes the
+    /// hosts' own resources (their firewalls).
+    pub fn placement(&self) -> (Option<&str>, &[String], Option<&LabelSelector>) {
+        (
+            self.project.as_deref(),
+            &self.hosts,
+            self.host_selector.as_ref(),
+        )
+    }
+}
+
 impl KindSpec for ServiceSpec {
     type Status = ServiceStatus;
     const INFO: &'static KindInfo = &SERVICE_INFO;

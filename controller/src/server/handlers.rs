@@ -419,8 +419,10 @@ pub(super) async fn plan(
         Some(q) => serde_urlencoded::from_str(&q)
             .map_err(|e| Error::BadRequest(format!("query string: {e}")))?,
     };
-    let plans =
-        crate::controllers::live_plan(&state.objects, &name, params.host.as_deref()).await?;
-    let text: String = plans.iter().map(|p| p.render(true)).collect();
-    Ok(Json(json!({"kind": "PlanList", "plans": plans, "text": text})).into_response())
+    let planner = state
+        .plans
+        .as_ref()
+        .ok_or_else(|| Error::NotAllowed("this server computes no live plans".into()))?;
+    let list = planner.plan(&name, params.host.as_deref()).await?;
+    Ok(Json(list).into_response())
 }

@@ -30,11 +30,40 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// Computes the live plan of a Service (`GET …/services/{name}/plan`): answered by
+/// whoever runs the server, so the API server itself knows nothing of hosts.
+#[async_trait::async_trait]
+pub trait LivePlans: Send + Sync {
+    /// A `PlanList` (`{kind, plans, text}`) for Service `name`, or only its host `host`.
+    async fn plan(&self, name: &str, host: Option<&str>) -> Result<serde_json::Value>;
+}
+
+/// Adds metric families to the server's registry.
+pub type RegisterMetrics = Arc<dyn Fn(&mut prometheus_client::registry::Registry) + Send + Sync>;
+
+/// What the server serves besides the object API, supplied by whoever runs it.
+#[derive(Clone, Default)]
+pub struct Extras {
+    /// Registers more metrics beside the server's (the controller's runtime and
+    /// reconcilers), so `/metrics` shows them all.
+    pub metrics: Option<RegisterMetrics>,
+    /// Live plans for `hkctl plan`; without them the endpoint answers 405.
+    pub plans: Option<Arc<dyn LivePlans>>,
+}
+
+impl std::fmt::Debug for Extras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extras")
+            .field("metrics", &self.metrics.is_some())
+            .field("plans", &self.plans.is_some())
+            .finish()
+    }
+}
+
 /// Everything the API server needs besides the objects.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// Shared with the controller runtime so `/metrics` shows both.
-    pub controller_metrics: metrics::ControllerMetrics,
+    pub extras: Extras,
     pub listen: SocketAddr,
     pub tls: Option<TlsFiles>,
     pub tokens: Tokens,
@@ -48,6 +77,7 @@ pub(crate) struct AppState {
     tokens: Arc<Tokens>,
     metrics: Arc<Metrics>,
     bookmark_interval: Duration,
+    plans: Option<Arc<dyn LivePlans>>,
 }
 
 impl IntoResponse for Error {
@@ -63,26 +93,24 @@ impl IntoResponse for Error {
 
 /// The API router, without a listener (tests drive it directly).
 pub fn router(objects: Objects, tokens: Tokens, bookmark_interval: Duration) -> Router {
-    router_with(
-        objects,
-        tokens,
-        bookmark_interval,
-        &metrics::ControllerMetrics::default(),
-    )
+    router_with(objects, tokens, bookmark_interval, Extras::default())
 }
 
-/// [`router`] whose `/metrics` also shows the controller's metrics.
+/// [`router`] with what the server serves besides the object API.
 pub fn router_with(
     objects: Objects,
     tokens: Tokens,
     bookmark_interval: Duration,
-    controller: &metrics::ControllerMetrics,
+    extras: Extras,
 ) -> Router {
+    let register = extras.metrics.clone();
     let state = AppState {
-        metrics: Arc::new(Metrics::with_controller(
-            objects.store().backend(),
-            controller,
-        )),
+        metrics: Arc::new(Metrics::with(objects.store().backend(), |r| {
+            if let Some(register) = register {
+                register(r)
+            }
+        })),
+        plans: extras.plans,
         objects,
         tokens: Arc::new(tokens),
         bookmark_interval,
@@ -237,7 +265,7 @@ pub async fn serve(
         objects,
         config.tokens,
         config.bookmark_interval,
-        &config.controller_metrics,
+        config.extras,
     );
     let handle = axum_server::Handle::new();
     let h = handle.clone();

@@ -1,0 +1,33 @@
+//! `GET …/services/{name}/plan` answered by the Service reconciler's live plan, through
+//! the store-backed context; its errors become API statuses (a host that fails is a 502,
+//! never a store error).
+
+use std::sync::Arc;
+
+use hostkit_reconcilers::Context;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::server::LivePlans;
+
+pub struct ServicePlans(pub Arc<dyn Context>);
+
+#[async_trait::async_trait]
+impl LivePlans for ServicePlans {
+    async fn plan(&self, name: &str, host: Option<&str>) -> Result<Value> {
+        hostkit_reconcilers::service::live_plan::plan_list(self.0.as_ref(), name, host)
+            .await
+            .map_err(status_of)
+    }
+}
+
+/// What a live plan's failure means to the client.
+fn status_of(e: hostkit_reconcilers::Error) -> Error {
+    use hostkit_reconcilers::Error as R;
+    match e {
+        R::NotFound { kind, name } => Error::NotFound { kind, name },
+        R::Store(message) => Error::Store(crate::store::StoreError::Unavailable(message)),
+        e if e.is_bad_request() => Error::BadRequest(e.to_string()),
+        e => Error::Upstream(e.to_string()),
+    }
+}

@@ -1,0 +1,184 @@
+//! The flags and the output of `hostkit plan`, `hostkit apply` and `hostkit down`; what
+//! they do is `hostkit_engine::offline`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::bail;
+use hostkit_engine::offline::{self, ApplyRequest, Inputs, PlanFile};
+use hostkit_engine::outcome::{ChangeResult, Status};
+
+#[derive(clap::Args)]
+pub struct PlanArgs {
+    /// Manifest files or folders (Project, Host and Service objects).
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<PathBuf>,
+    /// Only this host (default: every Host in the manifests).
+    #[arg(long)]
+    host: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, default_value = "text", value_parser = ["text", "json"])]
+    output: String,
+    /// Also list unchanged resources (`=` lines).
+    #[arg(long)]
+    show_unchanged: bool,
+    /// Also write the plans to this file, for `hostkit apply --plan`.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The result of the last apply: resources it managed that are no longer declared
+    /// become deletes.
+    #[arg(long)]
+    previous: Option<PathBuf>,
+    /// A package lock file (per host: package → version); installed versions that differ
+    /// from it are planned as updates back to the pinned version.
+    #[arg(long)]
+    lock: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct ApplyArgs {
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<PathBuf>,
+    #[arg(long)]
+    host: Option<String>,
+    /// A plan file from `hostkit plan --out`; refused when the hosts changed since.
+    #[arg(long)]
+    plan: Option<PathBuf>,
+    /// Required: apply changes hosts.
+    #[arg(long)]
+    confirm: bool,
+    /// Where to write what was applied and its down plan.
+    #[arg(long, default_value = "applied.json")]
+    out: PathBuf,
+    #[arg(long)]
+    previous: Option<PathBuf>,
+    /// A package lock file: honoured, and updated with what this apply installed.
+    #[arg(long)]
+    lock: Option<PathBuf>,
+    /// How long a (re)started unit must stay active, e.g. 300ms.
+    #[arg(long, default_value = "300ms")]
+    settle: String,
+}
+
+#[derive(clap::Args)]
+pub struct DownArgs {
+    /// An applied.json from `hostkit apply`.
+    #[arg(long)]
+    from: PathBuf,
+    /// Only undo these resource ids.
+    #[arg(long, num_args = 1..)]
+    only: Vec<String>,
+    #[arg(long)]
+    confirm: bool,
+}
+
+/// Prints each manifest problem and says nothing was done.
+fn explain(e: hostkit_engine::Error) -> anyhow::Error {
+    if let hostkit_engine::Error::Manifests(errors) = &e {
+        for m in errors {
+            eprintln!("error: {m}");
+        }
+    }
+    e.into()
+}
+
+/// Exit 0: nothing would change; 2: something would; errors are returned (exit 1).
+pub async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
+    let inputs = Inputs {
+        files: args.files,
+        host: args.host,
+        previous: args.previous,
+        lock: args.lock,
+    };
+    let text = args.output == "text";
+    let show_unchanged = args.show_unchanged;
+    let mut print = |p: &hostkit_engine::plan::Plan| {
+        if text {
+            print!("{}", p.render_with(true, show_unchanged));
+        }
+    };
+    let plans = offline::plan(&inputs, &mut print).await.map_err(explain)?;
+    let file = PlanFile { plans };
+    if args.output == "json" {
+        println!("{}", serde_json::to_string_pretty(&file)?);
+    }
+    if let Some(out) = &args.out {
+        offline::write_atomic(out, &serde_json::to_vec_pretty(&file)?)?;
+    }
+    Ok(if file.plans.iter().all(|p| p.is_empty()) {
+        0
+    } else {
+        2
+    })
+}
+
+pub async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
+    if !args.confirm {
+        bail!("hostkit apply changes hosts; run `hostkit plan` first, then add --confirm");
+    }
+    let settle = hostkit_api::values::Duration::parse(&args.settle)
+        .map_err(|e| anyhow::anyhow!("--settle: {e}"))?
+        .as_std();
+    let expected = match &args.plan {
+        Some(p) => Some(offline::read_plans(p)?),
+        None => None,
+    };
+    let interactive = std::io::stderr().is_terminal();
+    let req = ApplyRequest {
+        inputs: Inputs {
+            files: args.files,
+            host: args.host,
+            previous: args.previous,
+            lock: args.lock.clone(),
+        },
+        expected,
+        settle,
+        revision: chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string(),
+        progress: Arc::new(move |r: &ChangeResult| {
+            if interactive || r.status == Status::Failed {
+                let mark = match r.status {
+                    Status::Applied => "done",
+                    Status::Failed => "FAILED",
+                    Status::NotRun => "skipped",
+                };
+                eprintln!("  {} {} {mark}", r.action.symbol(), r.id);
+            }
+        }),
+        report: Box::new(|host, what| eprintln!("host {host}: {what}")),
+    };
+    let outcome = offline::apply(&req).await.map_err(explain)?;
+    offline::write_atomic(&args.out, &serde_json::to_vec_pretty(&outcome.applied)?)?;
+    eprintln!("wrote {}", args.out.display());
+    if let Some(path) = &args.lock {
+        offline::write_atomic(path, &serde_json::to_vec_pretty(&outcome.lock)?)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(if outcome.ok { 0 } else { 1 })
+}
+
+pub async fn down(args: DownArgs) -> anyhow::Result<u8> {
+    let file = offline::read_applied(&args.from)?;
+    let mut ok = true;
+    for down in offline::down_plans(&file, &args.only) {
+        print!("{}", down.render());
+        if !args.confirm {
+            continue;
+        }
+        let result = offline::run_host_down(&file, &down).await?;
+        for s in &result.steps {
+            if s.status == Status::Failed {
+                eprintln!("  {} FAILED: {}", s.id, s.message.as_deref().unwrap_or(""));
+            }
+        }
+        if !result.ok {
+            ok = false;
+            break;
+        }
+        eprintln!("host {}: down plan of {} done", down.host, down.revision);
+    }
+    if !args.confirm {
+        eprintln!("dry run: add --confirm to run the down plan");
+    }
+    Ok(if ok { 0 } else { 1 })
+}

@@ -1,0 +1,742 @@
+//! Apply: a prepared plan's changes run on the host in graph order, and the first failure
+//! stops the apply (later changes are left untouched).
+//!
+//! Files are written atomically (temp file in the same directory, fsync, owner and mode set,
+//! rename); a file-like resource's previous bytes are backed up on the host under
+//! `/var/lib/hostkit/backups/<revision>/` (0600) first, and the backup's sha256 is recorded.
+//! Changes travel in batches ([`crate::batch`]): one round trip per batch, each change still
+//! judged on its own. From what actually ran, [`DownPlan::derive`] builds the plan that
+//! undoes it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{BATCH, BATCH_BYTES, batch_script, parse_batch};
+use crate::down::DownPlan;
+use crate::naming::backup_root;
+use crate::outcome::{ChangeResult, Status};
+use crate::plan::{Action, Change, PackageLock, Plan, Prepared};
+use crate::resource::{Edge, FileRole, Resource, Spec};
+use crate::scripts::{self, output_message};
+use crate::transport::{Transport, sh_quote};
+use crate::{Error, Result};
+
+/// What an apply did, and how to undo it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Applied {
+    pub host: String,
+    pub revision: String,
+    pub plan_fingerprint: String,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub results: Vec<ChangeResult>,
+    /// The desired resources (secret references only), the next plan's `previous`.
+    pub resources: Vec<Resource>,
+    /// The plan's lock plus what this apply installed: the next plan's lock.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub package_lock: PackageLock,
+    pub down: DownPlan,
+}
+
+impl Applied {
+    /// How many changes ended with `status`.
+    pub fn count(&self, status: Status) -> usize {
+        self.results.iter().filter(|r| r.status == status).count()
+    }
+}
+
+/// Called after each change with its result.
+pub type Progress = Box<dyn Fn(&ChangeResult) + Send + Sync>;
+
+pub struct ApplyOptions {
+    /// Names the backup folder and the result.
+    pub revision: String,
+    /// How long a (re)started unit must stay active before the apply goes on.
+    pub settle: Duration,
+    /// Called after each change (for progress lines and events).
+    pub progress: Option<Progress>,
+}
+
+impl ApplyOptions {
+    pub fn new(revision: impl Into<String>) -> Self {
+        ApplyOptions {
+            revision: revision.into(),
+            settle: Duration::from_millis(300),
+            progress: None,
+        }
+    }
+}
+
+/// Refuses `expected` when the fresh plan differs in what it would touch: a change whose
+/// host state or desired state is not the same any more, or a new change.
+pub fn check_fresh(expected: &Plan, fresh: &Plan) -> Result<()> {
+    let mut changed = Vec::new();
+    for c in fresh.changes.iter().filter(|c| c.action != Action::Noop) {
+        match expected.changes.iter().find(|e| e.id == c.id) {
+            Some(e)
+                if e.action == c.action
+                    && e.fingerprint == c.fingerprint
+                    && e.desired == c.desired => {}
+            _ => changed.push(c.id.clone()),
+        }
+    }
+    for e in expected.changes.iter().filter(|c| c.action != Action::Noop) {
+        if !fresh
+            .changes
+            .iter()
+            .any(|c| c.id == e.id && c.action != Action::Noop)
+            && !changed.contains(&e.id)
+        {
+            changed.push(e.id.clone());
+        }
+    }
+    if changed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::StalePlan {
+            host: fresh.host.clone(),
+            changed,
+        })
+    }
+}
+
+/// Changes waiting to be sent in the next batch.
+struct Pending {
+    /// The changes this script covers (several for one package install).
+    ids: Vec<String>,
+    result: ChangeResult,
+    script: String,
+}
+
+/// What one change needs on the host.
+enum Step {
+    /// A script to run, for these change ids.
+    Run { ids: Vec<String>, script: String },
+    /// Nothing to run; this is its result (a kept directory, account or package).
+    Done(ChangeResult),
+}
+
+/// Where and how a file change writes.
+struct FileTarget<'a> {
+    path: &'a str,
+    owner: &'a str,
+    group: &'a str,
+    mode: u32,
+    role: FileRole,
+}
+
+/// An apply in progress: the results so far and what the next batch carries.
+struct Applying<'a> {
+    prepared: &'a Prepared,
+    opts: &'a ApplyOptions,
+    /// The changes that do something, in graph order.
+    changes: Vec<&'a Change>,
+    /// `/var/lib/hostkit/backups/<revision>`.
+    root: String,
+    results: Vec<ChangeResult>,
+    /// The first failure, naming the change.
+    failed: Option<String>,
+    /// A unit file changed since the last `daemon-reload`.
+    units_dirty: bool,
+    /// Changes already sent (a package install covers several).
+    done: BTreeSet<String>,
+    pending: Vec<Pending>,
+    /// The temp file of each file change, once named.
+    temps: BTreeMap<String, String>,
+    /// File changes whose temp file an earlier step wrote ahead.
+    prewritten: BTreeSet<String>,
+    /// Temps written ahead, removed at the end of the next batch if still there.
+    cleanup: Vec<String>,
+}
+
+/// Applies a prepared plan. Returns what ran (also on failure, with `ok: false`).
+pub async fn apply(
+    transport: &dyn Transport,
+    prepared: &Prepared,
+    opts: &ApplyOptions,
+) -> Result<Applied> {
+    let changes: Vec<&Change> = prepared
+        .plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::Noop)
+        .collect();
+    let mut a = Applying {
+        prepared,
+        opts,
+        changes,
+        root: backup_root(&opts.revision),
+        results: Vec::new(),
+        failed: None,
+        units_dirty: false,
+        done: BTreeSet::new(),
+        pending: Vec::new(),
+        temps: BTreeMap::new(),
+        prewritten: BTreeSet::new(),
+        cleanup: Vec::new(),
+    };
+    for i in 0..a.changes.len() {
+        let change = a.changes[i];
+        if a.done.contains(&change.id) {
+            continue;
+        }
+        let mut result = ChangeResult::not_run(&change.id, change.action, change.before.clone());
+        if a.failed.is_some() {
+            result.message = Some("not attempted: an earlier change failed".into());
+            a.results.push(result);
+            continue;
+        }
+        if change.action == Action::ReadError {
+            result.message = Some(format!("not changed: {}", change.reason));
+            a.results.push(result);
+            continue;
+        }
+        match a.step(i, change) {
+            Step::Done(mut done) => {
+                done.before = change.before.clone();
+                a.results.push(done);
+            }
+            Step::Run { ids, script } => {
+                tracing::debug!(host = transport.host(), id = %change.id, "applying");
+                a.done.extend(ids.iter().cloned());
+                a.pending.push(Pending {
+                    ids,
+                    result,
+                    script,
+                });
+                if a.pending.len() >= BATCH
+                    || a.pending.iter().map(|p| p.script.len()).sum::<usize>() > BATCH_BYTES
+                {
+                    a.flush(transport).await;
+                }
+            }
+        }
+    }
+    a.flush(transport).await;
+    if a.units_dirty && a.failed.is_none() {
+        let out = transport.run("systemctl daemon-reload").await?;
+        if out.status != 0 {
+            a.failed = Some(format!("systemctl daemon-reload: {}", output_message(&out)));
+        }
+    }
+    Ok(a.finish())
+}
+
+impl Applying<'_> {
+    /// The script for change `i` (or its result, when nothing needs to run).
+    fn step(&mut self, i: usize, change: &Change) -> Step {
+        let r = &self.prepared.resources[&change.id];
+        let run = |script: String| Step::Run {
+            ids: vec![change.id.clone()],
+            script,
+        };
+        let kept = |message: &str| {
+            let mut done = ChangeResult::not_run(&change.id, change.action, None);
+            done.status = Status::Applied;
+            done.message = Some(message.into());
+            Step::Done(done)
+        };
+        match (&r.spec, change.action) {
+            (Spec::File { path, role, .. }, Action::Delete) => {
+                if *role == FileRole::Unit {
+                    self.units_dirty = true;
+                }
+                run(scripts::remove_file_script(path, &self.root))
+            }
+            (Spec::Symlink { path, .. }, Action::Delete) => {
+                run(scripts::remove_file_script(path, &self.root))
+            }
+            (
+                Spec::File {
+                    path,
+                    owner,
+                    group,
+                    mode,
+                    role,
+                    ..
+                },
+                _,
+            ) => {
+                let target = FileTarget {
+                    path,
+                    owner,
+                    group,
+                    mode: *mode,
+                    role: *role,
+                };
+                run(self.file_script(i, change, r, target))
+            }
+            (Spec::Directory { .. }, Action::Delete) => {
+                kept("kept: directories are not removed when they leave the spec")
+            }
+            (
+                Spec::Directory {
+                    path,
+                    owner,
+                    group,
+                    mode,
+                    ..
+                },
+                _,
+            ) => run(scripts::directory_script(path, owner, group, *mode)),
+            (Spec::Symlink { path, to }, _) => run(scripts::symlink_script(path, to)),
+            (
+                Spec::Account {
+                    name,
+                    system,
+                    home,
+                    shell,
+                    groups,
+                },
+                Action::Create,
+            ) => run(scripts::useradd_script(name, *system, home, shell, groups)),
+            (
+                Spec::Account {
+                    name,
+                    home,
+                    shell,
+                    groups,
+                    ..
+                },
+                Action::Update,
+            ) => run(scripts::usermod_script(name, home, shell, groups)),
+            (Spec::Package { .. }, Action::Create | Action::Update) => self.packages_step(i),
+            (Spec::Unit { name, .. }, Action::Delete) => {
+                self.units_dirty = true;
+                run(scripts::unit_disable_script(name))
+            }
+            (
+                Spec::Unit {
+                    name,
+                    start,
+                    wanted_by,
+                },
+                _,
+            ) => {
+                let mut s = String::new();
+                if self.units_dirty {
+                    s.push_str("systemctl daemon-reload\n");
+                    self.units_dirty = false;
+                }
+                if *start {
+                    s.push_str(&scripts::unit_start_script(
+                        name,
+                        wanted_by,
+                        self.opts.settle,
+                    ));
+                } else {
+                    s.push_str(&scripts::enable_script(name, wanted_by));
+                }
+                run(s)
+            }
+            (Spec::Command(c), _) => run(scripts::command_script(c, &c.exec, true)),
+            (Spec::Firewall { table, .. }, Action::Delete) => {
+                run(scripts::firewall_delete_script(table))
+            }
+            (Spec::Firewall { table, file }, _) => {
+                run(scripts::firewall_load_script(table, file, &self.root))
+            }
+            (Spec::Account { .. } | Spec::Package { .. }, _) => {
+                kept("kept: accounts and packages are not removed")
+            }
+        }
+    }
+
+    /// Writes a file through its temp file. The first of a run of file changes also writes
+    /// the temps of the following ones ahead, so that one `sync` makes them all durable and
+    /// each change only renames its own, in order.
+    fn file_script(&mut self, i: usize, change: &Change, r: &Resource, f: FileTarget) -> String {
+        let FileTarget {
+            path,
+            owner,
+            group,
+            mode,
+            role,
+        } = f;
+        let existed = change
+            .before
+            .as_ref()
+            .and_then(|b| b.get("type"))
+            .is_some_and(|t| t == "file");
+        let parent = std::path::Path::new(path)
+            .parent()
+            .and_then(|p| p.to_str())
+            .unwrap_or("/");
+        let parent_managed = r
+            .depends_on
+            .iter()
+            .any(|d| d.edge == Edge::ParentDirectory && d.id == Resource::directory_id(parent));
+        let mut s = String::new();
+        if !self.prewritten.contains(&change.id) {
+            s.push_str(&self.prewrite(i));
+        }
+        let temp = self
+            .temps
+            .entry(change.id.clone())
+            .or_insert_with(|| scripts::temp_path(path))
+            .clone();
+        s.push_str(&scripts::write_file_script(
+            path,
+            &temp,
+            &self.prepared.bytes[&r.id],
+            owner,
+            group,
+            mode,
+            existed.then_some(self.root.as_str()),
+            !parent_managed,
+        ));
+        match role {
+            FileRole::Unit => self.units_dirty = true,
+            FileRole::Caddy => s.push_str(scripts::CADDY_RELOAD),
+            _ => {}
+        }
+        s
+    }
+
+    /// The script that writes ahead the temps of the file changes from `i` on (as many as
+    /// the batch has room for); empty when fewer than two follow.
+    fn prewrite(&mut self, i: usize) -> String {
+        let prepared = self.prepared;
+        let room = BATCH.saturating_sub(self.pending.len());
+        let run: Vec<&Change> = self.changes[i..]
+            .iter()
+            .take(room)
+            .take_while(|c| {
+                matches!(c.action, Action::Create | Action::Update)
+                    && matches!(prepared.resources[&c.id].spec, Spec::File { .. })
+            })
+            .copied()
+            .collect();
+        if run.len() < 2 {
+            return String::new();
+        }
+        let mut files = Vec::new();
+        for c in &run {
+            if let Spec::File {
+                path,
+                owner,
+                group,
+                mode,
+                ..
+            } = &prepared.resources[&c.id].spec
+            {
+                let t = self
+                    .temps
+                    .entry(c.id.clone())
+                    .or_insert_with(|| scripts::temp_path(path))
+                    .clone();
+                self.cleanup.push(t.clone());
+                files.push((
+                    t,
+                    prepared.bytes[&c.id].as_slice(),
+                    owner.as_str(),
+                    group.as_str(),
+                    *mode,
+                ));
+            }
+            self.prewritten.insert(c.id.clone());
+        }
+        scripts::prewrite_script(&files)
+    }
+
+    /// One install for every package change from `i` on: the package manager resolves them
+    /// together, and one call is one round trip.
+    fn packages_step(&self, i: usize) -> Step {
+        let prepared = self.prepared;
+        let mut ids = vec![self.changes[i].id.clone()];
+        let names: Vec<String> = self.changes[i..]
+            .iter()
+            .filter(|c| matches!(c.action, Action::Create | Action::Update))
+            .filter_map(|c| match &prepared.resources[&c.id].spec {
+                Spec::Package { name } => Some((c.id.clone(), name.clone())),
+                _ => None,
+            })
+            .map(|(id, name)| {
+                ids.push(id);
+                name
+            })
+            .collect();
+        ids.dedup();
+        let manager = prepared
+            .facts
+            .get("packageManager")
+            .map(String::as_str)
+            .unwrap_or("apt-get");
+        let mut real: Vec<String> = names
+            .iter()
+            .flat_map(|n| crate::packages::names(n, manager))
+            .collect();
+        real.dedup();
+        Step::Run {
+            ids,
+            script: scripts::package_script(manager, &real, &prepared.lock),
+        }
+    }
+
+    /// Runs the pending changes as one script with a begin/end marker around each, and
+    /// records each change's own outcome.
+    async fn flush(&mut self, transport: &dyn Transport) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut script = String::new();
+        if !self.cleanup.is_empty() {
+            // Temps written ahead for changes that did not run (after a failure) go away.
+            let list: Vec<String> = self.cleanup.drain(..).map(|t| sh_quote(&t)).collect();
+            script.push_str(&format!(
+                "trap 'rm -f {}' EXIT\n",
+                list.join(" ").replace('\'', "'\\''")
+            ));
+        }
+        script.push_str(&batch_script(
+            self.pending.iter().map(|p| p.script.as_str()),
+        ));
+        let mut outputs: Vec<Option<(i32, String)>> = vec![None; self.pending.len()];
+        let mut transport_error = None;
+        match transport.run(&script).await {
+            Err(e) => transport_error = Some(e.to_string()),
+            Ok(out) => {
+                outputs = parse_batch(&out.stdout_text(), self.pending.len());
+                if outputs.iter().any(Option::is_none) && out.status != 0 {
+                    transport_error = Some(format!(
+                        "exit status {}: {}",
+                        out.status,
+                        out.stderr_text().trim()
+                    ));
+                }
+            }
+        }
+        let pending = std::mem::take(&mut self.pending);
+        for (p, output) in pending.into_iter().zip(outputs) {
+            let mut result = p.result;
+            match output {
+                Some((0, text)) => {
+                    result.status = Status::Applied;
+                    result.backup = scripts::parse_backup(&text);
+                    result.locked = scripts::parse_lock(&text);
+                }
+                Some((rc, text)) => {
+                    result.status = Status::Failed;
+                    let msg = scripts::failure_message(rc, &text);
+                    result.message = Some(msg.clone());
+                    self.failed
+                        .get_or_insert_with(|| format!("{}: {msg}", result.id));
+                }
+                None if self.failed.is_none() => {
+                    let msg = transport_error
+                        .clone()
+                        .unwrap_or_else(|| "the host did not report this change".into());
+                    result.status = Status::Failed;
+                    result.message = Some(msg.clone());
+                    self.failed = Some(format!("{}: {msg}", result.id));
+                }
+                None => {
+                    result.message = Some("not attempted: an earlier change failed".into());
+                }
+            }
+            for id in &p.ids {
+                self.done.insert(id.clone());
+                let mut r = result.clone();
+                r.id = id.clone();
+                if let Some(c) = self.changes.iter().find(|c| &c.id == id) {
+                    r.before = c.before.clone();
+                }
+                if let Some(progress) = &self.opts.progress {
+                    progress(&r);
+                }
+                self.results.push(r);
+            }
+        }
+    }
+
+    /// What ran, the lock it leaves, and the down plan that undoes it.
+    fn finish(self) -> Applied {
+        let prepared = self.prepared;
+        let resources: Vec<Resource> = prepared
+            .plan
+            .changes
+            .iter()
+            .filter(|c| c.action != Action::Delete)
+            .filter_map(|c| prepared.resources.get(&c.id).cloned())
+            .collect();
+        let down = DownPlan::derive(
+            &prepared.plan.host,
+            &self.opts.revision,
+            &self.results,
+            prepared,
+        );
+        let mut package_lock = prepared.lock.clone();
+        for r in &self.results {
+            package_lock.extend(r.locked.clone());
+        }
+        Applied {
+            package_lock,
+            host: prepared.plan.host.clone(),
+            revision: self.opts.revision.clone(),
+            plan_fingerprint: prepared.plan.fingerprint.clone(),
+            ok: self.failed.is_none(),
+            error: self.failed,
+            results: self.results,
+            resources,
+            down,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::offline::manifests::Desired;
+    use crate::plan;
+    use crate::secrets::Secrets;
+    use crate::state::{HostState, PathState};
+    use crate::transport::{Output, Recording};
+
+    fn demo() -> Vec<Resource> {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("d.yaml");
+        std::fs::write(
+            &f,
+            r#"
+apiVersion: hostkit.dev/v1alpha1
+kind: Host
+metadata: {name: h}
+spec: {address: 127.0.0.1}
+---
+apiVersion: hostkit.dev/v1alpha1
+kind: Service
+metadata: {name: app}
+spec:
+  hosts: [h]
+  account: {system: true}
+  storage: [{name: data}]
+  env:
+    runtime:
+      set: {A: "1"}
+  daemon: {exec: [/bin/sleep, infinity], env: [runtime]}
+  commands:
+    - name: migrate
+      exec: [/bin/true]
+      phase: beforeStart
+      down: noop
+"#,
+        )
+        .unwrap();
+        Desired::load(&[f]).unwrap().resources_for("h").unwrap()
+    }
+
+    fn empty_host(resources: &[Resource]) -> HostState {
+        let mut st = HostState::default();
+        for r in resources {
+            match &r.spec {
+                Spec::File { .. } | Spec::Directory { .. } => {
+                    st.paths.insert(r.id.clone(), PathState::Absent);
+                }
+                Spec::Account { .. } => {
+                    st.accounts.insert(r.id.clone(), None);
+                }
+                _ => {}
+            }
+        }
+        st
+    }
+
+    #[tokio::test]
+    async fn apply_sends_changes_in_graph_order_with_one_reload_before_units() {
+        let resources = demo();
+        let prepared = plan::compute(
+            "h",
+            &resources,
+            &[],
+            &empty_host(&resources),
+            &Secrets::default(),
+        )
+        .unwrap();
+        let t = Recording::default();
+        let applied = apply(&t, &prepared, &ApplyOptions::new("r1"))
+            .await
+            .unwrap();
+        assert!(applied.ok, "{:?}", applied.error);
+        let scripts = t.recorded();
+        assert_eq!(scripts.len(), 1, "one batch");
+        let s = &scripts[0];
+        let at = |needle: &str| {
+            s.find(needle)
+                .unwrap_or_else(|| panic!("{needle} missing in:\n{s}"))
+        };
+        // account → storage → env file and unit file → command → reload → start.
+        assert!(at("useradd --system") < at("mkdir -p /var/lib/app"));
+        assert!(at("mkdir -p /var/lib/app") < at("p=/etc/app/runtime.env"));
+        assert!(at("p=/etc/systemd/system/app.service") < at("exec /bin/true"));
+        assert!(at("exec /bin/true") < at("systemctl daemon-reload"));
+        assert!(at("systemctl daemon-reload") < at("systemctl restart app.service"));
+        assert_eq!(s.matches("systemctl daemon-reload").count(), 1);
+        assert!(s.contains("ln -sfn /etc/systemd/system/app.service /etc/systemd/system/multi-user.target.wants/app.service"));
+        // The down plan undoes it in reverse: stop the unit, remove the files; the account
+        // and the created storage folder are kept with warnings.
+        let down: Vec<String> = applied.down.steps.iter().map(|s| s.id.clone()).collect();
+        assert_eq!(down.first().map(String::as_str), Some("unit:app.service"));
+        assert!(
+            applied
+                .down
+                .coverage
+                .skipped
+                .iter()
+                .any(|(id, _)| id == "account:app")
+        );
+        assert_eq!(applied.down.coverage.noop, 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_change_ends_the_batch_and_later_ones_are_not_run() {
+        let resources = demo();
+        let prepared = plan::compute(
+            "h",
+            &resources,
+            &[],
+            &empty_host(&resources),
+            &Secrets::default(),
+        )
+        .unwrap();
+        let t = Recording::default();
+        t.reply(
+            "useradd",
+            Output {
+                status: 0,
+                stdout: b"HK_BEGIN 0\nuseradd: permission denied\nHK_END 0 1\n".to_vec(),
+                ..Default::default()
+            },
+        );
+        let applied = apply(&t, &prepared, &ApplyOptions::new("r1"))
+            .await
+            .unwrap();
+        assert!(!applied.ok);
+        assert!(
+            applied
+                .error
+                .as_deref()
+                .unwrap()
+                .starts_with("account:app: exit status 1")
+        );
+        assert!(
+            applied
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("permission denied")
+        );
+        assert!(
+            applied.results[1..]
+                .iter()
+                .all(|r| r.status == Status::NotRun)
+        );
+        assert!(
+            applied.down.steps.is_empty(),
+            "nothing ran, nothing to undo"
+        );
+    }
+}

@@ -1,0 +1,73 @@
+//! The marker protocol that lets many steps share one round trip: each step runs in its
+//! own subshell between `HK_BEGIN i` and `HK_END i rc` lines, and the script ends after the
+//! first step that fails, so a host is never changed past a failure. Apply and down plans
+//! both use it.
+
+/// Changes sent to the host in one script (each still runs on its own, in order, and the
+/// first failure ends the script): one round trip per batch instead of per change.
+pub(crate) const BATCH: usize = 64;
+pub(crate) const BATCH_BYTES: usize = 4 << 20;
+
+/// One script that runs `steps` in order, each in its own subshell between begin/end
+/// markers, and ends after the first that fails.
+pub(crate) fn batch_script<'a>(steps: impl IntoIterator<Item = &'a str>) -> String {
+    let mut script = String::new();
+    for (i, step) in steps.into_iter().enumerate() {
+        script.push_str(&format!(
+            "printf 'HK_BEGIN {i}\\n'\n(\n{step}\n) 2>&1 </dev/null\nrc=$?\nprintf 'HK_END {i} %s\\n' \"$rc\"\n[ \"$rc\" -eq 0 ] || exit 0\n"
+        ));
+    }
+    script
+}
+
+/// Each step's exit code and output from a [`batch_script`]'s stdout; `None` for steps that
+/// did not report (not reached, or the connection ended).
+pub(crate) fn parse_batch(stdout: &str, n: usize) -> Vec<Option<(i32, String)>> {
+    let mut outputs = vec![None; n];
+    let mut current: Option<(usize, String)> = None;
+    for line in stdout.lines() {
+        if let Some(i) = line.strip_prefix("HK_BEGIN ") {
+            current = i.parse().ok().map(|i| (i, String::new()));
+        } else if let Some(rest) = line.strip_prefix("HK_END ") {
+            let mut f = rest.split(' ');
+            let i: usize = f.next().and_then(|x| x.parse().ok()).unwrap_or(usize::MAX);
+            let rc: i32 = f.next().and_then(|x| x.parse().ok()).unwrap_or(1);
+            if let Some((ci, text)) = current.take()
+                && ci == i
+                && i < n
+            {
+                outputs[i] = Some((rc, text));
+            }
+        } else if let Some((_, text)) = current.as_mut() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    outputs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_step_reports_its_own_code_and_output_and_unreached_steps_report_nothing() {
+        let script = batch_script(["echo a", "echo b; exit 3", "echo c"]);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        let steps = parse_batch(&String::from_utf8_lossy(&out.stdout), 3);
+        assert_eq!(
+            steps,
+            [
+                Some((0, "a\n".to_string())),
+                Some((3, "b\n".to_string())),
+                None
+            ]
+        );
+        // A connection cut in the middle of a step: that step did not report.
+        assert_eq!(parse_batch("HK_BEGIN 0\nhalf", 1), [None]);
+    }
+}

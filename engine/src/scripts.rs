@@ -1,0 +1,471 @@
+//! The shell snippets every change and every undo step is made of. Each is POSIX `sh`,
+//! quotes every value that came from a spec with [`sh_quote`], and writes files through a
+//! temp file in the same folder and a rename, so a host never sees half a file.
+
+use std::time::Duration;
+
+use base64::Engine;
+
+use crate::outcome::Backup;
+use crate::plan::PackageLock;
+use crate::resource::CommandSpec;
+use crate::state::{INPUTS_FN, firewall_stamp};
+use crate::transport::{Output, sh_quote};
+
+pub(crate) fn b64(bytes: &[u8]) -> String {
+    let s = base64::engine::general_purpose::STANDARD.encode(bytes);
+    // 76-column lines keep every shell and base64 implementation happy.
+    s.as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).expect("base64 is ascii"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The script that backs up `path` (when it is a regular file) into `root`, printing
+/// `BACKUP\t<path>\t<sha256>`.
+pub(crate) fn backup_script(path: &str, root: &str) -> String {
+    format!(
+        r#"if [ -f {p} ] && [ ! -L {p} ]; then
+  b={root}{p}
+  (umask 077; mkdir -p "$(dirname "$b")")
+  cp {p} "$b"; chmod 600 "$b"
+  printf 'BACKUP\t%s\t%s\n' "$b" "$(sha256sum < "$b" | cut -c1-64)"
+fi
+"#,
+        p = sh_quote(path),
+        root = sh_quote(root),
+    )
+}
+
+/// A fresh temp-file name next to `path` (created exclusively, so never an existing file).
+pub fn temp_path(path: &str) -> String {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let parent = std::path::Path::new(path)
+        .parent()
+        .and_then(|p| p.to_str())
+        .unwrap_or("/");
+    format!(
+        "{}/.hostkit.{}.{nanos:x}.{seq}",
+        parent.trim_end_matches('/'),
+        std::process::id()
+    )
+}
+
+/// Creates `temp` exclusively with `bytes`, owner and mode (no fsync, no rename). Text is
+/// written by the shell's own `printf` (no process, no argv); bytes with NUL or invalid
+/// UTF-8 go through `base64 -d`.
+pub(crate) fn temp_write_script(
+    temp: &str,
+    bytes: &[u8],
+    owner: &str,
+    group: &str,
+    mode: u32,
+) -> String {
+    let t = sh_quote(temp);
+    let mut s = format!("set -C\numask {:04o}\n", 0o666 & !mode & 0o777);
+    match std::str::from_utf8(bytes) {
+        Ok(text) if !bytes.contains(&0) => {
+            s.push_str(&format!("printf '%s' {} > {t}\n", sh_single(text)));
+        }
+        _ => s.push_str(&format!(
+            "base64 -d > {t} <<'HOSTKIT_CONTENT_EOF'\n{}\nHOSTKIT_CONTENT_EOF\n",
+            b64(bytes)
+        )),
+    }
+    s.push_str("set +C\n");
+    // As root, a new file is already root:root, and a mode without x or special bits is
+    // set by the umask at creation: no chown/chmod process for the common case.
+    if owner != "root" || group != "root" {
+        s.push_str(&format!(
+            "chown {}:{} {t}\n",
+            sh_quote(owner),
+            sh_quote(group)
+        ));
+    }
+    if mode & !0o666 != 0 {
+        s.push_str(&format!("chmod {mode:04o} {t}\n"));
+    }
+    s
+}
+
+/// The script that writes `bytes` to `path` atomically with owner and mode: a temp file
+/// created exclusively in the same directory, fsync, owner and mode, rename. When `temp`
+/// was already written and fsynced by [`prewrite_script`], only the backup and the rename
+/// remain.
+#[allow(clippy::too_many_arguments)]
+pub fn write_file_script(
+    path: &str,
+    temp: &str,
+    bytes: &[u8],
+    owner: &str,
+    group: &str,
+    mode: u32,
+    backup_root: Option<&str>,
+    make_parent: bool,
+) -> String {
+    let parent = std::path::Path::new(path)
+        .parent()
+        .and_then(|p| p.to_str())
+        .unwrap_or("/");
+    let mut s = String::from("set -eu\n");
+    s.push_str(&format!(
+        "p={}\nd={}\nt={}\n",
+        sh_quote(path),
+        sh_quote(parent),
+        sh_quote(temp)
+    ));
+    if make_parent {
+        s.push_str("[ -d \"$d\" ] || mkdir -p \"$d\"\n");
+    }
+    s.push_str("trap 'rm -f \"$t\"' EXIT\nif [ ! -f \"$t\" ]; then\n");
+    s.push_str(&temp_write_script(temp, bytes, owner, group, mode));
+    s.push_str("sync \"$t\" 2>/dev/null || sync\nfi\n");
+    if let Some(root) = backup_root {
+        s.push_str(&backup_script(path, root));
+    }
+    s.push_str("mv -f \"$t\" \"$p\"\ntrap - EXIT\n");
+    s
+}
+
+/// Writes the temp files of a run of file changes ahead, then fsyncs them all with one
+/// `sync`: each change then only renames its (already durable) temp file, in order. A temp
+/// that cannot be written here is simply absent, and its own change writes it and reports
+/// the real error. Nothing visible changes: temps are hidden names in existing folders.
+pub(crate) fn prewrite_script(files: &[(String, &[u8], &str, &str, u32)]) -> String {
+    let mut s = String::new();
+    let mut temps = Vec::new();
+    for (temp, bytes, owner, group, mode) in files {
+        let parent = std::path::Path::new(temp)
+            .parent()
+            .and_then(|p| p.to_str())
+            .unwrap_or("/");
+        s.push_str(&format!(
+            "if [ -d {} ]; then (\n{}) >/dev/null 2>&1 || rm -f {}; fi\n",
+            sh_quote(parent),
+            temp_write_script(temp, bytes, owner, group, *mode),
+            sh_quote(temp)
+        ));
+        temps.push(sh_quote(temp));
+    }
+    s.push_str(&format!(
+        "for t in {}; do [ -f \"$t\" ] && set -- \"$@\" \"$t\"; done\n[ $# -eq 0 ] || sync \"$@\" 2>/dev/null || sync\n",
+        temps.join(" ")
+    ));
+    s
+}
+
+/// Always single-quotes (also the empty string and plain words).
+pub(crate) fn sh_single(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Enables a unit the way `systemctl enable` does for `WantedBy=` (a link in each target's
+/// `.wants/`), without the manager round trip that costs ~90 ms per unit.
+pub(crate) fn enable_script(name: &str, wanted_by: &[String]) -> String {
+    if wanted_by.is_empty() {
+        return format!("systemctl enable --quiet {} 2>&1 || true\n", sh_quote(name));
+    }
+    let mut s = String::new();
+    for t in wanted_by {
+        let w = sh_quote(&format!("{}/{t}.wants", crate::naming::UNIT_DIR));
+        s.push_str(&format!(
+            "[ -d {w} ] || mkdir -p {w}\nln -sfn {} {w}/{}\n",
+            sh_quote(&format!("{}/{name}", crate::naming::UNIT_DIR)),
+            sh_quote(name)
+        ));
+    }
+    s
+}
+
+pub(crate) fn unit_start_script(name: &str, wanted_by: &[String], settle: Duration) -> String {
+    let enable = enable_script(name, wanted_by);
+    let n = sh_quote(name);
+    let settle_ms = settle.as_millis();
+    let settle = format!("{}.{:03}", settle_ms / 1000, settle_ms % 1000);
+    format!(
+        r#"set -u
+{enable}if ! systemctl restart {n} 2>&1; then
+  echo "HOSTKIT_JOURNAL"; journalctl -u {n} -n 20 --no-pager 2>&1; exit 1
+fi
+hk_state() {{ systemctl show -p ActiveState --value {n}; }}
+i=0
+while :; do
+  s=$(hk_state)
+  case "$s" in
+    active) break ;;
+    failed|inactive) echo "{name} is $s"; echo "HOSTKIT_JOURNAL"; journalctl -u {n} -n 20 --no-pager 2>&1; exit 1 ;;
+  esac
+  i=$((i+1)); [ $i -gt 100 ] && {{ echo "{name} did not become active within 10s (state $s)"; echo "HOSTKIT_JOURNAL"; journalctl -u {n} -n 20 --no-pager 2>&1; exit 1; }}
+  sleep 0.1
+done
+if [ {settle_ms} -gt 0 ]; then
+  sleep {settle}
+  s=$(hk_state); r=$(systemctl show -p NRestarts --value {n})
+  if [ "$s" != active ] || [ "${{r:-0}}" != 0 ]; then echo "{name} did not stay active (state $s, restarts ${{r:-0}})"; echo "HOSTKIT_JOURNAL"; journalctl -u {n} -n 20 --no-pager 2>&1; exit 1; fi
+fi
+"#,
+    )
+}
+
+pub(crate) fn command_script(c: &CommandSpec, argv: &[String], write_stamp: bool) -> String {
+    let mut s = String::from(INPUTS_FN);
+    s.push_str("set -u\n");
+    let mut inner = String::new();
+    if let Some(cwd) = &c.cwd {
+        inner.push_str(&format!("cd {} && ", sh_quote(cwd)));
+    }
+    for f in &c.env_files {
+        inner.push_str(&format!("set -a && . {} && set +a && ", sh_quote(f)));
+    }
+    for (k, v) in &c.environment {
+        inner.push_str(&format!("export {k}={} && ", sh_quote(v)));
+    }
+    inner.push_str("exec ");
+    if let Some(u) = &c.user {
+        inner.push_str(&format!("runuser -u {} -- ", sh_quote(u)));
+    }
+    if let Some(t) = c.timeout_secs {
+        inner.push_str(&format!("timeout {t} "));
+    }
+    inner.push_str(
+        &argv
+            .iter()
+            .map(|a| sh_quote(a))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    let codes = if c.success_codes.is_empty() {
+        "0".to_string()
+    } else {
+        c.success_codes
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    s.push_str(&format!(
+        r#"out=$( ( {inner} ) 2>&1 </dev/null ); code=$?
+ok=0; for c in {codes}; do [ "$code" = "$c" ] && ok=1; done
+if [ $ok = 0 ]; then printf '%s\n' "$out" | tail -n 20; echo "exit status $code"; exit 1; fi
+"#
+    ));
+    if write_stamp {
+        let inputs = c
+            .inputs
+            .iter()
+            .map(|i| sh_quote(i))
+            .collect::<Vec<_>>()
+            .join(" ");
+        s.push_str(&format!(
+            "ih=-; {}\nmkdir -p \"$(dirname {sp})\"\nprintf '%s %s\\n' {stamp} \"$ih\" > {sp}\n",
+            if c.inputs.is_empty() {
+                String::new()
+            } else {
+                format!("ih=$(hk_ih {inputs})")
+            },
+            sp = sh_quote(&c.stamp_path),
+            stamp = sh_quote(&c.stamp),
+        ));
+    } else {
+        s.push_str(&format!("rm -f {}\n", sh_quote(&c.stamp_path)));
+    }
+    s
+}
+
+pub(crate) fn firewall_load_script(table: &str, file: &str, backup_root: &str) -> String {
+    let t = sh_quote(table);
+    format!(
+        r#"set -eu
+f={f}
+if nft list table inet {t} >/dev/null 2>&1; then
+  b={root}/firewall-inet-{table}.nft
+  (umask 077; mkdir -p {root})
+  {{ echo "table inet {table}"; echo "delete table inet {table}"; nft list table inet {t}; }} > "$b"; chmod 600 "$b"
+  printf 'BACKUP\t%s\t%s\n' "$b" "$(sha256sum < "$b" | cut -c1-64)"
+fi
+nft -c -f "$f"
+nft -f "$f"
+l=$(nft list table inet {t})
+mkdir -p "$(dirname {stamp})"
+printf '%s %s\n' "$(printf '%s\n' "$l" | sha256sum | cut -c1-64)" "$(sha256sum < "$f" | cut -c1-64)" > {stamp}
+"#,
+        f = sh_quote(file),
+        root = sh_quote(backup_root),
+        stamp = sh_quote(&firewall_stamp(table)),
+    )
+}
+
+/// Installs `names` (pinned to `lock` where it has them) in one call, then prints a
+/// `LOCK<TAB>name<TAB>version` line per installed package.
+pub(crate) fn package_script(manager: &str, names: &[String], lock: &PackageLock) -> String {
+    let spec = |n: &String| match (lock.get(n), manager) {
+        (Some(v), "apt-get") => sh_quote(&format!("{n}={v}")),
+        (Some(v), "dnf") => sh_quote(&format!("{n}-{v}")),
+        _ => sh_quote(n),
+    };
+    let list = names.iter().map(spec).collect::<Vec<_>>().join(" ");
+    let plain = names
+        .iter()
+        .map(|n| sh_quote(n))
+        .collect::<Vec<_>>()
+        .join(" ");
+    match manager {
+        "dnf" => format!(
+            "set -e\ndnf install -y {list}\nrpm -q --qf 'LOCK\\t%{{NAME}}\\t%{{VERSION}}-%{{RELEASE}}\\n' {plain}\n"
+        ),
+        "apk" => format!("set -e\napk add {list}\n"),
+        "pacman" => format!(
+            "set -e\npacman -S --noconfirm --needed {list}\npacman -Q {plain} | while read -r n v; do printf 'LOCK\\t%s\\t%s\\n' \"$n\" \"$v\"; done\n"
+        ),
+        _ => format!(
+            "set -e\nexport DEBIAN_FRONTEND=noninteractive\no=\"-y -q --no-install-recommends --allow-downgrades\"\napt-get install $o {list} 2>&1 || {{ apt-get update -q 2>&1 && apt-get install $o {list} 2>&1; }}\ndpkg-query -W -f='LOCK\\t${{Package}}\\t${{Version}}\\n' {plain}\n"
+        ),
+    }
+}
+
+/// The `LOCK` lines a package install printed.
+pub(crate) fn parse_lock(text: &str) -> PackageLock {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            match f.as_slice() {
+                ["LOCK", name, version] => Some((name.to_string(), version.to_string())),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn parse_backup(text: &str) -> Option<Backup> {
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split('\t').collect();
+        match f.as_slice() {
+            ["BACKUP", path, sha] => Some(Backup {
+                path: path.to_string(),
+                sha256: sha.to_string(),
+            }),
+            _ => None,
+        }
+    })
+}
+
+pub(crate) fn output_message(out: &Output) -> String {
+    let mut text = out.stdout_text();
+    text.push_str(&out.stderr_text());
+    failure_message(out.status, &text)
+}
+
+pub(crate) fn failure_message(status: i32, text: &str) -> String {
+    let text = text.replace("HOSTKIT_JOURNAL\n", "journal:\n");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("BACKUP\t"))
+        .collect();
+    let tail = &lines[lines.len().saturating_sub(25)..];
+    format!("exit status {status}: {}", tail.join("\n"))
+}
+
+/// Removes a file (after backing it up into `root`).
+pub(crate) fn remove_file_script(path: &str, root: &str) -> String {
+    let mut s = String::from("set -eu\n");
+    s.push_str(&backup_script(path, root));
+    s.push_str(&format!("rm -f {}\n", sh_quote(path)));
+    s
+}
+
+pub(crate) fn directory_script(path: &str, owner: &str, group: &str, mode: u32) -> String {
+    format!(
+        "set -eu\nmkdir -p {p}\nchown {o}:{g} {p}\nchmod {mode:04o} {p}\n",
+        p = sh_quote(path),
+        o = sh_quote(owner),
+        g = sh_quote(group)
+    )
+}
+
+/// Points `path` at `to` atomically (a new link renamed over the old one).
+pub(crate) fn symlink_script(path: &str, to: &str) -> String {
+    format!(
+        "set -eu\nd=$(dirname {p}); mkdir -p \"$d\"; t=\"$d/.hostkit.$$\"\nln -s {to} \"$t\"\nmv -Tf \"$t\" {p}\n",
+        p = sh_quote(path),
+        to = sh_quote(to)
+    )
+}
+
+pub(crate) fn useradd_script(
+    name: &str,
+    system: bool,
+    home: &str,
+    shell: &str,
+    groups: &[String],
+) -> String {
+    format!(
+        "set -eu\nuseradd {}--no-create-home --home-dir {} --shell {} --user-group {}{}\n",
+        if system { "--system " } else { "" },
+        sh_quote(home),
+        sh_quote(shell),
+        if groups.is_empty() {
+            String::new()
+        } else {
+            format!("--groups {} ", sh_quote(&groups.join(",")))
+        },
+        sh_quote(name)
+    )
+}
+
+pub(crate) fn usermod_script(name: &str, home: &str, shell: &str, groups: &[String]) -> String {
+    format!(
+        "set -eu\nusermod --home {} --shell {} {}{}\n",
+        sh_quote(home),
+        sh_quote(shell),
+        if groups.is_empty() {
+            String::new()
+        } else {
+            format!("--append --groups {} ", sh_quote(&groups.join(",")))
+        },
+        sh_quote(name)
+    )
+}
+
+pub(crate) fn unit_disable_script(name: &str) -> String {
+    format!("systemctl disable --now {} 2>&1 || true\n", sh_quote(name))
+}
+
+/// Removes HostKit's nftables table and its stamp (a firewall that left the spec, or the
+/// undo of one HostKit created).
+pub(crate) fn firewall_delete_script(table: &str) -> String {
+    format!(
+        "nft delete table inet {} 2>&1 || true\nrm -f {}\n",
+        sh_quote(table),
+        sh_quote(&firewall_stamp(table))
+    )
+}
+
+/// Reloads Caddy after a site file changed, when Caddy runs.
+pub(crate) const CADDY_RELOAD: &str =
+    "if systemctl is-active -q caddy 2>/dev/null; then systemctl reload caddy; fi\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_installs_pin_locked_versions_and_report_what_they_installed() {
+        let mut lock = PackageLock::new();
+        lock.insert("tree".into(), "2.1.0-1".into());
+        let names = vec!["tree".to_string(), "jq".to_string()];
+        let apt = package_script("apt-get", &names, &lock);
+        assert!(apt.contains("apt-get install $o tree=2.1.0-1 jq"), "{apt}");
+        assert!(apt.contains("dpkg-query -W -f='LOCK"));
+        let dnf = package_script("dnf", &names, &lock);
+        assert!(dnf.contains("dnf install -y tree-2.1.0-1 jq"), "{dnf}");
+        let parsed = parse_lock("noise\nLOCK\ttree\t2.1.0-1\nLOCK\tjq\t1.6\n");
+        assert_eq!(parsed.get("jq").map(String::as_str), Some("1.6"));
+        assert_eq!(parsed.len(), 2);
+    }
+}

@@ -1,0 +1,129 @@
+//! What the reconcilers tell Prometheus about objects and hosts: drift, pending changes,
+//! applied changes, hosts up, windows open. Label values are object and host names only,
+//! never paths or resource ids. The controller registers these beside its runtime's own.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectHostLabels {
+    pub kind: String,
+    pub name: String,
+    pub host: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IntentLabels {
+    pub host: String,
+    pub intent: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HostLabels {
+    pub host: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WindowLabels {
+    pub window: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectLabels {
+    pub kind: String,
+    pub name: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// The reconcilers' metrics; cheap to clone (the families are shared).
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    pub drift: Family<ObjectHostLabels, Gauge>,
+    pub pending: Family<ObjectHostLabels, Gauge>,
+    pub applied: Family<IntentLabels, Counter>,
+    pub host_up: Family<HostLabels, Gauge>,
+    pub window_open: Family<WindowLabels, Gauge>,
+    pub last_apply_success: Family<ObjectLabels, FloatGauge>,
+    pub resync_interval: Family<ObjectLabels, FloatGauge>,
+}
+
+impl Metrics {
+    /// Drops an object's per-host series on `hosts` (it left them, or is gone): a stale
+    /// `hostkit_drift 1` would page someone about a service that no longer exists.
+    pub fn forget_object_on(&self, kind: &str, name: &str, hosts: &[String]) {
+        for host in hosts {
+            let l = ObjectHostLabels {
+                kind: kind.into(),
+                name: name.into(),
+                host: host.clone(),
+            };
+            self.drift.remove(&l);
+            self.pending.remove(&l);
+        }
+    }
+
+    /// Drops every series of a deleted object.
+    pub fn forget_object(&self, kind: &str, name: &str, hosts: &[String]) {
+        self.forget_object_on(kind, name, hosts);
+        let l = ObjectLabels {
+            kind: kind.into(),
+            name: name.into(),
+        };
+        self.last_apply_success.remove(&l);
+        self.resync_interval.remove(&l);
+    }
+
+    pub fn forget_host(&self, host: &str) {
+        self.host_up.remove(&HostLabels { host: host.into() });
+    }
+
+    pub fn forget_window(&self, window: &str) {
+        self.window_open.remove(&WindowLabels {
+            window: window.into(),
+        });
+    }
+
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "hostkit_drift",
+            "1 when the host no longer matches the applied generation",
+            self.drift.clone(),
+        );
+        r.register(
+            "hostkit_plan_pending_changes",
+            "Changes the current plan would make",
+            self.pending.clone(),
+        );
+        r.register(
+            "hostkit_changes_applied",
+            "Changes applied, by intent",
+            self.applied.clone(),
+        );
+        r.register(
+            "hostkit_host_up",
+            "1 when the host answered its last reconcile",
+            self.host_up.clone(),
+        );
+        r.register(
+            "hostkit_policy_window_open",
+            "1 while the window is open",
+            self.window_open.clone(),
+        );
+        r.register(
+            "hostkit_last_apply_success_timestamp_seconds",
+            "Unix time the object was last known applied and converged on all its hosts",
+            self.last_apply_success.clone(),
+        );
+        r.register(
+            "hostkit_resync_interval_seconds",
+            "The object's resync interval (spec.interval)",
+            self.resync_interval.clone(),
+        );
+    }
+}

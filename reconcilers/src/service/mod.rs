@@ -1,0 +1,273 @@
+//! The Service reconciler: plan, apply, report, and undo on deletion.
+//!
+//! [`rollout`] is one reconcile pass (expand, plan every host, apply in waves inside policy
+//! windows, conclude the conditions) on plain inputs; this module gathers those inputs from
+//! the cache, persists what the pass reports (status, events, Revisions) and publishes the
+//! metrics. [`cleanup`] undoes a deleted Service on its hosts; [`live_plan`] is
+//! `hkctl plan`.
+
+pub mod cleanup;
+pub mod live_plan;
+pub mod rollout;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use hostkit_api::KindSpec;
+use hostkit_api::kinds::{HostSpec, Object, PolicyWindowSpec, ServiceSpec, ServiceStatus};
+use hostkit_engine::run::Run;
+
+use crate::metrics::{IntentLabels, ObjectHostLabels, ObjectLabels};
+use crate::revision::{self, Target as RevisionTarget};
+use crate::{
+    Action, Error, Note, ObjectKey, Reconciler, Reconcilers, Result, dependents, held_ids,
+    next_resync, resync_interval,
+};
+use rollout::{Input, Report, Sink, Target};
+
+const KIND: &str = "Service";
+
+/// The hosts a Service's status reports on.
+pub(crate) fn status_hosts(service: &Object<ServiceSpec>) -> Vec<String> {
+    service
+        .status
+        .iter()
+        .flat_map(|s| s.hosts.iter().map(|h| h.host.clone()))
+        .collect()
+}
+
+/// Persists a rollout's reports on the Service, and its runs in the Service's history.
+struct StatusSink<'a> {
+    r: &'a Reconcilers,
+    service: &'a Object<ServiceSpec>,
+}
+
+#[async_trait::async_trait]
+impl Sink for StatusSink<'_> {
+    async fn publish(&self, status: &ServiceStatus, notes: &[Note]) {
+        let ctx = self.r.ctx.as_ref();
+        ctx.write_status(self.service, status).await;
+        ctx.note(ServiceSpec::INFO, self.service.name(), notes)
+            .await;
+    }
+
+    async fn record_run(&self, host: &str, run: &Run, digest: &str) -> Option<u64> {
+        let o = self.service;
+        let target = RevisionTarget {
+            kind: KIND,
+            name: o.name(),
+            uid: o.metadata.uid.as_deref(),
+            generation: o.metadata.generation.unwrap_or(1),
+            spec: serde_json::to_value(&o.spec).expect("specs serialise"),
+            digest,
+            source: revision::changed_by(&o.metadata),
+            rolled_back_to: None,
+        };
+        let highest = o.status.as_ref().and_then(|s| s.current_revision);
+        let ctx = self.r.ctx.as_ref();
+        match revision::record_runs(ctx, &target, &[(host.to_string(), run.clone())], highest).await
+        {
+            Ok(n) => Some(n),
+            Err(e) => {
+                // The apply happened; a retry cannot bring its run back. Say so loudly.
+                let message = format!("{host}: the apply was not recorded in the history: {e:?}");
+                tracing::warn!(service = o.name(), "{message}");
+                let note = Note::warning("HistoryNotRecorded", message);
+                ctx.note(ServiceSpec::INFO, o.name(), &[note]).await;
+                None
+            }
+        }
+    }
+}
+
+impl Reconcilers {
+    /// The Hosts a Service selects now (not those being deleted).
+    pub(crate) fn targets(&self, spec: &ServiceSpec) -> Vec<Target> {
+        self.ctx
+            .list::<HostSpec>()
+            .into_iter()
+            .filter(|h| h.metadata.deletion_timestamp.is_none())
+            .filter(|h| spec.selects(h.name(), &h.metadata.labels))
+            .map(|h| Target {
+                name: h.name().to_string(),
+                spec: h.spec.clone(),
+                labels: h.metadata.labels.clone(),
+            })
+            .collect()
+    }
+
+    /// Every PolicyWindow, by name.
+    pub(crate) fn windows(&self) -> Vec<(String, PolicyWindowSpec)> {
+        self.ctx
+            .list::<PolicyWindowSpec>()
+            .into_iter()
+            .map(|w| (w.name().to_string(), w.spec.clone()))
+            .collect()
+    }
+
+    /// What a rollout of `o` starts from.
+    pub(crate) fn rollout_input<'a>(
+        &'a self,
+        o: &'a Object<ServiceSpec>,
+        project: Option<&'a hostkit_api::kinds::ProjectSpec>,
+        windows: &'a [(String, PolicyWindowSpec)],
+    ) -> Input<'a> {
+        Input {
+            name: o.name(),
+            labels: &o.metadata.labels,
+            spec: &o.spec,
+            generation: o.metadata.generation.unwrap_or(1),
+            project,
+            targets: self.targets(&o.spec),
+            status: o.status.clone().unwrap_or_default(),
+            windows,
+            now: self.ctx.now(),
+            secrets: &self.secrets,
+            settle: self.settle,
+            hold: self.hold_of(&o.metadata.annotations),
+            recheck_hold: None,
+            revisions: revision::revisions_of(self.ctx.as_ref(), KIND, o.name())
+                .iter()
+                .filter_map(|r| Some((r.spec.revision, r.spec.desired_digest.clone()?)))
+                .collect(),
+            held: held_ids(&o.metadata),
+        }
+    }
+
+    /// Publishes what a reconcile found, per host and for the Service.
+    fn publish_metrics(&self, o: &Object<ServiceSpec>, report: &Report, now: DateTime<Utc>) {
+        let name = o.name();
+        let left: Vec<String> = status_hosts(o)
+            .into_iter()
+            .filter(|h| !report.hosts.iter().any(|r| &r.host == h))
+            .collect();
+        self.metrics.forget_object_on(KIND, name, &left);
+        for h in &report.hosts {
+            let labels = ObjectHostLabels {
+                kind: KIND.into(),
+                name: name.into(),
+                host: h.host.clone(),
+            };
+            self.metrics
+                .drift
+                .get_or_create(&labels)
+                .set(h.drifted as i64);
+            self.metrics
+                .pending
+                .get_or_create(&labels)
+                .set(h.pending as i64);
+            if let Some((intent, n)) = h.applied {
+                self.metrics
+                    .applied
+                    .get_or_create(&IntentLabels {
+                        host: h.host.clone(),
+                        intent: intent.as_str().into(),
+                    })
+                    .inc_by(n as u64);
+            }
+        }
+        let object = ObjectLabels {
+            kind: KIND.into(),
+            name: name.into(),
+        };
+        self.metrics
+            .resync_interval
+            .get_or_create(&object)
+            .set(resync_interval(o.spec.interval.as_ref()).as_secs_f64());
+        let ready = report.failure.is_none()
+            && !report.hosts.is_empty()
+            && report.hosts.iter().all(|h| h.reachable && h.pending == 0);
+        if ready {
+            self.metrics
+                .last_apply_success
+                .get_or_create(&object)
+                .set(now.timestamp() as f64);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Reconciler<ServiceSpec> for Reconcilers {
+    async fn reconcile(&self, o: Arc<Object<ServiceSpec>>) -> Result<Action> {
+        let project = self.project(o.spec.project.as_deref())?;
+        let windows = self.windows();
+        let recheck = || self.current_hold::<ServiceSpec>(o.name());
+        let mut input = self.rollout_input(&o, project.as_ref().map(|p| &p.spec), &windows);
+        input.recheck_hold = Some(&recheck);
+        let now = input.now;
+        let sink = StatusSink {
+            r: self,
+            service: &o,
+        };
+        let report = rollout::reconcile(input, self.hosts.as_ref(), &sink).await;
+        for h in &report.hosts {
+            if let Some(undone) = h.auto_rollback.as_ref().filter(|u| u.ok) {
+                let why = report
+                    .failure
+                    .as_ref()
+                    .map(|f| f.message.clone())
+                    .unwrap_or_default();
+                crate::rollback::record_auto_rollback(
+                    self.ctx.as_ref(),
+                    &o,
+                    &h.host,
+                    &why,
+                    &undone.coverage,
+                )
+                .await;
+            }
+        }
+        if report.hosts.iter().any(|h| h.run.is_some()) {
+            let limit = o.spec.revision_history_limit.unwrap_or(10);
+            revision::prune(self.ctx.as_ref(), KIND, o.name(), limit).await;
+        }
+        self.publish_metrics(&o, &report, now);
+        match report.failure {
+            Some(f) if f.terminal => Err(Error::Stalled(f.message)),
+            Some(f) => Err(Error::Retry(f.message)),
+            None => Ok(Action::Requeue(next_resync(
+                o.spec.interval.as_ref(),
+                report.wake_at,
+                now,
+            ))),
+        }
+    }
+
+    /// Undoes a deleted Service on its hosts, then deletes its history.
+    async fn cleanup(&self, o: Arc<Object<ServiceSpec>>) -> Result<()> {
+        let applied_somewhere = o
+            .status
+            .as_ref()
+            .is_some_and(|s| s.hosts.iter().any(|h| h.last_applied_generation.is_some()));
+        if applied_somewhere {
+            let project = self.project(o.spec.project.as_deref()).ok().flatten();
+            let windows = self.windows();
+            let input = self.rollout_input(&o, project.as_ref().map(|p| &p.spec), &windows);
+            let known: Vec<String> = self
+                .ctx
+                .list::<HostSpec>()
+                .iter()
+                .map(|h| h.name().to_string())
+                .collect();
+            let sink = StatusSink {
+                r: self,
+                service: &o,
+            };
+            cleanup::cleanup(input, &known, self.hosts.as_ref(), &sink).await?;
+        }
+        revision::delete_all(self.ctx.as_ref(), KIND, o.name()).await;
+        Ok(())
+    }
+
+    fn forget(&self, o: &Object<ServiceSpec>) {
+        self.metrics.forget_object(KIND, o.name(), &status_hosts(o));
+    }
+
+    fn dependents(
+        &self,
+        before: Option<&Object<ServiceSpec>>,
+        after: Option<&Object<ServiceSpec>>,
+    ) -> Vec<ObjectKey> {
+        dependents::of_service(self.ctx.as_ref(), before, after)
+    }
+}

@@ -1,0 +1,883 @@
+//! One reconcile pass of a Service, in the phases its status reports: expand → plan every
+//! host (and report before changing anything) → apply in waves inside policy windows →
+//! record history → conclude the conditions.
+//!
+//! It knows nothing of the store: the caller passes in the objects it needs ([`Input`]) and
+//! a [`Sink`] that persists status and history; connections and per-host apply locks come
+//! through [`Hosts`]. That is what lets `tests/rollout.rs` drive it on the real local
+//! shell with an injected clock.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use hostkit_api::kinds::{
+    HostPlanStatus, HostSpec, PendingChanges, PolicyWindowSpec, ProjectSpec, ServiceSpec,
+    ServiceStatus,
+};
+use hostkit_api::meta::Observed;
+use hostkit_engine::apply::{self, Applied, ApplyOptions};
+use hostkit_engine::hosts::Hosts;
+use hostkit_engine::outcome::Status;
+use hostkit_engine::plan::{self, Action, Plan, Prepared};
+use hostkit_engine::resource::Resource;
+use hostkit_engine::run::{self, Run, Undone};
+use hostkit_engine::secrets::Secrets;
+use hostkit_engine::transport::Transport;
+
+use crate::Note;
+use crate::policy_window;
+
+/// A host a service runs on, as the controller sees it.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub name: String,
+    pub spec: HostSpec,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Persists what the rollout found, part way and at the end.
+#[async_trait::async_trait]
+pub trait Sink: Send + Sync {
+    async fn publish(&self, status: &ServiceStatus, notes: &[Note]);
+    /// Keeps an apply of a new generation (`digest`) on `host` in the service's history;
+    /// returns the revision number it went into (`None`: not recorded, a warning said why).
+    async fn record_run(&self, host: &str, run: &Run, digest: &str) -> Option<u64>;
+}
+
+/// Why changes were applied: to follow a new generation, or to undo drift.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Intent {
+    Intentional,
+    Corrective,
+}
+
+impl Intent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Intent::Intentional => "intentional",
+            Intent::Corrective => "corrective",
+        }
+    }
+}
+
+/// Per host, for metrics and history.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HostReport {
+    pub host: String,
+    pub reachable: bool,
+    pub drifted: bool,
+    pub pending: u32,
+    pub applied: Option<(Intent, usize)>,
+    /// The apply of a new generation (ok or not) for the service's history; corrective
+    /// applies are not history.
+    pub run: Option<Run>,
+    /// `rollout.autoRollback` undid a failed apply on this host.
+    pub auto_rollback: Option<Undone>,
+}
+
+/// A failure of the reconcile as a whole.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failure {
+    /// Terminal failures (a spec that cannot work) wait for a spec change.
+    pub terminal: bool,
+    pub message: String,
+}
+
+/// What one reconcile found and did.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub status: ServiceStatus,
+    pub hosts: Vec<HostReport>,
+    /// The earliest time something may change by itself (a window opening).
+    pub wake_at: Option<DateTime<Utc>>,
+    pub failure: Option<Failure>,
+    pub applied_any: bool,
+    /// A failed apply was undone by `rollout.autoRollback`: retrying the same generation
+    /// would fail the same way, so the failure is terminal.
+    pub auto_rolled_back: bool,
+    /// Digest of the desired resources this reconcile worked towards.
+    pub digest: String,
+}
+
+pub struct Input<'a> {
+    pub name: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    pub spec: &'a ServiceSpec,
+    pub generation: i64,
+    pub project: Option<&'a ProjectSpec>,
+    pub targets: Vec<Target>,
+    pub status: ServiceStatus,
+    pub windows: &'a [(String, PolicyWindowSpec)],
+    pub now: DateTime<Utc>,
+    pub secrets: &'a Secrets,
+    /// How long a restarted unit must stay active.
+    pub settle: std::time::Duration,
+    /// Plan and report, but apply nothing (a rollback of this service is running).
+    pub hold: Option<String>,
+    /// Asked again right before each host's apply, with the host's lock held: a rollback
+    /// that started while this reconcile was planning must win.
+    pub recheck_hold: Option<&'a (dyn Fn() -> Option<String> + Sync)>,
+    /// Resource ids a partial rollback put back: left out of plans until the spec changes.
+    pub held: Vec<String>,
+    /// The service's revisions as (number, desired digest), to name what each host runs.
+    pub revisions: Vec<(u64, String)>,
+}
+
+/// Expands the service (errors are terminal: the spec must change).
+pub fn resources(input: &Input<'_>) -> std::result::Result<Vec<Resource>, Failure> {
+    hostkit_engine::expand::service(input.name, input.spec, input.project).map_err(|e| Failure {
+        terminal: true,
+        message: e.to_string(),
+    })
+}
+
+/// The status entry of `host`, created when missing.
+pub(crate) fn host_status<'a>(status: &'a mut ServiceStatus, host: &str) -> &'a mut HostPlanStatus {
+    if let Some(i) = status.hosts.iter().position(|h| h.host == host) {
+        return &mut status.hosts[i];
+    }
+    status.hosts.push(HostPlanStatus {
+        host: host.to_string(),
+        ..Default::default()
+    });
+    status.hosts.last_mut().expect("just pushed")
+}
+
+fn summarize(h: &mut HostPlanStatus, plan: &Plan, drift: bool) {
+    h.pending = PendingChanges {
+        create: plan.count(Action::Create) as u32,
+        update: plan.count(Action::Update) as u32,
+        delete: plan.count(Action::Delete) as u32,
+        read_errors: plan.count(Action::ReadError) as u32,
+    };
+    h.plan_digest = Some(plan.fingerprint.clone());
+    let changed: Vec<&plan::Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::Noop)
+        .collect();
+    h.first_changes = changed
+        .iter()
+        .take(5)
+        .map(|c| format!("{} {} ({})", c.action.symbol(), c.id, c.reason))
+        .collect();
+    h.drifted = if drift {
+        changed.iter().map(|c| c.id.clone()).collect()
+    } else {
+        Vec::new()
+    };
+}
+
+fn pending_total(plan: &Plan) -> u32 {
+    plan.changes
+        .iter()
+        .filter(|c| c.action != Action::Noop)
+        .count() as u32
+}
+
+/// One host's share of the reconcile: its connection, plan and apply lock.
+struct HostWork {
+    target: Target,
+    transport: Option<Arc<dyn Transport>>,
+    prepared: Option<Prepared>,
+    /// Held from planning until the end of the reconcile.
+    _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// The host no longer matches what was applied to it.
+    drift: bool,
+    /// Why the host could not be planned.
+    error: Option<String>,
+}
+
+impl HostWork {
+    fn plan(&self) -> Option<&Plan> {
+        self.prepared.as_ref().map(|p| &p.plan)
+    }
+}
+
+/// One reconcile pass of a Service.
+pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> Report {
+    let mut r = Rollout::new(&input);
+    let resources = match resources(&input) {
+        Ok(res) => res,
+        Err(f) => return r.invalid_spec(f, sink).await,
+    };
+    r.report.digest = plan::desired_digest(&resources);
+    r.set("Stalled", false, "SpecValid", "the spec expands");
+    if input.targets.is_empty() {
+        r.set(
+            "Ready",
+            false,
+            "NoTargetHosts",
+            "no Host matches spec.hosts or spec.hostSelector",
+        );
+        r.set("Reconciling", false, "NoTargetHosts", "nothing to do");
+        sink.publish(&r.status, &[]).await;
+        r.report.status = r.status;
+        return r.report;
+    }
+    let mut work = r.plan_hosts(&resources, hosts).await;
+    r.report_plans(&work);
+    sink.publish(&r.status, &r.notes).await;
+    r.notes.clear();
+    r.apply_waves(&mut work, hosts, sink).await;
+    drop(work); // releases the hosts' apply locks
+    r.name_revisions();
+    r.conclude();
+    sink.publish(&r.status, &r.notes).await;
+    r.report.status = r.status;
+    r.report
+}
+
+/// The reconcile in progress.
+struct Rollout<'a> {
+    input: &'a Input<'a>,
+    at: Observed,
+    status: ServiceStatus,
+    report: Report,
+    notes: Vec<Note>,
+    /// `spec.paused` or a running rollback's hold: plan, apply nothing.
+    paused: Option<String>,
+    /// Hosts that drifted when planned.
+    drifted: Vec<String>,
+    /// The first failure: later hosts are not touched.
+    stopped: Option<String>,
+    /// Hosts held back (window, pause), with why.
+    blocked: Vec<String>,
+    applied_ok: bool,
+    /// Revisions this reconcile recorded, as (number, digest).
+    recorded: Vec<(u64, String)>,
+}
+
+impl<'a> Rollout<'a> {
+    fn new(input: &'a Input<'a>) -> Rollout<'a> {
+        let mut status = input.status.clone();
+        status.observed_generation = Some(input.generation);
+        status
+            .hosts
+            .retain(|h| input.targets.iter().any(|t| t.name == h.host));
+        Rollout {
+            input,
+            at: Observed::new(input.now, Some(input.generation)),
+            status,
+            report: Report::default(),
+            notes: Vec::new(),
+            paused: if input.spec.paused {
+                Some("spec.paused: plans only".to_string())
+            } else {
+                input.hold.clone()
+            },
+            drifted: Vec::new(),
+            stopped: None,
+            blocked: Vec::new(),
+            applied_ok: true,
+            recorded: Vec::new(),
+        }
+    }
+
+    fn set(&mut self, type_: &str, ok: bool, reason: &str, message: impl Into<String>) {
+        self.at
+            .set(&mut self.status.conditions, type_, ok, reason, message);
+    }
+
+    fn generation(&self) -> i64 {
+        self.input.generation
+    }
+
+    async fn invalid_spec(mut self, f: Failure, sink: &dyn Sink) -> Report {
+        self.set("Stalled", true, "InvalidSpec", f.message.clone());
+        self.set("Ready", false, "InvalidSpec", f.message.clone());
+        self.set(
+            "Reconciling",
+            false,
+            "InvalidSpec",
+            "waiting for a spec change",
+        );
+        let notes = [Note::warning("InvalidSpec", f.message.clone())];
+        sink.publish(&self.status, &notes).await;
+        self.report.status = self.status;
+        self.report.failure = Some(f);
+        self.report
+    }
+
+    /// Phase 1: connect to and plan every host, holding each one's apply lock from here on.
+    async fn plan_hosts(&mut self, resources: &[Resource], hosts: &dyn Hosts) -> Vec<HostWork> {
+        let input = self.input;
+        let mut work = Vec::new();
+        for target in input.targets.iter().cloned() {
+            let w = self.plan_host(target, resources, hosts).await;
+            let generation = self.generation();
+            let h = host_status(&mut self.status, &w.target.name);
+            h.held = input.held.clone();
+            if let Some(plan) = w.plan() {
+                summarize(h, plan, w.drift);
+                if w.drift {
+                    let message = format!(
+                        "{}: {} resource(s) differ from generation {generation}: {}",
+                        w.target.name,
+                        h.drifted.len(),
+                        h.drifted
+                            .iter()
+                            .take(3)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    self.notes.push(Note::warning("DriftDetected", message));
+                } else if !plan.is_empty() {
+                    let message = format!("{}: {}", w.target.name, plan.summary());
+                    self.notes.push(Note::normal("Planned", message));
+                }
+            }
+            work.push(w);
+        }
+        work
+    }
+
+    async fn plan_host(
+        &self,
+        target: Target,
+        resources: &[Resource],
+        hosts: &dyn Hosts,
+    ) -> HostWork {
+        let input = self.input;
+        let mut w = HostWork {
+            target,
+            transport: None,
+            prepared: None,
+            _guard: None,
+            drift: false,
+            error: None,
+        };
+        let t = match hosts.transport(&w.target.name, &w.target.spec).await {
+            Ok(t) => t,
+            Err(e) => {
+                w.error = Some(e.to_string());
+                return w;
+            }
+        };
+        let guard = hosts.lock(&w.target.name).await;
+        match plan::prepare(t.as_ref(), resources, &[], input.secrets).await {
+            Ok(mut p) => {
+                p.plan.changes.retain(|c| !input.held.contains(&c.id));
+                let digest = &self.report.digest;
+                let applied_here = self
+                    .status
+                    .hosts
+                    .iter()
+                    .find(|h| h.host == w.target.name)
+                    .is_some_and(|h| {
+                        h.last_applied_generation == Some(input.generation as u64)
+                            || h.applied_digest.as_deref() == Some(digest.as_str())
+                    });
+                w.drift = applied_here && !p.plan.is_empty();
+                w.prepared = Some(p);
+                w.transport = Some(t);
+                w._guard = Some(guard);
+            }
+            Err(e) => {
+                use hostkit_engine::Error;
+                if matches!(e, Error::Transport { .. } | Error::Read { .. }) {
+                    hosts.forget(&w.target.name);
+                }
+                w.error = Some(e.to_string());
+            }
+        }
+        w
+    }
+
+    /// The conditions after planning, before anything is applied.
+    fn report_plans(&mut self, work: &[HostWork]) {
+        let pending: u32 = work
+            .iter()
+            .filter_map(HostWork::plan)
+            .map(pending_total)
+            .sum();
+        self.drifted = work
+            .iter()
+            .filter(|w| w.drift)
+            .map(|w| w.target.name.clone())
+            .collect();
+        let planned = work.iter().all(|w| w.prepared.is_some());
+        self.set(
+            "Planned",
+            planned,
+            if planned { "PlanReady" } else { "PlanFailed" },
+            format!("{pending} change(s) pending on {} host(s)", work.len()),
+        );
+        let (drifted, reason, message) = drift_condition(&self.drifted, false);
+        self.set("Drifted", drifted, reason, message);
+        let work_to_do = pending > 0;
+        self.set(
+            "Reconciling",
+            work_to_do,
+            if work_to_do {
+                "ChangesPending"
+            } else {
+                "UpToDate"
+            },
+            format!("{pending} change(s) pending"),
+        );
+        if work_to_do {
+            // Not Ready while changes are pending: a reader that sees this generation
+            // observed must not also see the previous generation's Ready=True.
+            self.set(
+                "Ready",
+                false,
+                "ChangesPending",
+                format!("{pending} change(s) pending"),
+            );
+        }
+        self.report.hosts = work
+            .iter()
+            .map(|w| HostReport {
+                host: w.target.name.clone(),
+                reachable: w.transport.is_some(),
+                drifted: w.drift,
+                pending: w.plan().map(pending_total).unwrap_or(0),
+                applied: None,
+                run: None,
+                auto_rollback: None,
+            })
+            .collect();
+    }
+
+    /// Phase 2: apply in waves of `rollout.maxParallel` hosts, in order; a failure ends the
+    /// rollout after its wave, and the hosts after it stay untouched.
+    async fn apply_waves(&mut self, work: &mut [HostWork], hosts: &dyn Hosts, sink: &dyn Sink) {
+        let max_parallel = self
+            .input
+            .spec
+            .rollout
+            .as_ref()
+            .and_then(|r| r.max_parallel)
+            .unwrap_or(1)
+            .max(1) as usize;
+        let mut wave: Vec<usize> = Vec::new();
+        for i in 0..=work.len() {
+            // Run the wave when it is full, when a failure is next in line, or at the end.
+            let failing_next = work.get(i).is_some_and(|w| w.error.is_some());
+            if !wave.is_empty() && (wave.len() == max_parallel || failing_next || i == work.len()) {
+                self.apply_wave(work, &wave, hosts, sink).await;
+                wave.clear();
+            }
+            let Some(w) = work.get(i) else { break };
+            if self.admit(i, w) {
+                wave.push(i);
+            }
+        }
+    }
+
+    /// Whether host `i` joins the next wave: it planned, has changes, nothing failed
+    /// before it, nothing holds it, and the windows allow it now.
+    fn admit(&mut self, i: usize, w: &HostWork) -> bool {
+        let input = self.input;
+        let name = &w.target.name;
+        if let Some(e) = &w.error {
+            self.applied_ok = false;
+            self.stopped.get_or_insert_with(|| format!("{name}: {e}"));
+            return false;
+        }
+        let Some(plan) = w.plan() else {
+            return false;
+        };
+        if plan.is_empty() {
+            // Converged with nothing to apply: this generation is what the host runs.
+            let (generation, digest) = (self.generation(), self.report.digest.clone());
+            let h = host_status(&mut self.status, name);
+            h.last_applied_generation = Some(generation as u64);
+            h.applied_digest = Some(digest);
+            return false;
+        }
+        if self.stopped.is_some() {
+            return false;
+        }
+        if let Some(why) = self
+            .paused
+            .clone()
+            .or_else(|| input.recheck_hold.and_then(|check| check()))
+        {
+            self.blocked.push(format!("{name}: {why}"));
+            return false;
+        }
+        let decision = match policy_window::decide(
+            input.windows,
+            (input.name, input.labels),
+            (name, &w.target.labels),
+            input.now,
+        ) {
+            Ok(d) => d,
+            Err(e) => {
+                self.stopped = Some(e.to_string());
+                return false;
+            }
+        };
+        if let Some(until) = decision.until {
+            self.report.wake_at = Some(self.report.wake_at.map_or(until, |t| t.min(until)));
+        }
+        if !decision.allowed {
+            self.blocked.push(format!("{name}: {}", decision.message));
+            let message = format!(
+                "{name}: {} change(s) wait: {}",
+                self.report.hosts[i].pending, decision.message
+            );
+            self.notes.push(Note::normal("WindowBlocked", message));
+            return false;
+        }
+        true
+    }
+
+    /// Applies one wave's hosts at once, then records their history before any status says
+    /// Ready: whoever sees Ready finds the revision.
+    async fn apply_wave(
+        &mut self,
+        work: &mut [HostWork],
+        wave: &[usize],
+        hosts: &dyn Hosts,
+        sink: &dyn Sink,
+    ) {
+        let input = self.input;
+        let run_id = format!(
+            "{}-g{}-{}",
+            input.name,
+            input.generation,
+            input.now.format("%Y%m%dT%H%M%S")
+        );
+        let outcomes = futures::future::join_all(wave.iter().map(|&k| {
+            let w = &work[k];
+            let mut opts = ApplyOptions::new(run_id.clone());
+            opts.settle = input.settle;
+            async move {
+                match (&w.transport, &w.prepared) {
+                    (Some(t), Some(p)) => apply::apply(t.as_ref(), p, &opts).await,
+                    _ => Err(hostkit_engine::Error::Transport {
+                        host: w.target.name.clone(),
+                        message: "not connected".into(),
+                    }),
+                }
+            }
+        }))
+        .await;
+        for (&k, outcome) in wave.iter().zip(outcomes) {
+            self.host_applied(k, &mut work[k], outcome, hosts).await;
+        }
+        let digest = self.report.digest.clone();
+        for &k in wave {
+            let Some(run) = self.report.hosts[k].run.clone() else {
+                continue;
+            };
+            let host = self.report.hosts[k].host.clone();
+            if let Some(n) = sink.record_run(&host, &run, &digest).await {
+                self.recorded.push((n, digest.clone()));
+                if run.ok {
+                    host_status(&mut self.status, &host).revision = Some(n);
+                }
+            }
+        }
+    }
+
+    /// Takes in one host's apply outcome.
+    async fn host_applied(
+        &mut self,
+        k: usize,
+        w: &mut HostWork,
+        outcome: hostkit_engine::Result<Applied>,
+        hosts: &dyn Hosts,
+    ) {
+        let intent = if w.drift {
+            Intent::Corrective
+        } else {
+            Intent::Intentional
+        };
+        if let (Intent::Corrective, Ok(applied), Some(t)) = (intent, &outcome, &w.transport) {
+            // A repair is not history (undoing it would put the drift back): its backups of
+            // the drifted files have no use.
+            run::discard_backups(t.as_ref(), &applied.revision).await;
+        }
+        let name = w.target.name.clone();
+        match outcome {
+            Ok(applied) if applied.ok => {
+                let (generation, now) = (self.generation(), self.input.now);
+                let n = applied.count(Status::Applied);
+                let r = &mut self.report.hosts[k];
+                r.applied = Some((intent, n));
+                if intent == Intent::Intentional {
+                    r.run = Some(Run::from_applied(&applied, now));
+                }
+                r.drifted = false;
+                r.pending = 0;
+                self.report.applied_any = true;
+                let digest = self.report.digest.clone();
+                let h = host_status(&mut self.status, &name);
+                h.last_applied_generation = Some(generation as u64);
+                h.applied_digest = Some(digest);
+                h.last_applied_time = Some(now);
+                h.pending = PendingChanges::default();
+                h.drifted.clear();
+                h.first_changes.clear();
+                let reason = if w.drift { "DriftRepaired" } else { "Applied" };
+                let message = format!("{name}: applied {n} change(s) of generation {generation}");
+                self.notes.push(Note::normal(reason, message));
+                w.drift = false;
+            }
+            Ok(applied) => self.host_failed(k, w, intent, applied, hosts).await,
+            Err(e) => {
+                hosts.forget(&name);
+                self.applied_ok = false;
+                self.notes
+                    .push(Note::warning("ApplyFailed", format!("{name}: {e}")));
+                self.stopped.get_or_insert_with(|| format!("{name}: {e}"));
+            }
+        }
+    }
+
+    /// A host whose apply failed part way: the rollout stops, and with
+    /// `rollout.autoRollback` what did apply there is undone at once.
+    async fn host_failed(
+        &mut self,
+        k: usize,
+        w: &HostWork,
+        intent: Intent,
+        applied: Applied,
+        hosts: &dyn Hosts,
+    ) {
+        let name = &w.target.name;
+        let now = self.input.now;
+        let msg = applied.error.clone().unwrap_or_default();
+        let n = applied.count(Status::Applied);
+        if n > 0 {
+            self.report.hosts[k].applied = Some((intent, n));
+        }
+        self.applied_ok = false;
+        self.notes
+            .push(Note::warning("ApplyFailed", format!("{name}: {msg}")));
+        let mut stop = format!("{name}: {msg}");
+        let auto_rollback = self
+            .input
+            .spec
+            .rollout
+            .as_ref()
+            .is_some_and(|r| r.auto_rollback);
+        match (&w.transport, auto_rollback && intent == Intent::Intentional) {
+            (Some(t), true) => {
+                let run = Run::from_applied(&applied, now);
+                if self.auto_rollback(k, name, t.as_ref(), &run, hosts).await {
+                    stop.push_str("; rolled back automatically; fix the spec");
+                    self.report.auto_rolled_back = true;
+                    run::discard_backups(t.as_ref(), &run.id).await;
+                } else {
+                    self.report.hosts[k].run = Some(run);
+                }
+            }
+            _ if intent == Intent::Intentional && n > 0 => {
+                // A partial apply is history too: its changes stay on the host.
+                self.report.hosts[k].run = Some(Run::from_applied(&applied, now));
+            }
+            _ => {}
+        }
+        self.stopped.get_or_insert(stop);
+    }
+
+    /// Undoes a failed apply's run on its host; true when it was undone.
+    async fn auto_rollback(
+        &mut self,
+        k: usize,
+        name: &str,
+        t: &dyn Transport,
+        run: &Run,
+        hosts: &dyn Hosts,
+    ) -> bool {
+        let generation = self.generation();
+        match run::undo(t, &[run], &[]).await {
+            Ok(undone) => {
+                let message = if undone.ok {
+                    format!(
+                        "{name}: the failed apply of generation {generation} was rolled back ({} step(s) undone, {} skipped)",
+                        undone.coverage.reversible,
+                        undone.coverage.skipped.len()
+                    )
+                } else {
+                    format!(
+                        "{name}: rolling back the failed apply failed: {}",
+                        undone.error.clone().unwrap_or_default()
+                    )
+                };
+                self.notes.push(Note {
+                    warning: !undone.ok,
+                    reason: "AutoRollback",
+                    message,
+                });
+                let ok = undone.ok;
+                self.report.hosts[k].auto_rollback = Some(undone);
+                ok
+            }
+            Err(e) => {
+                hosts.forget(name);
+                self.notes.push(Note::warning(
+                    "AutoRollback",
+                    format!("{name}: could not roll back: {e}"),
+                ));
+                false
+            }
+        }
+    }
+
+    /// Each host's revision: the newest whose desired state it matches.
+    fn name_revisions(&mut self) {
+        let known: Vec<&(u64, String)> =
+            self.input.revisions.iter().chain(&self.recorded).collect();
+        if let Some(newest) = known.iter().map(|(n, _)| *n).max() {
+            self.status.current_revision = Some(newest);
+        }
+        for h in &mut self.status.hosts {
+            if let Some(d) = &h.applied_digest
+                && let Some(n) = known
+                    .iter()
+                    .filter(|(_, digest)| digest == d)
+                    .map(|(n, _)| *n)
+                    .max()
+            {
+                h.revision = Some(n);
+            }
+        }
+    }
+
+    /// Phase 3: the conditions that say how the reconcile ended.
+    fn conclude(&mut self) {
+        let outcome = Outcome {
+            generation: self.generation(),
+            hosts: self.report.hosts.len(),
+            remaining_drift: self
+                .report
+                .hosts
+                .iter()
+                .filter(|h| h.drifted)
+                .map(|h| h.host.clone())
+                .collect(),
+            drifted_before: !self.drifted.is_empty(),
+            converged: self
+                .report
+                .hosts
+                .iter()
+                .all(|h| h.reachable && h.pending == 0),
+            stopped: self.stopped.clone(),
+            blocked: self.blocked.clone(),
+            paused: self.paused.clone(),
+            applied_ok: self.applied_ok,
+            auto_rolled_back: self.report.auto_rolled_back,
+        };
+        for (type_, ok, reason, message) in outcome.conditions() {
+            self.set(type_, ok, reason, message);
+        }
+        if let Some(msg) = &self.stopped {
+            self.report.failure = Some(Failure {
+                terminal: self.report.auto_rolled_back,
+                message: msg.clone(),
+            });
+        }
+    }
+}
+
+/// `Drifted`'s status, reason and message for the hosts that drifted.
+fn drift_condition(drifted: &[String], repaired: bool) -> (bool, &'static str, String) {
+    if drifted.is_empty() {
+        let reason = if repaired { "DriftRepaired" } else { "InSync" };
+        (false, reason, "hosts match the applied generation".into())
+    } else {
+        (
+            true,
+            "DriftDetected",
+            format!("drift on {}", drifted.join(", ")),
+        )
+    }
+}
+
+/// How a reconcile ended, as the final conditions see it.
+struct Outcome {
+    generation: i64,
+    hosts: usize,
+    remaining_drift: Vec<String>,
+    /// Some host had drifted when planned (and may have been repaired since).
+    drifted_before: bool,
+    converged: bool,
+    stopped: Option<String>,
+    blocked: Vec<String>,
+    paused: Option<String>,
+    applied_ok: bool,
+    auto_rolled_back: bool,
+}
+
+impl Outcome {
+    /// The final conditions, as (type, status, reason, message): a pure function of how the
+    /// reconcile ended.
+    fn conditions(&self) -> Vec<(&'static str, bool, &'static str, String)> {
+        let g = self.generation;
+        let mut out = Vec::new();
+        let (drifted, reason, message) =
+            drift_condition(&self.remaining_drift, self.drifted_before);
+        out.push(("Drifted", drifted, reason, message));
+        let blocked = !self.blocked.is_empty() && self.paused.is_none();
+        out.push((
+            "WindowBlocked",
+            blocked,
+            if blocked {
+                "WindowClosed"
+            } else {
+                "NotBlocked"
+            },
+            if self.blocked.is_empty() {
+                "apply is allowed".into()
+            } else {
+                self.blocked.join("; ")
+            },
+        ));
+        match (&self.stopped, &self.paused) {
+            (Some(msg), _) => {
+                out.push(("Applied", false, "ApplyFailed", msg.clone()));
+                if self.auto_rolled_back {
+                    out.push(("Stalled", true, "AutoRolledBack", msg.clone()));
+                }
+            }
+            (None, _) if self.converged => out.push((
+                "Applied",
+                true,
+                "Applied",
+                format!("generation {g} is applied on every host"),
+            )),
+            (None, Some(why)) => out.push(("Applied", false, "Paused", why.clone())),
+            (None, None) => out.push(("Applied", false, "WindowClosed", self.blocked.join("; "))),
+        }
+        let ready = self.converged && self.stopped.is_none() && self.applied_ok;
+        let reason = if ready {
+            "Converged"
+        } else if self.stopped.is_some() {
+            "ApplyFailed"
+        } else if self.paused.is_some() {
+            "Paused"
+        } else {
+            "ChangesPending"
+        };
+        let message = if ready {
+            format!("generation {g} runs on {} host(s)", self.hosts)
+        } else {
+            self.stopped
+                .clone()
+                .unwrap_or_else(|| self.blocked.join("; "))
+        };
+        out.push(("Ready", ready, reason, message));
+        let (reason, message) = if ready {
+            ("UpToDate", "nothing pending")
+        } else if self.stopped.is_some() {
+            ("Failed", "changes pending")
+        } else {
+            ("Waiting", "changes pending")
+        };
+        out.push((
+            "Reconciling",
+            !ready && self.stopped.is_none(),
+            reason,
+            message.into(),
+        ));
+        out
+    }
+}

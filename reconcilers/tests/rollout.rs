@@ -1,0 +1,422 @@
+//! The Service reconciler on this machine's real shell and files (the `Local` transport):
+//! policy windows driven by an injected clock, rollout waves and stop-at-first-failure,
+//! drift. No sleeps: time is the `now` the test passes in.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeZone, Utc};
+use hostkit_api::kinds::{HostSpec, PolicyWindowSpec, ServiceSpec, ServiceStatus};
+use hostkit_api::meta::ConditionStatus;
+use hostkit_engine::hosts::Hosts;
+use hostkit_engine::run::Run as HistoryRun;
+use hostkit_engine::secrets::Secrets;
+use hostkit_engine::transport::{Local, Output, Transport};
+use hostkit_reconcilers::Note;
+use hostkit_reconcilers::service::rollout::{self as service, Input, Report, Sink, Target};
+use serde_json::json;
+
+/// A host: the local shell, optionally failing every apply script, optionally meeting the
+/// other hosts of its wave at a barrier before applying (which proves they run at once).
+struct TestTransport {
+    name: String,
+    local: Local,
+    fail_apply: bool,
+    barrier: Option<Arc<tokio::sync::Barrier>>,
+    applies: Arc<Mutex<Vec<String>>>,
+}
+
+fn is_apply(script: &str) -> bool {
+    script.contains("HK_BEGIN")
+}
+
+#[async_trait::async_trait]
+impl Transport for TestTransport {
+    fn host(&self) -> &str {
+        &self.name
+    }
+
+    async fn run(&self, script: &str) -> hostkit_engine::Result<Output> {
+        if is_apply(script) {
+            self.applies.lock().unwrap().push(self.name.clone());
+            if let Some(b) = &self.barrier {
+                let waited =
+                    tokio::time::timeout(std::time::Duration::from_secs(10), b.wait()).await;
+                assert!(
+                    waited.is_ok(),
+                    "{}: the rest of its wave never came",
+                    self.name
+                );
+            }
+            if self.fail_apply {
+                return Ok(Output {
+                    status: 0,
+                    stdout: b"HK_BEGIN 0\nno space left on device\nHK_END 0 1\n".to_vec(),
+                    ..Default::default()
+                });
+            }
+        }
+        self.local.run(script).await
+    }
+}
+
+#[derive(Default)]
+struct TestHosts {
+    transports: BTreeMap<String, Arc<TestTransport>>,
+    locks: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    applies: Arc<Mutex<Vec<String>>>,
+}
+
+impl TestHosts {
+    fn add(&mut self, name: &str, fail_apply: bool, barrier: Option<Arc<tokio::sync::Barrier>>) {
+        self.transports.insert(
+            name.into(),
+            Arc::new(TestTransport {
+                name: name.into(),
+                local: Local::new(name, false),
+                fail_apply,
+                barrier,
+                applies: self.applies.clone(),
+            }),
+        );
+    }
+
+    fn applied(&self) -> Vec<String> {
+        let mut v = self.applies.lock().unwrap().clone();
+        v.sort();
+        v
+    }
+}
+
+#[async_trait::async_trait]
+impl Hosts for TestHosts {
+    async fn transport(
+        &self,
+        name: &str,
+        _spec: &HostSpec,
+    ) -> hostkit_engine::Result<Arc<dyn Transport>> {
+        Ok(self.transports[name].clone())
+    }
+    fn forget(&self, _name: &str) {}
+    async fn lock(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = self
+            .locks
+            .lock()
+            .unwrap()
+            .entry(name.into())
+            .or_default()
+            .clone();
+        m.lock_owned().await
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    notes: Mutex<Vec<Note>>,
+    runs: Mutex<Vec<(String, HistoryRun)>>,
+}
+
+#[async_trait::async_trait]
+impl Sink for Recorder {
+    async fn publish(&self, _status: &ServiceStatus, notes: &[Note]) {
+        self.notes.lock().unwrap().extend_from_slice(notes);
+    }
+    async fn record_run(&self, host: &str, run: &HistoryRun, _digest: &str) -> Option<u64> {
+        let mut runs = self.runs.lock().unwrap();
+        runs.push((host.to_string(), run.clone()));
+        Some(runs.len() as u64)
+    }
+}
+
+fn target(name: &str) -> Target {
+    Target {
+        name: name.into(),
+        spec: serde_json::from_value(json!({"address": "127.0.0.1"})).unwrap(),
+        labels: BTreeMap::new(),
+    }
+}
+
+fn spec(dir: &std::path::Path, version: &str, hosts: &[&str], max_parallel: u32) -> ServiceSpec {
+    serde_json::from_value(json!({
+        "hosts": hosts,
+        "rollout": {"maxParallel": max_parallel},
+        "files": [{"path": dir.join("version.txt"), "content": format!("{version}\n")}],
+    }))
+    .unwrap()
+}
+
+fn at(h: u32, m: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, h, m, 0).unwrap()
+}
+
+struct Run<'a> {
+    spec: &'a ServiceSpec,
+    hosts: &'a [&'a str],
+    status: ServiceStatus,
+    windows: &'a [(String, PolicyWindowSpec)],
+    now: DateTime<Utc>,
+    generation: i64,
+}
+
+async fn reconcile(run: Run<'_>, hosts: &TestHosts, sink: &Recorder) -> Report {
+    let labels = BTreeMap::new();
+    let secrets = Secrets::default();
+    service::reconcile(
+        Input {
+            name: "web",
+            labels: &labels,
+            spec: run.spec,
+            generation: run.generation,
+            project: None,
+            targets: run.hosts.iter().map(|h| target(h)).collect(),
+            status: run.status,
+            windows: run.windows,
+            now: run.now,
+            secrets: &secrets,
+            settle: std::time::Duration::ZERO,
+            hold: None,
+            recheck_hold: None,
+            held: Vec::new(),
+            revisions: Vec::new(),
+        },
+        hosts,
+        sink,
+    )
+    .await
+}
+
+fn condition(status: &ServiceStatus, type_: &str) -> (ConditionStatus, String) {
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {status:?}"));
+    (c.status, c.reason.clone())
+}
+
+#[tokio::test]
+async fn a_deny_window_holds_the_apply_until_it_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hosts = TestHosts::default();
+    hosts.add("h1", false, None);
+    let sink = Recorder::default();
+    let windows = vec![(
+        "nightly-freeze".to_string(),
+        serde_json::from_value::<PolicyWindowSpec>(json!({
+            "kind": "deny", "schedule": "0 10 * * *", "duration": "1h"
+        }))
+        .unwrap(),
+    )];
+    let s = spec(dir.path(), "v1", &["h1"], 1);
+    let run = |now, status| Run {
+        spec: &s,
+        hosts: &["h1"],
+        status,
+        windows: &windows,
+        now,
+        generation: 1,
+    };
+
+    // 10:30: the window is open: planned, reported, not applied; wake at 11:00.
+    let r = reconcile(run(at(10, 30), ServiceStatus::default()), &hosts, &sink).await;
+    assert_eq!(
+        condition(&r.status, "WindowBlocked").0,
+        ConditionStatus::True
+    );
+    assert_eq!(
+        condition(&r.status, "Ready"),
+        (ConditionStatus::False, "ChangesPending".into())
+    );
+    assert_eq!(r.status.hosts[0].pending.create, 1);
+    assert_eq!(
+        r.wake_at,
+        Some(at(11, 0)),
+        "requeued at the window's close, not polled"
+    );
+    assert!(!dir.path().join("version.txt").exists());
+    assert!(hosts.applied().is_empty());
+
+    // 11:00: closed: applied, Ready.
+    let r = reconcile(run(at(11, 0), r.status), &hosts, &sink).await;
+    assert_eq!(
+        condition(&r.status, "WindowBlocked").0,
+        ConditionStatus::False
+    );
+    assert_eq!(
+        condition(&r.status, "Ready"),
+        (ConditionStatus::True, "Converged".into())
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("version.txt")).unwrap(),
+        "v1\n"
+    );
+    let reasons: Vec<&str> = sink
+        .notes
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|n| n.reason)
+        .collect();
+    assert_eq!(reasons, ["Planned", "WindowBlocked", "Planned", "Applied"]);
+}
+
+#[tokio::test]
+async fn drift_is_corrective_and_a_new_generation_is_intentional() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hosts = TestHosts::default();
+    hosts.add("h1", false, None);
+    let sink = Recorder::default();
+    let s1 = spec(dir.path(), "v1", &["h1"], 1);
+    let run = |spec, status, generation| Run {
+        spec,
+        hosts: &["h1"],
+        status,
+        windows: &[],
+        now: at(9, 0),
+        generation,
+    };
+    let r = reconcile(run(&s1, ServiceStatus::default(), 1), &hosts, &sink).await;
+    assert_eq!(r.hosts[0].applied, Some((service::Intent::Intentional, 1)));
+    std::fs::write(dir.path().join("version.txt"), "tampered\n").unwrap();
+    let r = reconcile(run(&s1, r.status, 1), &hosts, &sink).await;
+    assert_eq!(r.hosts[0].applied, Some((service::Intent::Corrective, 1)));
+    assert_eq!(
+        condition(&r.status, "Drifted"),
+        (ConditionStatus::False, "DriftRepaired".into())
+    );
+    let s2 = spec(dir.path(), "v2", &["h1"], 1);
+    let r = reconcile(run(&s2, r.status, 2), &hosts, &sink).await;
+    assert_eq!(r.hosts[0].applied, Some((service::Intent::Intentional, 1)));
+    assert_eq!(r.status.hosts[0].last_applied_generation, Some(2));
+    // History has the two intentional applies, not the repair.
+    let runs = sink.runs.lock().unwrap().clone();
+    assert_eq!(runs.len(), 2);
+    assert!(
+        runs.iter()
+            .all(|(h, run)| h == "h1" && run.ok && !run.down.steps.is_empty())
+    );
+    assert_eq!(r.status.hosts[0].revision, Some(2));
+    assert_eq!(r.status.current_revision, Some(2));
+}
+
+#[tokio::test]
+async fn paused_plans_and_reports_drift_without_applying() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hosts = TestHosts::default();
+    hosts.add("h1", false, None);
+    let sink = Recorder::default();
+    let s = spec(dir.path(), "v1", &["h1"], 1);
+    let paused = ServiceSpec {
+        paused: true,
+        ..s.clone()
+    };
+    let run = |spec, status, generation| Run {
+        spec,
+        hosts: &["h1"],
+        status,
+        windows: &[],
+        now: at(9, 0),
+        generation,
+    };
+    let r = reconcile(run(&s, ServiceStatus::default(), 1), &hosts, &sink).await;
+    // Pausing is a new generation asking for the same host state.
+    let r = reconcile(run(&paused, r.status, 2), &hosts, &sink).await;
+    std::fs::write(dir.path().join("version.txt"), "tampered\n").unwrap();
+    let r = reconcile(run(&paused, r.status, 2), &hosts, &sink).await;
+    assert_eq!(condition(&r.status, "Drifted").0, ConditionStatus::True);
+    assert_eq!(
+        condition(&r.status, "Ready"),
+        (ConditionStatus::False, "Paused".into())
+    );
+    assert!(r.hosts[0].drifted);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("version.txt")).unwrap(),
+        "tampered\n"
+    );
+    // Unpaused (generation 3, same resources): the repair is corrective, not intentional.
+    let r = reconcile(run(&s, r.status, 3), &hosts, &sink).await;
+    assert_eq!(r.hosts[0].applied, Some((service::Intent::Corrective, 1)));
+    assert_eq!(
+        condition(&r.status, "Drifted"),
+        (ConditionStatus::False, "DriftRepaired".into())
+    );
+}
+
+#[tokio::test]
+async fn one_host_at_a_time_stops_at_the_first_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hosts = TestHosts::default();
+    hosts.add("h1", false, None);
+    hosts.add("h2", true, None);
+    hosts.add("h3", false, None);
+    let sink = Recorder::default();
+    let s = spec(dir.path(), "v1", &["h1", "h2", "h3"], 1);
+    let r = reconcile(
+        Run {
+            spec: &s,
+            hosts: &["h1", "h2", "h3"],
+            status: ServiceStatus::default(),
+            windows: &[],
+            now: at(9, 0),
+            generation: 1,
+        },
+        &hosts,
+        &sink,
+    )
+    .await;
+    assert_eq!(hosts.applied(), ["h1", "h2"], "h3 untouched");
+    let failure = r.failure.expect("the rollout failed");
+    assert!(!failure.terminal);
+    assert!(failure.message.starts_with("h2: "), "{}", failure.message);
+    assert_eq!(
+        condition(&r.status, "Applied"),
+        (ConditionStatus::False, "ApplyFailed".into())
+    );
+    let h3 = r.status.hosts.iter().find(|h| h.host == "h3").unwrap();
+    assert_eq!(h3.last_applied_generation, None);
+    assert_eq!(h3.pending.create, 1, "h3 still reports its plan");
+}
+
+#[tokio::test]
+async fn max_parallel_applies_a_wave_at_once_and_stops_after_a_failed_wave() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hosts = TestHosts::default();
+    // h1 and h2 form the first wave and must be in flight together to pass the barrier.
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    hosts.add("h1", false, Some(barrier.clone()));
+    hosts.add("h2", true, Some(barrier));
+    hosts.add("h3", false, None);
+    hosts.add("h4", false, None);
+    let sink = Recorder::default();
+    let all = ["h1", "h2", "h3", "h4"];
+    let s = spec(dir.path(), "v1", &all, 2);
+    let r = reconcile(
+        Run {
+            spec: &s,
+            hosts: &all,
+            status: ServiceStatus::default(),
+            windows: &[],
+            now: at(9, 0),
+            generation: 1,
+        },
+        &hosts,
+        &sink,
+    )
+    .await;
+    assert_eq!(
+        hosts.applied(),
+        ["h1", "h2"],
+        "the wave after the failure never started"
+    );
+    assert!(r.failure.is_some());
+    let applied: Vec<(&str, Option<u64>)> = r
+        .status
+        .hosts
+        .iter()
+        .map(|h| (h.host.as_str(), h.last_applied_generation))
+        .collect();
+    assert_eq!(
+        applied,
+        [("h1", Some(1)), ("h2", None), ("h3", None), ("h4", None)]
+    );
+}
