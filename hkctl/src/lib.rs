@@ -1,11 +1,14 @@
 //! hkctl: a kubectl-like client of the HostKit API server.
 //!
-//! The binary only parses flags and maps errors to exit codes; everything else is here,
-//! split by concept: where the server is ([`config`]), talking to it ([`client`]),
-//! reading manifests ([`manifests`]), printing objects ([`output`]), and a Service's
-//! history and rollbacks ([`rollout`]), and GitOps sources ([`gitops`]).
+//! Where to start reading: [`commands`] has one file per verb (`hkctl apply` is
+//! `commands/apply.rs`); the binary only parses flags, dispatches and maps errors to exit
+//! codes. The verbs share: where the server is ([`config`]), talking to it ([`client`]),
+//! reading manifests ([`manifests`]), printing objects ([`output`]), a Service's history and
+//! rollbacks ([`rollout`]), and GitOps sources ([`gitops`]). hkctl never talks to the
+//! store: only to the API server.
 
 pub mod client;
+pub mod commands;
 pub mod config;
 pub mod gitops;
 pub mod manifests;

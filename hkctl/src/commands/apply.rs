@@ -1,0 +1,88 @@
+//! `hkctl apply -f`: server-side apply of every document, up to 16 at once, results in
+//! manifest order; a bad document is reported with its file and line and the rest go ahead.
+
+use futures::StreamExt;
+
+use super::{client, out};
+use crate::config::Overrides;
+use crate::manifests::load;
+use crate::output::kind_name;
+use crate::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DryRun {
+    None,
+    Client,
+    Server,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Files or folders; `-` reads standard input.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<String>,
+    /// Also read sub-folders.
+    #[arg(short = 'R', long)]
+    recursive: bool,
+    /// Validate only: locally (client) or on the server without storing (server).
+    #[arg(long, value_enum, default_value = "none", num_args = 0..=1, default_missing_value = "client")]
+    dry_run: DryRun,
+}
+
+pub async fn run(overrides: &Overrides, args: &Args) -> Result<u8> {
+    let loaded = load(&args.files, args.recursive)?;
+    let mut failed = !loaded.errors.is_empty();
+    for e in &loaded.errors {
+        eprintln!("error: {e}");
+    }
+    if args.dry_run == DryRun::Client {
+        for d in &loaded.documents {
+            out(&format!(
+                "{} validated (dry run)\n",
+                kind_name(d.object.info(), &d.object.meta().name)
+            ));
+        }
+        return Ok(u8::from(failed));
+    }
+    let c = client(overrides)?;
+    let server_dry_run = args.dry_run == DryRun::Server;
+    // Up to 16 requests in flight, results printed in manifest order.
+    let results = futures::stream::iter(loaded.documents.iter().map(|d| {
+        let c = c.clone();
+        async move {
+            let info = d.object.info();
+            let name = d.object.meta().name.clone();
+            let result = c
+                .apply(info, &name, &d.object.to_value(), server_dry_run)
+                .await;
+            (d, info, name, result)
+        }
+    }))
+    .buffered(16)
+    .collect::<Vec<_>>()
+    .await;
+    for (d, info, name, result) in results {
+        match result {
+            Ok((_, outcome)) => {
+                let suffix = if server_dry_run {
+                    " (server dry run)"
+                } else {
+                    ""
+                };
+                out(&format!("{} {outcome}{suffix}\n", kind_name(info, &name)));
+            }
+            // Unreachable, unauthenticated or read-only: every other document would fail the same way.
+            Err(
+                e @ (Error::Unreachable { .. }
+                | Error::Server {
+                    code: 401 | 403, ..
+                }),
+            ) => return Err(e),
+            Err(e) => {
+                failed = true;
+                eprintln!("error: {}:{}: {} {e}", d.file, d.line, d.display_name());
+            }
+        }
+    }
+    Ok(u8::from(failed))
+}

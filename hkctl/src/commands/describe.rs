@@ -1,0 +1,30 @@
+//! `hkctl describe KIND NAME`: spec, conditions and events.
+
+use super::{client, events, kind_arg, out};
+use crate::config::Overrides;
+use crate::output;
+use crate::{Error, Result};
+
+#[derive(clap::Args)]
+pub struct Args {
+    kind: String,
+    name: Option<String>,
+}
+
+pub async fn run(overrides: &Overrides, args: &Args) -> Result<u8> {
+    let (info, inline) = kind_arg(&args.kind)?;
+    let name =
+        args.name.clone().or(inline).ok_or_else(|| {
+            Error::Usage("describe needs a name: hkctl describe KIND NAME".into())
+        })?;
+    let c = client(overrides)?;
+    let object = c.get(info, &name).await?;
+    let events = events::about(&c, info.kind, &name).await?;
+    out(&output::describe(
+        info,
+        &object,
+        &events,
+        chrono::Utc::now(),
+    ));
+    Ok(0)
+}

@@ -1,0 +1,130 @@
+//! `hkctl events [--for KIND/NAME] [-w]`: recent events, oldest first.
+
+use futures::StreamExt;
+use hostkit_api::kinds::find_kind;
+use serde_json::Value;
+
+use super::{client, kind_arg, out, watch_error};
+use crate::client::{Client, ListOptions};
+use crate::config::Overrides;
+use crate::output;
+use crate::{Error, Result};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Only events about this object, e.g. service/exograph.
+    #[arg(long = "for")]
+    for_object: Option<String>,
+    #[arg(short, long)]
+    watch: bool,
+}
+
+pub async fn run(overrides: &Overrides, args: &Args) -> Result<u8> {
+    let c = client(overrides)?;
+    let info = find_kind("events").expect("Event is a kind");
+    let field_selector = match &args.for_object {
+        Some(o) => {
+            let (k, n) = kind_arg(o)?;
+            let n = n.ok_or_else(|| Error::Usage("--for needs KIND/NAME".into()))?;
+            Some(involving(k.kind, &n))
+        }
+        None => None,
+    };
+    let options = ListOptions {
+        label_selector: None,
+        field_selector,
+    };
+    let (mut items, rv) = c.list(info, &options).await?;
+    sort_events(&mut items);
+    let mut widths = Vec::new();
+    out(&output::render_table(
+        Some(&headers()),
+        &rows(&items),
+        &mut widths,
+    ));
+    if args.watch {
+        let mut stream = std::pin::pin!(c.watch(info, Some(&rv), &options).await?);
+        while let Some(line) = stream.next().await {
+            let line = line?;
+            match line.type_.as_str() {
+                "ADDED" | "MODIFIED" => out(&output::render_table(
+                    None,
+                    &rows(&[line.object]),
+                    &mut widths,
+                )),
+                "ERROR" => return Err(watch_error(&line.object)),
+                _ => {}
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// The field selector of the events about one object.
+fn involving(kind: &str, name: &str) -> String {
+    format!("spec.involvedObject.kind={kind},spec.involvedObject.name={name}")
+}
+
+fn headers() -> Vec<String> {
+    ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn rows(items: &[Value]) -> Vec<Vec<String>> {
+    let now = chrono::Utc::now();
+    items
+        .iter()
+        .map(|e| {
+            let s = |p: &str| {
+                e.pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let last = s("/spec/lastTimestamp");
+            vec![
+                output::age(
+                    if last.is_empty() {
+                        e.pointer("/metadata/creationTimestamp")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                    } else {
+                        &last
+                    },
+                    now,
+                ),
+                s("/spec/type"),
+                s("/spec/reason"),
+                format!(
+                    "{}/{}",
+                    s("/spec/involvedObject/kind").to_lowercase(),
+                    s("/spec/involvedObject/name")
+                ),
+                s("/spec/message"),
+            ]
+        })
+        .collect()
+}
+
+fn sort_events(items: &mut [Value]) {
+    items.sort_by_key(|e| {
+        e.pointer("/spec/lastTimestamp")
+            .or_else(|| e.pointer("/metadata/creationTimestamp"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    });
+}
+
+/// The events about one object, oldest first (for `describe`).
+pub async fn about(c: &Client, kind: &str, name: &str) -> Result<Vec<Value>> {
+    let info = find_kind("events").expect("Event is a kind");
+    let options = ListOptions {
+        label_selector: None,
+        field_selector: Some(involving(kind, name)),
+    };
+    let (mut items, _) = c.list(info, &options).await?;
+    sort_events(&mut items);
+    Ok(items)
+}

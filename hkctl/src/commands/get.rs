@@ -1,0 +1,179 @@
+//! `hkctl get KIND [NAME…]`: tables, wide tables, names, JSON or YAML; `-w` then prints a
+//! row per change.
+
+use futures::StreamExt;
+use hostkit_api::kinds::KindInfo;
+use serde_json::Value;
+
+use super::{client, kind_arg, out, watch_error};
+use crate::client::{Client, ListOptions};
+use crate::config::Overrides;
+use crate::output::{self, Format};
+use crate::{Error, Result};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A kind (service, svc, services…) or kind/name.
+    kind: String,
+    names: Vec<String>,
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: Format,
+    /// Label selector, e.g. tier=search,env!=dev.
+    #[arg(short = 'l', long)]
+    selector: Option<String>,
+    /// Field selector, e.g. spec.project=toys.
+    #[arg(long)]
+    field_selector: Option<String>,
+    /// After listing, watch for changes.
+    #[arg(short, long)]
+    watch: bool,
+}
+
+fn name_of(o: &Value) -> &str {
+    o.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+pub async fn run(overrides: &Overrides, args: &Args) -> Result<u8> {
+    let (info, name) = kind_arg(&args.kind)?;
+    let mut names = args.names.clone();
+    names.extend(name);
+    let options = ListOptions {
+        label_selector: args.selector.clone(),
+        field_selector: args.field_selector.clone(),
+    };
+    let c = client(overrides)?;
+    let (objects, rv, single) = fetch(&c, info, &names, &options).await?;
+    let mut widths = Vec::new();
+    print(info, &objects, rv.as_deref(), single, args, &mut widths);
+    if args.watch {
+        let rv = match rv {
+            Some(rv) => rv,
+            None => c.list(info, &options).await?.1,
+        };
+        watch(&c, info, &names, &rv, &options, args.output, &mut widths).await?;
+    }
+    Ok(0)
+}
+
+/// The objects asked for, the list's resourceVersion (a list, not names), and whether one
+/// object was asked for by name.
+async fn fetch(
+    c: &Client,
+    info: &'static KindInfo,
+    names: &[String],
+    options: &ListOptions,
+) -> Result<(Vec<Value>, Option<String>, bool)> {
+    if names.is_empty() {
+        let (items, rv) = c.list(info, options).await?;
+        return Ok((items, Some(rv), false));
+    }
+    let mut items = Vec::new();
+    let mut failed: Option<Error> = None;
+    for n in names {
+        match c.get(info, n).await {
+            Ok(v) => items.push(v),
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = Some(e);
+            }
+        }
+    }
+    if items.is_empty()
+        && let Some(e) = failed
+    {
+        return Err(e);
+    }
+    Ok((items, None, names.len() == 1))
+}
+
+fn print(
+    info: &'static KindInfo,
+    objects: &[Value],
+    rv: Option<&str>,
+    single: bool,
+    args: &Args,
+    widths: &mut Vec<usize>,
+) {
+    let format = args.output;
+    match format {
+        Format::Table | Format::Wide => {
+            if objects.is_empty() && !args.watch {
+                eprintln!("No {} found.", info.plural);
+            } else {
+                let now = chrono::Utc::now();
+                let (headers, rows) = output::table(info, objects, format == Format::Wide, now);
+                out(&output::render_table(Some(&headers), &rows, widths));
+            }
+        }
+        Format::Name => {
+            for o in objects {
+                out(&format!("{}\n", output::kind_name(info, name_of(o))));
+            }
+        }
+        Format::Json | Format::Yaml => {
+            let value = if single {
+                objects[0].clone()
+            } else {
+                serde_json::json!({
+                    "apiVersion": hostkit_api::API_VERSION,
+                    "kind": "List",
+                    "metadata": {"resourceVersion": rv.unwrap_or_default()},
+                    "items": objects,
+                })
+            };
+            if format == Format::Json {
+                out(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&value).unwrap_or_default()
+                ));
+            } else {
+                out(&output::to_yaml(&value));
+            }
+        }
+    }
+}
+
+/// Prints each change after `rv` (of `names` only, when given) until the stream ends.
+async fn watch(
+    c: &Client,
+    info: &'static KindInfo,
+    names: &[String],
+    rv: &str,
+    options: &ListOptions,
+    format: Format,
+    widths: &mut Vec<usize>,
+) -> Result<()> {
+    let mut stream = std::pin::pin!(c.watch(info, Some(rv), options).await?);
+    while let Some(line) = stream.next().await {
+        let line = line?;
+        let object = line.object;
+        if !names.is_empty() && !names.iter().any(|n| name_of(&object) == n) {
+            continue;
+        }
+        match line.type_.as_str() {
+            "ADDED" | "MODIFIED" | "DELETED" => match format {
+                Format::Table | Format::Wide => {
+                    let (headers, rows) = output::table(
+                        info,
+                        std::slice::from_ref(&object),
+                        format == Format::Wide,
+                        chrono::Utc::now(),
+                    );
+                    let header = widths.is_empty().then_some(headers.as_slice());
+                    out(&output::render_table(header, &rows, widths));
+                }
+                Format::Name => out(&format!("{}\n", output::kind_name(info, name_of(&object)))),
+                Format::Json => out(&format!(
+                    "{}\n",
+                    serde_json::to_string(&object).unwrap_or_default()
+                )),
+                Format::Yaml => out(&format!("---\n{}", output::to_yaml(&object))),
+            },
+            "ERROR" => return Err(watch_error(&object)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
