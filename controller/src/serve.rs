@@ -145,125 +145,22 @@ pub async fn run(
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    std::fs::create_dir_all(&options.data_dir)
-        .and_then(|_| {
-            std::fs::set_permissions(&options.data_dir, std::fs::Permissions::from_mode(0o700))
-        })
-        .map_err(|e| {
-            Error::Config(format!(
-                "creating data dir {}: {e}",
-                options.data_dir.display()
-            ))
-        })?;
+    prepare_data_dir(&options.data_dir)?;
     let admin_token = ensure_admin_token(&options.data_dir)?;
-    let mut tokens = Tokens::single_admin(&admin_token);
-    if let Some(file) = &options.tokens_file {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| Error::Config(format!("reading {}: {e}", file.display())))?;
-        tokens = tokens.merge(Tokens::parse(&file.display().to_string(), &text)?);
-    }
+    let tokens = load_tokens(&options, &admin_token)?;
     let store = open_store(&options).await?;
     let backend = store.backend();
-    if let Some(path) = &options.client_config
-        && !path.exists()
-    {
-        let config = ClientConfig {
-            server: client_url(options.listen, options.tls.is_some()),
-            token: Some(admin_token.clone()),
-            certificate_authority: options.tls.as_ref().map(|t| t.cert.clone()),
-        };
-        let text = serde_saphyr::to_string(&config).map_err(|e| Error::Config(e.to_string()))?;
-        match write_private_file(path, text.as_bytes(), 0o600) {
-            Ok(()) => tracing::info!(path = %path.display(), "wrote hkctl config"),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "could not write hkctl config")
-            }
-        }
-    }
+    write_client_config(&options, &admin_token)?;
     let objects = Objects::new(store.clone(), options.event_ttl);
-
-    // The controller runtime: watchers and caches on every replica; workers on the leader.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let runtime_metrics = RuntimeMetrics::default();
-    let reconciler_metrics = hostkit_reconcilers::Metrics::default();
-    let runtime = Runtime::new(objects.clone(), runtime_metrics.clone());
-    let wake: Wake = {
-        let runtime = runtime.clone();
-        Arc::new(move |key, after| runtime.wake(key, after))
-    };
-    let ctx: Arc<dyn Context> = Arc::new(StoreContext::new(
-        objects.clone(),
-        runtime.cache.clone(),
-        Arc::new(chrono::Utc::now),
-        wake,
-    ));
-    let reconcilers = Arc::new(Reconcilers::new(
-        ctx.clone(),
-        reconciler_metrics.clone(),
-        Setup {
-            settle: options.settle,
-            data_dir: options.data_dir.clone(),
-            images: options.images.clone(),
-        },
-    ));
-    control_every_kind(&runtime, reconcilers);
-    let (lead_tx, mut lead_rx) = tokio::sync::watch::channel(false);
-    // The lease is released only after in-flight reconciles finished: released at the
-    // first signal, another controller could take over and change a host this one is
-    // still changing.
-    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
-    let identity = format!(
-        "{}-{}-{}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "hostkit".into()),
-        std::process::id(),
-        options.listen.port()
-    );
-    let campaign = options.controller.then(|| {
-        tokio::spawn(crate::runtime::leader::campaign(
-            store.clone(),
-            identity,
-            options.leader,
-            lead_tx,
-            release_rx,
-        ))
-    });
-    let leader_gauge = runtime_metrics.leader.clone();
-    let mut leader_watch = lead_rx.clone();
-    tokio::spawn(async move {
-        while leader_watch.changed().await.is_ok() {
-            leader_gauge.set(*leader_watch.borrow() as i64);
-        }
-    });
-    let _ = lead_rx.borrow_and_update();
-    let run_controller = options.controller;
-    let controller = tokio::spawn(async move {
-        if !run_controller {
-            return;
-        }
-        runtime
-            .run(
-                Options {
-                    concurrency: options.concurrency,
-                },
-                lead_rx,
-                stop_rx,
-            )
-            .await
-    });
+    let controller = Controller::start(&options, objects.clone(), store);
+    let stop = controller.stop.clone();
     let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: no new reconciles; waiting for in-flight ones");
-        let _ = stop_tx.send(true);
+        let _ = stop.send(true);
     };
-
     let config = ServerConfig {
-        extras: Extras {
-            metrics: Some(Arc::new(move |r: &mut Registry| {
-                runtime_metrics.register(r);
-                reconciler_metrics.register(r);
-            })),
-            plans: Some(Arc::new(ServicePlans(ctx))),
-        },
+        extras: controller.extras(),
         listen: options.listen,
         tls: options.tls.clone(),
         tokens,
@@ -280,19 +177,164 @@ pub async fn run(
         );
     })
     .await;
-    if tokio::time::timeout(Duration::from_secs(120), controller)
-        .await
-        .is_err()
-    {
-        tracing::warn!("an in-flight reconcile did not finish within 120 s");
+    controller.stopped().await;
+    served
+}
+
+/// Creates the data folder, readable by this user only.
+fn prepare_data_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|e| Error::Config(format!("creating data dir {}: {e}", dir.display())))
+}
+
+/// The admin token plus those of `--tokens`.
+fn load_tokens(options: &ServeOptions, admin_token: &str) -> Result<Tokens> {
+    let mut tokens = Tokens::single_admin(admin_token);
+    if let Some(file) = &options.tokens_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Error::Config(format!("reading {}: {e}", file.display())))?;
+        tokens = tokens.merge(Tokens::parse(&file.display().to_string(), &text)?);
     }
-    let _ = release_tx.send(true);
-    if let Some(campaign) = campaign
-        && tokio::time::timeout(Duration::from_secs(5), campaign)
+    Ok(tokens)
+}
+
+/// Writes an hkctl config for the local user, unless one exists (a failure only warns).
+fn write_client_config(options: &ServeOptions, admin_token: &str) -> Result<()> {
+    let Some(path) = options.client_config.as_ref().filter(|p| !p.exists()) else {
+        return Ok(());
+    };
+    let config = ClientConfig {
+        server: client_url(options.listen, options.tls.is_some()),
+        token: Some(admin_token.to_string()),
+        certificate_authority: options.tls.as_ref().map(|t| t.cert.clone()),
+    };
+    let text = serde_saphyr::to_string(&config).map_err(|e| Error::Config(e.to_string()))?;
+    match write_private_file(path, text.as_bytes(), 0o600) {
+        Ok(()) => tracing::info!(path = %path.display(), "wrote hkctl config"),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "could not write hkctl config")
+        }
+    }
+    Ok(())
+}
+
+/// The controller side of the process: watchers and caches on every replica, workers
+/// while this one leads.
+struct Controller {
+    ctx: Arc<dyn Context>,
+    runtime_metrics: RuntimeMetrics,
+    reconciler_metrics: hostkit_reconcilers::Metrics,
+    /// Flipped at shutdown: no new reconciles.
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    campaign: Option<tokio::task::JoinHandle<()>>,
+    /// Releases the leader lease, once in-flight reconciles finished.
+    release: tokio::sync::watch::Sender<bool>,
+}
+
+impl Controller {
+    fn start(options: &ServeOptions, objects: Objects, store: Arc<dyn Store>) -> Controller {
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let runtime_metrics = RuntimeMetrics::default();
+        let reconciler_metrics = hostkit_reconcilers::Metrics::default();
+        let runtime = Runtime::new(objects.clone(), runtime_metrics.clone());
+        let wake: Wake = {
+            let runtime = runtime.clone();
+            Arc::new(move |key, after| runtime.wake(key, after))
+        };
+        let ctx: Arc<dyn Context> = Arc::new(StoreContext::new(
+            objects,
+            runtime.cache.clone(),
+            Arc::new(chrono::Utc::now),
+            wake,
+        ));
+        let reconcilers = Arc::new(Reconcilers::new(
+            ctx.clone(),
+            reconciler_metrics.clone(),
+            Setup {
+                settle: options.settle,
+                data_dir: options.data_dir.clone(),
+                images: options.images.clone(),
+            },
+        ));
+        control_every_kind(&runtime, reconcilers);
+        let (lead_tx, mut lead_rx) = tokio::sync::watch::channel(false);
+        // The lease is released only after in-flight reconciles finished: released at the
+        // first signal, another controller could take over and change a host this one is
+        // still changing.
+        let (release, release_rx) = tokio::sync::watch::channel(false);
+        let identity = format!(
+            "{}-{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "hostkit".into()),
+            std::process::id(),
+            options.listen.port()
+        );
+        let campaign = options.controller.then(|| {
+            tokio::spawn(crate::runtime::leader::campaign(
+                store,
+                identity,
+                options.leader,
+                lead_tx,
+                release_rx,
+            ))
+        });
+        let leader_gauge = runtime_metrics.leader.clone();
+        let mut leader_watch = lead_rx.clone();
+        tokio::spawn(async move {
+            while leader_watch.changed().await.is_ok() {
+                leader_gauge.set(*leader_watch.borrow() as i64);
+            }
+        });
+        let _ = lead_rx.borrow_and_update();
+        let run_controller = options.controller;
+        let concurrency = options.concurrency;
+        let task = tokio::spawn(async move {
+            if run_controller {
+                runtime.run(Options { concurrency }, lead_rx, stop_rx).await
+            }
+        });
+        Controller {
+            ctx,
+            runtime_metrics,
+            reconciler_metrics,
+            stop,
+            task,
+            campaign,
+            release,
+        }
+    }
+
+    /// What the API server serves for the controller: its metrics and live plans.
+    fn extras(&self) -> Extras {
+        let (runtime, reconcilers) = (
+            self.runtime_metrics.clone(),
+            self.reconciler_metrics.clone(),
+        );
+        Extras {
+            metrics: Some(Arc::new(move |r: &mut Registry| {
+                runtime.register(r);
+                reconcilers.register(r);
+            })),
+            plans: Some(Arc::new(ServicePlans(self.ctx.clone()))),
+        }
+    }
+
+    /// Waits for in-flight reconciles (after `stop`), then releases the leader lease.
+    async fn stopped(self) {
+        if tokio::time::timeout(Duration::from_secs(120), self.task)
             .await
             .is_err()
-    {
-        tracing::warn!("could not release the leader lease within 5 s; it expires on its own");
+        {
+            tracing::warn!("an in-flight reconcile did not finish within 120 s");
+        }
+        let _ = self.release.send(true);
+        if let Some(campaign) = self.campaign
+            && tokio::time::timeout(Duration::from_secs(5), campaign)
+                .await
+                .is_err()
+        {
+            tracing::warn!("could not release the leader lease within 5 s; it expires on its own");
+        }
     }
-    served
 }

@@ -155,6 +155,9 @@ pub fn host_with_projects(
     Ok(out)
 }
 
+/// Each env file's path and resource id, by its name in `spec.env`.
+type EnvPaths = BTreeMap<String, (String, String)>;
+
 struct Expander<'a> {
     name: &'a str,
     object: String,
@@ -230,12 +233,51 @@ impl<'a> Expander<'a> {
         Ok(id)
     }
 
+    /// The resources of the Service, in the order a reader of the spec meets them; the
+    /// graph's edges (not this order) decide the apply order.
     fn run(mut self) -> Result<Vec<Resource>> {
-        let spec = self.spec;
-        let owner = self.object.clone();
         let user = self.user();
         let default_group = user.clone().unwrap_or_else(|| "root".into());
+        self.account()?;
+        self.storage(&default_group)?;
+        self.directories()?;
+        self.files()?;
+        self.symlinks()?;
+        self.config_files(&default_group)?;
+        let env_paths = self.env_files(&default_group)?;
+        let daemon_unit = self.daemon(&user, &env_paths)?;
+        self.jobs(&user, &env_paths)?;
+        let before_start = self.commands(&env_paths, daemon_unit.as_deref())?;
+        self.order_phases(&before_start, daemon_unit.as_deref());
+        self.caddy_sites()?;
+        self.packages()?;
+        link_paths(&mut self.out);
+        Ok(self.out)
+    }
 
+    /// The owner and group of something the spec may give them for (`${…}` expanded);
+    /// the group defaults to `group` or else to the owner.
+    fn owner_group(
+        &self,
+        owner: &Option<String>,
+        group: &Option<String>,
+        default_owner: String,
+        default_group: Option<String>,
+    ) -> Result<(String, String)> {
+        let o = match owner {
+            Some(o) => self.x(o)?,
+            None => default_owner,
+        };
+        let g = match group {
+            Some(g) => self.x(g)?,
+            None => default_group.unwrap_or_else(|| o.clone()),
+        };
+        Ok((o, g))
+    }
+
+    fn account(&mut self) -> Result<()> {
+        let spec = self.spec;
+        let owner = self.object.clone();
         if let Some(account) = &spec.account {
             let name = self.c.user(self.name, spec);
             let home = match &account.home {
@@ -257,6 +299,12 @@ impl<'a> Expander<'a> {
                 },
             ))?;
         }
+        Ok(())
+    }
+
+    fn storage(&mut self, default_group: &str) -> Result<()> {
+        let spec = self.spec;
+        let owner = self.object.clone();
         for s in &spec.storage {
             let path = self
                 .c
@@ -267,14 +315,7 @@ impl<'a> Expander<'a> {
                     message: "is not a root: use source, data, state, config, cache, logs, run or bin, or give path".into(),
                 })?;
             let path = self.x(&path)?;
-            let o = match &s.owner {
-                Some(o) => self.x(o)?,
-                None => default_group.clone(),
-            };
-            let g = match &s.group {
-                Some(g) => self.x(g)?,
-                None => o.clone(),
-            };
+            let (o, g) = self.owner_group(&s.owner, &s.group, default_group.to_string(), None)?;
             self.push(Resource::new(
                 Resource::directory_id(&path),
                 &owner,
@@ -287,16 +328,15 @@ impl<'a> Expander<'a> {
                 },
             ))?;
         }
+        Ok(())
+    }
+
+    fn directories(&mut self) -> Result<()> {
+        let spec = self.spec;
+        let owner = self.object.clone();
         for d in &spec.directories {
             let path = self.x(&d.path)?;
-            let o = match &d.owner {
-                Some(o) => self.x(o)?,
-                None => "root".into(),
-            };
-            let g = match &d.group {
-                Some(g) => self.x(g)?,
-                None => o.clone(),
-            };
+            let (o, g) = self.owner_group(&d.owner, &d.group, "root".into(), None)?;
             self.push(Resource::new(
                 Resource::directory_id(&path),
                 &owner,
@@ -309,6 +349,12 @@ impl<'a> Expander<'a> {
                 },
             ))?;
         }
+        Ok(())
+    }
+
+    fn files(&mut self) -> Result<()> {
+        let spec = self.spec;
+        let owner = self.object.clone();
         for (i, f) in spec.files.iter().enumerate() {
             let path = self.x(&f.path)?;
             let content = match (&f.content, &f.content_base64) {
@@ -326,16 +372,15 @@ impl<'a> Expander<'a> {
                     });
                 }
             };
-            let o = match &f.owner {
-                Some(o) => self.x(o)?,
-                None => "root".into(),
-            };
-            let g = match &f.group {
-                Some(g) => self.x(g)?,
-                None => o.clone(),
-            };
+            let (o, g) = self.owner_group(&f.owner, &f.group, "root".into(), None)?;
             self.file(path, content, o, g, mode_of(f.mode, 0o644), FileRole::Plain)?;
         }
+        Ok(())
+    }
+
+    fn symlinks(&mut self) -> Result<()> {
+        let spec = self.spec;
+        let owner = self.object.clone();
         for l in &spec.symlinks {
             let path = self.x(&l.path)?;
             let to = self.x(&l.to)?;
@@ -345,6 +390,12 @@ impl<'a> Expander<'a> {
                 Spec::Symlink { path, to },
             ))?;
         }
+        Ok(())
+    }
+
+    fn config_files(&mut self, default_group: &str) -> Result<()> {
+        let spec = self.spec;
+        let owner = self.object.clone();
         for (i, cf) in spec.config_files.iter().enumerate() {
             let path = self.x(&cf.path)?;
             let content = files::config(
@@ -354,14 +405,12 @@ impl<'a> Expander<'a> {
                 &cf.content,
                 &cf.secrets,
             )?;
-            let o = match &cf.owner {
-                Some(o) => self.x(o)?,
-                None => "root".into(),
-            };
-            let g = match &cf.group {
-                Some(g) => self.x(g)?,
-                None => default_group.clone(),
-            };
+            let (o, g) = self.owner_group(
+                &cf.owner,
+                &cf.group,
+                "root".into(),
+                Some(default_group.to_string()),
+            )?;
             self.file(
                 path,
                 content,
@@ -371,6 +420,11 @@ impl<'a> Expander<'a> {
                 FileRole::Config,
             )?;
         }
+        Ok(())
+    }
+
+    fn env_files(&mut self, default_group: &str) -> Result<EnvPaths> {
+        let spec = self.spec;
         let mut env_paths = BTreeMap::new();
         for (name, env) in &spec.env {
             let path = self
@@ -383,14 +437,12 @@ impl<'a> Expander<'a> {
                 set.insert(k.clone(), self.x(v)?);
             }
             let content = files::dotenv(&set, &env.secrets);
-            let o = match &env.owner {
-                Some(o) => self.x(o)?,
-                None => "root".into(),
-            };
-            let g = match &env.group {
-                Some(g) => self.x(g)?,
-                None => default_group.clone(),
-            };
+            let (o, g) = self.owner_group(
+                &env.owner,
+                &env.group,
+                "root".into(),
+                Some(default_group.to_string()),
+            )?;
             let id = self.file(
                 path.clone(),
                 content,
@@ -402,14 +454,18 @@ impl<'a> Expander<'a> {
             env_paths.insert(name.clone(), (path, id));
         }
 
-        let daemon_unit = spec
-            .daemon
-            .as_ref()
-            .map(|_| self.c.daemon_unit(self.name, spec));
-        let mut before_start = Vec::new();
-        if let Some(daemon) = &spec.daemon {
-            let unit = daemon_unit.clone().expect("daemon present");
-            let text = self.daemon_unit(daemon, &user, &env_paths)?;
+        Ok(env_paths)
+    }
+
+    fn daemon(&mut self, user: &Option<String>, env_paths: &EnvPaths) -> Result<Option<String>> {
+        let spec = self.spec;
+        let owner = self.object.clone();
+        let Some(daemon) = &spec.daemon else {
+            return Ok(None);
+        };
+        let unit = self.c.daemon_unit(self.name, spec);
+        {
+            let text = self.daemon_unit(daemon, user, env_paths)?;
             let file_id = self.file(
                 format!("{UNIT_DIR}/{unit}"),
                 Content::text(text),
@@ -439,6 +495,12 @@ impl<'a> Expander<'a> {
             }
             self.push(state)?;
         }
+        Ok(Some(unit))
+    }
+
+    fn jobs(&mut self, user: &Option<String>, env_paths: &EnvPaths) -> Result<()> {
+        let spec = self.spec;
+        let owner = self.object.clone();
         for job in &spec.jobs {
             let service_unit = self.c.unit(self.name, None, Some(&job.name), ".service");
             let timer_unit = self.c.unit(self.name, None, Some(&job.name), ".timer");
@@ -511,6 +573,13 @@ impl<'a> Expander<'a> {
             state.depends(svc_id, Edge::TimerService);
             self.push(state)?;
         }
+        Ok(())
+    }
+
+    fn commands(&mut self, env_paths: &EnvPaths, daemon_unit: Option<&str>) -> Result<Vec<String>> {
+        let spec = self.spec;
+        let owner = self.object.clone();
+        let mut before_start = Vec::new();
         for cmd in &spec.commands {
             if matches!(cmd.phase, Some(Phase::BeforeStop | Phase::AfterStop)) {
                 continue; // rendered into the daemon unit as ExecStop/ExecStopPost
@@ -579,7 +648,7 @@ impl<'a> Expander<'a> {
                 let target = format!("command:{}/{d}", Conventions::identity(self.name));
                 r.depends(target, Edge::DependsOn);
             }
-            match (cmd.phase, &daemon_unit) {
+            match (cmd.phase, daemon_unit) {
                 (Some(Phase::AfterStart), Some(unit)) => {
                     r.depends(format!("unit:{unit}"), Edge::Phase);
                 }
@@ -587,6 +656,12 @@ impl<'a> Expander<'a> {
             }
             self.push(r)?;
         }
+        Ok(before_start)
+    }
+
+    /// Files, directories and the account come before commands; beforeStart commands
+    /// come before the daemon starts.
+    fn order_phases(&mut self, before_start: &[String], daemon_unit: Option<&str>) {
         // Files, directories and the account come before commands; beforeStart commands
         // come before the daemon starts.
         let setup: Vec<String> = self
@@ -610,14 +685,18 @@ impl<'a> Expander<'a> {
                 }
             }
         }
-        if let Some(unit) = &daemon_unit {
+        if let Some(unit) = daemon_unit {
             let unit_id = format!("unit:{unit}");
             if let Some(r) = self.out.iter_mut().find(|r| r.id == unit_id) {
-                for c in &before_start {
+                for c in before_start {
                     r.depends(c.clone(), Edge::Phase);
                 }
             }
         }
+    }
+
+    fn caddy_sites(&mut self) -> Result<()> {
+        let spec = self.spec;
         for site in &spec.caddy_sites {
             let upstream = match &site.reverse_proxy {
                 Some(rp) => match (&rp.listener, &rp.to) {
@@ -637,6 +716,12 @@ impl<'a> Expander<'a> {
                 FileRole::Caddy,
             )?;
         }
+        Ok(())
+    }
+
+    fn packages(&mut self) -> Result<()> {
+        let spec = self.spec;
+        let owner = self.object.clone();
         for p in &spec.packages {
             self.push(Resource::new(
                 format!("package:{}", p.name()),
@@ -646,8 +731,7 @@ impl<'a> Expander<'a> {
                 },
             ))?;
         }
-        link_paths(&mut self.out);
-        Ok(self.out)
+        Ok(())
     }
 
     fn writable(&self, iso: &Isolate) -> Result<Vec<String>> {

@@ -162,7 +162,35 @@ pub fn fetch(
     if fresh {
         gix::init_bare(cache).map_err(|e| fetch_error(url, e))?;
     }
-    // SSH: the key and known_hosts of this source only, host keys always checked.
+    let (ssh_command, files) = ssh_command(url, cache, auth, secrets)?;
+    set_ssh_command(cache, ssh_command.as_deref())?;
+    let token = match auth.and_then(|a| a.token.as_ref()) {
+        Some(t) => Some(secrets.resolve(t)?),
+        None => None,
+    };
+    let wanted = Wanted::of(reference);
+    receive(cache, url, &wanted, token)?;
+    // The key files go as soon as the fetch is done.
+    drop(files);
+    let repo = gix::open(cache).map_err(|e| fetch_error(url, e))?;
+    let (id, label) = resolve(&repo, url, reference, &wanted)?;
+    let mut files = read_tree(&repo, url, id, path, &label)?;
+    files.sort();
+    Ok(Snapshot {
+        revision: label,
+        id: id.to_string(),
+        files,
+    })
+}
+
+/// SSH: the key and known_hosts of this source only, host keys always checked. The files
+/// live as long as the returned list.
+fn ssh_command(
+    url: &str,
+    cache: &Path,
+    auth: Option<&GitAuth>,
+    secrets: &Secrets,
+) -> Result<(Option<String>, Vec<SecretFile>)> {
     let mut files = Vec::new();
     let ssh_command = if url.starts_with("ssh://") {
         let mut cmd =
@@ -181,36 +209,54 @@ pub fn fetch(
     } else {
         None
     };
-    set_ssh_command(cache, ssh_command.as_deref())?;
-    let token = match auth.and_then(|a| a.token.as_ref()) {
-        Some(t) => Some(secrets.resolve(t)?),
-        None => None,
-    };
+    Ok((ssh_command, files))
+}
 
+/// What to fetch for a reference: the refspec, the ref it lands in (none for a commit),
+/// and whether one commit of history is enough.
+struct Wanted {
+    refspec: String,
+    tracking: Option<String>,
+    shallow: bool,
+}
+
+impl Wanted {
+    fn of(reference: &GitRef) -> Wanted {
+        let (refspec, tracking, shallow) =
+            match (&reference.branch, &reference.tag, &reference.commit) {
+                (Some(b), _, _) => (
+                    format!("+refs/heads/{b}:refs/remotes/origin/{b}"),
+                    Some(format!("refs/remotes/origin/{b}")),
+                    true,
+                ),
+                (_, Some(t), _) => (
+                    format!("+refs/tags/{t}:refs/tags/{t}"),
+                    Some(format!("refs/tags/{t}")),
+                    true,
+                ),
+                // A commit: fetch every branch with history (servers rarely serve a bare id).
+                _ => (
+                    "+refs/heads/*:refs/remotes/origin/*".to_string(),
+                    None,
+                    false,
+                ),
+            };
+        Wanted {
+            refspec,
+            tracking,
+            shallow,
+        }
+    }
+}
+
+/// Fetches `wanted` from `url` into the cache, answering an HTTP credential request with
+/// `token` (in memory only).
+fn receive(cache: &Path, url: &str, wanted: &Wanted, token: Option<String>) -> Result<()> {
     let repo = gix::open(cache).map_err(|e| fetch_error(url, e))?;
-    let (refspec, tracking, shallow) = match (&reference.branch, &reference.tag, &reference.commit)
-    {
-        (Some(b), _, _) => (
-            format!("+refs/heads/{b}:refs/remotes/origin/{b}"),
-            Some(format!("refs/remotes/origin/{b}")),
-            true,
-        ),
-        (_, Some(t), _) => (
-            format!("+refs/tags/{t}:refs/tags/{t}"),
-            Some(format!("refs/tags/{t}")),
-            true,
-        ),
-        // A commit: fetch every branch with history (servers rarely serve a bare id).
-        _ => (
-            "+refs/heads/*:refs/remotes/origin/*".to_string(),
-            None,
-            false,
-        ),
-    };
     let remote = repo
         .remote_at(url)
         .map_err(|e| fetch_error(url, e))?
-        .with_refspecs(Some(refspec.as_str()), gix::remote::Direction::Fetch)
+        .with_refspecs(Some(wanted.refspec.as_str()), gix::remote::Direction::Fetch)
         .map_err(|e| fetch_error(url, e))?;
     let mut connection = remote
         .connect(gix::remote::Direction::Fetch)
@@ -236,7 +282,7 @@ pub fn fetch(
     let mut prepare = connection
         .prepare_fetch(gix::progress::Discard, Default::default())
         .map_err(|e| fetch_error(url, e))?;
-    if shallow {
+    if wanted.shallow {
         prepare = prepare.with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(
             NonZeroU32::new(1).expect("non-zero"),
         ));
@@ -244,10 +290,17 @@ pub fn fetch(
     prepare
         .receive(gix::progress::Discard, &AtomicBool::new(false))
         .map_err(|e| fetch_error(url, e))?;
-    drop(files);
+    Ok(())
+}
 
-    let repo = gix::open(cache).map_err(|e| fetch_error(url, e))?;
-    let (id, label) = match (&tracking, &reference.commit) {
+/// The commit the reference names now, and its label (`main@sha1:…`).
+fn resolve(
+    repo: &gix::Repository,
+    url: &str,
+    reference: &GitRef,
+    wanted: &Wanted,
+) -> Result<(gix::ObjectId, String)> {
+    Ok(match (&wanted.tracking, &reference.commit) {
         (Some(r), _) => {
             let reference_ = repo
                 .find_reference(r.as_str())
@@ -283,7 +336,17 @@ pub fn fetch(
                 message: "give one of branch, tag, commit".into(),
             });
         }
-    };
+    })
+}
+
+/// The manifest files (path, text) under `path` of the commit's tree.
+fn read_tree(
+    repo: &gix::Repository,
+    url: &str,
+    id: gix::ObjectId,
+    path: Option<&str>,
+    label: &str,
+) -> Result<Vec<(String, String)>> {
     let commit = repo
         .find_object(id)
         .map_err(|e| fetch_error(url, e))?
@@ -325,12 +388,7 @@ pub fn fetch(
         })?;
         files.push((p, text));
     }
-    files.sort();
-    Ok(Snapshot {
-        revision: label,
-        id: id.to_string(),
-        files,
-    })
+    Ok(files)
 }
 
 /// Reads every `*.yaml`/`*.yml` below `dir` (sub-folders included, hidden ones skipped);

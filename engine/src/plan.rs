@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::render::files::parse_dotenv;
-use crate::resource::{Content, Dependency, Edge, FileRole, Resource, Spec};
+use crate::resource::{CommandSpec, Content, Dependency, Edge, FileRole, Resource, Spec};
 use crate::secrets::Secrets;
-use crate::state::{HostState, PathState};
+use crate::state::{AccountState, CommandState, FirewallState, HostState, PathState};
 use crate::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -316,6 +316,7 @@ struct Planned {
     diff: Option<String>,
 }
 
+/// No change.
 fn noop() -> Planned {
     Planned {
         action: Action::Noop,
@@ -325,13 +326,18 @@ fn noop() -> Planned {
     }
 }
 
-fn plan_one(r: &Resource, st: &HostState, bytes: Option<&Vec<u8>>, lock: &PackageLock) -> Planned {
-    let change = |action, reason: String, after: Option<Value>, diff: Option<String>| Planned {
+/// A planned change.
+fn change(action: Action, reason: String, after: Option<Value>, diff: Option<String>) -> Planned {
+    Planned {
         action,
         reason,
         after,
         diff,
-    };
+    }
+}
+
+/// The change one resource needs on the host as read.
+fn plan_one(r: &Resource, st: &HostState, bytes: Option<&Vec<u8>>, lock: &PackageLock) -> Planned {
     match &r.spec {
         Spec::File {
             path,
@@ -341,243 +347,161 @@ fn plan_one(r: &Resource, st: &HostState, bytes: Option<&Vec<u8>>, lock: &Packag
             mode,
             role,
         } => {
-            let bytes = bytes.expect("materialized");
-            let sha = sha256_hex(bytes);
-            let after = json!({"type": "file", "owner": owner, "group": group, "mode": format!("{mode:04o}"), "sha256": sha, "size": bytes.len()});
-            let desired_text = || {
-                if content.base64 {
-                    None
-                } else {
-                    Some(shown_desired(content))
-                }
+            let want = WantFile {
+                path,
+                content,
+                owner,
+                group,
+                mode: *mode,
+                role: *role,
+                bytes: bytes.expect("prepare materializes every file"),
             };
-            match st.paths.get(&r.id) {
-                None | Some(PathState::Absent) => {
-                    let diff = desired_text().map(|t| unified("", &t, path));
-                    change(Action::Create, "does not exist".into(), Some(after), diff)
-                }
-                Some(PathState::File {
-                    owner: o,
-                    group: g,
-                    mode: m,
-                    sha256,
-                    content: current,
-                    ..
-                }) => {
-                    let mut reasons = Vec::new();
-                    if sha256 != &sha {
-                        reasons.push("content differs".to_string());
-                    }
-                    if o != owner || g != group {
-                        reasons.push(format!("owner {o}:{g}, want {owner}:{group}"));
-                    }
-                    if m != mode {
-                        reasons.push(format!("mode {m:04o}, want {mode:04o}"));
-                    }
-                    if reasons.is_empty() {
-                        return noop();
-                    }
-                    let diff = if sha256 == &sha {
-                        None
-                    } else {
-                        match (
-                            current
-                                .as_ref()
-                                .and_then(|c| String::from_utf8(c.clone()).ok()),
-                            desired_text(),
-                        ) {
-                            (Some(cur), Some(want)) => {
-                                if *role == FileRole::Env {
-                                    let secrets: BTreeSet<String> =
-                                        content.secrets.keys().cloned().collect();
-                                    let want_real = String::from_utf8_lossy(bytes).into_owned();
-                                    Some(keyed_env(&cur, &want_real, &secrets))
-                                } else if content.secrets.is_empty() {
-                                    Some(unified(&cur, &want, path))
-                                } else {
-                                    let shown = unified(&redact(content, &cur), &want, path);
-                                    Some(if shown.is_empty() {
-                                        "a secret value changed (not shown)\n".to_string()
-                                    } else {
-                                        shown
-                                    })
-                                }
-                            }
-                            _ => Some("binary or large file: content differs\n".into()),
-                        }
-                    };
-                    change(Action::Update, reasons.join("; "), Some(after), diff)
-                }
-                Some(other) => change(
-                    Action::Update,
-                    format!(
-                        "is a {}, want a file",
-                        path_view(other)["type"].as_str().unwrap_or("?")
-                    ),
-                    Some(after),
-                    None,
-                ),
-            }
+            plan_file(&want, st.paths.get(&r.id))
         }
         Spec::Directory {
             owner, group, mode, ..
-        } => {
-            let after = json!({"type": "directory", "owner": owner, "group": group, "mode": format!("{mode:04o}")});
-            match st.paths.get(&r.id) {
-                None | Some(PathState::Absent) => {
-                    change(Action::Create, "does not exist".into(), Some(after), None)
-                }
-                Some(PathState::Directory {
-                    owner: o,
-                    group: g,
-                    mode: m,
-                }) => {
-                    let mut reasons = Vec::new();
-                    if o != owner || g != group {
-                        reasons.push(format!("owner {o}:{g}, want {owner}:{group}"));
-                    }
-                    if m != mode {
-                        reasons.push(format!("mode {m:04o}, want {mode:04o}"));
-                    }
-                    if reasons.is_empty() {
-                        noop()
-                    } else {
-                        change(Action::Update, reasons.join("; "), Some(after), None)
-                    }
-                }
-                Some(other) => change(
-                    Action::ReadError,
-                    format!(
-                        "is a {}, want a directory; HostKit does not replace it",
-                        path_view(other)["type"].as_str().unwrap_or("?")
-                    ),
-                    None,
-                    None,
-                ),
-            }
-        }
-        Spec::Symlink { to, .. } => {
-            let after = json!({"type": "symlink", "to": to});
-            match st.paths.get(&r.id) {
-                None | Some(PathState::Absent) => {
-                    change(Action::Create, "does not exist".into(), Some(after), None)
-                }
-                Some(PathState::Link { target }) if target == to => noop(),
-                Some(PathState::Link { target }) => change(
-                    Action::Update,
-                    format!("points to {target}, want {to}"),
-                    Some(after),
-                    None,
-                ),
-                Some(_) => change(
-                    Action::ReadError,
-                    "exists and is not a symlink; HostKit does not replace it".into(),
-                    None,
-                    None,
-                ),
-            }
-        }
+        } => plan_directory(owner, group, *mode, st.paths.get(&r.id)),
+        Spec::Symlink { to, .. } => plan_symlink(to, st.paths.get(&r.id)),
         Spec::Account {
             home,
             shell,
             groups,
             ..
-        } => {
-            let after = json!({"exists": true, "home": home, "shell": shell, "groups": groups});
-            match st.accounts.get(&r.id) {
-                None | Some(None) => {
-                    change(Action::Create, "does not exist".into(), Some(after), None)
-                }
-                Some(Some(a)) => {
-                    let mut reasons = Vec::new();
-                    if &a.home != home {
-                        reasons.push(format!("home {}, want {home}", a.home));
-                    }
-                    if &a.shell != shell {
-                        reasons.push(format!("shell {}, want {shell}", a.shell));
-                    }
-                    let missing: Vec<&String> =
-                        groups.iter().filter(|g| !a.groups.contains(g)).collect();
-                    if !missing.is_empty() {
-                        reasons.push(format!("not in groups {missing:?}"));
-                    }
-                    if reasons.is_empty() {
-                        noop()
-                    } else {
-                        change(Action::Update, reasons.join("; "), Some(after), None)
-                    }
-                }
-            }
+        } => plan_account(home, shell, groups, st.accounts.get(&r.id)),
+        Spec::Package { name } => plan_package(name, st, lock),
+        Spec::Unit { name, start, .. } => plan_unit(name, *start, st),
+        Spec::Command(c) => plan_command(c, st.commands.get(&r.id).cloned().unwrap_or_default()),
+        Spec::Firewall { .. } => {
+            plan_firewall(st.firewalls.get(&r.id).cloned().unwrap_or_default())
         }
-        Spec::Package { name } => {
-            let manager = st
-                .facts
-                .get("packageManager")
-                .map(String::as_str)
-                .unwrap_or("");
-            let names = crate::packages::names(name, manager);
-            let missing: Vec<&String> = names
-                .iter()
-                .filter(|n| !matches!(st.packages.get(*n), Some(Some(_))))
-                .collect();
-            let off_lock: Vec<String> = names
-                .iter()
-                .filter_map(|n| {
-                    let installed = st.packages.get(n).cloned().flatten()?;
-                    let pinned = lock.get(n)?;
-                    (installed != *pinned).then(|| format!("{n} {installed}, locked {pinned}"))
-                })
-                .collect();
-            let pinned: BTreeMap<&String, &String> = names
-                .iter()
-                .filter_map(|n| Some((n, lock.get(n)?)))
-                .collect();
-            let after = json!({"installed": true, "locked": pinned});
-            if !missing.is_empty() {
-                change(
-                    Action::Create,
-                    format!(
-                        "not installed: {}",
-                        missing
-                            .iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    ),
-                    Some(after),
-                    None,
-                )
-            } else if !off_lock.is_empty() {
-                change(Action::Update, off_lock.join("; "), Some(after), None)
-            } else {
-                noop()
-            }
+    }
+}
+
+/// A file as the spec wants it.
+struct WantFile<'a> {
+    path: &'a String,
+    content: &'a Content,
+    owner: &'a String,
+    group: &'a String,
+    mode: u32,
+    role: FileRole,
+    /// The materialized content (secrets resolved).
+    bytes: &'a Vec<u8>,
+}
+
+fn plan_file(want: &WantFile<'_>, current: Option<&PathState>) -> Planned {
+    let WantFile {
+        path,
+        content,
+        owner,
+        group,
+        ref mode,
+        ref role,
+        bytes,
+    } = *want;
+    let sha = sha256_hex(bytes);
+    let after = json!({"type": "file", "owner": owner, "group": group, "mode": format!("{mode:04o}"), "sha256": sha, "size": bytes.len()});
+    let desired_text = || (!content.base64).then(|| shown_desired(content));
+    match current {
+        None | Some(PathState::Absent) => {
+            let diff = desired_text().map(|t| unified("", &t, path));
+            change(Action::Create, "does not exist".into(), Some(after), diff)
         }
-        Spec::Unit { name, start, .. } => {
-            let u = st.units.get(name).cloned().unwrap_or_default();
-            let after =
-                json!({"enabled": "enabled", "active": if *start { "active" } else { "inactive" }});
-            if u.load != "loaded" {
-                return change(
-                    Action::Create,
-                    "not installed yet".into(),
-                    Some(after),
-                    None,
-                );
-            }
+        Some(PathState::File {
+            owner: o,
+            group: g,
+            mode: m,
+            sha256,
+            content: current,
+            ..
+        }) => {
             let mut reasons = Vec::new();
-            if u.enabled != "enabled" {
-                reasons.push(format!(
-                    "is {}, want enabled",
-                    if u.enabled.is_empty() {
-                        "disabled"
-                    } else {
-                        &u.enabled
-                    }
-                ));
+            if sha256 != &sha {
+                reasons.push("content differs".to_string());
             }
-            if *start && u.active != "active" {
-                reasons.push(format!("is {}, want active", u.active));
+            if o != owner || g != group {
+                reasons.push(format!("owner {o}:{g}, want {owner}:{group}"));
+            }
+            if m != mode {
+                reasons.push(format!("mode {m:04o}, want {mode:04o}"));
+            }
+            if reasons.is_empty() {
+                return noop();
+            }
+            let diff = (sha256 != &sha)
+                .then(|| content_diff(path, content, *role, bytes, current.as_deref()));
+            change(Action::Update, reasons.join("; "), Some(after), diff)
+        }
+        Some(other) => change(
+            Action::Update,
+            format!(
+                "is a {}, want a file",
+                path_view(other)["type"].as_str().unwrap_or("?")
+            ),
+            Some(after),
+            None,
+        ),
+    }
+}
+
+/// What changes in a file's content, as the plan shows it: a unified diff, keys only for
+/// env files, secrets never.
+fn content_diff(
+    path: &str,
+    content: &Content,
+    role: FileRole,
+    bytes: &[u8],
+    current: Option<&[u8]>,
+) -> String {
+    let desired_text = (!content.base64).then(|| shown_desired(content));
+    match (
+        current.and_then(|c| String::from_utf8(c.to_vec()).ok()),
+        desired_text,
+    ) {
+        (Some(cur), Some(want)) => {
+            if role == FileRole::Env {
+                let secrets: BTreeSet<String> = content.secrets.keys().cloned().collect();
+                let want_real = String::from_utf8_lossy(bytes).into_owned();
+                keyed_env(&cur, &want_real, &secrets)
+            } else if content.secrets.is_empty() {
+                unified(&cur, &want, path)
+            } else {
+                let shown = unified(&redact(content, &cur), &want, path);
+                if shown.is_empty() {
+                    "a secret value changed (not shown)\n".to_string()
+                } else {
+                    shown
+                }
+            }
+        }
+        _ => "binary or large file: content differs\n".into(),
+    }
+}
+
+fn plan_directory(
+    owner: &String,
+    group: &String,
+    mode: u32,
+    current: Option<&PathState>,
+) -> Planned {
+    let mode = &mode;
+    let after =
+        json!({"type": "directory", "owner": owner, "group": group, "mode": format!("{mode:04o}")});
+    match current {
+        None | Some(PathState::Absent) => {
+            change(Action::Create, "does not exist".into(), Some(after), None)
+        }
+        Some(PathState::Directory {
+            owner: o,
+            group: g,
+            mode: m,
+        }) => {
+            let mut reasons = Vec::new();
+            if o != owner || g != group {
+                reasons.push(format!("owner {o}:{g}, want {owner}:{group}"));
+            }
+            if m != mode {
+                reasons.push(format!("mode {m:04o}, want {mode:04o}"));
             }
             if reasons.is_empty() {
                 noop()
@@ -585,63 +509,202 @@ fn plan_one(r: &Resource, st: &HostState, bytes: Option<&Vec<u8>>, lock: &Packag
                 change(Action::Update, reasons.join("; "), Some(after), None)
             }
         }
-        Spec::Command(c) => {
-            let cs = st.commands.get(&r.id).cloned().unwrap_or_default();
-            let want_stamp = format!("{} {}", c.stamp, cs.inputs);
-            let after = json!({"ran": true, "stamp": want_stamp});
-            if let Some(false) = cs.created {
-                return change(
-                    Action::Create,
-                    format!("{} does not exist", c.creates.as_deref().unwrap_or("")),
-                    Some(after),
-                    None,
-                );
+        Some(other) => change(
+            Action::ReadError,
+            format!(
+                "is a {}, want a directory; HostKit does not replace it",
+                path_view(other)["type"].as_str().unwrap_or("?")
+            ),
+            None,
+            None,
+        ),
+    }
+}
+
+fn plan_symlink(to: &String, current: Option<&PathState>) -> Planned {
+    let after = json!({"type": "symlink", "to": to});
+    match current {
+        None | Some(PathState::Absent) => {
+            change(Action::Create, "does not exist".into(), Some(after), None)
+        }
+        Some(PathState::Link { target }) if target == to => noop(),
+        Some(PathState::Link { target }) => change(
+            Action::Update,
+            format!("points to {target}, want {to}"),
+            Some(after),
+            None,
+        ),
+        Some(_) => change(
+            Action::ReadError,
+            "exists and is not a symlink; HostKit does not replace it".into(),
+            None,
+            None,
+        ),
+    }
+}
+
+fn plan_account(
+    home: &String,
+    shell: &String,
+    groups: &[String],
+    current: Option<&Option<AccountState>>,
+) -> Planned {
+    let after = json!({"exists": true, "home": home, "shell": shell, "groups": groups});
+    match current {
+        None | Some(None) => change(Action::Create, "does not exist".into(), Some(after), None),
+        Some(Some(a)) => {
+            let mut reasons = Vec::new();
+            if &a.home != home {
+                reasons.push(format!("home {}, want {home}", a.home));
             }
-            if cs.created == Some(true) {
-                return noop();
+            if &a.shell != shell {
+                reasons.push(format!("shell {}, want {shell}", a.shell));
             }
-            if let Some(ok) = cs.unless_ok {
-                return if ok {
-                    noop()
-                } else {
-                    change(
-                        Action::Create,
-                        "the unless test fails".into(),
-                        Some(after),
-                        None,
-                    )
-                };
+            let missing: Vec<&String> = groups.iter().filter(|g| !a.groups.contains(g)).collect();
+            if !missing.is_empty() {
+                reasons.push(format!("not in groups {missing:?}"));
             }
-            match &cs.stamp {
-                None => change(Action::Create, "never ran".into(), Some(after), None),
-                Some(s) if *s == want_stamp => noop(),
-                Some(_) => change(
-                    Action::Update,
-                    "its command or inputs changed since the last run".into(),
-                    Some(after),
-                    None,
-                ),
+            if reasons.is_empty() {
+                noop()
+            } else {
+                change(Action::Update, reasons.join("; "), Some(after), None)
             }
         }
-        Spec::Firewall { .. } => {
-            let fw = st.firewalls.get(&r.id).cloned().unwrap_or_default();
-            let after = json!({"loaded": true});
-            match (&fw.loaded, &fw.stamp) {
-                (None, _) => change(
-                    Action::Create,
-                    "table is not loaded".into(),
-                    Some(after),
-                    None,
-                ),
-                (Some(l), Some(s)) if s.split_whitespace().next() == Some(l.as_str()) => noop(),
-                (Some(_), _) => change(
-                    Action::Update,
-                    "the loaded table differs from what HostKit loaded".into(),
-                    Some(after),
-                    None,
-                ),
+    }
+}
+
+fn plan_package(name: &str, st: &HostState, lock: &PackageLock) -> Planned {
+    let manager = st
+        .facts
+        .get("packageManager")
+        .map(String::as_str)
+        .unwrap_or("");
+    let names = crate::packages::names(name, manager);
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|n| !matches!(st.packages.get(*n), Some(Some(_))))
+        .collect();
+    let off_lock: Vec<String> = names
+        .iter()
+        .filter_map(|n| {
+            let installed = st.packages.get(n).cloned().flatten()?;
+            let pinned = lock.get(n)?;
+            (installed != *pinned).then(|| format!("{n} {installed}, locked {pinned}"))
+        })
+        .collect();
+    let pinned: BTreeMap<&String, &String> = names
+        .iter()
+        .filter_map(|n| Some((n, lock.get(n)?)))
+        .collect();
+    let after = json!({"installed": true, "locked": pinned});
+    if !missing.is_empty() {
+        change(
+            Action::Create,
+            format!(
+                "not installed: {}",
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            Some(after),
+            None,
+        )
+    } else if !off_lock.is_empty() {
+        change(Action::Update, off_lock.join("; "), Some(after), None)
+    } else {
+        noop()
+    }
+}
+
+fn plan_unit(name: &str, start: bool, st: &HostState) -> Planned {
+    let start = &start;
+    let u = st.units.get(name).cloned().unwrap_or_default();
+    let after = json!({"enabled": "enabled", "active": if *start { "active" } else { "inactive" }});
+    if u.load != "loaded" {
+        return change(
+            Action::Create,
+            "not installed yet".into(),
+            Some(after),
+            None,
+        );
+    }
+    let mut reasons = Vec::new();
+    if u.enabled != "enabled" {
+        reasons.push(format!(
+            "is {}, want enabled",
+            if u.enabled.is_empty() {
+                "disabled"
+            } else {
+                &u.enabled
             }
-        }
+        ));
+    }
+    if *start && u.active != "active" {
+        reasons.push(format!("is {}, want active", u.active));
+    }
+    if reasons.is_empty() {
+        noop()
+    } else {
+        change(Action::Update, reasons.join("; "), Some(after), None)
+    }
+}
+
+fn plan_command(c: &CommandSpec, cs: CommandState) -> Planned {
+    let want_stamp = format!("{} {}", c.stamp, cs.inputs);
+    let after = json!({"ran": true, "stamp": want_stamp});
+    if let Some(false) = cs.created {
+        return change(
+            Action::Create,
+            format!("{} does not exist", c.creates.as_deref().unwrap_or("")),
+            Some(after),
+            None,
+        );
+    }
+    if cs.created == Some(true) {
+        return noop();
+    }
+    if let Some(ok) = cs.unless_ok {
+        return if ok {
+            noop()
+        } else {
+            change(
+                Action::Create,
+                "the unless test fails".into(),
+                Some(after),
+                None,
+            )
+        };
+    }
+    match &cs.stamp {
+        None => change(Action::Create, "never ran".into(), Some(after), None),
+        Some(s) if *s == want_stamp => noop(),
+        Some(_) => change(
+            Action::Update,
+            "its command or inputs changed since the last run".into(),
+            Some(after),
+            None,
+        ),
+    }
+}
+
+fn plan_firewall(fw: FirewallState) -> Planned {
+    let after = json!({"loaded": true});
+    match (&fw.loaded, &fw.stamp) {
+        (None, _) => change(
+            Action::Create,
+            "table is not loaded".into(),
+            Some(after),
+            None,
+        ),
+        (Some(l), Some(s)) if s.split_whitespace().next() == Some(l.as_str()) => noop(),
+        (Some(_), _) => change(
+            Action::Update,
+            "the loaded table differs from what HostKit loaded".into(),
+            Some(after),
+            None,
+        ),
     }
 }
 

@@ -268,6 +268,29 @@ fn b64s(s: &str) -> String {
     String::from_utf8_lossy(&b64(s)).into_owned()
 }
 
+/// A `stat` line of a managed path.
+struct Stat {
+    kind: String,
+    owner: String,
+    group: String,
+    mode: u32,
+    size: u64,
+}
+
+/// The state script's output, read line by line.
+#[derive(Default)]
+struct Reader {
+    st: HostState,
+    /// The unit block being read (`S` lines until an empty one) and its id.
+    unit_block: Option<UnitState>,
+    unit_id: Option<String>,
+    /// Per path: its `stat`, sha256, content and link target, matched to resources at the end.
+    stats: BTreeMap<String, std::result::Result<Stat, String>>,
+    hashes: BTreeMap<String, String>,
+    contents: BTreeMap<String, Vec<u8>>,
+    targets: BTreeMap<String, String>,
+}
+
 /// Parses the read script's output.
 pub fn parse(host: &str, resources: &[Resource], out: &str) -> Result<HostState> {
     if !out.lines().any(|l| l == "END") {
@@ -276,30 +299,27 @@ pub fn parse(host: &str, resources: &[Resource], out: &str) -> Result<HostState>
             message: "the state script did not finish (output truncated or interrupted)".into(),
         });
     }
-    let mut st = HostState::default();
-    let mut unit_block: Option<UnitState> = None;
-    let mut unit_id: Option<String> = None;
-    let flush = |st: &mut HostState, id: &mut Option<String>, block: &mut Option<UnitState>| {
-        if let (Some(i), Some(b)) = (id.take(), block.take()) {
-            st.units.insert(i, b);
-        }
-    };
-    struct Stat {
-        kind: String,
-        owner: String,
-        group: String,
-        mode: u32,
-        size: u64,
-    }
-    let mut stats: BTreeMap<String, std::result::Result<Stat, String>> = BTreeMap::new();
-    let mut hashes: BTreeMap<String, String> = BTreeMap::new();
-    let mut contents: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut targets: BTreeMap<String, String> = BTreeMap::new();
+    let mut r = Reader::default();
     for line in out.lines() {
+        if !r.path_line(line) {
+            let f: Vec<&str> = line.split('\t').collect();
+            r.record(&f);
+        }
+    }
+    r.end_unit();
+    r.resolve_paths(resources);
+    r.fill_absent(resources);
+    Ok(r.st)
+}
+
+impl Reader {
+    /// The per-path lines (`T|…` stat, `stat:` errors, `H` hashes, `B` contents, `L` link
+    /// targets); false for any other line.
+    fn path_line(&mut self, line: &str) -> bool {
         if let Some(rest) = line.strip_prefix("T|") {
             let f: Vec<&str> = rest.splitn(6, '|').collect();
             if let [kind, owner, group, mode, size, path] = f.as_slice() {
-                stats.insert(
+                self.stats.insert(
                     path.to_string(),
                     Ok(Stat {
                         kind: kind.to_string(),
@@ -310,42 +330,49 @@ pub fn parse(host: &str, resources: &[Resource], out: &str) -> Result<HostState>
                     }),
                 );
             }
-            continue;
+            return true;
         }
         if let Some(rest) = line.strip_prefix("stat: ") {
             // stat: cannot statx '/p': No such file or directory
             if let (Some(a), Some(b)) = (rest.find('\''), rest.rfind("': "))
                 && a < b
             {
-                stats.insert(rest[a + 1..b].to_string(), Err(rest[b + 3..].to_string()));
+                self.stats
+                    .insert(rest[a + 1..b].to_string(), Err(rest[b + 3..].to_string()));
             }
-            continue;
+            return true;
         }
         if let Some(rest) = line.strip_prefix("H ") {
             if let Some((sha, path)) = rest.split_once("  ") {
-                hashes.insert(path.to_string(), sha.to_string());
+                self.hashes.insert(path.to_string(), sha.to_string());
             }
-            continue;
+            return true;
         }
         let f: Vec<&str> = line.split('\t').collect();
         match f.as_slice() {
             ["B", path, content] => {
-                contents.insert(b64s(path), b64(content));
-                continue;
+                self.contents.insert(b64s(path), b64(content));
+                true
             }
             ["L", path, target] => {
                 let t = b64s(target);
-                targets.insert(b64s(path), t.strip_suffix('\n').unwrap_or(&t).to_string());
-                continue;
+                self.targets
+                    .insert(b64s(path), t.strip_suffix('\n').unwrap_or(&t).to_string());
+                true
             }
-            _ => {}
+            _ => false,
         }
-        match f.as_slice() {
+    }
+
+    /// One tab-separated record: paths, errors, accounts, units, packages, commands,
+    /// firewalls and facts.
+    fn record(&mut self, f: &[&str]) {
+        match f {
             ["F", id, "absent"] => {
-                st.paths.insert(id.to_string(), PathState::Absent);
+                self.st.paths.insert(id.to_string(), PathState::Absent);
             }
             ["F", id, "link", target] => {
-                st.paths.insert(
+                self.st.paths.insert(
                     id.to_string(),
                     PathState::Link {
                         target: b64s(target),
@@ -353,7 +380,7 @@ pub fn parse(host: &str, resources: &[Resource], out: &str) -> Result<HostState>
                 );
             }
             ["F", id, "dir", u, g, m] => {
-                st.paths.insert(
+                self.st.paths.insert(
                     id.to_string(),
                     PathState::Directory {
                         owner: u.to_string(),
@@ -363,7 +390,7 @@ pub fn parse(host: &str, resources: &[Resource], out: &str) -> Result<HostState>
                 );
             }
             ["F", id, "file", u, g, m, sha, size, content] => {
-                st.paths.insert(
+                self.st.paths.insert(
                     id.to_string(),
                     PathState::File {
                         owner: u.to_string(),
@@ -376,19 +403,20 @@ pub fn parse(host: &str, resources: &[Resource], out: &str) -> Result<HostState>
                 );
             }
             ["F", id, "other", what] => {
-                st.paths
+                self.st
+                    .paths
                     .insert(id.to_string(), PathState::Other { what: b64s(what) });
             }
             ["E", id, msg] => {
-                st.errors.insert(id.to_string(), b64s(msg));
+                self.st.errors.insert(id.to_string(), b64s(msg));
             }
             ["A", id, "absent"] => {
-                st.accounts.insert(id.to_string(), None);
+                self.st.accounts.insert(id.to_string(), None);
             }
             ["A", id, passwd, groups] => {
                 let p = b64s(passwd);
                 let parts: Vec<&str> = p.split(':').collect();
-                st.accounts.insert(
+                self.st.accounts.insert(
                     id.to_string(),
                     Some(AccountState {
                         home: parts.get(5).unwrap_or(&"").to_string(),
@@ -399,13 +427,13 @@ pub fn parse(host: &str, resources: &[Resource], out: &str) -> Result<HostState>
             }
             ["S", kv] => {
                 if kv.is_empty() {
-                    flush(&mut st, &mut unit_id, &mut unit_block);
-                    continue;
+                    self.end_unit();
+                    return;
                 }
                 let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                let block = unit_block.get_or_insert_with(UnitState::default);
+                let block = self.unit_block.get_or_insert_with(UnitState::default);
                 match k {
-                    "Id" => unit_id = Some(v.to_string()),
+                    "Id" => self.unit_id = Some(v.to_string()),
                     "LoadState" => block.load = v.to_string(),
                     "ActiveState" => block.active = v.to_string(),
                     "SubState" => block.sub = v.to_string(),
@@ -413,14 +441,15 @@ pub fn parse(host: &str, resources: &[Resource], out: &str) -> Result<HostState>
                     _ => {}
                 }
             }
-            ["S"] => flush(&mut st, &mut unit_id, &mut unit_block),
+            ["S"] => self.end_unit(),
             ["K", name, status, version] => {
                 let installed = status.starts_with("ii");
-                st.packages
+                self.st
+                    .packages
                     .insert(name.to_string(), installed.then(|| version.to_string()));
             }
             ["C", id, cr, un, stamp, inputs] => {
-                st.commands.insert(
+                self.st.commands.insert(
                     id.to_string(),
                     CommandState {
                         created: (*cr != "-").then_some(*cr == "1"),
@@ -431,7 +460,7 @@ pub fn parse(host: &str, resources: &[Resource], out: &str) -> Result<HostState>
                 );
             }
             ["N", id, loaded, stamp] => {
-                st.firewalls.insert(
+                self.st.firewalls.insert(
                     id.to_string(),
                     FirewallState {
                         loaded: (*loaded != "-").then(|| loaded.to_string()),
@@ -440,76 +469,95 @@ pub fn parse(host: &str, resources: &[Resource], out: &str) -> Result<HostState>
                 );
             }
             ["X", k, v] => {
-                st.facts.insert(k.to_string(), v.to_string());
+                self.st.facts.insert(k.to_string(), v.to_string());
             }
             _ => {}
         }
     }
-    flush(&mut st, &mut unit_id, &mut unit_block);
-    for r in resources {
-        let Some(path) = r.path() else { continue };
-        let state = match stats.remove(path) {
-            None => {
-                st.errors
-                    .insert(r.id.clone(), "stat printed nothing for this path".into());
-                continue;
-            }
-            Some(Err(e)) if e.contains("No such file") || e.contains("Not a directory") => {
-                PathState::Absent
-            }
-            Some(Err(e)) => {
-                st.errors.insert(r.id.clone(), e);
-                continue;
-            }
-            Some(Ok(stat)) => match stat.kind.as_str() {
-                "directory" => PathState::Directory {
-                    owner: stat.owner,
-                    group: stat.group,
-                    mode: stat.mode,
-                },
-                "regular file" | "regular empty file" => match hashes.get(path) {
-                    Some(sha) => PathState::File {
+
+    /// Ends the unit block being read.
+    fn end_unit(&mut self) {
+        if let (Some(i), Some(b)) = (self.unit_id.take(), self.unit_block.take()) {
+            self.st.units.insert(i, b);
+        }
+    }
+
+    /// Each managed path's state, from its stat, hash, content and link target.
+    fn resolve_paths(&mut self, resources: &[Resource]) {
+        for r in resources {
+            let Some(path) = r.path() else { continue };
+            let state = match self.stats.remove(path) {
+                None => {
+                    self.st
+                        .errors
+                        .insert(r.id.clone(), "stat printed nothing for this path".into());
+                    continue;
+                }
+                Some(Err(e)) if e.contains("No such file") || e.contains("Not a directory") => {
+                    PathState::Absent
+                }
+                Some(Err(e)) => {
+                    self.st.errors.insert(r.id.clone(), e);
+                    continue;
+                }
+                Some(Ok(stat)) => match stat.kind.as_str() {
+                    "directory" => PathState::Directory {
                         owner: stat.owner,
                         group: stat.group,
                         mode: stat.mode,
-                        sha256: sha.clone(),
-                        size: stat.size,
-                        content: contents.remove(path),
                     },
-                    None => {
-                        st.errors
-                            .insert(r.id.clone(), format!("cannot read {path}"));
-                        continue;
-                    }
-                },
-                "symbolic link" => match targets.get(path) {
-                    Some(t) => PathState::Link { target: t.clone() },
-                    None => PathState::Other {
-                        what: "symbolic link".into(),
+                    "regular file" | "regular empty file" => match self.hashes.get(path) {
+                        Some(sha) => PathState::File {
+                            owner: stat.owner,
+                            group: stat.group,
+                            mode: stat.mode,
+                            sha256: sha.clone(),
+                            size: stat.size,
+                            content: self.contents.remove(path),
+                        },
+                        None => {
+                            self.st
+                                .errors
+                                .insert(r.id.clone(), format!("cannot read {path}"));
+                            continue;
+                        }
                     },
+                    "symbolic link" => match self.targets.get(path) {
+                        Some(t) => PathState::Link { target: t.clone() },
+                        None => PathState::Other {
+                            what: "symbolic link".into(),
+                        },
+                    },
+                    other => PathState::Other { what: other.into() },
                 },
-                other => PathState::Other { what: other.into() },
-            },
-        };
-        st.paths.insert(r.id.clone(), state);
-    }
-    // Units systemd did not list, and packages the package manager does not know, are
-    // absent rather than unread.
-    for r in resources {
-        match &r.spec {
-            Spec::Package { name } => {
-                let manager = st.facts.get("packageManager").cloned().unwrap_or_default();
-                for n in crate::packages::names(name, &manager) {
-                    st.packages.entry(n).or_insert(None);
-                }
-            }
-            Spec::Unit { name, .. } if !st.errors.contains_key(&r.id) => {
-                st.units.entry(name.clone()).or_default();
-            }
-            _ => {}
+            };
+            self.st.paths.insert(r.id.clone(), state);
         }
     }
-    Ok(st)
+
+    /// Units systemd did not list, and packages the package manager does not know, are
+    /// absent rather than unread.
+    fn fill_absent(&mut self, resources: &[Resource]) {
+        for r in resources {
+            match &r.spec {
+                Spec::Package { name } => {
+                    let manager = self
+                        .st
+                        .facts
+                        .get("packageManager")
+                        .cloned()
+                        .unwrap_or_default();
+                    for n in crate::packages::names(name, &manager) {
+                        self.st.packages.entry(n).or_insert(None);
+                    }
+                }
+                Spec::Unit { name, .. } if !self.st.errors.contains_key(&r.id) => {
+                    self.st.units.entry(name.clone()).or_default();
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 /// Reads every resource of one host in one round trip.

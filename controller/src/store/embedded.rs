@@ -113,6 +113,27 @@ fn backend_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// A counter in the meta table, or `default` before it was first written.
+fn meta_value(
+    meta: &impl ReadableTable<&'static str, i64>,
+    key: &str,
+    default: i64,
+) -> Result<i64> {
+    Ok(meta
+        .get(key)
+        .map_err(backend_err)?
+        .map(|v| v.value())
+        .unwrap_or(default))
+}
+
+/// The newest revision and the revision the event log is compacted to.
+fn revisions(meta: &impl ReadableTable<&'static str, i64>) -> Result<(i64, i64)> {
+    Ok((
+        meta_value(meta, REVISION, 1)?,
+        meta_value(meta, COMPACT_REVISION, 0)?,
+    ))
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -362,6 +383,16 @@ fn writer_loop(
     }
 }
 
+/// The tables of a write transaction, and the watch events its operations produce.
+struct Tables<'t> {
+    kv: redb::Table<'t, &'static str, &'static [u8]>,
+    meta: redb::Table<'t, &'static str, i64>,
+    log: redb::Table<'t, i64, &'static [u8]>,
+    leases: redb::Table<'t, i64, &'static [u8]>,
+    lease_keys: redb::MultimapTable<'t, i64, &'static str>,
+    produced: &'t mut Vec<WatchEvent>,
+}
+
 /// Applies one operation inside the batch's transaction. `Ok(Err(_))` is the operation's own
 /// failure (a conflict, say), which leaves the transaction usable; `Err(_)` aborts the batch.
 fn apply_op(
@@ -369,230 +400,217 @@ fn apply_op(
     op: &Op,
     produced: &mut Vec<WatchEvent>,
 ) -> Result<Result<OpResult>> {
-    let mut kv_table = txn.open_table(KV).map_err(backend_err)?;
-    let mut meta = txn.open_table(META).map_err(backend_err)?;
-    let mut log = txn.open_table(EVENTS).map_err(backend_err)?;
-    let mut leases = txn.open_table(LEASES).map_err(backend_err)?;
-    let mut lease_keys = txn.open_multimap_table(LEASE_KEYS).map_err(backend_err)?;
-    let current = |kv_table: &redb::Table<&str, &[u8]>, key: &str| -> Result<Option<KeyValue>> {
-        match kv_table.get(key).map_err(backend_err)? {
-            Some(v) => decode_record(key, v.value()).map(Some),
-            None => Ok(None),
-        }
-    };
-    let next_revision = |meta: &mut redb::Table<&str, i64>| -> Result<i64> {
-        let rev = meta
-            .get(REVISION)
-            .map_err(backend_err)?
-            .map(|v| v.value())
-            .unwrap_or(1)
-            + 1;
-        meta.insert(REVISION, rev).map_err(backend_err)?;
-        Ok(rev)
-    };
-    let mut record = |event: WatchEvent, log: &mut redb::Table<i64, &[u8]>| -> Result<()> {
-        log.insert(event.revision(), encode_event(&event).as_slice())
-            .map_err(backend_err)?;
-        produced.push(event);
-        Ok(())
+    let mut t = Tables {
+        kv: txn.open_table(KV).map_err(backend_err)?,
+        meta: txn.open_table(META).map_err(backend_err)?,
+        log: txn.open_table(EVENTS).map_err(backend_err)?,
+        leases: txn.open_table(LEASES).map_err(backend_err)?,
+        lease_keys: txn.open_multimap_table(LEASE_KEYS).map_err(backend_err)?,
+        produced,
     };
     match op {
-        Op::Create { key, value, lease } => {
-            if current(&kv_table, key)?.is_some() {
-                return Ok(Err(StoreError::AlreadyExists { key: key.clone() }));
-            }
-            let lease = lease.unwrap_or(0);
-            if lease != 0 && leases.get(lease).map_err(backend_err)?.is_none() {
-                return Ok(Err(StoreError::LeaseNotFound(lease)));
-            }
-            let rev = next_revision(&mut meta)?;
-            let kv = KeyValue {
-                key: key.clone(),
-                value: value.clone(),
-                create_revision: rev,
-                mod_revision: rev,
-                version: 1,
-                lease,
-            };
-            kv_table
-                .insert(key.as_str(), encode_record(&kv).as_slice())
-                .map_err(backend_err)?;
-            if lease != 0 {
-                lease_keys
-                    .insert(lease, key.as_str())
-                    .map_err(backend_err)?;
-            }
-            record(WatchEvent::Put(kv.clone()), &mut log)?;
-            Ok(Ok(OpResult::Kv(kv)))
-        }
+        Op::Create { key, value, lease } => t.create(key, value, lease.unwrap_or(0)),
         Op::Update {
             key,
             value,
             expected,
-        } => {
-            let Some(old) = current(&kv_table, key)? else {
-                return Ok(Err(StoreError::NotFound { key: key.clone() }));
-            };
-            if old.mod_revision != *expected {
-                return Ok(Err(StoreError::Conflict {
-                    key: key.clone(),
-                    expected: *expected,
-                    actual: old.mod_revision,
-                }));
-            }
-            let rev = next_revision(&mut meta)?;
-            let kv = KeyValue {
-                value: value.clone(),
-                mod_revision: rev,
-                version: old.version + 1,
-                ..old
-            };
-            kv_table
-                .insert(key.as_str(), encode_record(&kv).as_slice())
-                .map_err(backend_err)?;
-            record(WatchEvent::Put(kv.clone()), &mut log)?;
-            Ok(Ok(OpResult::Kv(kv)))
-        }
-        Op::Delete { key, expected } => {
-            let Some(old) = current(&kv_table, key)? else {
-                return Ok(Err(StoreError::NotFound { key: key.clone() }));
-            };
-            if let Some(expected) = expected
-                && old.mod_revision != *expected
-            {
-                return Ok(Err(StoreError::Conflict {
-                    key: key.clone(),
-                    expected: *expected,
-                    actual: old.mod_revision,
-                }));
-            }
-            let rev = next_revision(&mut meta)?;
-            kv_table.remove(key.as_str()).map_err(backend_err)?;
-            if old.lease != 0 {
-                lease_keys
-                    .remove(old.lease, key.as_str())
-                    .map_err(backend_err)?;
-            }
-            record(
-                WatchEvent::Delete {
-                    key: key.clone(),
-                    revision: rev,
-                    prev: Some(old.clone()),
-                },
-                &mut log,
-            )?;
-            Ok(Ok(OpResult::Deleted(old, rev)))
-        }
-        Op::Compact { revision } => {
-            let head = meta
-                .get(REVISION)
-                .map_err(backend_err)?
-                .map(|v| v.value())
-                .unwrap_or(1);
-            let compacted = meta
-                .get(COMPACT_REVISION)
-                .map_err(backend_err)?
-                .map(|v| v.value())
-                .unwrap_or(0);
-            if *revision > head {
-                return Ok(Err(StoreError::Backend(format!(
-                    "cannot compact to revision {revision}: the newest revision is {head}"
-                ))));
-            }
-            if *revision <= compacted {
-                return Ok(Err(StoreError::Compacted {
-                    requested: *revision,
-                    compact_revision: compacted,
-                }));
-            }
-            log.retain_in(..*revision, |_, _| false)
-                .map_err(backend_err)?;
-            meta.insert(COMPACT_REVISION, *revision)
-                .map_err(backend_err)?;
-            Ok(Ok(OpResult::Done))
-        }
+        } => t.update(key, value, *expected),
+        Op::Delete { key, expected } => t.delete(key, *expected),
+        Op::Compact { revision } => t.compact(*revision),
         Op::LeaseGrant { ttl_ms } => {
-            let id = meta
-                .get(NEXT_LEASE)
-                .map_err(backend_err)?
-                .map(|v| v.value())
-                .unwrap_or(1);
-            meta.insert(NEXT_LEASE, id + 1).map_err(backend_err)?;
-            leases
+            let id = meta_value(&t.meta, NEXT_LEASE, 1)?;
+            t.meta.insert(NEXT_LEASE, id + 1).map_err(backend_err)?;
+            t.leases
                 .insert(id, lease_value(*ttl_ms, now_ms() + ttl_ms).as_slice())
                 .map_err(backend_err)?;
             Ok(Ok(OpResult::Lease(id)))
         }
         Op::LeaseKeepAlive { id } => {
-            let ttl = match leases.get(*id).map_err(backend_err)? {
+            let ttl = match t.leases.get(*id).map_err(backend_err)? {
                 Some(v) if lease_expiry(v.value()) > now_ms() => lease_ttl(v.value()),
                 _ => return Ok(Err(StoreError::LeaseNotFound(*id))),
             };
-            leases
+            t.leases
                 .insert(*id, lease_value(ttl, now_ms() + ttl).as_slice())
                 .map_err(backend_err)?;
             Ok(Ok(OpResult::Ttl(Duration::from_millis(ttl as u64))))
         }
-        Op::LeaseRevoke { id } | Op::ExpireLeases { now_ms: id } => {
-            let ids: Vec<i64> = match op {
-                Op::LeaseRevoke { id } => {
-                    if leases.get(*id).map_err(backend_err)?.is_none() {
-                        return Ok(Err(StoreError::LeaseNotFound(*id)));
-                    }
-                    vec![*id]
-                }
-                _ => {
-                    let mut expired = Vec::new();
-                    for entry in leases.iter().map_err(backend_err)? {
-                        let (k, v) = entry.map_err(backend_err)?;
-                        if lease_expiry(v.value()) <= *id {
-                            expired.push(k.value());
-                        }
-                    }
-                    expired
-                }
-            };
-            for lease in ids {
-                let keys: Vec<String> = lease_keys
-                    .get(lease)
-                    .map_err(backend_err)?
-                    .map(|k| k.map(|k| k.value().to_string()).map_err(backend_err))
-                    .collect::<Result<_>>()?;
-                for key in keys {
-                    if let Some(old) = current(&kv_table, &key)? {
-                        let rev = next_revision(&mut meta)?;
-                        kv_table.remove(key.as_str()).map_err(backend_err)?;
-                        record(
-                            WatchEvent::Delete {
-                                key: key.clone(),
-                                revision: rev,
-                                prev: Some(old),
-                            },
-                            &mut log,
-                        )?;
-                    }
-                }
-                lease_keys.remove_all(lease).map_err(backend_err)?;
-                leases.remove(lease).map_err(backend_err)?;
+        Op::LeaseRevoke { id } => {
+            if t.leases.get(*id).map_err(backend_err)?.is_none() {
+                return Ok(Err(StoreError::LeaseNotFound(*id)));
             }
-            Ok(Ok(OpResult::Done))
+            t.end_leases(vec![*id])
         }
+        Op::ExpireLeases { now_ms } => {
+            let mut expired = Vec::new();
+            for entry in t.leases.iter().map_err(backend_err)? {
+                let (k, v) = entry.map_err(backend_err)?;
+                if lease_expiry(v.value()) <= *now_ms {
+                    expired.push(k.value());
+                }
+            }
+            t.end_leases(expired)
+        }
+    }
+}
+
+impl Tables<'_> {
+    fn current(&self, key: &str) -> Result<Option<KeyValue>> {
+        match self.kv.get(key).map_err(backend_err)? {
+            Some(v) => decode_record(key, v.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn next_revision(&mut self) -> Result<i64> {
+        let rev = meta_value(&self.meta, REVISION, 1)? + 1;
+        self.meta.insert(REVISION, rev).map_err(backend_err)?;
+        Ok(rev)
+    }
+
+    /// Appends `event` to the log and hands it to the watchers after the commit.
+    fn record(&mut self, event: WatchEvent) -> Result<()> {
+        self.log
+            .insert(event.revision(), encode_event(&event).as_slice())
+            .map_err(backend_err)?;
+        self.produced.push(event);
+        Ok(())
+    }
+
+    fn put(&mut self, kv: &KeyValue) -> Result<()> {
+        self.kv
+            .insert(kv.key.as_str(), encode_record(kv).as_slice())
+            .map_err(backend_err)?;
+        self.record(WatchEvent::Put(kv.clone()))
+    }
+
+    /// Removes the key of `old` at a new revision; `unlink` also drops it from its lease's
+    /// keys (not needed when the whole lease goes).
+    fn remove(&mut self, old: KeyValue, unlink: bool) -> Result<i64> {
+        let rev = self.next_revision()?;
+        self.kv.remove(old.key.as_str()).map_err(backend_err)?;
+        if unlink && old.lease != 0 {
+            self.lease_keys
+                .remove(old.lease, old.key.as_str())
+                .map_err(backend_err)?;
+        }
+        self.record(WatchEvent::Delete {
+            key: old.key.clone(),
+            revision: rev,
+            prev: Some(old),
+        })?;
+        Ok(rev)
+    }
+
+    fn create(&mut self, key: &str, value: &[u8], lease: i64) -> Result<Result<OpResult>> {
+        if self.current(key)?.is_some() {
+            return Ok(Err(StoreError::AlreadyExists { key: key.into() }));
+        }
+        if lease != 0 && self.leases.get(lease).map_err(backend_err)?.is_none() {
+            return Ok(Err(StoreError::LeaseNotFound(lease)));
+        }
+        let rev = self.next_revision()?;
+        let kv = KeyValue {
+            key: key.to_string(),
+            value: value.to_vec(),
+            create_revision: rev,
+            mod_revision: rev,
+            version: 1,
+            lease,
+        };
+        if lease != 0 {
+            self.lease_keys.insert(lease, key).map_err(backend_err)?;
+        }
+        self.put(&kv)?;
+        Ok(Ok(OpResult::Kv(kv)))
+    }
+
+    /// The key's current record, when it exists at `expected` (or any revision).
+    fn expect(&self, key: &str, expected: Option<i64>) -> Result<Result<KeyValue>> {
+        let Some(old) = self.current(key)? else {
+            return Ok(Err(StoreError::NotFound { key: key.into() }));
+        };
+        match expected {
+            Some(e) if e != old.mod_revision => Ok(Err(StoreError::Conflict {
+                key: key.into(),
+                expected: e,
+                actual: old.mod_revision,
+            })),
+            _ => Ok(Ok(old)),
+        }
+    }
+
+    fn update(&mut self, key: &str, value: &[u8], expected: i64) -> Result<Result<OpResult>> {
+        let old = match self.expect(key, Some(expected))? {
+            Ok(old) => old,
+            Err(e) => return Ok(Err(e)),
+        };
+        let kv = KeyValue {
+            value: value.to_vec(),
+            mod_revision: self.next_revision()?,
+            version: old.version + 1,
+            ..old
+        };
+        self.put(&kv)?;
+        Ok(Ok(OpResult::Kv(kv)))
+    }
+
+    fn delete(&mut self, key: &str, expected: Option<i64>) -> Result<Result<OpResult>> {
+        let old = match self.expect(key, expected)? {
+            Ok(old) => old,
+            Err(e) => return Ok(Err(e)),
+        };
+        let rev = self.remove(old.clone(), true)?;
+        Ok(Ok(OpResult::Deleted(old, rev)))
+    }
+
+    fn compact(&mut self, revision: i64) -> Result<Result<OpResult>> {
+        let (head, compacted) = revisions(&self.meta)?;
+        if revision > head {
+            return Ok(Err(StoreError::Backend(format!(
+                "cannot compact to revision {revision}: the newest revision is {head}"
+            ))));
+        }
+        if revision <= compacted {
+            return Ok(Err(StoreError::Compacted {
+                requested: revision,
+                compact_revision: compacted,
+            }));
+        }
+        self.log
+            .retain_in(..revision, |_, _| false)
+            .map_err(backend_err)?;
+        self.meta
+            .insert(COMPACT_REVISION, revision)
+            .map_err(backend_err)?;
+        Ok(Ok(OpResult::Done))
+    }
+
+    /// Ends leases: their keys are deleted (with watch events), then the leases.
+    fn end_leases(&mut self, ids: Vec<i64>) -> Result<Result<OpResult>> {
+        for lease in ids {
+            let keys: Vec<String> = self
+                .lease_keys
+                .get(lease)
+                .map_err(backend_err)?
+                .map(|k| k.map(|k| k.value().to_string()).map_err(backend_err))
+                .collect::<Result<_>>()?;
+            for key in keys {
+                if let Some(old) = self.current(&key)? {
+                    self.remove(old, false)?;
+                }
+            }
+            self.lease_keys.remove_all(lease).map_err(backend_err)?;
+            self.leases.remove(lease).map_err(backend_err)?;
+        }
+        Ok(Ok(OpResult::Done))
     }
 }
 
 /// Keeps the event log at most `max_events` long by compacting its oldest part.
 fn trim_events(txn: &WriteTransaction, max_events: i64) -> Result<()> {
     let mut meta = txn.open_table(META).map_err(backend_err)?;
-    let head = meta
-        .get(REVISION)
-        .map_err(backend_err)?
-        .map(|v| v.value())
-        .unwrap_or(1);
-    let compacted = meta
-        .get(COMPACT_REVISION)
-        .map_err(backend_err)?
-        .map(|v| v.value())
-        .unwrap_or(0);
+    let (head, compacted) = revisions(&meta)?;
     let keep_from = head - max_events + 1;
     if keep_from > compacted.max(1) {
         let mut log = txn.open_table(EVENTS).map_err(backend_err)?;
@@ -606,34 +624,14 @@ fn trim_events(txn: &WriteTransaction, max_events: i64) -> Result<()> {
 
 fn read_meta(db: &Database) -> Result<(i64, i64)> {
     let txn = db.begin_read().map_err(backend_err)?;
-    let meta = txn.open_table(META).map_err(backend_err)?;
-    let head = meta
-        .get(REVISION)
-        .map_err(backend_err)?
-        .map(|v| v.value())
-        .unwrap_or(1);
-    let compacted = meta
-        .get(COMPACT_REVISION)
-        .map_err(backend_err)?
-        .map(|v| v.value())
-        .unwrap_or(0);
-    Ok((head, compacted))
+    revisions(&txn.open_table(META).map_err(backend_err)?)
 }
 
 /// Events with revision ≥ `from` under `prefix`, and the head revision they were read at.
 fn read_backlog(db: &Database, prefix: &str, from: i64) -> Result<(Vec<WatchEvent>, i64)> {
     let txn = db.begin_read().map_err(backend_err)?;
     let meta = txn.open_table(META).map_err(backend_err)?;
-    let head = meta
-        .get(REVISION)
-        .map_err(backend_err)?
-        .map(|v| v.value())
-        .unwrap_or(1);
-    let compacted = meta
-        .get(COMPACT_REVISION)
-        .map_err(backend_err)?
-        .map(|v| v.value())
-        .unwrap_or(0);
+    let (head, compacted) = revisions(&meta)?;
     if from < compacted {
         return Err(StoreError::Compacted {
             requested: from,
@@ -684,11 +682,7 @@ impl Store for EmbeddedStore {
         self.read(move |db| {
             let txn = db.begin_read().map_err(backend_err)?;
             let meta = txn.open_table(META).map_err(backend_err)?;
-            let revision = meta
-                .get(REVISION)
-                .map_err(backend_err)?
-                .map(|v| v.value())
-                .unwrap_or(1);
+            let revision = meta_value(&meta, REVISION, 1)?;
             let table = txn.open_table(KV).map_err(backend_err)?;
             let mut items = Vec::new();
             for entry in table.range(prefix.as_str()..).map_err(backend_err)? {
