@@ -6,6 +6,7 @@
 //! and agree on exactly one definition of every field.
 
 pub mod config;
+pub mod decode;
 pub mod error;
 pub mod kinds;
 pub mod manifest;

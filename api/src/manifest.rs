@@ -8,11 +8,10 @@
 use std::collections::HashMap;
 
 use granit_parser::{Event, Parser};
-use serde::de::DeserializeOwned;
 use serde_saphyr::granit_parser;
 
-use crate::error::{DocumentError, FieldError};
-use crate::kinds::{API_VERSION, AnyObject, KINDS, kind_by_name};
+use crate::error::DocumentError;
+use crate::kinds::AnyObject;
 
 /// One successfully parsed and validated document.
 #[derive(Clone, Debug)]
@@ -167,99 +166,6 @@ fn describe(value: &serde_json::Value) -> Option<String> {
     let kind = value.get("kind")?.as_str()?;
     let name = value.pointer("/metadata/name")?.as_str()?;
     Some(format!("{kind}/{name}"))
-}
-
-/// Checks `apiVersion` and `kind` before typed decoding, so those errors say what is valid.
-pub(crate) fn check_type_meta(value: &serde_json::Value) -> Result<&str, FieldError> {
-    let map = value.as_object().ok_or_else(|| {
-        FieldError::new(
-            "",
-            "a manifest is a mapping with apiVersion, kind, metadata and spec",
-        )
-    })?;
-    match map.get("apiVersion").and_then(|v| v.as_str()) {
-        Some(API_VERSION) => {}
-        Some(other) => {
-            return Err(FieldError::new(
-                "apiVersion",
-                format!("{other:?} is not served here; use {API_VERSION}"),
-            ));
-        }
-        None => {
-            return Err(FieldError::new(
-                "apiVersion",
-                format!("is required: {API_VERSION}"),
-            ));
-        }
-    }
-    let kinds = || KINDS.iter().map(|k| k.kind).collect::<Vec<_>>().join(", ");
-    match map.get("kind").and_then(|v| v.as_str()) {
-        Some(k) if kind_by_name(k).is_some() => Ok(k),
-        Some(k) => Err(FieldError::new(
-            "kind",
-            format!("unknown kind {k:?}; valid kinds: {}", kinds()),
-        )),
-        None => Err(FieldError::new(
-            "kind",
-            format!("is required, one of {}", kinds()),
-        )),
-    }
-}
-
-/// Decodes JSON into a typed object; the error names the failing field's path.
-pub fn decode_typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, FieldError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let message = friendly_serde_message(&e.into_inner().to_string());
-        FieldError::new(if path == "." { String::new() } else { path }, message)
-    })
-}
-
-/// Rewrites serde's messages into the project's style: what was given, what is valid.
-fn friendly_serde_message(msg: &str) -> String {
-    let strip = |s: &str| s.replace('`', "");
-    if let Some(rest) = msg.strip_prefix("unknown variant ") {
-        if let Some((given, expected)) = rest.split_once(", expected one of ") {
-            return format!("{:?} is not one of {}", strip(given), strip(expected));
-        }
-        if let Some((given, expected)) = rest.split_once(", expected ") {
-            return format!(
-                "{:?} is not valid; expected {}",
-                strip(given),
-                strip(expected)
-            );
-        }
-    }
-    if let Some(rest) = msg.strip_prefix("unknown field ") {
-        if let Some((given, expected)) = rest.split_once(", expected one of ") {
-            return format!(
-                "unknown field {:?}; valid fields: {}",
-                strip(given),
-                strip(expected)
-            );
-        }
-        if let Some((given, expected)) = rest.split_once(", expected ") {
-            return format!(
-                "unknown field {:?}; valid fields: {}",
-                strip(given),
-                strip(expected)
-            );
-        }
-        if let Some((given, _)) = rest.split_once(", there are no fields") {
-            return format!(
-                "unknown field {:?}; this object takes no fields",
-                strip(given)
-            );
-        }
-    }
-    if let Some(rest) = msg.strip_prefix("missing field ") {
-        return format!("required field {} is missing", strip(rest));
-    }
-    if msg.starts_with("data did not match any variant of untagged enum") {
-        let name = msg.rsplit(' ').next().unwrap_or("value");
-        return format!("does not have the shape of a {name} (see `hkctl explain`)");
-    }
-    msg.to_string()
 }
 
 /// Maps field paths (`spec.storage[1].mode`) to the 1-based line where they are written.

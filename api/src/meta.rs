@@ -410,7 +410,7 @@ fn parse_clause(clause: &str) -> Result<Clause, String> {
 pub fn check_label_key(key: &str) -> Result<(), String> {
     let name = match key.rsplit_once('/') {
         Some((prefix, name)) => {
-            crate::validate::check_dns_subdomain(prefix)?;
+            check_dns_subdomain(prefix)?;
             name
         }
         None => key,
@@ -430,6 +430,43 @@ pub fn check_label_key(key: &str) -> Result<(), String> {
              starting and ending with a letter or digit, optionally after a DNS prefix and '/'"
         ))
     }
+}
+
+/// DNS-1123 subdomain: lowercase letters, digits, `-` and `.`, at most 253 characters.
+pub fn check_dns_subdomain(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| dns_label_ok(label, 63));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid name: use lowercase letters, digits, '-' and '.', starting \
+             and ending with a letter or digit, at most 253 characters (DNS-1123)"
+        ))
+    }
+}
+
+/// DNS-1123 label: lowercase letters, digits and `-`, at most 63 characters.
+pub fn check_dns_label(name: &str) -> Result<(), String> {
+    if dns_label_ok(name, 63) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid name: use lowercase letters, digits and '-', starting and \
+             ending with a letter or digit, at most 63 characters (DNS-1123 label)"
+        ))
+    }
+}
+
+fn dns_label_ok(label: &str, max: usize) -> bool {
+    !label.is_empty()
+        && label.len() <= max
+        && label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
 }
 
 #[cfg(test)]

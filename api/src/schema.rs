@@ -12,7 +12,7 @@ use schemars::{Schema, json_schema};
 use serde_json::{Map, Value};
 
 use crate::error::Error;
-use crate::kinds::{API_VERSION, AnyObject, KINDS, KindInfo, KindSpec};
+use crate::kinds::{API_VERSION, KINDS, KindInfo, KindSpec};
 use crate::meta::ObjectMeta;
 
 /// The schema of `Object<S>`: apiVersion and kind fixed, metadata, spec, status.
@@ -52,7 +52,7 @@ pub fn all_schemas() -> Vec<(String, String)> {
     KINDS
         .iter()
         .map(|k| {
-            let schema = AnyObject::schema_of(k).expect("every kind has a schema");
+            let schema = schema_of(k).expect("every kind has a schema");
             let mut text = serde_json::to_string_pretty(&schema).expect("schemas serialise");
             text.push('\n');
             (schema_file_name(k), text)
@@ -75,8 +75,7 @@ pub fn write_schemas(dir: &Path) -> Result<(), Error> {
 
 /// Explains a kind or one of its fields, kubectl-style: `explain("svc", "spec.daemon")`.
 pub fn explain(kind: &KindInfo, field_path: &str) -> Result<String, String> {
-    let schema =
-        AnyObject::schema_of(kind).ok_or_else(|| format!("no schema for {}", kind.kind))?;
+    let schema = schema_of(kind).ok_or_else(|| format!("no schema for {}", kind.kind))?;
     let root = schema.as_value();
     let defs = root.get("$defs").cloned().unwrap_or(Value::Null);
     let mut node = root.clone();
@@ -274,6 +273,19 @@ fn type_name(node: &Value) -> String {
         _ if node.get("const").is_some() => "string".to_string(),
         _ => "value".to_string(),
     }
+}
+
+/// The JSON Schema of one kind, with `apiVersion`, `kind`, `metadata`, `spec`, `status`.
+pub fn schema_of(kind: &KindInfo) -> Option<schemars::Schema> {
+    macro_rules! find {
+        ($($variant:ident => $spec:ty,)*) => {
+            $(if kind == <$spec as KindSpec>::INFO {
+                return Some(kind_schema::<$spec>());
+            })*
+        };
+    }
+    crate::for_each_kind!(find);
+    None
 }
 
 #[cfg(test)]

@@ -58,7 +58,7 @@ impl KindSpec for EventSpec {
     const INFO: &'static KindInfo = &EVENT_INFO;
 
     fn validate(&self, _name: &str, v: &mut Validator) {
-        validate::object_ref("involvedObject", &self.involved_object, v);
+        super::check_object_ref("involvedObject", &self.involved_object, v);
         validate::camel_case("reason", &self.reason, v);
     }
 }

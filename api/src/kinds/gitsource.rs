@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{KindInfo, KindSpec};
 use crate::meta::{Condition, ObjectRef};
-use crate::validate::{self, Validator};
+use crate::validate::Validator;
+use crate::validate::{check_path, check_secret};
+
 use crate::values::{Duration, SecretRef};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -97,7 +99,7 @@ impl KindSpec for GitSourceSpec {
     const INFO: &'static KindInfo = &GIT_SOURCE_INFO;
 
     fn validate(&self, _name: &str, v: &mut Validator) {
-        validate::git_source(self, v);
+        git_source(self, v);
     }
 
     fn apply_defaults(&mut self) {
@@ -107,6 +109,59 @@ impl KindSpec for GitSourceSpec {
                 branch: Some("main".to_string()),
                 ..Default::default()
             });
+        }
+    }
+}
+
+fn git_source(spec: &GitSourceSpec, v: &mut Validator) {
+    match (&spec.url, &spec.directory) {
+        (Some(url), None) => {
+            let schemes = ["ssh://", "https://", "http://", "git://", "file://"];
+            if !schemes.iter().any(|s| url.starts_with(s)) {
+                v.err("url", format!("{url:?} is not a git URL; valid schemes: ssh://, https://, http://, git://, file://"));
+            }
+        }
+        (None, Some(dir)) => check_path("directory", dir, v),
+        (None, None) => v.err(
+            "url",
+            "name a repository with `url` or a folder with `directory`",
+        ),
+        (Some(_), Some(_)) => v.err("directory", "use either `url` or `directory`, not both"),
+    }
+    if let Some(r) = &spec.ref_ {
+        let set = [&r.branch, &r.tag, &r.commit]
+            .iter()
+            .filter(|x| x.is_some())
+            .count();
+        if set != 1 {
+            v.err("ref", "give exactly one of branch, tag, commit");
+        }
+        if let Some(c) = &r.commit
+            && (c.len() < 7 || !c.chars().all(|ch| ch.is_ascii_hexdigit()))
+        {
+            v.err(
+                "ref.commit",
+                format!("{c:?} is not a commit id (7-40 hex digits)"),
+            );
+        }
+    }
+    if let Some(p) = &spec.path
+        && (p.starts_with('/') || p.split('/').any(|seg| seg == ".."))
+    {
+        v.err(
+            "path",
+            format!("{p:?} must be a folder inside the repository (relative, no '..')"),
+        );
+    }
+    if let Some(a) = &spec.auth {
+        for (field, s) in [
+            ("sshKey", &a.ssh_key),
+            ("knownHosts", &a.known_hosts),
+            ("token", &a.token),
+        ] {
+            if let Some(s) = s {
+                check_secret(format!("auth.{field}"), s, v);
+            }
         }
     }
 }

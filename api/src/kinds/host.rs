@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::service::Package;
 use super::{KindInfo, KindSpec};
 use crate::meta::{Condition, Time};
-use crate::validate::{self, Validator};
+use crate::validate::Validator;
+use crate::validate::{check_path, check_secret, check_source, check_user_name};
+
 use crate::values::{Duration, PortSpec, SecretRef};
 
 /// Roots and prefixes that name a project's paths, users and units.
@@ -97,7 +99,7 @@ impl KindSpec for ProjectSpec {
     const INFO: &'static KindInfo = &PROJECT_INFO;
 
     fn validate(&self, _name: &str, v: &mut Validator) {
-        validate::project(self, v);
+        project(self, v);
     }
 }
 
@@ -319,7 +321,7 @@ impl KindSpec for HostSpec {
     const INFO: &'static KindInfo = &HOST_INFO;
 
     fn validate(&self, _name: &str, v: &mut Validator) {
-        validate::host(self, v);
+        host(self, v);
     }
 
     fn apply_defaults(&mut self) {
@@ -337,5 +339,146 @@ impl KindSpec for HostSpec {
         if let Some(fw) = &mut self.firewall {
             fw.default.get_or_insert(FirewallAction::Deny);
         }
+    }
+}
+
+fn project(spec: &ProjectSpec, v: &mut Validator) {
+    v.scope("roots", |v| {
+        for (name, value) in spec.roots.entries() {
+            if let Some(p) = value
+                && !p.starts_with('/')
+            {
+                v.err(name, format!("{p:?} is not an absolute path"));
+            }
+        }
+    });
+    v.scope("prefixes", |v| {
+        for (name, value) in [("user", &spec.prefixes.user), ("unit", &spec.prefixes.unit)] {
+            if let Some(p) = value
+                && !p
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            {
+                v.err(
+                    name,
+                    format!("{p:?} may only hold lowercase letters, digits, '-' and '_'"),
+                );
+            }
+        }
+    });
+    if let Some(fw) = &spec.firewall {
+        v.scope("firewall", |v| firewall(fw, v));
+    }
+}
+
+fn host(spec: &HostSpec, v: &mut Validator) {
+    if spec.address.is_empty() || spec.address.contains(char::is_whitespace) {
+        v.err(
+            "address",
+            format!("{:?} is not a host name or IP address", spec.address),
+        );
+    }
+    v.scope("ssh", |v| ssh(&spec.ssh, v));
+    if let Some(fw) = &spec.firewall {
+        v.scope("firewall", |v| firewall(fw, v));
+    }
+    if let Some(b) = &spec.bootstrap {
+        v.scope("bootstrap", |v| {
+            for (i, p) in b.packages.iter().enumerate() {
+                v.check(format!("packages[{i}]"), p.check());
+            }
+            if let Some(m) = &b.mise {
+                for (field, value) in [
+                    ("mise.path", &m.path),
+                    ("mise.systemDataDir", &m.system_data_dir),
+                ] {
+                    if let Some(p) = value {
+                        check_path(field, p, v);
+                    }
+                }
+                for (tool, version) in &m.tools {
+                    if version.is_empty() {
+                        v.err(
+                            format!("mise.tools.{tool}"),
+                            "needs a version, e.g. \"29.0.2\"",
+                        );
+                    }
+                }
+            }
+        });
+    }
+}
+
+pub(super) fn ssh(s: &Ssh, v: &mut Validator) {
+    if let Some(u) = &s.user {
+        check_user_name("user", u, v);
+    }
+    if s.port == Some(0) {
+        v.err("port", "must be 1-65535");
+    }
+    if let Some(p) = &s.password {
+        check_secret("password", p, v);
+    }
+    if let Some(k) = &s.host_key {
+        match (k.policy, &k.key) {
+            (HostKeyPolicy::Pinned, None) => v.err(
+                "hostKey.key",
+                "policy pinned needs the public key, e.g. \"ssh-ed25519 AAAA…\"",
+            ),
+            (HostKeyPolicy::Pinned, Some(key))
+                if !key.starts_with("ssh-") && !key.starts_with("ecdsa-") =>
+            {
+                v.err(
+                    "hostKey.key",
+                    "expected an OpenSSH public key such as \"ssh-ed25519 AAAA…\"",
+                )
+            }
+            (HostKeyPolicy::Strict | HostKeyPolicy::AcceptNew, Some(_)) => {
+                v.err("hostKey.key", "a key is only used with policy pinned")
+            }
+            _ => {}
+        }
+    }
+    if let Some(r) = &s.retry
+        && r.attempts == Some(0)
+    {
+        v.err("retry.attempts", "must be at least 1 (1 means no retry)");
+    }
+}
+
+fn firewall(fw: &Firewall, v: &mut Validator) {
+    if let Some(p) = &fw.path {
+        check_path("path", p, v);
+    }
+    for (i, r) in fw.rules.iter().enumerate() {
+        v.index("rules", i, |v| {
+            let m = match (&r.allow, &r.deny) {
+                (Some(m), None) | (None, Some(m)) => m,
+                _ => {
+                    v.err("", "a rule has exactly one of allow or deny");
+                    return;
+                }
+            };
+            let field = if r.allow.is_some() { "allow" } else { "deny" };
+            if m.tcp.is_empty() && m.udp.is_empty() && !m.icmp && !m.all {
+                v.err(
+                    field,
+                    "match something: tcp: [ports], udp: [ports], icmp: true or all: true",
+                );
+            }
+            for (proto, ports) in [("tcp", &m.tcp), ("udp", &m.udp)] {
+                for (k, p) in ports.iter().enumerate() {
+                    v.check(
+                        format!("{field}.{proto}[{k}]"),
+                        PortSpec::bounds(p).map(|_| ()),
+                    );
+                }
+            }
+            if let Some(from) = &r.from {
+                for (k, src) in from.list().into_iter().enumerate() {
+                    v.check(format!("from[{k}]"), check_source(src));
+                }
+            }
+        });
     }
 }

@@ -7,9 +7,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::host::Ssh;
+use super::host::ssh;
 use super::{KindInfo, KindSpec};
 use crate::meta::Condition;
-use crate::validate::{self, Validator};
+use crate::meta::check_label_key;
+use crate::validate::Validator;
+use crate::validate::unique;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -96,10 +99,45 @@ impl KindSpec for InstanceSpec {
     const INFO: &'static KindInfo = &INSTANCE_INFO;
 
     fn validate(&self, _name: &str, v: &mut Validator) {
-        validate::instance(self, v);
+        instance(self, v);
     }
 
     fn apply_defaults(&mut self) {
         self.lifecycle.get_or_insert(Lifecycle::Ephemeral);
     }
+}
+
+fn instance(spec: &InstanceSpec, v: &mut Validator) {
+    if !matches!(spec.backend.name.as_str(), "nspawn" | "incus") {
+        v.err(
+            "backend.name",
+            format!(
+                "{:?} is not a backend; valid: nspawn, incus",
+                spec.backend.name
+            ),
+        );
+    }
+    if spec.image.is_empty() {
+        v.err(
+            "image",
+            "is required: a registered image name such as debian-bookworm",
+        );
+    }
+    unique("expose", spec.expose.iter().map(|e| e.name.as_str()), v);
+    for (i, e) in spec.expose.iter().enumerate() {
+        v.index("expose", i, |v| {
+            if e.host == 0 {
+                v.err("host", "must be 1-65535");
+            }
+            if e.guest == 0 {
+                v.err("guest", "must be 1-65535");
+            }
+        });
+    }
+    v.scope("host", |v| {
+        for key in spec.host.labels.keys() {
+            v.check(format!("labels.{key}"), check_label_key(key));
+        }
+        v.scope("ssh", |v| ssh(&spec.host.ssh, v));
+    });
 }

@@ -23,7 +23,8 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::meta::ObjectMeta;
+use crate::error::FieldError;
+use crate::meta::{ObjectMeta, ObjectRef, check_dns_label, check_dns_subdomain, check_label_key};
 use crate::validate::Validator;
 
 /// The one API group and version HostKit serves.
@@ -193,10 +194,10 @@ macro_rules! define_any_object {
 
             /// Decodes a JSON object whose `kind` selects the type; errors carry the field path.
             pub fn from_value(value: serde_json::Value) -> Result<AnyObject, crate::FieldError> {
-                let kind = crate::manifest::check_type_meta(&value)?;
+                let kind = check_type_meta(&value)?;
                 match kind {
                     $(k if k == <$spec as KindSpec>::INFO.kind => {
-                        crate::manifest::decode_typed::<Object<$spec>>(value).map(|o| AnyObject::$variant(Box::new(o)))
+                        crate::decode::decode_typed::<Object<$spec>>(value).map(|o| AnyObject::$variant(Box::new(o)))
                     })*
                     other => Err(crate::FieldError::new("kind", format!("unknown kind {other:?}"))),
                 }
@@ -212,7 +213,7 @@ macro_rules! define_any_object {
             /// Checks names, values and references; every problem is returned, not just the first.
             pub fn validate(&self) -> Vec<crate::FieldError> {
                 let mut v = Validator::default();
-                crate::validate::check_meta(self.info(), self.meta(), &mut v);
+                check_meta(self.info(), self.meta(), &mut v);
                 match self {
                     $(AnyObject::$variant(o) => {
                         v.scope("spec", |v| o.spec.validate(&o.metadata.name, v));
@@ -231,14 +232,6 @@ macro_rules! define_any_object {
                     $((AnyObject::$variant(a), AnyObject::$variant(b)) => a.spec == b.spec,)*
                     _ => false,
                 }
-            }
-
-            /// The JSON Schema of one kind, with `apiVersion`, `kind`, `metadata`, `spec`, `status`.
-            pub fn schema_of(kind: &KindInfo) -> Option<schemars::Schema> {
-                $(if kind == <$spec as KindSpec>::INFO {
-                    return Some(crate::schema::kind_schema::<$spec>());
-                })*
-                None
             }
         }
     };
@@ -259,6 +252,94 @@ pub fn kind_by_name(kind: &str) -> Option<&'static KindInfo> {
 /// Finds a kind by the plural used in REST paths and store keys.
 pub fn kind_by_plural(plural: &str) -> Option<&'static KindInfo> {
     KINDS.iter().copied().find(|k| k.plural == plural)
+}
+
+/// Kinds whose names become user, unit and directory names on hosts use the stricter label rule.
+fn uses_label_names(kind: &KindInfo) -> bool {
+    matches!(kind.kind, "Service" | "Host" | "Project" | "Instance")
+}
+
+fn check_meta(kind: &KindInfo, meta: &ObjectMeta, v: &mut Validator) {
+    v.scope("metadata", |v| {
+        if meta.name.is_empty() {
+            v.err("name", "is required");
+        } else if uses_label_names(kind) {
+            v.check("name", check_dns_label(&meta.name));
+        } else {
+            v.check("name", check_dns_subdomain(&meta.name));
+        }
+        for (key, value) in &meta.labels {
+            v.check(format!("labels.{key}"), check_label_key(key));
+            if value.len() > 63
+                || !value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                v.err(
+                    format!("labels.{key}"),
+                    format!(
+                        "{value:?} is not a valid label value: at most 63 letters, digits, '-', '_' or '.'"
+                    ),
+                );
+            }
+        }
+        for key in meta.annotations.keys() {
+            v.check(format!("annotations.{key}"), check_label_key(key));
+        }
+    });
+}
+
+pub(crate) fn check_object_ref(field: &str, r: &ObjectRef, v: &mut Validator) {
+    v.scope(field, |v| {
+        if find_kind(&r.kind).is_none() {
+            v.err(
+                "kind",
+                format!("unknown kind {:?}; valid: {}", r.kind, kind_list()),
+            );
+        }
+        v.check("name", check_dns_subdomain(&r.name));
+    });
+}
+
+fn kind_list() -> String {
+    KINDS.iter().map(|k| k.kind).collect::<Vec<_>>().join(", ")
+}
+
+/// Checks `apiVersion` and `kind` before typed decoding, so those errors say what is valid.
+pub(crate) fn check_type_meta(value: &serde_json::Value) -> Result<&str, FieldError> {
+    let map = value.as_object().ok_or_else(|| {
+        FieldError::new(
+            "",
+            "a manifest is a mapping with apiVersion, kind, metadata and spec",
+        )
+    })?;
+    match map.get("apiVersion").and_then(|v| v.as_str()) {
+        Some(API_VERSION) => {}
+        Some(other) => {
+            return Err(FieldError::new(
+                "apiVersion",
+                format!("{other:?} is not served here; use {API_VERSION}"),
+            ));
+        }
+        None => {
+            return Err(FieldError::new(
+                "apiVersion",
+                format!("is required: {API_VERSION}"),
+            ));
+        }
+    }
+    let kinds = || KINDS.iter().map(|k| k.kind).collect::<Vec<_>>().join(", ");
+    match map.get("kind").and_then(|v| v.as_str()) {
+        Some(k) if kind_by_name(k).is_some() => Ok(k),
+        Some(k) => Err(FieldError::new(
+            "kind",
+            format!("unknown kind {k:?}; valid kinds: {}", kinds()),
+        )),
+        None => Err(FieldError::new(
+            "kind",
+            format!("is required, one of {}", kinds()),
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,12 @@ use super::{KindInfo, KindSpec};
 use std::collections::BTreeMap;
 
 use crate::meta::{Condition, LabelExpression, LabelSelector, ObjectRef, Time};
-use crate::validate::{self, Validator};
+use crate::validate::Validator;
+use std::str::FromStr;
+
+use crate::meta::check_dns_label;
+use crate::validate::{check_resource_id, check_selector};
+
 use crate::values::Duration;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -94,7 +99,7 @@ impl KindSpec for PolicyWindowSpec {
     const INFO: &'static KindInfo = &POLICY_WINDOW_INFO;
 
     fn validate(&self, _name: &str, v: &mut Validator) {
-        validate::policy_window(self, v);
+        policy_window(self, v);
     }
 
     fn apply_defaults(&mut self) {
@@ -225,7 +230,7 @@ impl KindSpec for RollbackSpec {
     const INFO: &'static KindInfo = &ROLLBACK_INFO;
 
     fn validate(&self, _name: &str, v: &mut Validator) {
-        validate::rollback(self, v);
+        rollback(self, v);
     }
 
     fn apply_defaults(&mut self) {
@@ -291,9 +296,69 @@ impl KindSpec for RevisionSpec {
     const INFO: &'static KindInfo = &REVISION_INFO;
 
     fn validate(&self, _name: &str, v: &mut Validator) {
-        validate::object_ref("targetRef", &self.target_ref, v);
+        super::check_object_ref("targetRef", &self.target_ref, v);
         if self.revision == 0 {
             v.err("revision", "revision numbers start at 1");
         }
+    }
+}
+
+fn policy_window(spec: &PolicyWindowSpec, v: &mut Validator) {
+    let fields = spec.schedule.split_whitespace().count();
+    if fields != 5 {
+        v.err("schedule", format!(
+            "{:?} is not a 5-field cron expression (minute hour day-of-month month day-of-week), e.g. \"0 22 * * 1-5\"",
+            spec.schedule
+        ));
+    } else if let Err(e) = croner::Cron::from_str(&spec.schedule) {
+        v.err(
+            "schedule",
+            format!("{:?} is not a valid cron expression: {e}", spec.schedule),
+        );
+    }
+    if spec.duration.as_std().is_zero() {
+        v.err("duration", "must be longer than zero");
+    }
+    if let Some(tz) = &spec.time_zone
+        && chrono_tz::Tz::from_str(tz).is_err()
+    {
+        v.err(
+            "timeZone",
+            format!("{tz:?} is not an IANA time zone such as UTC or Europe/Berlin"),
+        );
+    }
+    v.scope("selector", |v| {
+        for (field, sel) in [
+            ("services", &spec.selector.services),
+            ("hosts", &spec.selector.hosts),
+        ] {
+            if let Some(s) = sel {
+                check_selector(field, &s.labels(), v);
+                for (i, n) in s.names.iter().enumerate() {
+                    v.check(format!("{field}.names[{i}]"), check_dns_label(n));
+                }
+            }
+        }
+    });
+}
+
+fn rollback(spec: &RollbackSpec, v: &mut Validator) {
+    v.scope("targetRef", |v| {
+        if !matches!(spec.target_ref.kind.as_str(), "Service" | "Host") {
+            v.err(
+                "kind",
+                format!(
+                    "{:?} cannot be rolled back; valid: Service, Host",
+                    spec.target_ref.kind
+                ),
+            );
+        }
+        v.check("name", check_dns_label(&spec.target_ref.name));
+    });
+    if spec.to_revision == Some(RevisionTarget::Number(0)) {
+        v.err("toRevision", "revision numbers start at 1; or use previous");
+    }
+    for (i, id) in spec.only.iter().enumerate() {
+        v.check(format!("only[{i}]"), check_resource_id(id));
     }
 }

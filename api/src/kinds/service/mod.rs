@@ -11,9 +11,11 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod checks;
+
 use super::{KindInfo, KindSpec};
 use crate::meta::{Condition, LabelSelector, Time};
-use crate::validate::{self, Validator};
+use crate::validate::Validator;
 use crate::values::{Duration, FileMode, SecretRef};
 
 /// Desired state of a service on its hosts.
@@ -692,7 +694,7 @@ impl KindSpec for ServiceSpec {
     const INFO: &'static KindInfo = &SERVICE_INFO;
 
     fn validate(&self, name: &str, v: &mut Validator) {
-        validate::service(self, name, v);
+        checks::service(self, name, v);
     }
 
     fn apply_defaults(&mut self) {
@@ -714,6 +716,25 @@ impl KindSpec for ServiceSpec {
                 l.on.get_or_insert_with(|| "loopback".to_string());
                 l.protocol.get_or_insert(Protocol::Tcp);
             }
+        }
+    }
+}
+
+impl Package {
+    /// A package name the package managers accept.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let p = self;
+        let name = p.name();
+        let ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'));
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "{name:?} is not a package name (letters, digits, '-', '_', '.', '+')"
+            ))
         }
     }
 }
