@@ -26,8 +26,7 @@ use crate::metrics::HostLabels;
 use crate::revision::{self, Target as RevisionTarget};
 use crate::service::rollout::Failure;
 use crate::{
-    Action, Error, Note, ObjectKey, Reconciler, Reconcilers, Result, dependents, held_ids,
-    next_resync, policy_window,
+    Action, Note, ObjectKey, Reconciler, Reconcilers, Result, dependents, held_ids, policy_window,
 };
 
 /// `status.lastSeen` moves at most this often (seconds).
@@ -414,15 +413,12 @@ impl Reconciler<HostSpec> for Reconcilers {
                 &outcome.notes,
             )
             .await;
-        match outcome.failure {
-            Some(f) if f.terminal => Err(Error::Stalled(f.message)),
-            Some(f) => Err(Error::Retry(f.message)),
-            None => Ok(Action::Requeue(next_resync(
-                o.spec.interval.as_ref(),
-                outcome.wake_at,
-                now,
-            ))),
-        }
+        Failure::or_resync(
+            outcome.failure,
+            o.spec.interval.as_ref(),
+            outcome.wake_at,
+            now,
+        )
     }
 
     /// A deleted Host's history goes with it.

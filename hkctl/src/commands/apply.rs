@@ -3,7 +3,7 @@
 
 use futures::StreamExt;
 
-use super::{client, out};
+use super::{Files, client, out};
 use crate::config::Overrides;
 use crate::manifests::load;
 use crate::output::kind_name;
@@ -18,19 +18,15 @@ pub enum DryRun {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Files or folders; `-` reads standard input.
-    #[arg(short = 'f', long = "filename", required = true)]
-    files: Vec<String>,
-    /// Also read sub-folders.
-    #[arg(short = 'R', long)]
-    recursive: bool,
+    #[command(flatten)]
+    manifests: Files,
     /// Validate only: locally (client) or on the server without storing (server).
     #[arg(long, value_enum, default_value = "none", num_args = 0..=1, default_missing_value = "client")]
     dry_run: DryRun,
 }
 
 pub async fn run(overrides: &Overrides, args: &Args) -> Result<u8> {
-    let loaded = load(&args.files, args.recursive)?;
+    let loaded = load(&args.manifests.files, args.manifests.recursive)?;
     let mut failed = !loaded.errors.is_empty();
     for e in &loaded.errors {
         eprintln!("error: {e}");

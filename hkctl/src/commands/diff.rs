@@ -1,7 +1,7 @@
 //! `hkctl diff -f`: what apply would change, as unified diffs of the server's dry-run
 //! merge (exit 0: none, 1: differences, 2: error).
 
-use super::{client, out};
+use super::{Files, client, out};
 use crate::config::Overrides;
 use crate::manifests::load;
 use crate::output;
@@ -9,14 +9,12 @@ use crate::{Error, Result};
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(short = 'f', long = "filename", required = true)]
-    files: Vec<String>,
-    #[arg(short = 'R', long)]
-    recursive: bool,
+    #[command(flatten)]
+    manifests: Files,
 }
 
 pub async fn run(overrides: &Overrides, args: &Args) -> Result<u8> {
-    let loaded = load(&args.files, args.recursive)?;
+    let loaded = load(&args.manifests.files, args.manifests.recursive)?;
     if let Some(e) = loaded.errors.first() {
         for e in &loaded.errors {
             eprintln!("error: {e}");

@@ -26,6 +26,17 @@ use crate::client::Client;
 use crate::config::{Overrides, resolve};
 use crate::{Error, Result};
 
+/// `-f FILE… [-R]`: the manifests a verb reads.
+#[derive(clap::Args)]
+pub struct Files {
+    /// Files or folders; `-` reads standard input.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<String>,
+    /// Also read sub-folders.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+}
+
 /// `service`, `svc/web`, `services`: a kind and maybe a name.
 pub fn kind_arg(text: &str) -> Result<(&'static KindInfo, Option<String>)> {
     let (kind, name) = match text.split_once('/') {

@@ -146,9 +146,7 @@ mod tests {
     use hostkit_api::find_kind;
     use serde_json::json;
 
-    fn now() -> DateTime<Utc> {
-        "2026-11-21T12:00:00Z".parse().unwrap()
-    }
+    use crate::output::tests::now;
 
     #[test]
     fn describe_shows_conditions_and_events() {

@@ -165,11 +165,11 @@ pub fn unified_diff(label: &str, live: Option<&Value>, merged: &Value) -> String
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn now() -> DateTime<Utc> {
+    pub(crate) fn now() -> DateTime<Utc> {
         "2026-11-21T12:00:00Z".parse().unwrap()
     }
 

@@ -333,9 +333,7 @@ mod tests {
     use hostkit_api::find_kind;
     use serde_json::json;
 
-    fn now() -> DateTime<Utc> {
-        "2026-11-21T12:00:00Z".parse().unwrap()
-    }
+    use crate::output::tests::now;
 
     #[test]
     fn service_table_has_name_first_and_age_last() {

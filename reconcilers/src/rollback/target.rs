@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use hostkit_api::KindInfo;
-use hostkit_api::kinds::{HostSpec, ServiceSpec};
+use hostkit_api::kinds::{HostSpec, Object, ServiceSpec};
 use hostkit_api::{KindSpec, wellknown};
 use serde_json::Value;
 
@@ -40,24 +40,29 @@ pub(super) fn cached_target(
 ) -> Option<TargetObject> {
     if kind == ServiceSpec::INFO {
         let o = ctx.cached::<ServiceSpec>(name)?;
-        Some(TargetObject {
-            kind,
-            uid: o.metadata.uid.clone(),
-            generation: o.metadata.generation.unwrap_or(1),
-            labels: o.metadata.labels.clone(),
-            spec: serde_json::to_value(&o.spec).expect("specs serialise"),
-            current_revision: o.status.as_ref().and_then(|s| s.current_revision),
-        })
+        Some(TargetObject::of(
+            &o,
+            o.status.as_ref().and_then(|s| s.current_revision),
+        ))
     } else {
         let o = ctx.cached::<HostSpec>(name)?;
-        Some(TargetObject {
-            kind,
+        Some(TargetObject::of(
+            &o,
+            o.status.as_ref().and_then(|s| s.current_revision),
+        ))
+    }
+}
+
+impl TargetObject {
+    fn of<K: KindSpec>(o: &Object<K>, current_revision: Option<u64>) -> TargetObject {
+        TargetObject {
+            kind: K::INFO,
             uid: o.metadata.uid.clone(),
             generation: o.metadata.generation.unwrap_or(1),
             labels: o.metadata.labels.clone(),
             spec: serde_json::to_value(&o.spec).expect("specs serialise"),
-            current_revision: o.status.as_ref().and_then(|s| s.current_revision),
-        })
+            current_revision,
+        }
     }
 }
 

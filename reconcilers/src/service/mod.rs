@@ -7,6 +7,7 @@
 //! `hkctl plan`.
 
 pub mod cleanup;
+mod conditions;
 pub mod live_plan;
 pub mod rollout;
 
@@ -20,10 +21,9 @@ use hostkit_engine::run::Run;
 use crate::metrics::{IntentLabels, ObjectHostLabels, ObjectLabels};
 use crate::revision::{self, Target as RevisionTarget};
 use crate::{
-    Action, Error, Note, ObjectKey, Reconciler, Reconcilers, Result, dependents, held_ids,
-    next_resync, resync_interval,
+    Action, Note, ObjectKey, Reconciler, Reconcilers, Result, dependents, held_ids, resync_interval,
 };
-use rollout::{Input, Report, Sink, Target};
+use rollout::{Failure, Input, Report, Sink, Target};
 
 const KIND: &str = "Service";
 
@@ -222,15 +222,12 @@ impl Reconciler<ServiceSpec> for Reconcilers {
             revision::prune(self.ctx.as_ref(), KIND, o.name(), limit).await;
         }
         self.publish_metrics(&o, &report, now);
-        match report.failure {
-            Some(f) if f.terminal => Err(Error::Stalled(f.message)),
-            Some(f) => Err(Error::Retry(f.message)),
-            None => Ok(Action::Requeue(next_resync(
-                o.spec.interval.as_ref(),
-                report.wake_at,
-                now,
-            ))),
-        }
+        Failure::or_resync(
+            report.failure,
+            o.spec.interval.as_ref(),
+            report.wake_at,
+            now,
+        )
     }
 
     /// Undoes a deleted Service on its hosts, then deletes its history.

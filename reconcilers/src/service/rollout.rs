@@ -25,6 +25,7 @@ use hostkit_engine::run::{self, Run, Undone};
 use hostkit_engine::secrets::Secrets;
 use hostkit_engine::transport::Transport;
 
+use super::conditions::{Outcome, drift_condition};
 use crate::Note;
 use crate::policy_window;
 
@@ -82,6 +83,25 @@ pub struct Failure {
     /// Terminal failures (a spec that cannot work) wait for a spec change.
     pub terminal: bool,
     pub message: String,
+}
+
+impl Failure {
+    /// The reconcile's result: this failure, or (none) the next resync of an object with
+    /// `interval`, sooner when something changes by itself at `wake_at`.
+    pub(crate) fn or_resync(
+        failure: Option<Failure>,
+        interval: Option<&hostkit_api::values::Duration>,
+        wake_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> crate::Result<crate::Action> {
+        match failure {
+            Some(f) if f.terminal => Err(crate::Error::Stalled(f.message)),
+            Some(f) => Err(crate::Error::Retry(f.message)),
+            None => Ok(crate::Action::Requeue(crate::next_resync(
+                interval, wake_at, now,
+            ))),
+        }
+    }
 }
 
 /// What one reconcile found and did.
@@ -775,109 +795,5 @@ impl<'a> Rollout<'a> {
                 message: msg.clone(),
             });
         }
-    }
-}
-
-/// `Drifted`'s status, reason and message for the hosts that drifted.
-fn drift_condition(drifted: &[String], repaired: bool) -> (bool, &'static str, String) {
-    if drifted.is_empty() {
-        let reason = if repaired { "DriftRepaired" } else { "InSync" };
-        (false, reason, "hosts match the applied generation".into())
-    } else {
-        (
-            true,
-            "DriftDetected",
-            format!("drift on {}", drifted.join(", ")),
-        )
-    }
-}
-
-/// How a reconcile ended, as the final conditions see it.
-struct Outcome {
-    generation: i64,
-    hosts: usize,
-    remaining_drift: Vec<String>,
-    /// Some host had drifted when planned (and may have been repaired since).
-    drifted_before: bool,
-    converged: bool,
-    stopped: Option<String>,
-    blocked: Vec<String>,
-    paused: Option<String>,
-    applied_ok: bool,
-    auto_rolled_back: bool,
-}
-
-impl Outcome {
-    /// The final conditions, as (type, status, reason, message): a pure function of how the
-    /// reconcile ended.
-    fn conditions(&self) -> Vec<(&'static str, bool, &'static str, String)> {
-        let g = self.generation;
-        let mut out = Vec::new();
-        let (drifted, reason, message) =
-            drift_condition(&self.remaining_drift, self.drifted_before);
-        out.push(("Drifted", drifted, reason, message));
-        let blocked = !self.blocked.is_empty() && self.paused.is_none();
-        out.push((
-            "WindowBlocked",
-            blocked,
-            if blocked {
-                "WindowClosed"
-            } else {
-                "NotBlocked"
-            },
-            if self.blocked.is_empty() {
-                "apply is allowed".into()
-            } else {
-                self.blocked.join("; ")
-            },
-        ));
-        match (&self.stopped, &self.paused) {
-            (Some(msg), _) => {
-                out.push(("Applied", false, "ApplyFailed", msg.clone()));
-                if self.auto_rolled_back {
-                    out.push(("Stalled", true, "AutoRolledBack", msg.clone()));
-                }
-            }
-            (None, _) if self.converged => out.push((
-                "Applied",
-                true,
-                "Applied",
-                format!("generation {g} is applied on every host"),
-            )),
-            (None, Some(why)) => out.push(("Applied", false, "Paused", why.clone())),
-            (None, None) => out.push(("Applied", false, "WindowClosed", self.blocked.join("; "))),
-        }
-        let ready = self.converged && self.stopped.is_none() && self.applied_ok;
-        let reason = if ready {
-            "Converged"
-        } else if self.stopped.is_some() {
-            "ApplyFailed"
-        } else if self.paused.is_some() {
-            "Paused"
-        } else {
-            "ChangesPending"
-        };
-        let message = if ready {
-            format!("generation {g} runs on {} host(s)", self.hosts)
-        } else {
-            self.stopped
-                .clone()
-                .unwrap_or_else(|| self.blocked.join("; "))
-        };
-        out.push(("Ready", ready, reason, message));
-        let (reason, message) = if ready {
-            ("UpToDate", "nothing pending")
-        } else if self.stopped.is_some() {
-            ("Failed", "changes pending")
-        } else {
-            ("Waiting", "changes pending")
-        };
-        out.push((
-            "Reconciling",
-            !ready && self.stopped.is_none(),
-            reason,
-            message.into(),
-        ));
-        out
     }
 }

@@ -21,6 +21,15 @@ use tokio::sync::Mutex;
 use crate::error::{Error, Result};
 use crate::store::{KeyValue, Store, StoreError, WatchEvent};
 
+mod actor;
+mod merge;
+mod selectors;
+
+pub use actor::as_actor;
+use actor::stamp_actor;
+use merge::{merge_update, strip_rv};
+pub use selectors::{FieldSelector, Selectors};
+
 /// How `apply` changed the store, printed by hkctl as `service/x created`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApplyOutcome {
@@ -49,96 +58,9 @@ pub enum ObjectEvent {
     Bookmark(i64),
 }
 
-/// Equality on `metadata.<field>=value` or `spec.involvedObject.name=x`: dotted JSON paths.
-#[derive(Clone, Debug, Default)]
-pub struct FieldSelector {
-    terms: Vec<(Vec<String>, String)>,
-}
-
-impl FieldSelector {
-    pub fn parse(text: &str) -> Result<FieldSelector> {
-        let mut terms = Vec::new();
-        for clause in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
-            let (path, value) = clause.split_once('=').ok_or_else(|| {
-                Error::BadRequest(format!(
-                    "field selector {clause:?} is not path=value, e.g. metadata.name=exograph"
-                ))
-            })?;
-            let value = value.strip_prefix('=').unwrap_or(value);
-            terms.push((
-                path.trim().split('.').map(String::from).collect(),
-                value.trim().to_string(),
-            ));
-        }
-        Ok(FieldSelector { terms })
-    }
-
-    pub fn matches(&self, object: &Value) -> bool {
-        self.terms.iter().all(|(path, expected)| {
-            let mut v = object;
-            for seg in path {
-                match v.get(seg) {
-                    Some(next) => v = next,
-                    None => return false,
-                }
-            }
-            match v {
-                Value::String(s) => s == expected,
-                other => serde_json::from_str::<Value>(expected).ok().as_ref() == Some(other),
-            }
-        })
-    }
-}
-
-/// Filters for list and watch.
-#[derive(Clone, Debug, Default)]
-pub struct Selectors {
-    pub labels: Option<LabelSelector>,
-    pub fields: Option<FieldSelector>,
-}
-
-impl Selectors {
-    pub fn matches(&self, object: &Value) -> bool {
-        let labels_ok = self.labels.as_ref().is_none_or(|sel| {
-            let labels = object
-                .pointer("/metadata/labels")
-                .and_then(|l| serde_json::from_value(l.clone()).ok())
-                .unwrap_or_default();
-            sel.matches(&labels)
-        });
-        labels_ok && self.fields.as_ref().is_none_or(|f| f.matches(object))
-    }
-}
-
 /// Where a deleted object's cleanup leaves its hosts; `orphan` is Kubernetes'
 /// `propagationPolicy=Orphan`: the object goes, what it put on hosts stays.
 pub use hostkit_api::wellknown::CASCADE as ORPHAN_ANNOTATION;
-
-tokio::task_local! {
-    static ACTOR: String;
-}
-
-/// Runs `f` with the writes it makes attributed to `actor` (`user/alice`,
-/// `gitsource/infra@abc123`, `rollback/web-undo`): a write that changes an object's spec
-/// records it in the `hostkit.dev/changed-by` annotation, which Revisions cite as their
-/// source. The API server wraps every request in the caller's identity.
-pub async fn as_actor<F: std::future::Future>(actor: String, f: F) -> F::Output {
-    ACTOR.scope(actor, f).await
-}
-
-fn stamp_actor(v: &mut Value) {
-    if let Ok(actor) = ACTOR.try_with(Clone::clone) {
-        let annotations = meta(v)
-            .entry("annotations")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Some(a) = annotations.as_object_mut() {
-            a.insert(
-                hostkit_api::wellknown::CHANGED_BY.into(),
-                Value::String(actor),
-            );
-        }
-    }
-}
 
 /// How a delete goes ahead.
 #[derive(Clone, Copy, Debug, Default)]
@@ -400,6 +322,33 @@ impl Objects {
         Self::to_object(&kv)
     }
 
+    /// The stored record of an object, when it is at `expected` (any revision for `None`):
+    /// the read that starts every write, and its precondition.
+    async fn current_at(
+        &self,
+        kind: &KindInfo,
+        name: &str,
+        expected: Option<i64>,
+    ) -> Result<KeyValue> {
+        let current = self
+            .store
+            .get(&kind.key(name))
+            .await?
+            .ok_or_else(|| Self::not_found(kind, name))?;
+        match expected {
+            Some(rv) if rv != current.mod_revision => Err(Self::map_store(
+                kind,
+                name,
+                StoreError::Conflict {
+                    key: current.key,
+                    expected: rv,
+                    actual: current.mod_revision,
+                },
+            )),
+            _ => Ok(current),
+        }
+    }
+
     /// Replaces spec, labels, annotations, finalizers and owners; keeps status and server fields.
     pub async fn update(
         &self,
@@ -420,24 +369,7 @@ impl Objects {
         let object = self.decode(kind, body, Some(name))?;
         let desired = object.to_value();
         for _ in 0..8 {
-            let current = self
-                .store
-                .get(&kind.key(name))
-                .await?
-                .ok_or_else(|| Self::not_found(kind, name))?;
-            if let Some(rv) = expected
-                && rv != current.mod_revision
-            {
-                return Err(Self::map_store(
-                    kind,
-                    name,
-                    StoreError::Conflict {
-                        key: current.key,
-                        expected: rv,
-                        actual: current.mod_revision,
-                    },
-                ));
-            }
+            let current = self.current_at(kind, name, expected).await?;
             let stored = Self::to_object(&current)?;
             let next = merge_update(&stored, &desired, false)?;
             match self
@@ -631,24 +563,7 @@ impl Objects {
             orphan,
         } = options;
         for _ in 0..8 {
-            let current = self
-                .store
-                .get(&kind.key(name))
-                .await?
-                .ok_or_else(|| Self::not_found(kind, name))?;
-            if let Some(rv) = precondition
-                && rv != current.mod_revision
-            {
-                return Err(Self::map_store(
-                    kind,
-                    name,
-                    StoreError::Conflict {
-                        key: current.key,
-                        expected: rv,
-                        actual: current.mod_revision,
-                    },
-                ));
-            }
+            let current = self.current_at(kind, name, precondition).await?;
             let mut stored = Self::to_object(&current)?;
             let has_finalizers = stored
                 .pointer("/metadata/finalizers")
@@ -774,77 +689,6 @@ impl Objects {
             }
         }))
     }
-}
-
-fn strip_rv(v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-    }
-    v
-}
-
-/// The object that results from writing `desired` over `stored`: user-owned fields from
-/// `desired`, server-owned fields and status from `stored`. With `merge_annotations`
-/// (apply), annotations are merged instead of replaced and finalizers are kept.
-fn merge_update(stored: &Value, desired: &Value, merge_annotations: bool) -> Result<Value> {
-    let mut next = stored.clone();
-    let obj = next.as_object_mut().expect("object");
-    match desired.get("spec") {
-        Some(spec) => obj.insert("spec".into(), spec.clone()),
-        None => obj.remove("spec"),
-    };
-    let desired_meta = desired
-        .get("metadata")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let m = meta(&mut next);
-    for field in ["labels", "ownerReferences"] {
-        match desired_meta.get(field) {
-            Some(v) => m.insert(field.into(), v.clone()),
-            None if field == "ownerReferences" && merge_annotations => None,
-            None => m.remove(field),
-        };
-    }
-    if merge_annotations {
-        let mut merged = m
-            .get("annotations")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        if let Some(a) = desired_meta.get("annotations").and_then(Value::as_object) {
-            for (k, v) in a {
-                merged.insert(k.clone(), v.clone());
-            }
-        }
-        if merged.is_empty() {
-            m.remove("annotations");
-        } else {
-            m.insert("annotations".into(), Value::Object(merged));
-        }
-        if let Some(f) = desired_meta.get("finalizers").and_then(Value::as_array) {
-            let mut all = m
-                .get("finalizers")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            for x in f {
-                if !all.contains(x) {
-                    all.push(x.clone());
-                }
-            }
-            m.insert("finalizers".into(), Value::Array(all));
-        }
-    } else {
-        for field in ["annotations", "finalizers"] {
-            match desired_meta.get(field) {
-                Some(v) => m.insert(field.into(), v.clone()),
-                None => m.remove(field),
-            };
-        }
-    }
-    Ok(next)
 }
 
 /// Drains a watch into a Vec until `n` events arrived (test helper for reconciler tests).

@@ -1,0 +1,493 @@
+//! What each resource needs: desired against current, per kind, with the reason and the
+//! diff a plan shows (keys only for env files; secret values never).
+
+use super::*;
+
+/// Replaces secret values in `text` by `<secret KEY>`, using the template's lines: a line
+/// of `current` that starts like a template line holding a placeholder is redacted.
+fn redact(template: &Content, current: &str) -> String {
+    let mut prefixes = Vec::new();
+    for line in template.text.lines() {
+        for key in template.secrets.keys() {
+            let p = Content::placeholder(key);
+            if let Some(pos) = line.find(&p) {
+                prefixes.push((
+                    line[..pos].to_string(),
+                    line.replace(&p, &format!("<secret {key}>")),
+                ));
+            }
+        }
+    }
+    current
+        .lines()
+        .map(|l| {
+            prefixes
+                .iter()
+                .find(|(p, _)| !p.trim().is_empty() && l.starts_with(p.as_str()))
+                .map(|(_, shown)| shown.clone())
+                .unwrap_or_else(|| l.to_string())
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn shown_desired(content: &Content) -> String {
+    let mut t = content.text.clone();
+    for key in content.secrets.keys() {
+        t = t.replace(&Content::placeholder(key), &format!("<secret {key}>"));
+    }
+    t
+}
+
+fn unified(before: &str, after: &str, path: &str) -> String {
+    similar::TextDiff::from_lines(before, after)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("{path} (host)"), &format!("{path} (desired)"))
+        .to_string()
+}
+
+/// Keyed diff of two env files; secret keys by name only.
+fn keyed_env(before: &str, after: &str, secrets: &BTreeSet<String>) -> String {
+    let b = parse_dotenv(before);
+    let a = parse_dotenv(after);
+    let mut out = String::new();
+    let keys: BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+    for k in keys {
+        let secret = secrets.contains(k.as_str());
+        match (b.get(k), a.get(k)) {
+            (None, Some(_)) if secret => out.push_str(&format!("+ {k} (secret)\n")),
+            (None, Some(v)) => out.push_str(&format!("+ {k}={v}\n")),
+            (Some(_), None) => out.push_str(&format!("- {k}\n")),
+            (Some(x), Some(y)) if x != y && secret => {
+                out.push_str(&format!("~ {k} (secret changed)\n"))
+            }
+            (Some(x), Some(y)) if x != y => out.push_str(&format!("~ {k}: {x} → {y}\n")),
+            _ => {}
+        }
+    }
+    out
+}
+
+pub(super) struct Planned {
+    pub(super) action: Action,
+    pub(super) reason: String,
+    pub(super) after: Option<Value>,
+    pub(super) diff: Option<String>,
+}
+
+/// No change.
+fn noop() -> Planned {
+    Planned {
+        action: Action::Noop,
+        reason: "up to date".into(),
+        after: None,
+        diff: None,
+    }
+}
+
+/// A planned change.
+fn change(action: Action, reason: String, after: Option<Value>, diff: Option<String>) -> Planned {
+    Planned {
+        action,
+        reason,
+        after,
+        diff,
+    }
+}
+
+/// The change one resource needs on the host as read.
+pub(super) fn plan_one(
+    r: &Resource,
+    st: &HostState,
+    bytes: Option<&Vec<u8>>,
+    lock: &PackageLock,
+) -> Planned {
+    match &r.spec {
+        Spec::File {
+            path,
+            content,
+            owner,
+            group,
+            mode,
+            role,
+        } => {
+            let want = WantFile {
+                path,
+                content,
+                owner,
+                group,
+                mode: *mode,
+                role: *role,
+                bytes: bytes.expect("prepare materializes every file"),
+            };
+            plan_file(&want, st.paths.get(&r.id))
+        }
+        Spec::Directory {
+            owner, group, mode, ..
+        } => plan_directory(owner, group, *mode, st.paths.get(&r.id)),
+        Spec::Symlink { to, .. } => plan_symlink(to, st.paths.get(&r.id)),
+        Spec::Account {
+            home,
+            shell,
+            groups,
+            ..
+        } => plan_account(home, shell, groups, st.accounts.get(&r.id)),
+        Spec::Package { name } => plan_package(name, st, lock),
+        Spec::Unit { name, start, .. } => plan_unit(name, *start, st),
+        Spec::Command(c) => plan_command(c, st.commands.get(&r.id).cloned().unwrap_or_default()),
+        Spec::Firewall { .. } => {
+            plan_firewall(st.firewalls.get(&r.id).cloned().unwrap_or_default())
+        }
+    }
+}
+
+/// A file as the spec wants it.
+struct WantFile<'a> {
+    path: &'a String,
+    content: &'a Content,
+    owner: &'a String,
+    group: &'a String,
+    mode: u32,
+    role: FileRole,
+    /// The materialized content (secrets resolved).
+    bytes: &'a Vec<u8>,
+}
+
+fn plan_file(want: &WantFile<'_>, current: Option<&PathState>) -> Planned {
+    let WantFile {
+        path,
+        content,
+        owner,
+        group,
+        ref mode,
+        ref role,
+        bytes,
+    } = *want;
+    let sha = sha256_hex(bytes);
+    let after = json!({"type": "file", "owner": owner, "group": group, "mode": format!("{mode:04o}"), "sha256": sha, "size": bytes.len()});
+    let desired_text = || (!content.base64).then(|| shown_desired(content));
+    match current {
+        None | Some(PathState::Absent) => {
+            let diff = desired_text().map(|t| unified("", &t, path));
+            change(Action::Create, "does not exist".into(), Some(after), diff)
+        }
+        Some(PathState::File {
+            owner: o,
+            group: g,
+            mode: m,
+            sha256,
+            content: current,
+            ..
+        }) => {
+            let mut reasons = Vec::new();
+            if sha256 != &sha {
+                reasons.push("content differs".to_string());
+            }
+            if o != owner || g != group {
+                reasons.push(format!("owner {o}:{g}, want {owner}:{group}"));
+            }
+            if m != mode {
+                reasons.push(format!("mode {m:04o}, want {mode:04o}"));
+            }
+            if reasons.is_empty() {
+                return noop();
+            }
+            let diff = (sha256 != &sha)
+                .then(|| content_diff(path, content, *role, bytes, current.as_deref()));
+            change(Action::Update, reasons.join("; "), Some(after), diff)
+        }
+        Some(other) => change(
+            Action::Update,
+            format!(
+                "is a {}, want a file",
+                path_view(other)["type"].as_str().unwrap_or("?")
+            ),
+            Some(after),
+            None,
+        ),
+    }
+}
+
+/// What changes in a file's content, as the plan shows it: a unified diff, keys only for
+/// env files, secrets never.
+fn content_diff(
+    path: &str,
+    content: &Content,
+    role: FileRole,
+    bytes: &[u8],
+    current: Option<&[u8]>,
+) -> String {
+    let desired_text = (!content.base64).then(|| shown_desired(content));
+    match (
+        current.and_then(|c| String::from_utf8(c.to_vec()).ok()),
+        desired_text,
+    ) {
+        (Some(cur), Some(want)) => {
+            if role == FileRole::Env {
+                let secrets: BTreeSet<String> = content.secrets.keys().cloned().collect();
+                let want_real = String::from_utf8_lossy(bytes).into_owned();
+                keyed_env(&cur, &want_real, &secrets)
+            } else if content.secrets.is_empty() {
+                unified(&cur, &want, path)
+            } else {
+                let shown = unified(&redact(content, &cur), &want, path);
+                if shown.is_empty() {
+                    "a secret value changed (not shown)\n".to_string()
+                } else {
+                    shown
+                }
+            }
+        }
+        _ => "binary or large file: content differs\n".into(),
+    }
+}
+
+fn plan_directory(
+    owner: &String,
+    group: &String,
+    mode: u32,
+    current: Option<&PathState>,
+) -> Planned {
+    let mode = &mode;
+    let after =
+        json!({"type": "directory", "owner": owner, "group": group, "mode": format!("{mode:04o}")});
+    match current {
+        None | Some(PathState::Absent) => {
+            change(Action::Create, "does not exist".into(), Some(after), None)
+        }
+        Some(PathState::Directory {
+            owner: o,
+            group: g,
+            mode: m,
+        }) => {
+            let mut reasons = Vec::new();
+            if o != owner || g != group {
+                reasons.push(format!("owner {o}:{g}, want {owner}:{group}"));
+            }
+            if m != mode {
+                reasons.push(format!("mode {m:04o}, want {mode:04o}"));
+            }
+            if reasons.is_empty() {
+                noop()
+            } else {
+                change(Action::Update, reasons.join("; "), Some(after), None)
+            }
+        }
+        Some(other) => change(
+            Action::ReadError,
+            format!(
+                "is a {}, want a directory; HostKit does not replace it",
+                path_view(other)["type"].as_str().unwrap_or("?")
+            ),
+            None,
+            None,
+        ),
+    }
+}
+
+fn plan_symlink(to: &String, current: Option<&PathState>) -> Planned {
+    let after = json!({"type": "symlink", "to": to});
+    match current {
+        None | Some(PathState::Absent) => {
+            change(Action::Create, "does not exist".into(), Some(after), None)
+        }
+        Some(PathState::Link { target }) if target == to => noop(),
+        Some(PathState::Link { target }) => change(
+            Action::Update,
+            format!("points to {target}, want {to}"),
+            Some(after),
+            None,
+        ),
+        Some(_) => change(
+            Action::ReadError,
+            "exists and is not a symlink; HostKit does not replace it".into(),
+            None,
+            None,
+        ),
+    }
+}
+
+fn plan_account(
+    home: &String,
+    shell: &String,
+    groups: &[String],
+    current: Option<&Option<AccountState>>,
+) -> Planned {
+    let after = json!({"exists": true, "home": home, "shell": shell, "groups": groups});
+    match current {
+        None | Some(None) => change(Action::Create, "does not exist".into(), Some(after), None),
+        Some(Some(a)) => {
+            let mut reasons = Vec::new();
+            if &a.home != home {
+                reasons.push(format!("home {}, want {home}", a.home));
+            }
+            if &a.shell != shell {
+                reasons.push(format!("shell {}, want {shell}", a.shell));
+            }
+            let missing: Vec<&String> = groups.iter().filter(|g| !a.groups.contains(g)).collect();
+            if !missing.is_empty() {
+                reasons.push(format!("not in groups {missing:?}"));
+            }
+            if reasons.is_empty() {
+                noop()
+            } else {
+                change(Action::Update, reasons.join("; "), Some(after), None)
+            }
+        }
+    }
+}
+
+fn plan_package(name: &str, st: &HostState, lock: &PackageLock) -> Planned {
+    let manager = st
+        .facts
+        .get("packageManager")
+        .map(String::as_str)
+        .unwrap_or("");
+    let names = crate::packages::names(name, manager);
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|n| !matches!(st.packages.get(*n), Some(Some(_))))
+        .collect();
+    let off_lock: Vec<String> = names
+        .iter()
+        .filter_map(|n| {
+            let installed = st.packages.get(n).cloned().flatten()?;
+            let pinned = lock.get(n)?;
+            (installed != *pinned).then(|| format!("{n} {installed}, locked {pinned}"))
+        })
+        .collect();
+    let pinned: BTreeMap<&String, &String> = names
+        .iter()
+        .filter_map(|n| Some((n, lock.get(n)?)))
+        .collect();
+    let after = json!({"installed": true, "locked": pinned});
+    if !missing.is_empty() {
+        change(
+            Action::Create,
+            format!(
+                "not installed: {}",
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            Some(after),
+            None,
+        )
+    } else if !off_lock.is_empty() {
+        change(Action::Update, off_lock.join("; "), Some(after), None)
+    } else {
+        noop()
+    }
+}
+
+fn plan_unit(name: &str, start: bool, st: &HostState) -> Planned {
+    let start = &start;
+    let u = st.units.get(name).cloned().unwrap_or_default();
+    let after = json!({"enabled": "enabled", "active": if *start { "active" } else { "inactive" }});
+    if u.load != "loaded" {
+        return change(
+            Action::Create,
+            "not installed yet".into(),
+            Some(after),
+            None,
+        );
+    }
+    let mut reasons = Vec::new();
+    if u.enabled != "enabled" {
+        reasons.push(format!(
+            "is {}, want enabled",
+            if u.enabled.is_empty() {
+                "disabled"
+            } else {
+                &u.enabled
+            }
+        ));
+    }
+    if *start && u.active != "active" {
+        reasons.push(format!("is {}, want active", u.active));
+    }
+    if reasons.is_empty() {
+        noop()
+    } else {
+        change(Action::Update, reasons.join("; "), Some(after), None)
+    }
+}
+
+fn plan_command(c: &CommandSpec, cs: CommandState) -> Planned {
+    let want_stamp = format!("{} {}", c.stamp, cs.inputs);
+    let after = json!({"ran": true, "stamp": want_stamp});
+    if let Some(false) = cs.created {
+        return change(
+            Action::Create,
+            format!("{} does not exist", c.creates.as_deref().unwrap_or("")),
+            Some(after),
+            None,
+        );
+    }
+    if cs.created == Some(true) {
+        return noop();
+    }
+    if let Some(ok) = cs.unless_ok {
+        return if ok {
+            noop()
+        } else {
+            change(
+                Action::Create,
+                "the unless test fails".into(),
+                Some(after),
+                None,
+            )
+        };
+    }
+    match &cs.stamp {
+        None => change(Action::Create, "never ran".into(), Some(after), None),
+        Some(s) if *s == want_stamp => noop(),
+        Some(_) => change(
+            Action::Update,
+            "its command or inputs changed since the last run".into(),
+            Some(after),
+            None,
+        ),
+    }
+}
+
+fn plan_firewall(fw: FirewallState) -> Planned {
+    let after = json!({"loaded": true});
+    match (&fw.loaded, &fw.stamp) {
+        (None, _) => change(
+            Action::Create,
+            "table is not loaded".into(),
+            Some(after),
+            None,
+        ),
+        (Some(l), Some(s)) if s.split_whitespace().next() == Some(l.as_str()) => noop(),
+        (Some(_), _) => change(
+            Action::Update,
+            "the loaded table differs from what HostKit loaded".into(),
+            Some(after),
+            None,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyed_env_diff_names_secret_keys_only() {
+        let secrets: BTreeSet<String> = ["DB".to_string()].into();
+        let d = keyed_env(
+            "PORT=\"1\"\nDB=\"old-pw\"\nGONE=\"x\"\n",
+            "PORT=\"2\"\nDB=\"new-pw\"\nNEW=\"y\"\n",
+            &secrets,
+        );
+        assert!(d.contains("~ PORT: 1 → 2"));
+        assert!(d.contains("~ DB (secret changed)"));
+        assert!(d.contains("- GONE") && d.contains("+ NEW=y"));
+        assert!(!d.contains("pw"), "{d}");
+    }
+}
