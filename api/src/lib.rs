@@ -4,6 +4,10 @@
 //!
 //! This crate does no I/O, so the CLI, the controller and tests can all depend on it cheaply
 //! and agree on exactly one definition of every field.
+//!
+//! Where to start reading: [`kinds`] (`Object<S>`, `KindSpec`, `AnyObject`, then one file per
+//! kind), [`meta`] for metadata and conditions, [`manifest`] for how YAML becomes objects.
+//! Not here: anything that talks to a host, the store or HTTP.
 
 pub mod config;
 pub mod decode;
