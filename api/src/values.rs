@@ -41,7 +41,7 @@ impl Duration {
     pub fn from_secs(secs: u64) -> Duration {
         Duration {
             text: format_secs(secs),
-            millis: secs * 1000,
+            millis: secs.saturating_mul(1000).min(MAX_DURATION_MILLIS),
         }
     }
 
@@ -63,6 +63,10 @@ fn format_secs(secs: u64) -> String {
         format!("{secs}s")
     }
 }
+
+/// The longest duration HostKit accepts (ten years): every interval, timeout and window fits,
+/// and time arithmetic on a `now` plus it can never overflow.
+pub const MAX_DURATION_MILLIS: u64 = 10 * 365 * 86_400_000;
 
 const DURATION_HINT: &str =
     "expected a number with a unit (ms, s, m or min, h, d, w), e.g. 250ms, 10s, 10min, 1h30m";
@@ -118,6 +122,11 @@ fn parse_duration_millis(text: &str) -> Result<u64, String> {
         while i < bytes.len() && bytes[i] == b' ' {
             i += 1;
         }
+    }
+    if total > MAX_DURATION_MILLIS {
+        return Err(format!(
+            "invalid duration {text:?}: longer than ten years (3650d), the longest HostKit accepts"
+        ));
     }
     Ok(total)
 }
@@ -385,6 +394,23 @@ mod tests {
                 Duration::parse(text).unwrap().as_std().as_millis(),
                 ms,
                 "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_longer_than_ten_years_are_refused_not_wrapped() {
+        assert!(Duration::parse("3650d").is_ok());
+        for huge in [
+            "3651d",
+            "100000000d",
+            "18446744073709551615ms",
+            "99999999999999999999s",
+        ] {
+            let err = Duration::parse(huge).unwrap_err();
+            assert!(
+                err.contains("ten years") || err.contains("too large"),
+                "{huge}: {err}"
             );
         }
     }

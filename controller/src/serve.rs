@@ -223,6 +223,8 @@ fn write_client_config(options: &ServeOptions, admin_token: &str) -> Result<()> 
 /// while this one leads.
 struct Controller {
     ctx: Arc<dyn Context>,
+    /// The runtime, for its health (`None` with `--no-controller`).
+    runtime: Option<Arc<Runtime>>,
     runtime_metrics: RuntimeMetrics,
     reconciler_metrics: hostkit_reconcilers::Metrics,
     /// Flipped at shutdown: no new reconciles.
@@ -289,6 +291,7 @@ impl Controller {
         let _ = lead_rx.borrow_and_update();
         let run_controller = options.controller;
         let concurrency = options.concurrency;
+        let health = run_controller.then(|| runtime.clone());
         let task = tokio::spawn(async move {
             if run_controller {
                 runtime.run(Options { concurrency }, lead_rx, stop_rx).await
@@ -296,6 +299,7 @@ impl Controller {
         });
         Controller {
             ctx,
+            runtime: health,
             runtime_metrics,
             reconciler_metrics,
             stop,
@@ -317,6 +321,10 @@ impl Controller {
                 reconcilers.register(r);
             })),
             plans: Some(Arc::new(ServicePlans(self.ctx.clone()))),
+            health: self
+                .runtime
+                .clone()
+                .map(|rt| Arc::new(move || rt.health.check()) as crate::server::Health),
         }
     }
 

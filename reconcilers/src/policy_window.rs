@@ -44,11 +44,19 @@ fn parse(name: &str, spec: &PolicyWindowSpec) -> Result<(croner::Cron, chrono_tz
 /// The state of one window at `now`.
 pub fn state(name: &str, spec: &PolicyWindowSpec, now: DateTime<Utc>) -> Result<WindowState> {
     let (cron, tz) = parse(name, spec)?;
-    let duration = chrono::Duration::from_std(spec.duration.as_std()).unwrap_or_default();
+    let too_long = || Error::Invalid {
+        object: format!("PolicyWindow/{name}"),
+        field: "spec.duration".into(),
+        message: format!("{} is too long for a window", spec.duration),
+    };
+    let duration = chrono::Duration::from_std(spec.duration.as_std()).map_err(|_| too_long())?;
     let local = now.with_timezone(&tz);
     // The latest opening at or before now: if it is still running, the window is open.
     if let Ok(prev) = cron.find_previous_occurrence(&local, true) {
-        let mut end = prev.with_timezone(&Utc) + duration;
+        let mut end = prev
+            .with_timezone(&Utc)
+            .checked_add_signed(duration)
+            .ok_or_else(too_long)?;
         if now < end {
             // Back-to-back openings extend the window.
             let mut guard = 0;
@@ -57,7 +65,7 @@ pub fn state(name: &str, spec: &PolicyWindowSpec, now: DateTime<Utc>) -> Result<
                 if next > end || guard > 1000 {
                     break;
                 }
-                end = next + duration;
+                end = next.checked_add_signed(duration).ok_or_else(too_long)?;
                 guard += 1;
             }
             return Ok(WindowState {
@@ -242,6 +250,18 @@ mod tests {
 
     fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+    }
+
+    #[test]
+    fn the_longest_window_computes_without_overflow() {
+        let w = window(WindowKind::Deny, "0 0 * * *", "3650d", "UTC");
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
+        let st = state("w", &w, now).unwrap();
+        assert!(
+            st.open,
+            "a ten-year window opened at midnight is open at noon"
+        );
+        assert!(st.next_transition.unwrap() > now);
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub struct RuntimeMetrics {
     pub reconcile_total: Family<ResultLabels, Counter>,
     pub reconcile_errors: Family<ControllerLabels, Counter>,
     pub reconcile_time: Family<ControllerLabels, Histogram>,
+    pub reconcile_panics: Family<ControllerLabels, Counter>,
     pub workqueue_depth: Gauge,
     pub workqueue_adds: Counter,
     pub workqueue_retries: Counter,
@@ -37,6 +38,7 @@ impl Default for RuntimeMetrics {
         RuntimeMetrics {
             reconcile_total: Family::default(),
             reconcile_errors: Family::default(),
+            reconcile_panics: Family::default(),
             reconcile_time: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.005, 2.0, 14))
             }),
@@ -60,6 +62,11 @@ impl RuntimeMetrics {
             "hostkit_reconcile_errors",
             "Reconciles that failed",
             self.reconcile_errors.clone(),
+        );
+        r.register(
+            "hostkit_reconcile_panics",
+            "Reconciles that panicked (the object is Stalled; the worker lives on)",
+            self.reconcile_panics.clone(),
         );
         r.register(
             "hostkit_reconcile_time_seconds",

@@ -11,15 +11,19 @@
 pub mod backoff;
 pub mod cache;
 pub mod finalizer;
+pub mod health;
 pub mod leader;
 pub mod metrics;
+mod panics;
 pub mod queue;
 pub mod watcher;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use std::panic::AssertUnwindSafe;
+
+use futures::{FutureExt, StreamExt};
 use hostkit_api::kinds::{KindInfo, KindSpec, Object};
 use hostkit_reconcilers::{Action, ObjectKey, Reconciler};
 use serde_json::Value;
@@ -61,6 +65,8 @@ pub struct Runtime {
     pub cache: Arc<Cache>,
     pub queue: Arc<Queue>,
     pub metrics: RuntimeMetrics,
+    /// Whether the workers can make progress (`/readyz`).
+    pub health: health::Health,
     kinds: Mutex<Vec<Arc<dyn Controlled>>>,
 }
 
@@ -71,6 +77,7 @@ impl Runtime {
             cache: Arc::new(Cache::default()),
             queue: Arc::new(Queue::default()),
             metrics,
+            health: health::Health::default(),
             kinds: Mutex::new(Vec::new()),
         })
     }
@@ -113,6 +120,7 @@ impl Runtime {
             let permits = permits.clone();
             let kinds = kinds.clone();
             workers.push(tokio::spawn(async move {
+                let _alive = rt.health.worker();
                 loop {
                     // Only the leader reconciles.
                     tokio::select! {
@@ -279,11 +287,36 @@ impl<K: KindSpec> Controlled for Kind<K> {
         };
         let generation = object.metadata.generation.unwrap_or(0);
         let started = std::time::Instant::now();
+        let cleaning = object.metadata.deletion_timestamp.is_some();
+        let _running = rt.health.running(key);
+        // A panic in a reconcile stays with its object: the worker lives on.
+        let result = match AssertUnwindSafe(self.step(rt, key, object))
+            .catch_unwind()
+            .await
+        {
+            Ok(result) => result,
+            Err(panic) => {
+                let message = panics::message(&*panic);
+                panics::stall(rt, K::INFO, key, &message, cleaning).await
+            }
+        };
+        rt.follow(K::INFO, key, generation, started, result);
+    }
+}
+
+impl<K: KindSpec> Kind<K> {
+    /// The object's next step: add the finalizer, reconcile, or clean up and release it.
+    async fn step(
+        &self,
+        rt: &Runtime,
+        key: &ObjectKey,
+        object: Arc<Object<K>>,
+    ) -> Result<Action, Error> {
         let failed = |e: hostkit_reconcilers::Error| Error::Reconcile {
             object: key.to_string(),
             source: e,
         };
-        let result = match finalizer::step(object) {
+        match finalizer::step(object) {
             Finalize::Done => Ok(Action::AwaitChange),
             Finalize::AddFinalizer => finalizer::set(&rt.objects, K::INFO, &key.name, true)
                 .await
@@ -308,8 +341,7 @@ impl<K: KindSpec> Controlled for Kind<K> {
                     Err(e) => Err(e),
                 }
             }
-        };
-        rt.follow(K::INFO, key, generation, started, result);
+        }
     }
 }
 

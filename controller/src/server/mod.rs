@@ -49,13 +49,20 @@ pub struct Extras {
     pub metrics: Option<RegisterMetrics>,
     /// Live plans for `hkctl plan`; without them the endpoint answers 405.
     pub plans: Option<Arc<dyn LivePlans>>,
+    /// Whether the controller beside the server can make progress; `/readyz` fails with its
+    /// reason when it cannot.
+    pub health: Option<Health>,
 }
+
+/// Why something the server depends on cannot make progress, if it cannot.
+pub type Health = Arc<dyn Fn() -> std::result::Result<(), String> + Send + Sync>;
 
 impl std::fmt::Debug for Extras {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Extras")
             .field("metrics", &self.metrics.is_some())
             .field("plans", &self.plans.is_some())
+            .field("health", &self.health.is_some())
             .finish()
     }
 }
@@ -78,6 +85,7 @@ pub(crate) struct AppState {
     metrics: Arc<Metrics>,
     bookmark_interval: Duration,
     plans: Option<Arc<dyn LivePlans>>,
+    health: Option<Health>,
 }
 
 impl IntoResponse for Error {
@@ -111,6 +119,7 @@ pub fn router_with(
             }
         })),
         plans: extras.plans,
+        health: extras.health,
         objects,
         tokens: Arc::new(tokens),
         bookmark_interval,
@@ -164,7 +173,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
     {
         Ok(Ok(rev)) => {
             state.metrics.store_revision.set(rev.max(0) as u64);
-            "ok".into_response()
+            match state.health.as_ref().map(|h| h()) {
+                Some(Err(why)) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("controller: {why}"),
+                )
+                    .into_response(),
+                _ => "ok".into_response(),
+            }
         }
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")).into_response(),
         Err(_) => (
