@@ -9,6 +9,8 @@ use std::fmt::Display;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use serde_json::Value;
+
 use crate::error::FieldError;
 use crate::meta::{LabelSelector, check_label_key};
 pub use crate::meta::{check_dns_label, check_dns_subdomain};
@@ -75,12 +77,40 @@ pub(crate) fn camel_case(field: &str, value: &str, v: &mut Validator) {
 
 /// Absolute paths, or paths starting with a `${…}` reference that expands to one.
 pub(crate) fn check_path(field: impl Display, path: &str, v: &mut Validator) {
-    if !(path.starts_with('/') || path.starts_with("${")) {
-        v.err(
-            field,
-            format!("{path:?} is not an absolute path (start with / or a ${{roots.X}} reference)"),
-        );
+    if let Err(why) = path_problem(path) {
+        v.err(field, format!("{path:?} {why}"));
     }
+}
+
+/// What is wrong with a path for a host file: it must be absolute (or start with a
+/// `${roots.X}` reference), normalised (no `.`, `..` or empty parts), not `/` itself, and fit
+/// in a path (4096 bytes). Control characters are refused for every field elsewhere.
+pub fn path_problem(path: &str) -> Result<(), String> {
+    if !(path.starts_with('/') || path.starts_with("${")) {
+        return Err("is not an absolute path (start with / or a ${roots.X} reference)".into());
+    }
+    if path.len() > 4096 {
+        return Err("is longer than 4096 bytes".into());
+    }
+    if path == "/" {
+        return Err("is the root folder; name a file or folder below it".into());
+    }
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    if rest.ends_with('/') {
+        return Err("ends with '/'; write the path without it".into());
+    }
+    for part in rest.split('/') {
+        match part {
+            "" => return Err("has an empty part ('//'); write each '/' once".into()),
+            "." | ".." => {
+                return Err(format!(
+                    "has a {part:?} part; write the path without '.' and '..' parts"
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn check_user_name(field: impl Display, name: &str, v: &mut Validator) {
@@ -332,5 +362,227 @@ mod tests {
         assert!(base64_check::is_base64("aGVsbG8="));
         assert!(!base64_check::is_base64("aGVsbG8"));
         assert!(!base64_check::is_base64("a*=="));
+    }
+}
+
+/// Limits that keep what one object costs bounded, whatever a client sends (Kubernetes has
+/// the same kind of limits on labels and annotations).
+pub mod limits {
+    /// Items in any one list of a spec.
+    pub const LIST_ITEMS: usize = 1000;
+    /// Entries in any one mapping of a spec.
+    pub const MAP_ENTRIES: usize = 1000;
+    /// Characters in a string that is not a file's content.
+    pub const TEXT: usize = 16 * 1024;
+    /// Nesting of lists and mappings.
+    pub const DEPTH: usize = 32;
+    /// Labels on one object.
+    pub const LABELS: usize = 64;
+    /// Annotations on one object, keys and values together, in bytes.
+    pub const ANNOTATION_BYTES: usize = 256 * 1024;
+}
+
+/// Whether a character may appear in a string that lands in a line-based format (a unit
+/// file, an env file, a ruleset, a Caddyfile, a shell command): no control characters but
+/// tab, and no Unicode line or paragraph separators.
+pub fn is_line_safe(c: char) -> bool {
+    c == '\t' || !(c.is_control() || c == '\u{2028}' || c == '\u{2029}')
+}
+
+/// Checks every string, list and mapping of `value` (a spec as JSON): no control characters
+/// (a newline would end a directive in a unit file and start a new one) except in the
+/// `free_text` fields, and the sizes in [`limits`]. `free_text` patterns are paths of keys
+/// with `*` for any one key or index and `**` for everything below.
+pub fn check_strings(value: &Value, free_text: &[&str], v: &mut Validator) {
+    let mut path: Vec<String> = Vec::new();
+    walk_checked(value, free_text, &mut path, v);
+}
+
+fn matches_pattern(pattern: &str, path: &[String]) -> bool {
+    let parts: Vec<&str> = pattern.split('/').collect();
+    fn go(parts: &[&str], path: &[String]) -> bool {
+        match (parts.first(), path.first()) {
+            (Some(&"**"), _) => true,
+            (None, None) => true,
+            (Some(p), Some(q)) if *p == "*" || *p == q => go(&parts[1..], &path[1..]),
+            _ => false,
+        }
+    }
+    go(&parts, path)
+}
+
+fn dotted(path: &[String]) -> String {
+    let mut out = String::new();
+    for p in path {
+        if p.parse::<usize>().is_ok() {
+            out.push_str(&format!("[{p}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(p);
+        }
+    }
+    out
+}
+
+fn walk_checked(value: &Value, free: &[&str], path: &mut Vec<String>, v: &mut Validator) {
+    let free_here = free.iter().any(|p| matches_pattern(p, path));
+    match value {
+        Value::String(text) => {
+            if free_here {
+                return;
+            }
+            if text.chars().count() > limits::TEXT {
+                v.err(
+                    dotted(path),
+                    format!("is longer than {} characters", limits::TEXT),
+                );
+            } else if let Some(c) = text.chars().find(|c| !is_line_safe(*c)) {
+                v.err(
+                    dotted(path),
+                    format!(
+                        "holds the control character {c:?}; this field is one line of text (only file contents may hold line breaks)"
+                    ),
+                );
+            }
+        }
+        Value::Array(items) => {
+            if path.len() >= limits::DEPTH {
+                v.err(
+                    dotted(path),
+                    format!("is nested deeper than {} levels", limits::DEPTH),
+                );
+                return;
+            }
+            if items.len() > limits::LIST_ITEMS && !free_here {
+                v.err(
+                    dotted(path),
+                    format!(
+                        "has {} items; at most {} are allowed",
+                        items.len(),
+                        limits::LIST_ITEMS
+                    ),
+                );
+                return;
+            }
+            for (i, item) in items.iter().enumerate() {
+                path.push(i.to_string());
+                walk_checked(item, free, path, v);
+                path.pop();
+            }
+        }
+        Value::Object(map) => {
+            if path.len() >= limits::DEPTH {
+                v.err(
+                    dotted(path),
+                    format!("is nested deeper than {} levels", limits::DEPTH),
+                );
+                return;
+            }
+            if map.len() > limits::MAP_ENTRIES && !free_here {
+                v.err(
+                    dotted(path),
+                    format!(
+                        "has {} entries; at most {} are allowed",
+                        map.len(),
+                        limits::MAP_ENTRIES
+                    ),
+                );
+                return;
+            }
+            for (k, item) in map {
+                if !free_here && let Some(c) = k.chars().find(|c| !is_line_safe(*c)) {
+                    v.err(
+                        dotted(path),
+                        format!("has a key holding the control character {c:?}"),
+                    );
+                }
+                path.push(k.clone());
+                walk_checked(item, free, path, v);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A name or address a host can be reached at: a DNS host name or an IP address. An
+/// address an SSH client would read as an option (`-oProxyCommand=…`) or a shell would
+/// expand (`$(id)`) is neither.
+pub fn check_host_address(address: &str) -> Result<(), String> {
+    if IpAddr::from_str(address).is_ok() {
+        return Ok(());
+    }
+    let ok = !address.is_empty()
+        && address.len() <= 253
+        && address.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{address:?} is not a host name (letters, digits and '-' in dot-separated parts) or an IP address"
+        ))
+    }
+}
+
+/// A systemd unit name such as `network-online.target` or `postgresql@15.service`.
+pub fn check_unit_name(name: &str) -> Result<(), String> {
+    const SUFFIXES: &[&str] = &[
+        "service",
+        "socket",
+        "device",
+        "mount",
+        "automount",
+        "swap",
+        "target",
+        "path",
+        "timer",
+        "slice",
+        "scope",
+    ];
+    let valid_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '.' | '-' | '@' | '\\'));
+    let suffix_ok = name
+        .rsplit_once('.')
+        .is_some_and(|(stem, suffix)| !stem.is_empty() && SUFFIXES.contains(&suffix));
+    if !name.is_empty() && name.len() <= 255 && valid_chars && suffix_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a systemd unit name such as network-online.target or db.service (letters, digits, ':', '_', '.', '-', '@', and a unit type suffix)"
+        ))
+    }
+}
+
+/// A value that stays one directive in a unit file: besides control characters (refused
+/// everywhere), a trailing backslash would join the next line to it.
+pub(crate) fn check_directive_text(field: impl Display, text: &str, v: &mut Validator) {
+    if text.ends_with('\\') {
+        v.err(field, format!("{text:?} ends with a backslash, which would continue it onto the next line of the unit file"));
+    }
+}
+
+/// A systemd calendar expression (`OnCalendar=`): the characters that syntax uses.
+pub fn check_calendar(text: &str) -> Result<(), String> {
+    let ok = !text.trim().is_empty()
+        && text.len() <= 256
+        && text.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, ' ' | '*' | ':' | ',' | '.' | '/' | '~' | '+' | '-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{text:?} is not a systemd calendar expression such as daily, Mon *-*-* 03:00:00 or *-*-* *:00/15"
+        ))
     }
 }

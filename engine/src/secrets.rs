@@ -91,7 +91,7 @@ mod tests {
     fn secrets_fill_placeholders_and_missing_ones_name_the_reference() {
         let mut secrets = BTreeMap::new();
         secrets.insert("DB".to_string(), SecretRef::Env("HK_TEST_UNSET_DB".into()));
-        let content = dotenv(&BTreeMap::new(), &secrets);
+        let content = dotenv(&BTreeMap::new(), &secrets).unwrap();
         let err = Secrets::default()
             .materialize(&content)
             .unwrap_err()

@@ -54,6 +54,8 @@ pub const EVENT_INFO: KindInfo = KindInfo {
 };
 
 impl KindSpec for EventSpec {
+    const FREE_TEXT: &'static [&'static str] = &["message"];
+
     type Status = EventStatus;
     const INFO: &'static KindInfo = &EVENT_INFO;
 

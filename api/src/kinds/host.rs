@@ -9,7 +9,9 @@ use super::service::Package;
 use super::{KindInfo, KindSpec};
 use crate::meta::{Condition, Time};
 use crate::validate::Validator;
-use crate::validate::{check_path, check_secret, check_source, check_user_name};
+use crate::validate::{
+    check_host_address, check_path, check_secret, check_source, check_user_name,
+};
 
 use crate::values::{Duration, PortSpec, SecretRef};
 
@@ -342,13 +344,23 @@ impl KindSpec for HostSpec {
     }
 }
 
+/// A key file on the controller's machine: absolute, or `~/…` in the controller's home.
+fn check_key_path(field: &str, path: &str, v: &mut Validator) {
+    match path.strip_prefix("~/") {
+        Some(rest) => check_path(field, &format!("/{rest}"), v),
+        None => check_path(field, path, v),
+    }
+}
+
 fn project(spec: &ProjectSpec, v: &mut Validator) {
     v.scope("roots", |v| {
         for (name, value) in spec.roots.entries() {
-            if let Some(p) = value
-                && !p.starts_with('/')
-            {
-                v.err(name, format!("{p:?} is not an absolute path"));
+            if let Some(p) = value {
+                if p.starts_with("${") {
+                    v.err(name, format!("{p:?}: a root is a plain absolute path"));
+                } else {
+                    check_path(name, p, v);
+                }
             }
         }
     });
@@ -372,12 +384,7 @@ fn project(spec: &ProjectSpec, v: &mut Validator) {
 }
 
 fn host(spec: &HostSpec, v: &mut Validator) {
-    if spec.address.is_empty() || spec.address.contains(char::is_whitespace) {
-        v.err(
-            "address",
-            format!("{:?} is not a host name or IP address", spec.address),
-        );
-    }
+    v.check("address", check_host_address(&spec.address));
     v.scope("ssh", |v| ssh(&spec.ssh, v));
     if let Some(fw) = &spec.firewall {
         v.scope("firewall", |v| firewall(fw, v));
@@ -412,6 +419,14 @@ fn host(spec: &HostSpec, v: &mut Validator) {
 pub(super) fn ssh(s: &Ssh, v: &mut Validator) {
     if let Some(u) = &s.user {
         check_user_name("user", u, v);
+    }
+    if let Some(f) = &s.identity_file {
+        check_key_path("identityFile", f, v);
+    }
+    if let Some(k) = &s.host_key
+        && let Some(f) = &k.known_hosts
+    {
+        check_key_path("hostKey.knownHosts", f, v);
     }
     if s.port == Some(0) {
         v.err("port", "must be 1-65535");

@@ -84,6 +84,10 @@ pub trait KindSpec:
     /// Adds every problem of this spec to `v`; `name` is the object's name.
     fn validate(&self, name: &str, v: &mut Validator);
 
+    /// The spec's fields that may hold any text, line breaks included (file contents): every
+    /// other string is one line, see [`crate::validate::check_strings`].
+    const FREE_TEXT: &'static [&'static str] = &[];
+
     /// Fills in the defaults the server applies, so stored objects show them explicitly.
     fn apply_defaults(&mut self) {}
 }
@@ -197,6 +201,7 @@ macro_rules! define_any_object {
                 let kind = check_type_meta(&value)?;
                 match kind {
                     $(k if k == <$spec as KindSpec>::INFO.kind => {
+                        shape::<$spec>(&value)?;
                         crate::decode::decode_typed::<Object<$spec>>(value).map(|o| AnyObject::$variant(Box::new(o)))
                     })*
                     other => Err(crate::FieldError::new("kind", format!("unknown kind {other:?}"))),
@@ -216,7 +221,11 @@ macro_rules! define_any_object {
                 check_meta(self.info(), self.meta(), &mut v);
                 match self {
                     $(AnyObject::$variant(o) => {
-                        v.scope("spec", |v| o.spec.validate(&o.metadata.name, v));
+                        v.scope("spec", |v| {
+                            let json = serde_json::to_value(&o.spec).expect("specs serialise");
+                            crate::validate::check_strings(&json, <$spec as KindSpec>::FREE_TEXT, v);
+                            o.spec.validate(&o.metadata.name, v)
+                        });
                     })*
                 }
                 v.into_errors()
@@ -238,6 +247,15 @@ macro_rules! define_any_object {
 }
 
 for_each_kind!(define_any_object);
+
+/// Lists and mappings where the kind `S` has them (serde alone would build a mapping from
+/// a list).
+fn shape<S: KindSpec>(value: &serde_json::Value) -> Result<(), FieldError> {
+    use crate::decode::check_shape;
+    check_shape::<ObjectMeta>(&value["metadata"], "metadata")?;
+    check_shape::<S>(&value["spec"], "spec")?;
+    check_shape::<S::Status>(&value["status"], "status")
+}
 
 /// Finds a kind by any of its names: `Service`, `services`, `service`, `svc`.
 pub fn find_kind(name: &str) -> Option<&'static KindInfo> {
@@ -285,6 +303,28 @@ fn check_meta(kind: &KindInfo, meta: &ObjectMeta, v: &mut Validator) {
         }
         for key in meta.annotations.keys() {
             v.check(format!("annotations.{key}"), check_label_key(key));
+        }
+        use crate::validate::limits;
+        if meta.labels.len() > limits::LABELS {
+            v.err(
+                "labels",
+                format!("has {} labels; at most {} are allowed", meta.labels.len(), limits::LABELS),
+            );
+        }
+        let bytes: usize = meta.annotations.iter().map(|(k, a)| k.len() + a.len()).sum();
+        if bytes > limits::ANNOTATION_BYTES {
+            v.err(
+                "annotations",
+                format!(
+                    "hold {bytes} bytes; at most {} are allowed",
+                    limits::ANNOTATION_BYTES
+                ),
+            );
+        }
+        for (i, f) in meta.finalizers.iter().enumerate() {
+            if f.chars().any(|c| !crate::validate::is_line_safe(c)) || f.len() > 253 {
+                v.err(format!("finalizers[{i}]"), "is not a finalizer name");
+            }
         }
     });
 }

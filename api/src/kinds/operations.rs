@@ -226,6 +226,8 @@ pub const ROLLBACK_INFO: KindInfo = KindInfo {
 };
 
 impl KindSpec for RollbackSpec {
+    const FREE_TEXT: &'static [&'static str] = &["reason"];
+
     type Status = RollbackStatus;
     const INFO: &'static KindInfo = &ROLLBACK_INFO;
 
@@ -292,6 +294,9 @@ pub const REVISION_INFO: KindInfo = KindInfo {
 };
 
 impl KindSpec for RevisionSpec {
+    /// Written by the controller: the spec snapshot holds file contents, runs hold output.
+    const FREE_TEXT: &'static [&'static str] = &["**"];
+
     type Status = RevisionStatus;
     const INFO: &'static KindInfo = &REVISION_INFO;
 

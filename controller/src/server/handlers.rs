@@ -134,7 +134,7 @@ pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value> {
         serde_saphyr::from_str(text)
             .map_err(|e| Error::BadRequest(format!("request body is not valid YAML: {e}")))?
     } else {
-        serde_json::from_slice(body)
+        hostkit_api::decode::parse_json(body)
             .map_err(|e| Error::BadRequest(format!("request body is not valid JSON: {e}")))?
     };
     if !value.is_object() {

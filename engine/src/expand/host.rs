@@ -127,5 +127,6 @@ pub fn host_with_projects(
         out.push(loaded);
     }
     link_paths(&mut out);
+    check_paths(&owner, &out)?;
     Ok(out)
 }

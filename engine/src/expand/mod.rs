@@ -26,12 +26,36 @@ pub fn service(
     spec: &ServiceSpec,
     project: Option<&ProjectSpec>,
 ) -> Result<Vec<Resource>> {
-    Expander::new(name, spec, project).run()
+    let resources = Expander::new(name, spec, project).run()?;
+    check_paths(&format!("Service/{name}"), &resources)?;
+    Ok(resources)
 }
 
 /// Expands a Host's own resources: its firewall and bootstrap packages.
 pub fn host(name: &str, spec: &HostSpec) -> Result<Vec<Resource>> {
     host_with_projects(name, spec, &[])
+}
+
+/// Every path the resources touch, after `${…}` references were filled in, is absolute,
+/// normalised and one line: what validation checked on the spec's text, checked again on
+/// what will reach the host (a reference could have supplied the `..`).
+fn check_paths(object: &str, resources: &[Resource]) -> Result<()> {
+    for r in resources {
+        let Some(path) = r.path() else { continue };
+        let problem = hostkit_api::validate::path_problem(path).err().or_else(|| {
+            path.chars()
+                .find(|c| !hostkit_api::validate::is_line_safe(*c))
+                .map(|c| format!("holds the control character {c:?}"))
+        });
+        if let Some(why) = problem {
+            return Err(Error::Invalid {
+                object: object.to_string(),
+                field: r.id.clone(),
+                message: format!("the path {path:?} {why}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Adds the edges that follow from paths and owners: a path after its parent directory,

@@ -50,6 +50,15 @@ impl<'a> Expander<'a> {
         Ok(())
     }
 
+    /// A spec that cannot be rendered as written, naming the field.
+    fn invalid(&self, field: impl Into<String>, message: String) -> Error {
+        Error::Invalid {
+            object: self.object.clone(),
+            field: field.into(),
+            message,
+        }
+    }
+
     fn user(&self) -> Option<String> {
         self.spec
             .account
@@ -285,7 +294,8 @@ impl<'a> Expander<'a> {
             for (k, v) in &env.set {
                 set.insert(k.clone(), self.x(v)?);
             }
-            let content = files::dotenv(&set, &env.secrets);
+            let content = files::dotenv(&set, &env.secrets)
+                .map_err(|m| self.invalid(format!("spec.env.{name}"), m))?;
             let (o, g) = self.owner_group(
                 &env.owner,
                 &env.group,
@@ -389,7 +399,10 @@ impl<'a> Expander<'a> {
             }
             let svc_id = self.file(
                 format!("{UNIT_DIR}/{service_unit}"),
-                Content::text(svc.render()),
+                Content::text(
+                    svc.render()
+                        .map_err(|m| self.invalid(format!("spec.jobs[{}]", job.name), m))?,
+                ),
                 "root".into(),
                 "root".into(),
                 0o644,
@@ -401,14 +414,17 @@ impl<'a> Expander<'a> {
                 install: vec![("WantedBy", "timers.target".into())],
                 ..Default::default()
             };
-            let timer_id = self.file(
-                format!("{UNIT_DIR}/{timer_unit}"),
-                Content::text(timer.render()),
-                "root".into(),
-                "root".into(),
-                0o644,
-                FileRole::Unit,
-            )?;
+            let timer_id =
+                self.file(
+                    format!("{UNIT_DIR}/{timer_unit}"),
+                    Content::text(timer.render().map_err(|m| {
+                        self.invalid(format!("spec.jobs[{}].schedule", job.name), m)
+                    })?),
+                    "root".into(),
+                    "root".into(),
+                    0o644,
+                    FileRole::Unit,
+                )?;
             let mut state = Resource::new(
                 format!("unit:{timer_unit}"),
                 &owner,
@@ -555,7 +571,8 @@ impl<'a> Expander<'a> {
                 },
                 None => None,
             };
-            let text = caddy::site(site, upstream.as_deref());
+            let text = caddy::site(site, upstream.as_deref())
+                .map_err(|m| self.invalid(format!("spec.caddySites[{}]", site.name), m))?;
             self.file(
                 format!("{CADDY_SITES_DIR}/{}.caddy", site.name),
                 Content::text(text),
@@ -688,6 +705,6 @@ impl<'a> Expander<'a> {
         for w in wanted {
             u.install.push(("WantedBy", w));
         }
-        Ok(u.render())
+        u.render().map_err(|m| self.invalid("spec.daemon", m))
     }
 }

@@ -4,7 +4,31 @@ use hostkit_api::kinds::CaddySite;
 
 /// Renders one site; `upstream` is the resolved reverse-proxy target (a named listener's
 /// `host:port` or `to:`).
-pub fn site(site: &CaddySite, upstream: Option<&str>) -> String {
+/// Refuses a word that would change the Caddyfile's structure (whitespace, braces, quotes,
+/// a comment, a control character): defence in depth behind validation.
+fn word<'a>(what: &str, text: &'a str) -> Result<&'a str, String> {
+    let bad = text.is_empty()
+        || text.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '{' | '}' | '"' | '`' | '#')
+        });
+    if bad {
+        Err(format!("{what} {text:?} is not one Caddyfile word"))
+    } else {
+        Ok(text)
+    }
+}
+
+pub fn site(site: &CaddySite, upstream: Option<&str>) -> Result<String, String> {
+    let _ = word("site address", &site.host)?;
+    for e in &site.encode {
+        word("encoding", e)?;
+    }
+    if let Some(root) = &site.root {
+        word("root", root)?;
+    }
+    if let Some(up) = upstream {
+        word("upstream", up)?;
+    }
     let mut out = String::from("# Managed by HostKit. Local edits are reported as drift.\n");
     out.push_str(&format!("{} {{\n", site.host));
     if !site.encode.is_empty() {
@@ -20,7 +44,7 @@ pub fn site(site: &CaddySite, upstream: Option<&str>) -> String {
         out.push_str("\tfile_server\n");
     }
     out.push_str("}\n");
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -36,7 +60,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            site(&s, Some("127.0.0.1:4000")),
+            site(&s, Some("127.0.0.1:4000")).unwrap(),
             "# Managed by HostKit. Local edits are reported as drift.\napi.example.com {\n\tencode zstd gzip\n\treverse_proxy 127.0.0.1:4000\n}\n"
         );
         let s = CaddySite {
@@ -47,8 +71,31 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            site(&s, None),
+            site(&s, None).unwrap(),
             "# Managed by HostKit. Local edits are reported as drift.\ndocs.example.com {\n\troot * /srv/docs\n\tfile_server\n}\n"
         );
+    }
+
+    #[test]
+    fn a_word_that_would_open_or_close_a_block_is_refused() {
+        let mut s = CaddySite {
+            name: "api".into(),
+            host: "api.example.com".into(),
+            encode: vec![],
+            reverse_proxy: None,
+            root: None,
+            file_server: true,
+            monitors: vec![],
+        };
+        for bad in [
+            "127.0.0.1:4000 }",
+            "127.0.0.1:4000\nimport /etc/x",
+            "a#b",
+            "",
+        ] {
+            assert!(site(&s, Some(bad)).is_err(), "{bad:?}");
+        }
+        s.host = "api.example.com {".into();
+        assert!(site(&s, None).unwrap_err().contains("site address"));
     }
 }

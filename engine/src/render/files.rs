@@ -27,8 +27,29 @@ pub fn dotenv_quote(value: &str) -> String {
     out
 }
 
-/// A dotenv file: plain values, then secrets, each group sorted by key.
-pub fn dotenv(set: &BTreeMap<String, String>, secrets: &BTreeMap<String, SecretRef>) -> Content {
+/// A dotenv file: plain values, then secrets, each group sorted by key. A key or plain value
+/// with a control character is refused (a line break would add a variable): defence in depth
+/// behind validation.
+pub fn dotenv(
+    set: &BTreeMap<String, String>,
+    secrets: &BTreeMap<String, SecretRef>,
+) -> Result<Content, String> {
+    for (k, v) in set {
+        if let Some(c) = k
+            .chars()
+            .chain(v.chars())
+            .find(|c| *c != '\t' && c.is_control())
+        {
+            return Err(format!(
+                "{k} holds the control character {c:?}; env values are one line"
+            ));
+        }
+    }
+    for k in secrets.keys() {
+        if k.chars().any(|c| c.is_control() || c == '=') {
+            return Err(format!("{k:?} is not an env variable name"));
+        }
+    }
     let mut text =
         String::from("# Managed by HostKit. Secret values are filled in at apply time.\n");
     for (k, v) in set {
@@ -45,11 +66,11 @@ pub fn dotenv(set: &BTreeMap<String, String>, secrets: &BTreeMap<String, SecretR
             },
         );
     }
-    Content {
+    Ok(Content {
         text,
         base64: false,
         secrets: slots,
-    }
+    })
 }
 
 /// Parses dotenv text back into `key → value` (for keyed diffs). Unknown lines are skipped.
@@ -174,8 +195,41 @@ fn ini_scalar(v: &Value) -> Option<String> {
     }
 }
 
+/// An ini key, section name or value must stay on its line (a line break would add keys).
+fn ini_line(what: &str, text: &str) -> Result<(), String> {
+    match text.chars().find(|c| *c != '\t' && c.is_control()) {
+        Some(c) => Err(format!(
+            "ini: {what} holds the control character {c:?}; ini values are one line"
+        )),
+        None if what.ends_with("name") && text.contains(['[', ']', '=']) => {
+            Err(format!("ini: {what} {text:?} holds '[', ']' or '='"))
+        }
+        None => Ok(()),
+    }
+}
+
 fn ini(value: &Value) -> Result<String, String> {
-    let map = value.as_object().expect("checked by caller");
+    let Some(map) = value.as_object() else {
+        return Err("ini: content must be a mapping".into());
+    };
+    for (k, v) in map {
+        ini_line("key name", k)?;
+        match v {
+            Value::Object(inner) => {
+                for (k2, v2) in inner {
+                    ini_line("key name", k2)?;
+                    if let Some(s) = ini_scalar(v2) {
+                        ini_line(&format!("{k}.{k2}"), &s)?;
+                    }
+                }
+            }
+            other => {
+                if let Some(s) = ini_scalar(other) {
+                    ini_line(k, &s)?;
+                }
+            }
+        }
+    }
     let mut out = String::new();
     for (k, v) in map {
         if !v.is_object() {
@@ -216,7 +270,7 @@ mod tests {
             "DATABASE_URL".to_string(),
             SecretRef::Env("DATABASE_URL".into()),
         );
-        let c = dotenv(&set, &secrets);
+        let c = dotenv(&set, &secrets).unwrap();
         assert!(
             c.text
                 .contains("DATABASE_URL=@@hostkit-secret:DATABASE_URL@@")
@@ -294,5 +348,17 @@ mod tests {
             err.contains("Service/a configFiles[0]") && err.contains("one level"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn env_and_ini_values_stay_on_their_line() {
+        let mut set = BTreeMap::new();
+        set.insert("A".to_string(), "1\nB=2".to_string());
+        assert!(dotenv(&set, &BTreeMap::new()).is_err());
+        let ini_bad = serde_json::json!({"main": {"key": "v\n[evil]\nx = 1"}});
+        assert!(ini(&ini_bad).unwrap_err().contains("control character"));
+        let name_bad = serde_json::json!({"k]": "v"});
+        assert!(ini(&name_bad).is_err());
+        assert!(ini(&serde_json::json!({"main": {"key": "v"}})).is_ok());
     }
 }

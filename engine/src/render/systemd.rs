@@ -317,7 +317,27 @@ pub mod calendar {
 impl Unit {
     /// The unit file text: sections in the order Unit, Service, Timer, Install; `[Service]`
     /// directives in [`SERVICE_ORDER`]; repeated directives keep their relative order.
-    pub fn render(&self) -> String {
+    ///
+    /// Refuses a value the format cannot hold as one directive (defence in depth behind
+    /// validation): a control character (a line break would start a new directive) or a
+    /// trailing backslash (it would continue the value onto the next line).
+    pub fn render(&self) -> Result<String, String> {
+        for (k, v) in self
+            .unit
+            .iter()
+            .chain(&self.service)
+            .chain(&self.timer)
+            .chain(&self.install)
+        {
+            if let Some(c) = v.chars().find(|c| *c != '\t' && c.is_control()) {
+                return Err(format!("{k}= would hold the control character {c:?}"));
+            }
+            if v.ends_with('\\') {
+                return Err(format!(
+                    "{k}= would end with a backslash and continue onto the next line"
+                ));
+            }
+        }
         let mut out = String::from("# Managed by HostKit. Local edits are reported as drift.\n");
         let mut section = |name: &str, items: &[(&'static str, String)], order: Option<&[&str]>| {
             if items.is_empty() {
@@ -349,7 +369,7 @@ impl Unit {
         section("Service", &self.service, Some(SERVICE_ORDER));
         section("Timer", &self.timer, None);
         section("Install", &self.install, None);
-        out
+        Ok(out)
     }
 }
 
@@ -448,7 +468,7 @@ mod tests {
             install: vec![("WantedBy", "multi-user.target".into())],
             ..Default::default()
         };
-        let text = unit.render();
+        let text = unit.render().unwrap();
         let order: Vec<&str> = text
             .lines()
             .filter_map(|l| l.split_once('=').map(|(k, _)| k))
@@ -472,5 +492,26 @@ mod tests {
         assert_eq!(calendar::hourly_at(5), "*-*-* *:05:00");
         assert_eq!(calendar::daily_at(3, 30), "*-*-* 03:30:00");
         assert_eq!(calendar::weekly_at("Mon", 4, 0), "Mon *-*-* 04:00:00");
+    }
+
+    #[test]
+    fn a_value_that_would_add_or_join_a_line_is_refused() {
+        for bad in [
+            "harmless\n[Service]\nExecStartPre=+/bin/id",
+            "a\rb",
+            "x\u{0}",
+            "ends with \\",
+        ] {
+            let u = Unit {
+                unit: vec![("Description", bad.to_string())],
+                ..Default::default()
+            };
+            assert!(u.render().is_err(), "{bad:?}");
+        }
+        let tab = Unit {
+            unit: vec![("Description", "a\tb".to_string())],
+            ..Default::default()
+        };
+        assert!(tab.render().is_ok(), "a tab is only whitespace");
     }
 }

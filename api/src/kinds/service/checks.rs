@@ -12,6 +12,7 @@ use crate::validate::{
     check_resource_id, check_secret, check_selector, check_user_name, find_references, list,
     unique, walk_strings,
 };
+use crate::validate::{check_calendar, check_directive_text, check_unit_name};
 use crate::values::{check_byte_size, check_percent};
 
 pub(super) fn service(spec: &ServiceSpec, _name: &str, v: &mut Validator) {
@@ -251,6 +252,25 @@ impl ServiceCheck<'_> {
         if let Some(d) = &spec.daemon {
             v.scope("daemon", |v| {
                 check_argv("exec", &d.exec, v);
+                if let Some(text) = &d.description {
+                    check_directive_text("description", text, v);
+                }
+                for (field, units) in [
+                    ("after", &d.after),
+                    ("wants", &d.wants),
+                    ("requires", &d.requires),
+                    ("wantedBy", &d.wanted_by),
+                ] {
+                    for (k, u) in units.iter().enumerate() {
+                        v.check(format!("{field}[{k}]"), check_unit_name(u));
+                    }
+                }
+                if let Some(g) = &d.group {
+                    check_user_name("group", g, v);
+                }
+                if let Some(wd) = &d.working_directory {
+                    check_path("workingDirectory", wd, v);
+                }
                 self.env_names("env", &d.env, v);
                 for k in d.environment.keys() {
                     check_env_name(format!("environment.{k}"), k, v);
@@ -292,6 +312,18 @@ impl ServiceCheck<'_> {
                 v.check("name", check_dns_label(&j.name));
                 check_argv("exec", &j.exec, v);
                 self.env_names("env", &j.env, v);
+                if let Some(text) = &j.description {
+                    check_directive_text("description", text, v);
+                }
+                if let Some(u) = &j.user {
+                    check_user_name("user", u, v);
+                }
+                if let Some(wd) = &j.working_directory {
+                    check_path("workingDirectory", wd, v);
+                }
+                for (k, c) in j.schedule.on_calendar.iter().enumerate() {
+                    v.check(format!("schedule.onCalendar[{k}]"), check_calendar(c));
+                }
                 if let Some(iso) = &j.isolate {
                     self.isolate(iso, v);
                 }
@@ -318,6 +350,20 @@ impl ServiceCheck<'_> {
                 v.check("name", check_dns_label(&c.name));
                 check_argv("exec", &c.exec, v);
                 self.env_names("env", &c.env, v);
+                for (field, value) in [("cwd", &c.cwd), ("creates", &c.creates)] {
+                    if let Some(p) = value {
+                        check_path(field, p, v);
+                    }
+                }
+                for (k, p) in c.inputs.iter().enumerate() {
+                    check_path(format!("inputs[{k}]"), p, v);
+                }
+                if let Some(u) = &c.user {
+                    check_user_name("user", u, v);
+                }
+                for k in c.environment.keys() {
+                    check_env_name(format!("environment.{k}"), k, v);
+                }
                 for (k, d) in c.depends_on.iter().enumerate() {
                     v.check(format!("dependsOn[{k}]"), check_resource_id(d));
                 }
@@ -343,13 +389,24 @@ impl ServiceCheck<'_> {
         for (i, site) in spec.caddy_sites.iter().enumerate() {
             v.index("caddySites", i, |v| {
                 v.check("name", check_dns_label(&site.name));
-                if site.host.is_empty() || site.host.contains(char::is_whitespace) {
+                if !caddy_word(&site.host) {
                     v.err(
                         "host",
                         format!(
-                            "{:?} is not a site address such as api.example.com",
+                            "{:?} is not a site address such as api.example.com or :8080",
                             site.host
                         ),
+                    );
+                }
+                if let Some(root) = &site.root {
+                    check_path("root", root, v);
+                }
+                if let Some(to) = site.reverse_proxy.as_ref().and_then(|rp| rp.to.as_ref())
+                    && !caddy_word(to)
+                {
+                    v.err(
+                        "reverseProxy.to",
+                        format!("{to:?} is not an upstream address such as 127.0.0.1:4000"),
                     );
                 }
                 for (k, e) in site.encode.iter().enumerate() {
@@ -390,6 +447,16 @@ impl ServiceCheck<'_> {
             });
         }
     }
+}
+
+/// One word of a Caddyfile: no whitespace, braces, quotes or comments, which would change
+/// the file's structure.
+fn caddy_word(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 253
+        && text.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '*' | '/' | '[' | ']')
+        })
 }
 
 fn monitor(m: &Monitor, v: &mut Validator) {

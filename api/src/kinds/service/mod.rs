@@ -690,6 +690,8 @@ impl ServiceSpec {
 }
 
 impl KindSpec for ServiceSpec {
+    const FREE_TEXT: &'static [&'static str] = &["files/*/content", "configFiles/*/content/**"];
+
     type Status = ServiceStatus;
     const INFO: &'static KindInfo = &SERVICE_INFO;
 
