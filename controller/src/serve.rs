@@ -194,7 +194,7 @@ fn load_tokens(options: &ServeOptions, admin_token: &str) -> Result<Tokens> {
     if let Some(file) = &options.tokens_file {
         let text = std::fs::read_to_string(file)
             .map_err(|e| Error::Config(format!("reading {}: {e}", file.display())))?;
-        tokens = tokens.merge(Tokens::parse(&file.display().to_string(), &text)?);
+        tokens = tokens.merge(Tokens::parse(&file.display().to_string(), &text)?)?;
     }
     Ok(tokens)
 }

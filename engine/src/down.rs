@@ -32,6 +32,9 @@ pub enum DownAction {
         path: String,
         backup: String,
         sha256: String,
+        /// `sha256` is of the backup's salt and then its content.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        salted: bool,
         owner: String,
         group: String,
         mode: u32,
@@ -139,6 +142,7 @@ fn undo_of(res: &ChangeResult, spec: &Spec) -> Undo {
                     path: path.clone(),
                     backup: b.path.clone(),
                     sha256: b.sha256.clone(),
+                    salted: b.salted,
                     owner,
                     group,
                     mode,
@@ -326,6 +330,7 @@ fn down_script(action: &DownAction) -> Option<String> {
             path,
             backup,
             sha256,
+            salted,
             owner,
             group,
             mode,
@@ -333,7 +338,7 @@ fn down_script(action: &DownAction) -> Option<String> {
         } => format!(
             r#"set -eu
 b={b}; p={p}
-[ "$(sha256sum < "$b" | cut -c1-64)" = {sha} ] || {{ echo "backup $b does not match its recorded sha256; refusing to restore"; exit 1; }}
+[ "$({digest} | sha256sum | cut -c1-64)" = {sha} ] || {{ echo "backup $b does not match its recorded sha256; refusing to restore"; exit 1; }}
 d=$(dirname "$p"); mkdir -p "$d"
 t=$(mktemp "$d/.hostkit.XXXXXX"); trap 'rm -f "$t"' EXIT
 cp "$b" "$t"; chown {o}:{g} "$t"; chmod {mode:04o} "$t"; sync "$t" 2>/dev/null || sync
@@ -342,6 +347,11 @@ mv -f "$t" "$p"; trap - EXIT
             b = sh_quote(backup),
             p = sh_quote(path),
             sha = sh_quote(sha256),
+            digest = if *salted {
+                r#"{ cat "$b.salt"; cat "$b"; }"#
+            } else {
+                r#"cat "$b""#
+            },
             o = sh_quote(owner),
             g = sh_quote(group)
         ),
@@ -745,5 +755,58 @@ pub(crate) mod tests {
             "tried\ndone\n",
             "ran until it succeeded, then never again"
         );
+    }
+
+    /// Backup and restore under the real `sh`: the recorded sha256 is salted (a plain hash of
+    /// the old content never reaches history), a restore checks it, a tampered backup is
+    /// refused.
+    #[test]
+    fn a_backup_is_salted_and_checked_before_it_is_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("app.env");
+        let root = dir.path().join("backups/run1");
+        std::fs::write(&file, "SECRET=hunter2\n").unwrap();
+        let sh = |script: &str| {
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .output()
+                .unwrap()
+        };
+        let path = file.to_str().unwrap();
+        let out = sh(&crate::scripts::backup_script(path, root.to_str().unwrap()));
+        let backup = crate::scripts::parse_backup(&String::from_utf8_lossy(&out.stdout)).unwrap();
+        assert!(backup.salted);
+        use sha2::Digest;
+        let plain = hex::encode(sha2::Sha256::digest(b"SECRET=hunter2\n"));
+        assert_ne!(
+            backup.sha256, plain,
+            "history must not hold a plain hash of the content"
+        );
+        std::fs::write(&file, "SECRET=changed\n").unwrap();
+        let restore = DownAction::RestoreFile {
+            path: path.into(),
+            backup: backup.path.clone(),
+            sha256: backup.sha256.clone(),
+            salted: true,
+            owner: "root".into(),
+            group: "root".into(),
+            mode: 0o600,
+            unit: false,
+        };
+        let script = down_script(&restore)
+            .unwrap()
+            .replace("chown root:root \"$t\"; ", "");
+        let ok = sh(&script);
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stdout)
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "SECRET=hunter2\n");
+        std::fs::write(&backup.path, "SECRET=forged\n").unwrap();
+        let refused = sh(&script);
+        assert!(!refused.status.success());
+        assert!(String::from_utf8_lossy(&refused.stdout).contains("does not match"));
     }
 }

@@ -22,6 +22,9 @@ pub enum Status {
 pub struct Backup {
     pub path: String,
     pub sha256: String,
+    /// The sha256 is of the salt beside the backup (`<path>.salt`) and then the content.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub salted: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -24,13 +24,17 @@ pub(crate) fn b64(bytes: &[u8]) -> String {
 
 /// The script that backs up `path` (when it is a regular file) into `root`, printing
 /// `BACKUP\t<path>\t<sha256>`.
+///
+/// The recorded sha256 is of a random salt (kept beside the backup, 0600) followed by the
+/// content: history shows it, and a plain hash of an env file would let its reader confirm a
+/// guessed secret offline.
 pub(crate) fn backup_script(path: &str, root: &str) -> String {
     format!(
         r#"if [ -f {p} ] && [ ! -L {p} ]; then
   b={root}{p}
-  (umask 077; mkdir -p "$(dirname "$b")")
+  (umask 077; mkdir -p "$(dirname "$b")"; od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$b.salt")
   cp {p} "$b"; chmod 600 "$b"
-  printf 'BACKUP\t%s\t%s\n' "$b" "$(sha256sum < "$b" | cut -c1-64)"
+  printf 'BACKUP\t%s\t%s\tsalted\n' "$b" "$( {{ cat "$b.salt"; cat "$b"; }} | sha256sum | cut -c1-64)"
 fi
 "#,
         p = sh_quote(path),
@@ -349,6 +353,12 @@ pub(crate) fn parse_backup(text: &str) -> Option<Backup> {
             ["BACKUP", path, sha] => Some(Backup {
                 path: path.to_string(),
                 sha256: sha.to_string(),
+                salted: false,
+            }),
+            ["BACKUP", path, sha, "salted"] => Some(Backup {
+                path: path.to_string(),
+                sha256: sha.to_string(),
+                salted: true,
             }),
             _ => None,
         }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use hostkit_api::values::SecretRef;
+use sha2::Digest;
 
 use crate::resource::{Content, Escape};
 use crate::{Error, Result};
@@ -15,19 +16,57 @@ use crate::{Error, Result};
 pub struct Secrets {
     /// Values given directly (tests, or a controller that fetched them); consulted first.
     overrides: BTreeMap<SecretRef, String>,
+    /// Mixed into every digest of secret-bearing content that a plan or status shows, so a
+    /// reader of the plan cannot confirm a guessed secret by hashing it (`None`: the
+    /// offline commands, whose plan files stay on the operator's machine).
+    digest_key: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Secrets({} overrides, values hidden)",
-            self.overrides.len()
+            "Secrets({} overrides, values hidden, digests {})",
+            self.overrides.len(),
+            if self.digest_key.is_some() {
+                "keyed"
+            } else {
+                "plain"
+            }
         )
     }
 }
 
 impl Secrets {
+    /// Secrets whose plan digests are keyed with a random key of this process.
+    pub fn keyed() -> Secrets {
+        use std::io::Read;
+        let mut key = [0u8; 32];
+        let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut key));
+        if read.is_err() {
+            // No /dev/urandom: the time and pid are a weak key, but still not a reader's.
+            let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+            key = sha2::Sha256::digest(seed.as_bytes()).into();
+        }
+        Secrets {
+            digest_key: Some(key),
+            ..Default::default()
+        }
+    }
+
+    /// A digest of `parts` for a plan: keyed when the content holds secrets and there is a
+    /// key, plain otherwise.
+    pub fn plan_digest(&self, secret_bearing: bool, parts: &[&[u8]]) -> String {
+        let mut h = sha2::Sha256::new();
+        if secret_bearing && let Some(k) = &self.digest_key {
+            h.update(k);
+        }
+        for p in parts {
+            h.update(p);
+        }
+        hex::encode(h.finalize())[..16].to_string()
+    }
+
     pub fn with(mut self, reference: SecretRef, value: impl Into<String>) -> Secrets {
         self.overrides.insert(reference, value.into());
         self

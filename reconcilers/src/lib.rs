@@ -122,7 +122,7 @@ impl Reconcilers {
         Reconcilers {
             ctx,
             hosts: Arc::new(Pool::default()),
-            secrets: Secrets::default(),
+            secrets: Secrets::keyed(),
             settle: setup.settle,
             machines: Arc::new(Machines::new(nspawn)),
             data_dir: setup.data_dir,

@@ -15,7 +15,9 @@ pub enum Role {
 
 #[derive(Clone)]
 pub struct TokenEntry {
-    token: String,
+    /// SHA-256 of the token: tokens are compared as digests of one length, so neither a
+    /// token's length nor its prefix shows in how long a comparison takes.
+    digest: [u8; 32],
     pub user: String,
     pub role: Role,
 }
@@ -48,17 +50,25 @@ impl Tokens {
     pub fn single_admin(token: &str) -> Tokens {
         Tokens {
             entries: vec![TokenEntry {
-                token: token.to_string(),
+                digest: digest(token),
                 user: "admin".into(),
                 role: Role::Admin,
             }],
         }
     }
 
-    /// Both sets of tokens.
-    pub fn merge(mut self, other: Tokens) -> Tokens {
+    /// Both sets of tokens; a token in both is refused (which role it has would be a guess).
+    pub fn merge(mut self, other: Tokens) -> Result<Tokens> {
+        for e in &other.entries {
+            if self.entries.iter().any(|mine| mine.digest == e.digest) {
+                return Err(Error::Config(format!(
+                    "the token of user {:?} is also the admin token; give every token once",
+                    e.user
+                )));
+            }
+        }
         self.entries.extend(other.entries);
-        self
+        Ok(self)
     }
 
     /// Parses `token,user,role` lines; `source` names the file in errors.
@@ -87,23 +97,39 @@ impl Tokens {
                 "read-only" | "readonly" => Role::ReadOnly,
                 other => return Err(bad(&format!("unknown role {other:?}"))),
             };
-            entries.push(TokenEntry {
-                token: token.to_string(),
-                user: user.to_string(),
-                role,
-            });
+            let digest = digest(token);
+            if let Some(first) = entries
+                .iter()
+                .position(|e: &(usize, TokenEntry)| e.1.digest == digest)
+            {
+                return Err(bad(&format!(
+                    "this token is already on line {}; give every token once (a second role for it would be a guess)",
+                    entries[first].0
+                )));
+            }
+            entries.push((
+                i + 1,
+                TokenEntry {
+                    digest,
+                    user: user.to_string(),
+                    role,
+                },
+            ));
         }
         if entries.is_empty() {
             return Err(Error::Config(format!("{source} has no tokens")));
         }
-        Ok(Tokens { entries })
+        Ok(Tokens {
+            entries: entries.into_iter().map(|(_, e)| e).collect(),
+        })
     }
 
     /// The caller a presented token belongs to, compared in constant time.
     pub fn authenticate(&self, presented: &str) -> Option<Caller> {
+        let presented = digest(presented);
         let mut found = None;
         for e in &self.entries {
-            if constant_time_eq(e.token.as_bytes(), presented.as_bytes()) {
+            if constant_time_eq(&e.digest, &presented) {
                 found = Some(Caller {
                     user: e.user.clone(),
                     role: e.role,
@@ -114,10 +140,13 @@ impl Tokens {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
+fn digest(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+/// Every byte is compared whatever the first difference.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -150,5 +179,23 @@ mod tests {
             !format!("{t:?}").contains("0123456789abcdef"),
             "tokens never reach debug output"
         );
+    }
+
+    #[test]
+    fn a_token_listed_twice_refuses_to_start() {
+        let err = Tokens::parse(
+            "tokens.csv",
+            "0123456789abcdef0123,alice,read-only\n0123456789abcdef0123,mallory,admin\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("tokens.csv:2:"), "{err}");
+        assert!(err.contains("already on line 1"), "{err}");
+        let file = Tokens::parse("tokens.csv", "0123456789abcdef0123,alice,read-only\n").unwrap();
+        let err = Tokens::single_admin("0123456789abcdef0123")
+            .merge(file)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("also the admin token"), "{err}");
     }
 }

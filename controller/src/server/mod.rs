@@ -205,6 +205,50 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// The verb and resource a request is counted under: only names the API has (a kind's
+/// plural, a route of the server, an HTTP method it serves), anything else `other`, so that
+/// a client sending random paths cannot grow `/metrics` without bound.
+fn request_labels(request: &Request) -> (&'static str, &'static str, bool) {
+    let watch = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=1" || p == "watch=true"));
+    let matched = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str());
+    let resource = match request
+        .uri()
+        .path()
+        .strip_prefix("/apis/hostkit.dev/v1alpha1/")
+    {
+        Some(rest) => rest
+            .split('/')
+            .next()
+            .and_then(hostkit_api::kinds::kind_by_plural)
+            .map_or("other", |k| k.plural),
+        None => match matched {
+            Some("/healthz") => "healthz",
+            Some("/readyz") => "readyz",
+            Some("/metrics") => "metrics",
+            Some("/version") => "version",
+            Some("/apis/hostkit.dev/v1alpha1") => "discovery",
+            _ => "other",
+        },
+    };
+    let verb = match request.method().as_str() {
+        _ if watch => "WATCH",
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        _ => "OTHER",
+    };
+    (verb, resource, watch)
+}
+
 /// Checks the bearer token; read-only callers may only GET.
 async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let presented = request
@@ -226,37 +270,14 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
 
 async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let start = Instant::now();
-    let path = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default();
-    let resource = request
-        .uri()
-        .path()
-        .strip_prefix("/apis/hostkit.dev/v1alpha1/")
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or(if path.is_empty() {
-            "other"
-        } else {
-            path.trim_start_matches('/')
-        })
-        .to_string();
-    let watch = request
-        .uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "watch=1" || p == "watch=true"));
-    let verb = match (request.method().clone(), watch) {
-        (_, true) => "WATCH".to_string(),
-        (m, _) => m.to_string(),
-    };
+    let (verb, resource, watch) = request_labels(&request);
     let response = next.run(request).await;
     state
         .metrics
         .requests
         .get_or_create(&RequestLabels {
-            verb: verb.clone(),
-            resource,
+            verb: verb.to_string(),
+            resource: resource.to_string(),
             code: response.status().as_u16().to_string(),
         })
         .inc();
@@ -264,7 +285,9 @@ async fn record_metrics(State(state): State<AppState>, request: Request, next: N
         state
             .metrics
             .latency
-            .get_or_create(&VerbLabels { verb })
+            .get_or_create(&VerbLabels {
+                verb: verb.to_string(),
+            })
             .observe(start.elapsed().as_secs_f64());
     }
     response

@@ -199,6 +199,27 @@ fn path_view(p: &PathState) -> Value {
     }
 }
 
+/// Whether a resource's content holds secret values (an env file with secrets, a config
+/// file with a secret key): its digests are keyed and its views carry no hash or size.
+fn holds_secrets(r: &Resource) -> bool {
+    matches!(&r.spec, Spec::File { content, .. } if !content.secrets.is_empty())
+}
+
+/// A file's view without the hash and size of its content (which would let a reader check a
+/// guessed secret offline).
+fn redacted(mut view: Value) -> Value {
+    if let Some(m) = view.as_object_mut()
+        && m.remove("sha256").is_some()
+    {
+        m.remove("size");
+        m.insert(
+            "content".into(),
+            Value::String("holds secrets; not shown".into()),
+        );
+    }
+    view
+}
+
 /// The current state of one resource as JSON (for fingerprints and `before`).
 pub fn current_view(r: &Resource, st: &HostState) -> Value {
     if let Some(e) = st.errors.get(&r.id) {
@@ -286,7 +307,13 @@ pub fn compute_locked(
     let mut action_of: BTreeMap<String, Action> = BTreeMap::new();
     for i in ordered {
         let r = &resources[i];
-        let before = current_view(r, state);
+        let secret = holds_secrets(r);
+        let full = current_view(r, state);
+        let before = if secret {
+            redacted(full.clone())
+        } else {
+            full.clone()
+        };
         let mut p = if let Some(e) = state.errors.get(&r.id) {
             Planned {
                 action: Action::ReadError,
@@ -330,12 +357,15 @@ pub fn compute_locked(
                 };
             }
         }
-        let mut h = Sha256::new();
-        h.update(serde_json::to_vec(r)?);
-        if let Some(b) = bytes.get(&r.id) {
-            h.update(Sha256::digest(b));
+        let spec_json = serde_json::to_vec(r)?;
+        let content_sha = bytes.get(&r.id).map(|b| Sha256::digest(b).to_vec());
+        let desired = secrets.plan_digest(
+            secret,
+            &[&spec_json, content_sha.as_deref().unwrap_or_default()],
+        );
+        if secret {
+            p.after = p.after.map(redacted);
         }
-        let desired = hex::encode(h.finalize())[..16].to_string();
         action_of.insert(r.id.clone(), p.action);
         changes.push(Change {
             id: r.id.clone(),
@@ -345,7 +375,7 @@ pub fn compute_locked(
             before: (p.action != Action::Noop).then_some(before.clone()),
             after: p.after,
             diff: p.diff.filter(|d| !d.is_empty()),
-            fingerprint: fingerprint_of(&before),
+            fingerprint: secrets.plan_digest(secret, &[full.to_string().as_bytes()]),
             desired,
             depends_on: r.depends_on.clone(),
         });
@@ -359,7 +389,13 @@ pub fn compute_locked(
         if desired_ids.contains(r.id.as_str()) {
             continue;
         }
-        let before = current_view(r, state);
+        let secret = holds_secrets(r);
+        let full = current_view(r, state);
+        let before = if secret {
+            redacted(full.clone())
+        } else {
+            full.clone()
+        };
         let exists = match &r.spec {
             Spec::File { .. } | Spec::Directory { .. } | Spec::Symlink { .. } => {
                 !matches!(state.paths.get(&r.id), None | Some(PathState::Absent))
@@ -382,7 +418,7 @@ pub fn compute_locked(
             before: Some(before.clone()),
             after: Some(json!({"exists": false})),
             diff: None,
-            fingerprint: fingerprint_of(&before),
+            fingerprint: secrets.plan_digest(secret, &[full.to_string().as_bytes()]),
             desired: "deleted".into(),
             depends_on: Vec::new(),
         });
@@ -531,6 +567,67 @@ mod tests {
         assert!(
             e.contains("cycle") && e.contains("a") && !e.contains("c,"),
             "{e}"
+        );
+    }
+
+    /// A read-only user sees the plan: for a file holding secrets it shows neither the
+    /// content's hash nor its size, and its digests are keyed, so a guessed secret cannot be
+    /// confirmed offline.
+    #[test]
+    fn a_secret_bearing_file_shows_no_hash_and_its_digests_are_keyed() {
+        use crate::resource::{Content, Escape, FileRole, SecretSlot};
+        use crate::state::PathState;
+        let reference = hostkit_api::values::SecretRef::Env("TOKEN".into());
+        let mut content = Content::text(format!("TOKEN={}\n", Content::placeholder("TOKEN")));
+        content.secrets.insert(
+            "TOKEN".into(),
+            SecretSlot {
+                reference: reference.clone(),
+                escape: Escape::Dotenv,
+            },
+        );
+        let file = Resource::new(
+            "file:/etc/app.env",
+            "Service/app",
+            Spec::File {
+                path: "/etc/app.env".into(),
+                content,
+                owner: "root".into(),
+                group: "root".into(),
+                mode: 0o600,
+                role: FileRole::Env,
+            },
+        );
+        let mut state = HostState::default();
+        state.paths.insert(
+            file.id.clone(),
+            PathState::File {
+                owner: "root".into(),
+                group: "root".into(),
+                mode: 0o600,
+                sha256: "0".repeat(64),
+                size: 13,
+                content: None,
+            },
+        );
+        let plan_with = |secrets: &Secrets| {
+            let p = compute("h", std::slice::from_ref(&file), &[], &state, secrets).unwrap();
+            p.plan.changes[0].clone()
+        };
+        let keyed = Secrets::keyed().with(reference.clone(), "hunter2");
+        let c = plan_with(&keyed);
+        let shown = serde_json::to_string(&c).unwrap();
+        assert!(!shown.contains(&"0".repeat(64)), "{shown}");
+        assert!(c.before.as_ref().unwrap().get("size").is_none());
+        assert!(c.after.as_ref().unwrap().get("sha256").is_none());
+        let other = plan_with(&Secrets::keyed().with(reference.clone(), "hunter2"));
+        assert_ne!(c.desired, other.desired, "another key, another digest");
+        assert_ne!(c.fingerprint, other.fingerprint);
+        let plain = Secrets::default().with(reference, "hunter2");
+        assert_eq!(
+            plan_with(&plain).desired,
+            plan_with(&plain).desired,
+            "offline: stable"
         );
     }
 }

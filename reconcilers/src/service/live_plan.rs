@@ -22,7 +22,7 @@ pub async fn live_plan(
         None => None,
     };
     let resources = hostkit_engine::expand::service(name, &svc.spec, project.as_ref())?;
-    let secrets = Secrets::default();
+    let secrets = Secrets::keyed();
     let mut plans = Vec::new();
     for h in ctx
         .list_stored(<HostSpec as hostkit_api::KindSpec>::INFO)
