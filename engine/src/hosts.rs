@@ -19,16 +19,25 @@ use crate::transport::ssh::{Ssh, SshOptions};
 pub trait Hosts: Send + Sync {
     /// A connected transport for `name` (reused between reconciles).
     async fn transport(&self, name: &str, spec: &HostSpec) -> Result<Arc<dyn Transport>>;
+    /// A new connection to `name` (the host key checked again), which from now on serves
+    /// [`Hosts::transport`] too: a Host reconcile calls it, so a host whose key changed is
+    /// refused within one reconcile even while an old connection still works.
+    async fn verify(&self, name: &str, spec: &HostSpec) -> Result<Arc<dyn Transport>> {
+        self.forget(name);
+        self.transport(name, spec).await
+    }
     /// Forgets a connection that failed, so the next call reconnects.
     fn forget(&self, name: &str);
     /// Held while planning and applying on `name`: two objects never change one host at once.
     async fn lock(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()>;
 }
 
-/// One SSH connection per host, and one apply lock per host.
+/// One SSH connection per host, and one apply lock per host. A connection serves only the
+/// Host settings it was made for ([`SshOptions::identity`]): a changed address, port, user,
+/// key or host-key policy makes a new one, and the old one is dropped.
 #[derive(Default)]
 pub struct Pool {
-    connections: Mutex<HashMap<String, Arc<dyn Transport>>>,
+    connections: Mutex<HashMap<String, (String, Arc<dyn Transport>)>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     secrets: Secrets,
 }
@@ -36,15 +45,24 @@ pub struct Pool {
 #[async_trait::async_trait]
 impl Hosts for Pool {
     async fn transport(&self, name: &str, spec: &HostSpec) -> Result<Arc<dyn Transport>> {
-        if let Some(t) = self.connections.lock().expect("not poisoned").get(name) {
-            return Ok(t.clone());
-        }
         let opts = SshOptions::from_host(name, spec, &self.secrets)?;
+        let identity = opts.identity();
+        {
+            let mut connections = self.connections.lock().expect("not poisoned");
+            match connections.get(name) {
+                Some((made_for, t)) if *made_for == identity => return Ok(t.clone()),
+                Some(_) => {
+                    tracing::info!(host = name, "the Host's connection settings changed; reconnecting");
+                    connections.remove(name);
+                }
+                None => {}
+            }
+        }
         let t: Arc<dyn Transport> = Arc::new(Ssh::connect(&opts).await?);
         self.connections
             .lock()
             .expect("not poisoned")
-            .insert(name.to_string(), t.clone());
+            .insert(name.to_string(), (identity, t.clone()));
         Ok(t)
     }
 

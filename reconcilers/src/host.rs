@@ -84,18 +84,33 @@ impl Pass<'_> {
     }
 
     /// Ends the pass with a failure; an unreachable host also says so (once, as an event).
-    fn fail(mut self, message: String, terminal: bool, reachable: bool) -> Outcome {
+    fn fail(self, message: String, terminal: bool, reachable: bool) -> Outcome {
+        self.fail_as("Unreachable", message, terminal, reachable)
+    }
+
+    /// [`Pass::fail`] with the reason an unreachable host gets (`HostKeyChanged`, say).
+    fn fail_as(
+        mut self,
+        unreachable: &'static str,
+        message: String,
+        terminal: bool,
+        reachable: bool,
+    ) -> Outcome {
         if !reachable {
-            self.set("Reachable", false, "Unreachable", message.clone());
-            if self.was_reachable != Some(false) {
-                self.notes
-                    .push(Note::warning("Unreachable", message.clone()));
+            let said = self
+                .status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Reachable" && c.reason == unreachable && c.message == message);
+            self.set("Reachable", false, unreachable, message.clone());
+            if self.was_reachable != Some(false) || !said {
+                self.notes.push(Note::warning(unreachable, message.clone()));
             }
         }
         let reason = if reachable {
             "ApplyFailed"
         } else {
-            "Unreachable"
+            unreachable
         };
         self.set("Ready", false, reason, message.clone());
         Outcome {
@@ -166,15 +181,21 @@ pub async fn converge(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
             Ok(r) => r,
             Err(e) => return pass.fail(e.to_string(), true, true),
         };
-    let t = match hosts.transport(input.name, input.spec).await {
+    // A new connection each pass: the host's key is checked again, so a changed key is
+    // refused within one reconcile even while an older connection still works.
+    let t = match hosts.verify(input.name, input.spec).await {
         Ok(t) => t,
         Err(e) => {
             use hostkit_engine::Error;
-            let terminal = matches!(
-                e,
-                Error::HostKey { .. } | Error::Auth { .. } | Error::Invalid { .. }
-            );
-            return pass.fail(e.to_string(), terminal, false);
+            // A changed key or refused credentials are usually fixed outside the Host spec
+            // (known_hosts, the host's authorized_keys): retried with backoff, not stalled.
+            let terminal = matches!(e, Error::Invalid { .. });
+            let reason = if matches!(e, Error::HostKey { .. }) {
+                "HostKeyChanged"
+            } else {
+                "Unreachable"
+            };
+            return pass.fail_as(reason, e.to_string(), terminal, false);
         }
     };
     let _guard = hosts.lock(input.name).await;

@@ -133,8 +133,9 @@ impl client::Handler for Client {
                         }
                     }
                     Err(russh::keys::Error::KeyChanged { line }) => Err(format!(
-                        "the server's key {} does not match the one on line {line} of {}: possible man-in-the-middle",
+                        "the server's key {} is not the key {} on line {line} of {}: the host's key changed (possible man-in-the-middle); nothing is sent to it",
                         fingerprint(key),
+                        known_fingerprint(path, line).unwrap_or_else(|| "recorded".into()),
                         path.display()
                     )),
                     Err(e) => Err(format!("cannot read {}: {e}", path.display())),
@@ -149,6 +150,16 @@ impl client::Handler for Client {
             }
         }
     }
+}
+
+/// The fingerprint of the key on `line` (1-based) of a known_hosts file.
+fn known_fingerprint(path: &std::path::Path, line: usize) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let entry = text.lines().nth(line.checked_sub(1)?)?;
+    let b64 = entry.split_whitespace().nth(2)?;
+    russh::keys::parse_public_key_base64(b64)
+        .ok()
+        .map(|k| fingerprint(&k))
 }
 
 /// A connected host.
@@ -325,6 +336,33 @@ fn home_path(p: &str) -> PathBuf {
 }
 
 impl SshOptions {
+    /// Everything that says which machine, as whom, trusted how: two option sets with the
+    /// same identity reach the same host the same way, so a connection made for one may
+    /// serve the other. Key files and passwords count by a digest of their content, so a
+    /// rotated key or password also makes a new connection.
+    pub fn identity(&self) -> String {
+        use sha2::Digest;
+        let auth = match &self.auth {
+            Auth::KeyFile(p) => {
+                let content = std::fs::read(p).unwrap_or_default();
+                format!("key {} {}", p.display(), hex::encode(sha2::Sha256::digest(&content)))
+            }
+            Auth::Password(pw) => format!(
+                "password {}",
+                hex::encode(sha2::Sha256::digest(pw.as_bytes()))
+            ),
+        };
+        let trust = match &self.host_key {
+            HostKeyCheck::KnownHosts(p) => format!("known-hosts {}", p.display()),
+            HostKeyCheck::AcceptNew(p) => format!("accept-new {}", p.display()),
+            HostKeyCheck::Pinned(k) => format!("pinned {k}"),
+        };
+        format!(
+            "{}@{}:{} sudo={} {auth} {trust}",
+            self.user, self.address, self.port, self.sudo
+        )
+    }
+
     /// Connection settings from a Host spec; a password reference is resolved here.
     pub fn from_host(
         name: &str,
