@@ -141,6 +141,7 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
                     Status::Applied => "done",
                     Status::Failed => "FAILED",
                     Status::NotRun => "skipped",
+                    Status::Interrupted => "interrupted",
                 };
                 eprintln!("  {} {} {mark}", r.action.symbol(), r.id);
             }

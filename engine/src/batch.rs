@@ -2,6 +2,10 @@
 //! own subshell between `HK_BEGIN i` and `HK_END i rc` lines, and the script ends after the
 //! first step that fails, so a host is never changed past a failure. Apply and down plans
 //! both use it.
+//!
+//! An apply also writes each step's begin and end to its journal on the host (see
+//! [`crate::journal`]) before it says so on stdout: stdout dies with the controller, the
+//! journal does not.
 
 /// Changes sent to the host in one script (each still runs on its own, in order, and the
 /// first failure ends the script): one round trip per batch instead of per change.
@@ -11,10 +15,34 @@ pub(crate) const BATCH_BYTES: usize = 4 << 20;
 /// One script that runs `steps` in order, each in its own subshell between begin/end
 /// markers, and ends after the first that fails.
 pub(crate) fn batch_script<'a>(steps: impl IntoIterator<Item = &'a str>) -> String {
+    journaled_batch_script(steps.into_iter().map(|s| ("", s)), None)
+}
+
+/// [`batch_script`] whose steps, each `(label, script)`, are also written to `journal`
+/// (a path on the host) as `B <label>` before the step and `E <label> <rc>` after it.
+/// Labels are [`crate::journal::label`]s: one word each.
+pub(crate) fn journaled_batch_script<'a>(
+    steps: impl IntoIterator<Item = (&'a str, &'a str)>,
+    journal: Option<&str>,
+) -> String {
     let mut script = String::new();
-    for (i, step) in steps.into_iter().enumerate() {
+    if let Some(j) = journal {
+        script.push_str(&format!("J={}\n", crate::transport::sh_quote(j)));
+    }
+    for (i, (label, step)) in steps.into_iter().enumerate() {
+        let (begin, end) = match journal {
+            // A step whose begin cannot be written does not run: the journal would not
+            // know of it.
+            Some(_) => (
+                format!(
+                    "printf 'B %s\\n' {label} >> \"$J\" || {{ printf 'HK_BEGIN {i}\\nthe journal %s cannot be written\\nHK_END {i} 1\\n' \"$J\"; exit 0; }}\n"
+                ),
+                format!("printf 'E %s %s\\n' {label} \"$rc\" >> \"$J\"\n"),
+            ),
+            None => (String::new(), String::new()),
+        };
         script.push_str(&format!(
-            "printf 'HK_BEGIN {i}\\n'\n(\n{step}\n) 2>&1 </dev/null\nrc=$?\nprintf 'HK_END {i} %s\\n' \"$rc\"\n[ \"$rc\" -eq 0 ] || exit 0\n"
+            "{begin}printf 'HK_BEGIN {i}\\n'\n(\n{step}\n) 2>&1 </dev/null\nrc=$?\n{end}printf 'HK_END {i} %s\\n' \"$rc\"\n[ \"$rc\" -eq 0 ] || exit 0\n"
         ));
     }
     script

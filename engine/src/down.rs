@@ -11,7 +11,6 @@ use serde_json::Value;
 
 use crate::Result;
 use crate::batch::{BATCH, batch_script, parse_batch};
-use crate::naming::backup_root;
 use crate::outcome::{ChangeResult, Status};
 use crate::plan::{Action, Prepared};
 use crate::resource::{CommandSpec, Down, FileRole, Spec};
@@ -233,6 +232,36 @@ fn undo_of(res: &ChangeResult, spec: &Spec) -> Undo {
     })
 }
 
+/// Where the apply backs up what `spec` had (`before`), as its scripts do: a regular file
+/// before it is overwritten or removed, a loaded table before a new ruleset replaces it.
+fn expected_backup(
+    spec: &Spec,
+    action: Action,
+    before: &Option<Value>,
+    root: &str,
+) -> Option<crate::outcome::Backup> {
+    let backup = |path: String, salted| crate::outcome::Backup {
+        path,
+        sha256: String::new(),
+        salted,
+    };
+    match spec {
+        Spec::File { path, .. } if s(before, "type").as_deref() == Some("file") => {
+            Some(backup(crate::naming::file_backup(root, path), true))
+        }
+        Spec::Firewall { table, .. }
+            if action != Action::Delete
+                && before
+                .as_ref()
+                .and_then(|b| b.get("loaded"))
+                .is_some_and(|l| !l.is_null()) =>
+        {
+            Some(backup(crate::naming::firewall_backup(root, table), false))
+        }
+        _ => None,
+    }
+}
+
 impl DownPlan {
     /// Derives the down plan from what ran: reverse order, unit restarts last (after the
     /// files they read are back).
@@ -272,6 +301,29 @@ impl DownPlan {
         };
         down.coverage = coverage(&down);
         down
+    }
+
+    /// The down plan of `prepared` as if every change ran, with each backup where the apply
+    /// will put it and its sha256 still unknown: what history records before the apply
+    /// starts. [`crate::run::settle`] narrows it to what did run after a crash.
+    pub fn provisional(revision: &str, prepared: &Prepared) -> DownPlan {
+        let root = crate::naming::backup_root(revision);
+        let results: Vec<ChangeResult> = prepared
+            .plan
+            .changes
+            .iter()
+            .filter(|c| !matches!(c.action, Action::Noop | Action::ReadError))
+            .map(|c| {
+                let mut r = ChangeResult::not_run(&c.id, c.action, c.before.clone());
+                r.status = Status::Applied;
+                r.backup = prepared
+                    .resources
+                    .get(&c.id)
+                    .and_then(|res| expected_backup(&res.spec, c.action, &c.before, &root));
+                r
+            })
+            .collect();
+        DownPlan::derive(&prepared.plan.host, revision, &results, prepared)
     }
 
     /// Keeps only the steps of `only` (resource ids); unit restarts of kept files stay.
@@ -348,9 +400,10 @@ mv -f "$t" "$p"; trap - EXIT
             p = sh_quote(path),
             sha = sh_quote(sha256),
             digest = if *salted {
-                r#"{ cat "$b.salt"; cat "$b"; }"#
+                let salt = crate::naming::salt_of(backup);
+                format!(r#"{{ cat {}; cat "$b"; }}"#, sh_quote(&salt))
             } else {
-                r#"cat "$b""#
+                r#"cat "$b""#.to_string()
             },
             o = sh_quote(owner),
             g = sh_quote(group)
@@ -415,7 +468,7 @@ const ALREADY_UNDONE: &str = "already run by an interrupted attempt of this roll
 /// interrupted while it ran has no marker and runs again (at least once, never twice after
 /// it finished).
 fn once_script(run: &str, step: &str, script: &str) -> String {
-    let marker = format!("{}/.undone/{}", backup_root(run), hex::encode(step));
+    let marker = crate::naming::undone_marker(run, step);
     format!(
         "m={m}\nif [ -e \"$m\" ]; then echo '{ALREADY_UNDONE}'; exit 0; fi\n(\n{script}\n) || exit $?\nmkdir -p \"$(dirname \"$m\")\" && : > \"$m\"\n",
         m = sh_quote(&marker)
@@ -562,6 +615,7 @@ pub fn coverage(down: &DownPlan) -> Coverage {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::naming::backup_root;
     use crate::transport::Recording;
 
     pub(crate) fn plan_of(steps: Vec<(&str, DownAction)>) -> DownPlan {
@@ -739,7 +793,7 @@ pub(crate) mod tests {
         };
         let marker = dir
             .path()
-            .join("web-g2-1/.undone")
+            .join("web-g2-1/undone")
             .join(hex::encode("command:migrate"));
         let failing = format!("echo tried >> {}; exit 3", log.display());
         assert_eq!(run(&failing).status.code(), Some(3));

@@ -8,8 +8,9 @@
 //! units, nftables, Caddyfiles, env and config files) as pure functions; [`state`] reads
 //! every resource of a host in one remote exec; [`plan`] diffs desired against current and
 //! orders the changes; [`apply`] executes them (shell snippets in [`scripts`], batched by
-//! [`batch`]) and derives the [`down`] plan that undoes them; [`run`] is what history keeps
-//! of one apply, and undoing it. [`hosts`] holds the connections and per-host apply locks
+//! [`batch`], each step written ahead to the host's [`journal`]) and derives the [`down`]
+//! plan that undoes them; [`run`] is what history keeps of one apply, settling one a crash
+//! interrupted, and undoing it. [`hosts`] holds the connections and per-host apply locks
 //! ([`transport`]: SSH, the local shell, a recording fake).
 //!
 //! Also here, because they are the engine's other inputs and outputs: [`secrets`] (values
@@ -27,6 +28,7 @@ pub mod expand;
 pub mod git;
 pub mod hosts;
 pub mod instance;
+pub mod journal;
 pub mod naming;
 pub mod offline;
 pub mod outcome;

@@ -21,8 +21,57 @@ pub const STATE_DIR: &str = "/var/lib/hostkit";
 pub const DEFAULT_FIREWALL_PATH: &str = "/etc/nftables.d/hostkit.nft";
 
 /// Where the backups of one apply (a run) live on the host: a rollback restores from there.
+///
+/// Inside it, each part has its own folder, so that no managed path can collide with
+/// another part: `files/<path>` (a file's previous bytes), `salts/<path>` (the salt of its
+/// recorded sha256), `firewall/<table>.nft`, `undone/<step>` (a command's down ran) and
+/// `journal` (what the apply began and finished).
 pub fn backup_root(run: &str) -> String {
     format!("{STATE_DIR}/backups/{run}")
+}
+
+/// A new run id, `<prefix>-<UTC time>-<6 hex>` (`web-g3-20261201T101500-3fa2c1`). The
+/// time orders runs for people; the suffix keeps two applies in the same second apart, as
+/// their backups and journals must never share a folder.
+pub fn run_id(prefix: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    use sha2::Digest;
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let seed = format!("{prefix}|{clock}|{}|{seq}", std::process::id());
+    let suffix = hex::encode(&sha2::Sha256::digest(seed.as_bytes())[..3]);
+    format!("{prefix}-{}-{suffix}", now.format("%Y%m%dT%H%M%S"))
+}
+
+/// Where the previous bytes of `path` go, inside a run's `root` ([`backup_root`]).
+pub fn file_backup(root: &str, path: &str) -> String {
+    format!("{root}/files{path}")
+}
+
+/// The salt of a file backup made by [`file_backup`]: the same path under `salts/`.
+pub fn salt_of(backup: &str) -> String {
+    match backup.split_once("/files/") {
+        Some((root, path)) => format!("{root}/salts/{path}"),
+        None => format!("{backup}.salt"),
+    }
+}
+
+/// Where the loaded ruleset of `table` goes before a new one replaces it.
+pub fn firewall_backup(root: &str, table: &str) -> String {
+    format!("{root}/firewall/{table}.nft")
+}
+
+/// The write-ahead journal of a run (see `crate::journal`).
+pub fn journal_path(run: &str) -> String {
+    format!("{}/journal", backup_root(run))
+}
+
+/// The marker that a down step of a run has completed (a command's `down:` runs once).
+pub fn undone_marker(run: &str, step: &str) -> String {
+    format!("{}/undone/{}", backup_root(run), hex::encode(step))
 }
 
 /// Where each root lives when the project does not say.

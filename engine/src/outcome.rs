@@ -15,6 +15,9 @@ pub enum Status {
     Failed,
     /// Not attempted: a read error, or an earlier change failed.
     NotRun,
+    /// Began, and the controller never learnt how it ended (it died meanwhile): the
+    /// change may have taken effect, so its undo is kept.
+    Interrupted,
 }
 
 /// A backup of a file-like resource taken before it was overwritten or deleted.
@@ -22,7 +25,7 @@ pub enum Status {
 pub struct Backup {
     pub path: String,
     pub sha256: String,
-    /// The sha256 is of the salt beside the backup (`<path>.salt`) and then the content.
+    /// The sha256 is of the backup's salt ([`crate::naming::salt_of`]) and then its content.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub salted: bool,
 }

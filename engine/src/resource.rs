@@ -221,6 +221,16 @@ impl Resource {
         }
     }
 
+    /// The resource as history keeps it, to remove it later: what and where, not a file's
+    /// content (which may be large, and reach a secret through its placeholders).
+    pub fn without_content(&self) -> Resource {
+        let mut r = self.clone();
+        if let Spec::File { content, .. } = &mut r.spec {
+            *content = Content::text("");
+        }
+        r
+    }
+
     /// The path of path-like resources.
     pub fn path(&self) -> Option<&str> {
         match &self.spec {

@@ -5,16 +5,22 @@
 //! file content and no secret (the down plan restores bytes from backups on the host).
 //! [`undo`] runs the down plans of several runs, newest first, so that a rollback across
 //! revisions walks the host back one apply at a time.
+//!
+//! History is written ahead: [`Run::provisional`] is recorded (`pending`) before the apply
+//! starts, and replaced by [`Run::from_applied`] when it ends. A run still pending after a
+//! crash is settled from the host's journal by [`settle`].
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
 use crate::apply::Applied;
-use crate::down::{self, Coverage, DownPlan};
+use crate::down::{self, Coverage, DownAction, DownPlan};
+use crate::journal;
 use crate::naming::backup_root;
 use crate::outcome::Status;
-use crate::plan::Action;
+use crate::plan::{Action, Prepared};
+use crate::resource::Spec;
 use crate::transport::{Transport, sh_quote};
 
 /// One change of a run, as history shows it.
@@ -35,11 +41,47 @@ pub struct Run {
     pub ok: bool,
     pub changes: Vec<RunChange>,
     pub down: DownPlan,
+    /// Recorded before the apply began and not completed since: the controller may have
+    /// died in between. Its down plan assumes every change ran, with backups whose sha256
+    /// is not known yet; [`settle`] makes it true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 impl Run {
+    /// The run of `prepared`, recorded before it is applied as `revision` (the run id).
+    pub fn provisional(revision: &str, prepared: &Prepared, time: DateTime<Utc>) -> Run {
+        Run {
+            id: revision.to_string(),
+            time,
+            ok: false,
+            changes: prepared
+                .plan
+                .changes
+                .iter()
+                .filter(|c| c.action != Action::Noop)
+                .map(|c| RunChange {
+                    id: c.id.clone(),
+                    action: c.action,
+                    status: match prepared.resources.get(&c.id).map(|r| &r.spec) {
+                        // Kept without running anything (see the apply): done already.
+                        Some(Spec::Directory { .. } | Spec::Account { .. } | Spec::Package { .. })
+                            if c.action == Action::Delete =>
+                        {
+                            Status::Applied
+                        }
+                        _ => Status::NotRun,
+                    },
+                })
+                .collect(),
+            down: DownPlan::provisional(revision, prepared),
+            pending: true,
+        }
+    }
+
     pub fn from_applied(applied: &Applied, time: DateTime<Utc>) -> Run {
         Run {
+            pending: false,
             id: applied.revision.clone(),
             time,
             ok: applied.ok,
@@ -55,6 +97,103 @@ impl Run {
                 .collect(),
             down: applied.down.clone(),
         }
+    }
+}
+
+/// Settles a run that history recorded as pending, from what the host shows: `None` when
+/// it never reached the host (its folder, if any, is removed), else the run as it happened,
+/// complete with the sha256 of each backup it took. A change that began and never reported
+/// its end is `interrupted`, and its undo is kept: every undo step is safe to run on a
+/// change that did not happen (a restore puts back the same bytes, a removal finds
+/// nothing), and leaving it out could strand a change on the host.
+pub async fn settle(transport: &dyn Transport, pending: &Run) -> Result<Option<Run>> {
+    let found = journal::read(transport, &pending.id).await?;
+    if found.began.is_empty() {
+        remove_backups(transport, std::slice::from_ref(&pending.id)).await?;
+        return Ok(None);
+    }
+    let status_of = |id: &str, planned: Status| match found.ended.get(id) {
+        Some(0) => Status::Applied,
+        Some(_) => Status::Failed,
+        None if found.began.contains(id) => Status::Interrupted,
+        None => planned,
+    };
+    let mut run = pending.clone();
+    run.pending = false;
+    for c in &mut run.changes {
+        c.status = status_of(&c.id, c.status);
+    }
+    run.ok = run
+        .changes
+        .iter()
+        .all(|c| c.status == Status::Applied || c.action == Action::ReadError);
+    let status: std::collections::BTreeMap<String, Status> = run
+        .changes
+        .iter()
+        .map(|c| (c.id.clone(), c.status))
+        .collect();
+    run.down.steps.retain_mut(|step| {
+        let s = status.get(&step.id).copied().unwrap_or(Status::NotRun);
+        let due = match s {
+            Status::Applied | Status::Interrupted => true,
+            // As in the apply's own down plan: a unit whose start failed was still
+            // stopped or restarted; other failed changes had no effect.
+            Status::Failed => step.id.starts_with("unit:"),
+            Status::NotRun => false,
+        };
+        due && adopt_backup(&mut step.action, &found.backups, s)
+    });
+    run.down.coverage = down::coverage(&run.down);
+    Ok(Some(run))
+}
+
+/// Fills in the sha256 of the backup a restore step needs. Without the backup, a change that
+/// was cut off never got past it (the backup is taken before the rename): nothing to undo.
+/// One that completed found no regular file to back up after all: undoing it removes.
+fn adopt_backup(
+    action: &mut DownAction,
+    backups: &std::collections::BTreeMap<String, String>,
+    status: Status,
+) -> bool {
+    match action {
+        DownAction::RestoreFile {
+            path,
+            backup,
+            sha256,
+            unit,
+            ..
+        } => match backups.get(backup.as_str()) {
+            Some(sha) => {
+                *sha256 = sha.clone();
+                true
+            }
+            None if status == Status::Applied => {
+                *action = DownAction::RemoveFile {
+                    path: path.clone(),
+                    unit: *unit,
+                };
+                true
+            }
+            None => false,
+        },
+        DownAction::RestoreFirewall {
+            table,
+            backup,
+            sha256,
+        } => match backups.get(backup.as_str()) {
+            Some(sha) => {
+                *sha256 = sha.clone();
+                true
+            }
+            None if status == Status::Applied => {
+                *action = DownAction::DeleteFirewall {
+                    table: table.clone(),
+                };
+                true
+            }
+            None => false,
+        },
+        _ => true,
     }
 }
 
@@ -131,7 +270,6 @@ pub async fn discard_backups(transport: &dyn Transport, run: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::down::DownAction;
     use crate::down::tests::plan_of as plan;
     use crate::transport::Recording;
 
@@ -150,6 +288,7 @@ mod tests {
                     unit: false,
                 },
             )]),
+            pending: false,
         };
         let older = Run {
             id: "svc-g1".into(),
@@ -186,6 +325,135 @@ mod tests {
             "{error}"
         );
         assert_eq!(t.recorded().len(), 1, "the older run was not touched");
+    }
+
+    /// A plan of three changes: an overwritten file, a unit, a new file.
+    fn three_changes() -> Prepared {
+        use crate::resource::{Content, FileRole, Resource};
+        use crate::state::{HostState, PathState, UnitState};
+        let file = |path: &str| {
+            Resource::new(
+                format!("file:{path}"),
+                "web",
+                Spec::File {
+                    path: path.into(),
+                    content: Content::text("new\n"),
+                    owner: "root".into(),
+                    group: "root".into(),
+                    mode: 0o644,
+                    role: FileRole::Config,
+                },
+            )
+        };
+        let mut unit = Resource::new(
+            "unit:web.service",
+            "web",
+            Spec::Unit {
+                name: "web.service".into(),
+                start: true,
+                wanted_by: vec![],
+            },
+        );
+        unit.depends("file:/etc/web/a.conf", crate::resource::Edge::UnitFile);
+        let resources = vec![file("/etc/web/a.conf"), unit, file("/etc/web/c.conf")];
+        let mut st = HostState::default();
+        st.paths.insert(
+            "file:/etc/web/a.conf".into(),
+            PathState::File {
+                owner: "root".into(),
+                group: "root".into(),
+                mode: 0o644,
+                sha256: "0".repeat(64),
+                size: 4,
+                content: None,
+            },
+        );
+        st.paths.insert("file:/etc/web/c.conf".into(), PathState::Absent);
+        st.units.insert(
+            "web.service".into(),
+            UnitState {
+                load: "loaded".into(),
+                active: "inactive".into(),
+                enabled: "disabled".into(),
+                ..Default::default()
+            },
+        );
+        crate::plan::compute("h", &resources, &[], &st, &crate::secrets::Secrets::default())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_provisional_run_undoes_every_change_with_backups_where_the_apply_puts_them() {
+        let run = Run::provisional("web-g2-1", &three_changes(), Utc::now());
+        assert!(run.pending && !run.ok);
+        assert!(run.changes.iter().all(|c| c.status == Status::NotRun));
+        let restore = run
+            .down
+            .steps
+            .iter()
+            .find(|s| s.id == "file:/etc/web/a.conf")
+            .unwrap();
+        assert_eq!(
+            restore.action,
+            DownAction::RestoreFile {
+                path: "/etc/web/a.conf".into(),
+                backup: "/var/lib/hostkit/backups/web-g2-1/files/etc/web/a.conf".into(),
+                sha256: String::new(),
+                salted: true,
+                owner: "root".into(),
+                group: "root".into(),
+                mode: 0o644,
+                unit: false,
+            }
+        );
+        assert!(run.down.steps.iter().any(|s| s.id == "file:/etc/web/c.conf"
+            && matches!(s.action, DownAction::RemoveFile { .. })));
+    }
+
+    #[tokio::test]
+    async fn settling_keeps_what_ran_or_was_cut_off_and_drops_what_never_began() {
+        let pending = Run::provisional("web-g2-1", &three_changes(), Utc::now());
+        let label = |id: &str| journal::label(&[id.to_string()]);
+        let t = Recording::default();
+        t.reply(
+            "sed 's/^/J /'",
+            crate::transport::Output {
+                stdout: format!(
+                    "J B {a}\nJ E {a} 0\nJ B {u}\nS {sha} /var/lib/hostkit/backups/web-g2-1/files/etc/web/a.conf\n",
+                    a = label("file:/etc/web/a.conf"),
+                    u = label("unit:web.service"),
+                    sha = "ab".repeat(32),
+                )
+                .into_bytes(),
+                ..Default::default()
+            },
+        );
+        let run = settle(&t, &pending).await.unwrap().expect("it reached the host");
+        assert!(!run.pending && !run.ok);
+        let status: Vec<(&str, Status)> = run
+            .changes
+            .iter()
+            .map(|c| (c.id.as_str(), c.status))
+            .collect();
+        assert_eq!(
+            status,
+            [
+                ("file:/etc/web/a.conf", Status::Applied),
+                ("file:/etc/web/c.conf", Status::NotRun),
+                ("unit:web.service", Status::Interrupted),
+            ]
+        );
+        let steps: Vec<&str> = run.down.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(steps, ["unit:web.service", "file:/etc/web/a.conf"]);
+        assert!(matches!(
+            &run.down.steps[1].action,
+            DownAction::RestoreFile { sha256, .. } if *sha256 == "ab".repeat(32)
+        ));
+
+        // Nothing began: the run never reached the host, and its folder goes.
+        let t = Recording::default();
+        assert_eq!(settle(&t, &pending).await.unwrap(), None);
+        assert!(t.recorded()[1].contains("rm -rf -- /var/lib/hostkit/backups/web-g2-1\n"));
     }
 
     #[tokio::test]

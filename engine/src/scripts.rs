@@ -22,23 +22,26 @@ pub(crate) fn b64(bytes: &[u8]) -> String {
         .join("\n")
 }
 
-/// The script that backs up `path` (when it is a regular file) into `root`, printing
-/// `BACKUP\t<path>\t<sha256>`.
+/// The script that backs up `path` (when it is a regular file) into the run folder `root`
+/// ([`crate::naming::file_backup`]), printing `BACKUP\t<backup>\t<sha256>\tsalted`.
 ///
-/// The recorded sha256 is of a random salt (kept beside the backup, 0600) followed by the
-/// content: history shows it, and a plain hash of an env file would let its reader confirm a
-/// guessed secret offline.
+/// The recorded sha256 is of a random salt (kept in the run's `salts/`, 0600) followed by
+/// the content: history shows it, and a plain hash of an env file would let its reader
+/// confirm a guessed secret offline.
 pub(crate) fn backup_script(path: &str, root: &str) -> String {
+    let backup = crate::naming::file_backup(root, path);
+    let salt = crate::naming::salt_of(&backup);
     format!(
         r#"if [ -f {p} ] && [ ! -L {p} ]; then
-  b={root}{p}
-  (umask 077; mkdir -p "$(dirname "$b")"; od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$b.salt")
+  b={b}; s={s}
+  (umask 077; mkdir -p "$(dirname "$b")" "$(dirname "$s")"; od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$s")
   cp {p} "$b"; chmod 600 "$b"
-  printf 'BACKUP\t%s\t%s\tsalted\n' "$b" "$( {{ cat "$b.salt"; cat "$b"; }} | sha256sum | cut -c1-64)"
+  printf 'BACKUP\t%s\t%s\tsalted\n' "$b" "$( {{ cat "$s"; cat "$b"; }} | sha256sum | cut -c1-64)"
 fi
 "#,
         p = sh_quote(path),
-        root = sh_quote(root),
+        b = sh_quote(&backup),
+        s = sh_quote(&salt),
     )
 }
 
@@ -282,25 +285,31 @@ if [ $ok = 0 ]; then printf '%s\n' "$out" | tail -n 20; echo "exit status $code"
     s
 }
 
-pub(crate) fn firewall_load_script(table: &str, file: &str, backup_root: &str) -> String {
+pub(crate) fn firewall_load_script(table: &str, file: &str, backup_root: Option<&str>) -> String {
     let t = sh_quote(table);
-    format!(
-        r#"set -eu
-f={f}
-if nft list table inet {t} >/dev/null 2>&1; then
-  b={root}/firewall-inet-{table}.nft
-  (umask 077; mkdir -p {root})
+    let backup = match backup_root {
+        Some(root) => format!(
+            r#"if nft list table inet {t} >/dev/null 2>&1; then
+  b={b}
+  (umask 077; mkdir -p "$(dirname "$b")")
   {{ echo "table inet {table}"; echo "delete table inet {table}"; nft list table inet {t}; }} > "$b"; chmod 600 "$b"
   printf 'BACKUP\t%s\t%s\n' "$b" "$(sha256sum < "$b" | cut -c1-64)"
 fi
-nft -c -f "$f"
+"#,
+            b = sh_quote(&crate::naming::firewall_backup(root, table)),
+        ),
+        None => String::new(),
+    };
+    format!(
+        r#"set -eu
+f={f}
+{backup}nft -c -f "$f"
 nft -f "$f"
 l=$(nft list table inet {t})
 mkdir -p "$(dirname {stamp})"
 printf '%s %s\n' "$(printf '%s\n' "$l" | sha256sum | cut -c1-64)" "$(sha256sum < "$f" | cut -c1-64)" > {stamp}
 "#,
         f = sh_quote(file),
-        root = sh_quote(backup_root),
         stamp = sh_quote(&firewall_stamp(table)),
     )
 }
@@ -381,10 +390,12 @@ pub(crate) fn failure_message(status: i32, text: &str) -> String {
     format!("exit status {status}: {}", tail.join("\n"))
 }
 
-/// Removes a file (after backing it up into `root`).
-pub(crate) fn remove_file_script(path: &str, root: &str) -> String {
+/// Removes a file (after backing it up into `root`, when given).
+pub(crate) fn remove_file_script(path: &str, root: Option<&str>) -> String {
     let mut s = String::from("set -eu\n");
-    s.push_str(&backup_script(path, root));
+    if let Some(root) = root {
+        s.push_str(&backup_script(path, root));
+    }
     s.push_str(&format!("rm -f {}\n", sh_quote(path)));
     s
 }

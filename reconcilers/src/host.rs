@@ -23,7 +23,8 @@ use hostkit_engine::secrets::Secrets;
 use hostkit_engine::transport::Transport;
 
 use crate::metrics::HostLabels;
-use crate::revision::{self, Target as RevisionTarget};
+use crate::revision::history::{self, History, Revisions};
+use crate::revision;
 use crate::service::rollout::Failure;
 use crate::{
     Action, Note, ObjectKey, Reconciler, Reconcilers, Result, dependents, held_ids, policy_window,
@@ -159,7 +160,7 @@ impl Pass<'_> {
 }
 
 /// One pass over a Host: connect, read, plan its own resources, apply them when allowed.
-pub async fn converge(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
+pub async fn converge(input: Input<'_>, hosts: &dyn Hosts, history: &dyn History) -> Outcome {
     let mut status = input.status.clone();
     status.observed_generation = Some(input.generation);
     let was_reachable =
@@ -199,7 +200,16 @@ pub async fn converge(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
         }
     };
     let _guard = hosts.lock(input.name).await;
-    let mut prepared = match plan::prepare(t.as_ref(), &resources, &[], input.secrets).await {
+    let digest = plan::desired_digest(&resources);
+    let previous = match settle_and_recall(&mut pass, history, t.as_ref(), &digest).await {
+        Ok(previous) => previous,
+        Err(e) => {
+            hosts.forget(input.name);
+            return pass.fail(e.to_string(), false, false);
+        }
+    };
+    let mut prepared = match plan::prepare(t.as_ref(), &resources, &previous, input.secrets).await
+    {
         Ok(p) => p,
         Err(e) => {
             hosts.forget(input.name);
@@ -211,7 +221,6 @@ pub async fn converge(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
         .changes
         .retain(|c| !input.held.contains(&c.id));
     pass.observed(&prepared, resources.len());
-    let digest = plan::desired_digest(&resources);
     let on_hold = input.spec.paused || input.hold.is_some();
     if prepared.plan.is_empty() {
         pass.status.applied_digest = Some(digest.clone());
@@ -251,9 +260,14 @@ pub async fn converge(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
     }
     let mut run = None;
     if !prepared.plan.is_empty() && !on_hold && blocked.is_none() {
-        match apply_own(&mut pass, t.as_ref(), &prepared, &digest, hosts).await {
-            Own::Applied(r) => run = r,
-            Own::Failed { message, reached } => {
+        let own = Own {
+            prepared: &prepared,
+            resources: &resources,
+            digest: &digest,
+        };
+        match apply_own(&mut pass, t.as_ref(), own, hosts, history).await {
+            Applying::Applied(r) => run = r,
+            Applying::Failed { message, reached } => {
                 let mut out = pass.fail(message, false, reached.is_some());
                 if let Some(r) = reached {
                     out.run = r;
@@ -292,7 +306,7 @@ pub async fn converge(input: Input<'_>, hosts: &dyn Hosts) -> Outcome {
 }
 
 /// How applying the host's own resources went.
-enum Own {
+enum Applying {
     /// The run for history, when the apply changed something new.
     Applied(Option<Run>),
     /// The apply failed; `reached` holds the run of what did change when the host
@@ -303,53 +317,122 @@ enum Own {
     },
 }
 
-/// Applies the host's own resources.
+/// Before planning (the host's lock held): settles what a crash left pending, and recalls
+/// the resources of the spec the host last converged to, so that those the spec dropped
+/// are deleted.
+async fn settle_and_recall(
+    pass: &mut Pass<'_>,
+    history: &dyn History,
+    t: &dyn Transport,
+    digest: &str,
+) -> crate::Result<Vec<hostkit_engine::resource::Resource>> {
+    let name = pass.input.name;
+    pass.notes
+        .extend(history::settle_on(history, name, t).await?);
+    let converged_to = pass
+        .status
+        .applied_digest
+        .clone()
+        .filter(|d| d != digest);
+    if converged_to.is_none() {
+        return Ok(Vec::new());
+    }
+    Ok(history
+        .applied(name, converged_to.as_deref())
+        .await?
+        .unwrap_or_default())
+}
+
+/// What [`apply_own`] applies.
+struct Own<'a> {
+    prepared: &'a Prepared,
+    resources: &'a [hostkit_engine::resource::Resource],
+    digest: &'a str,
+}
+
+/// Applies the host's own resources. An apply of a new spec is in history before it
+/// starts and completed after; a repair of drift is not history and takes no backups.
 async fn apply_own(
     pass: &mut Pass<'_>,
     t: &dyn Transport,
-    prepared: &Prepared,
-    digest: &str,
+    own: Own<'_>,
     hosts: &dyn Hosts,
-) -> Own {
+    history: &dyn History,
+) -> Applying {
     let input = pass.input;
-    let corrective = pass.status.applied_digest.as_deref() == Some(digest);
-    let mut opts = ApplyOptions::new(format!(
-        "host-{}-g{}-{}",
-        input.name,
-        input.generation,
-        input.now.format("%Y%m%dT%H%M%S")
+    let corrective = pass.status.applied_digest.as_deref() == Some(own.digest);
+    let mut opts = ApplyOptions::new(hostkit_engine::naming::run_id(
+        &format!("host-{}-g{}", input.name, input.generation),
+        input.now,
     ));
     opts.settle = input.settle;
-    let a = match apply::apply(t, prepared, &opts).await {
+    opts.backups = !corrective;
+    let mut number = None;
+    if !corrective {
+        let run = Run::provisional(&opts.revision, own.prepared, input.now);
+        match history
+            .begin(input.name, &run, own.digest, own.resources)
+            .await
+        {
+            Ok(n) => number = Some(n),
+            Err(e) => {
+                return Applying::Failed {
+                    message: format!("not applied: its history could not be written first: {e}"),
+                    reached: Some(None),
+                };
+            }
+        }
+    }
+    let a = match apply::apply(t, own.prepared, &opts).await {
+        Ok(a) if a.lost => {
+            hosts.forget(input.name);
+            return Applying::Failed {
+                message: a.error.unwrap_or_default(),
+                reached: None,
+            };
+        }
         Ok(a) => a,
         Err(e) => {
+            // A pending run stays in history; the next pass settles it from the journal.
             hosts.forget(input.name);
-            return Own::Failed {
+            return Applying::Failed {
                 message: e.to_string(),
                 reached: None,
             };
         }
     };
     let mut run = None;
-    if corrective || a.count(Status::Applied) == 0 {
-        // A repair is not history: its backups of the drifted files have no use.
-        run::discard_backups(t, &a.revision).await;
-    } else {
-        run = Some(Run::from_applied(&a, input.now));
+    if let Some(n) = number {
+        let r = Run::from_applied(&a, input.now);
+        let recorded = if a.count(Status::Applied) == 0 {
+            run::discard_backups(t, &a.revision).await;
+            history.forget(input.name, &r.id, n).await
+        } else {
+            history.complete(input.name, &r, n).await
+        };
+        if let Err(e) = recorded {
+            pass.notes.push(Note::warning(
+                "HistoryNotRecorded",
+                format!(
+                    "the outcome of the apply was not recorded ({e}); the next reconcile settles it from the host's journal"
+                ),
+            ));
+        }
+        run = (a.count(Status::Applied) > 0).then_some(r);
     }
     if a.ok {
-        pass.status.applied_digest = Some(digest.to_string());
+        pass.status.applied_digest = Some(own.digest.to_string());
         let message = format!(
             "applied {} change(s) of the host's own resources",
             a.results.len()
         );
         pass.notes.push(Note::normal("Applied", message));
-        return Own::Applied(run);
+        return Applying::Applied(run);
     }
     let message = a.error.unwrap_or_default();
     pass.notes
         .push(Note::warning("ApplyFailed", message.clone()));
-    Own::Failed {
+    Applying::Failed {
         message,
         reached: Some(run),
     }
@@ -395,29 +478,19 @@ impl Reconciler<HostSpec> for Reconcilers {
             hold: self.hold_of(&o.metadata.annotations),
             held: held_ids(&o.metadata),
         };
-        let mut outcome = converge(input, self.hosts.as_ref()).await;
-        // History first, then the status that says what the host runs.
-        if let Some(run) = &outcome.run {
-            let target = RevisionTarget {
-                kind: "Host",
-                name: &name,
-                uid: o.metadata.uid.as_deref(),
-                generation: o.metadata.generation.unwrap_or(1),
-                spec: serde_json::to_value(&o.spec).expect("specs serialise"),
-                digest: &outcome.digest,
-                source: revision::changed_by(&o.metadata),
-                rolled_back_to: None,
-            };
-            let highest = outcome.status.current_revision;
-            let ctx = self.ctx.as_ref();
-            match revision::record_runs(ctx, &target, &[(name.clone(), run.clone())], highest).await
-            {
-                Ok(_) => revision::prune(ctx, "Host", &name, 10).await,
-                Err(e) => outcome.notes.push(Note::warning(
-                    "HistoryNotRecorded",
-                    format!("the apply was not recorded in the history: {e:?}"),
-                )),
-            }
+        let history = Revisions {
+            ctx: self.ctx.as_ref(),
+            kind: "Host",
+            name: &name,
+            uid: o.metadata.uid.as_deref(),
+            generation: o.metadata.generation.unwrap_or(1),
+            spec: serde_json::to_value(&o.spec).expect("specs serialise"),
+            source: revision::changed_by(&o.metadata),
+            highest: o.status.as_ref().and_then(|s| s.current_revision),
+        };
+        let mut outcome = converge(input, self.hosts.as_ref(), &history).await;
+        if outcome.run.is_some() {
+            revision::prune(self.ctx.as_ref(), "Host", &name, 10).await;
         }
         if let Some(newest) = revision::revisions_of(self.ctx.as_ref(), "Host", &name).last() {
             outcome.status.current_revision = Some(newest.spec.revision);
@@ -442,8 +515,28 @@ impl Reconciler<HostSpec> for Reconcilers {
         )
     }
 
-    /// A deleted Host's history goes with it.
+    /// A deleted Host's history goes with it, once the Services being deleted with it are
+    /// off the host: their cleanup needs this Host to reach it (`hkctl delete -f` of a file
+    /// holding both deletes them in the same breath).
     async fn cleanup(&self, o: Arc<Object<HostSpec>>) -> Result<()> {
+        let waiting: Vec<String> = self
+            .ctx
+            .list::<ServiceSpec>()
+            .iter()
+            .filter(|s| s.metadata.deletion_timestamp.is_some())
+            .filter(|s| {
+                self.applied_hosts(s)
+                    .iter()
+                    .any(|a| a.host == o.name())
+            })
+            .map(|s| format!("Service/{}", s.name()))
+            .collect();
+        if !waiting.is_empty() {
+            return Err(crate::Error::Retry(format!(
+                "waiting for {} to be removed from this host first",
+                waiting.join(", ")
+            )));
+        }
         revision::delete_all(self.ctx.as_ref(), "Host", o.name()).await;
         Ok(())
     }

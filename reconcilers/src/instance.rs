@@ -14,7 +14,6 @@ use hostkit_api::kinds::{
 use hostkit_api::meta::{Observed, OwnerReference};
 use hostkit_api::{KindSpec, wellknown};
 use hostkit_engine::instance::{Backend, Forward, Machine, Nspawn, Request};
-use hostkit_engine::run::Run;
 use serde_json::Value;
 
 use crate::service::{cleanup, rollout};
@@ -372,17 +371,23 @@ impl Reconcilers {
             labels: BTreeMap::new(),
         }];
         input.status.hosts.retain(|h| h.host == host);
-        let known = vec![host.to_string()];
+        let on: Vec<cleanup::Applied> = self
+            .applied_hosts(service)
+            .into_iter()
+            .filter(|a| a.host == host)
+            .map(|mut a| {
+                a.spec = Some(host_spec.clone());
+                a
+            })
+            .collect();
         /// The Service's status and events stay as they are: it is not the one going.
         struct Quiet;
         #[async_trait::async_trait]
         impl rollout::Sink for Quiet {
             async fn publish(&self, _: &ServiceStatus, _: &[Note]) {}
-            async fn record_run(&self, _: &str, _: &Run, _: &str) -> Option<u64> {
-                None
-            }
         }
-        cleanup::cleanup(input, &known, self.hosts.as_ref(), &Quiet).await?;
+        let history = self.history_of(service);
+        cleanup::cleanup(input, &on, self.hosts.as_ref(), &Quiet, &history).await?;
         let note = Note::normal(
             "CleanedUp",
             format!("{host}: removed (its Instance is being deleted)"),

@@ -12,16 +12,23 @@ use hostkit_engine::hosts::Hosts;
 use hostkit_engine::run::Run as HistoryRun;
 use hostkit_engine::secrets::Secrets;
 use hostkit_engine::transport::{Local, Output, Transport};
+use hostkit_engine::resource::Resource;
 use hostkit_reconcilers::Note;
+use hostkit_reconcilers::revision::history::History;
 use hostkit_reconcilers::service::rollout::{self as service, Input, Report, Sink, Target};
 use serde_json::json;
 
 /// A host: the local shell, optionally failing every apply script, optionally meeting the
 /// other hosts of its wave at a barrier before applying (which proves they run at once).
+/// HostKit's own folder (`/var/lib/hostkit`: backups, journals, stamps) lives in a temp dir.
 struct TestTransport {
     name: String,
+    state: std::path::PathBuf,
     local: Local,
     fail_apply: bool,
+    /// Runs apply scripts, then reports the connection lost (as a controller that died
+    /// mid-apply never hears the answer).
+    lose_answers: std::sync::atomic::AtomicBool,
     barrier: Option<Arc<tokio::sync::Barrier>>,
     applies: Arc<Mutex<Vec<String>>>,
 }
@@ -56,12 +63,24 @@ impl Transport for TestTransport {
                 });
             }
         }
-        self.local.run(script).await
+        let state = format!("{}/", self.state.display());
+        let out = self
+            .local
+            .run(&script.replace("/var/lib/hostkit/", &state))
+            .await;
+        if is_apply(script) && self.lose_answers.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(hostkit_engine::Error::Transport {
+                host: self.name.clone(),
+                message: "connection lost".into(),
+            });
+        }
+        out
     }
 }
 
 #[derive(Default)]
 struct TestHosts {
+    state: Option<tempfile::TempDir>,
     transports: BTreeMap<String, Arc<TestTransport>>,
     locks: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
     applies: Arc<Mutex<Vec<String>>>,
@@ -69,16 +88,29 @@ struct TestHosts {
 
 impl TestHosts {
     fn add(&mut self, name: &str, fail_apply: bool, barrier: Option<Arc<tokio::sync::Barrier>>) {
+        let state = self
+            .state
+            .get_or_insert_with(|| tempfile::tempdir().unwrap())
+            .path()
+            .join(name);
         self.transports.insert(
             name.into(),
             Arc::new(TestTransport {
+                state,
                 name: name.into(),
                 local: Local::new(name, false),
                 fail_apply,
+                lose_answers: Default::default(),
                 barrier,
                 applies: self.applies.clone(),
             }),
         );
+    }
+
+    fn lose_answers(&self, name: &str, lose: bool) {
+        self.transports[name]
+            .lose_answers
+            .store(lose, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn applied(&self) -> Vec<String> {
@@ -110,10 +142,16 @@ impl Hosts for TestHosts {
     }
 }
 
+/// Status, events and history in memory. History numbers a new digest one past the last,
+/// as Revisions do.
 #[derive(Default)]
 struct Recorder {
     notes: Mutex<Vec<Note>>,
     runs: Mutex<Vec<(String, HistoryRun)>>,
+    /// (number, digest, resources) per revision.
+    revisions: Mutex<Vec<(u64, String, Vec<Resource>)>>,
+    /// (host, number) of each run in `runs`.
+    placed: Mutex<Vec<(String, u64)>>,
 }
 
 #[async_trait::async_trait]
@@ -121,10 +159,77 @@ impl Sink for Recorder {
     async fn publish(&self, _status: &ServiceStatus, notes: &[Note]) {
         self.notes.lock().unwrap().extend_from_slice(notes);
     }
-    async fn record_run(&self, host: &str, run: &HistoryRun, _digest: &str) -> Option<u64> {
+}
+
+#[async_trait::async_trait]
+impl History for Recorder {
+    async fn begin(
+        &self,
+        host: &str,
+        run: &HistoryRun,
+        digest: &str,
+        resources: &[Resource],
+    ) -> hostkit_reconcilers::Result<u64> {
+        assert!(run.pending, "begin records a pending run");
+        let mut revs = self.revisions.lock().unwrap();
+        let n = match revs.last() {
+            Some((n, d, _)) if d == digest => *n,
+            last => {
+                let n = last.map_or(1, |(n, _, _)| n + 1);
+                revs.push((n, digest.into(), resources.to_vec()));
+                n
+            }
+        };
+        self.runs.lock().unwrap().push((host.into(), run.clone()));
+        self.placed.lock().unwrap().push((host.into(), n));
+        Ok(n)
+    }
+    async fn complete(&self, host: &str, run: &HistoryRun, _n: u64) -> hostkit_reconcilers::Result<()> {
         let mut runs = self.runs.lock().unwrap();
-        runs.push((host.to_string(), run.clone()));
-        Some(runs.len() as u64)
+        let r = runs
+            .iter_mut()
+            .find(|(h, r)| h == host && r.id == run.id)
+            .expect("completes a run it began");
+        r.1 = run.clone();
+        Ok(())
+    }
+    async fn forget(&self, host: &str, id: &str, _n: u64) -> hostkit_reconcilers::Result<()> {
+        let mut runs = self.runs.lock().unwrap();
+        let mut placed = self.placed.lock().unwrap();
+        while let Some(i) = runs.iter().position(|(h, r)| h == host && r.id == id) {
+            runs.remove(i);
+            placed.remove(i);
+        }
+        Ok(())
+    }
+    async fn pending(&self, host: &str) -> hostkit_reconcilers::Result<Vec<(u64, HistoryRun)>> {
+        let runs = self.runs.lock().unwrap();
+        let placed = self.placed.lock().unwrap();
+        Ok(runs
+            .iter()
+            .zip(placed.iter())
+            .filter(|((h, r), _)| h == host && r.pending)
+            .map(|((_, r), (_, n))| (*n, r.clone()))
+            .collect())
+    }
+    async fn applied(
+        &self,
+        _host: &str,
+        digest: Option<&str>,
+    ) -> hostkit_reconcilers::Result<Option<Vec<Resource>>> {
+        let revs = self.revisions.lock().unwrap();
+        Ok(revs
+            .iter()
+            .rev()
+            .find(|(_, d, _)| Some(d.as_str()) == digest)
+            .map(|(_, _, r)| r.clone()))
+    }
+}
+
+impl Recorder {
+    /// The runs history keeps now (pending or not).
+    fn kept(&self) -> Vec<(String, HistoryRun)> {
+        self.runs.lock().unwrap().clone()
     }
 }
 
@@ -180,6 +285,7 @@ async fn reconcile(run: Run<'_>, hosts: &TestHosts, sink: &Recorder) -> Report {
             revisions: Vec::new(),
         },
         hosts,
+        sink,
         sink,
     )
     .await
@@ -289,7 +395,7 @@ async fn drift_is_corrective_and_a_new_generation_is_intentional() {
     assert_eq!(r.hosts[0].applied, Some((service::Intent::Intentional, 1)));
     assert_eq!(r.status.hosts[0].last_applied_generation, Some(2));
     // History has the two intentional applies, not the repair.
-    let runs = sink.runs.lock().unwrap().clone();
+    let runs = sink.kept();
     assert_eq!(runs.len(), 2);
     assert!(
         runs.iter()
@@ -419,4 +525,85 @@ async fn max_parallel_applies_a_wave_at_once_and_stops_after_a_failed_wave() {
         applied,
         [("h1", Some(1)), ("h2", None), ("h3", None), ("h4", None)]
     );
+}
+
+fn two_files(dir: &std::path::Path, version: &str, extra: bool) -> ServiceSpec {
+    let mut files = vec![json!({"path": dir.join("version.txt"), "content": format!("{version}\n")})];
+    if extra {
+        files.push(json!({"path": dir.join("extra.txt"), "content": "extra\n"}));
+    }
+    serde_json::from_value(json!({"hosts": ["h1"], "files": files})).unwrap()
+}
+
+/// The controller's view of a crash mid-apply: the host ran the script, the answer never
+/// came. History had the run before the apply began; the next pass settles it from the
+/// host's journal, and a later spec that drops a file removes it from the host.
+#[tokio::test]
+async fn an_apply_whose_answer_was_lost_is_settled_from_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hosts = TestHosts::default();
+    hosts.add("h1", false, None);
+    let sink = Recorder::default();
+    let s1 = two_files(dir.path(), "v1", true);
+    let run = |spec, status, generation| Run {
+        spec,
+        hosts: &["h1"],
+        status,
+        windows: &[],
+        now: at(9, 0),
+        generation,
+    };
+    hosts.lose_answers("h1", true);
+    let r = reconcile(run(&s1, ServiceStatus::default(), 1), &hosts, &sink).await;
+    assert!(r.failure.is_some());
+    assert!(dir.path().join("extra.txt").exists(), "the host did apply it");
+    let kept = sink.kept();
+    assert_eq!(kept.len(), 1);
+    assert!(kept[0].1.pending, "recorded ahead, outcome unknown");
+
+    hosts.lose_answers("h1", false);
+    let r = reconcile(run(&s1, r.status, 1), &hosts, &sink).await;
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    let kept = sink.kept();
+    assert_eq!(kept.len(), 1, "settled, not a second run");
+    let settled = &kept[0].1;
+    assert!(!settled.pending && settled.ok);
+    assert!(
+        settled
+            .changes
+            .iter()
+            .all(|c| c.status == hostkit_engine::outcome::Status::Applied)
+    );
+    assert_eq!(settled.down.steps.len(), 2, "{:?}", settled.down);
+    assert!(
+        sink.notes
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| n.reason == "ApplySettled" && n.message.contains("2 of 2"))
+    );
+    assert_eq!(
+        condition(&r.status, "Ready"),
+        (ConditionStatus::True, "Converged".into())
+    );
+
+    // Generation 2 drops extra.txt: it leaves the host, and the run can put it back.
+    let s2 = two_files(dir.path(), "v2", false);
+    let r = reconcile(run(&s2, r.status, 2), &hosts, &sink).await;
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    assert!(!dir.path().join("extra.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("version.txt")).unwrap(),
+        "v2\n"
+    );
+    let kept = sink.kept();
+    let g2 = &kept.last().unwrap().1;
+    let deleted = g2
+        .changes
+        .iter()
+        .find(|c| c.id.ends_with("extra.txt"))
+        .expect("the dropped file is a change");
+    assert_eq!(deleted.action, hostkit_engine::plan::Action::Delete);
+    assert!(g2.down.steps.iter().any(|s| s.id.ends_with("extra.txt")
+        && matches!(s.action, hostkit_engine::down::DownAction::RestoreFile { .. })));
 }

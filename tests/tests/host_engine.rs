@@ -365,7 +365,7 @@ async fn the_down_plan_of_v2_restores_v1_byte_for_byte() {
     );
     // Backups are private.
     assert_eq!(
-        host.sh("stat -c %a /var/lib/hostkit/backups/r2/etc/demo/web/version.txt")
+        host.sh("stat -c %a /var/lib/hostkit/backups/r2/files/etc/demo/web/version.txt")
             .trim(),
         "600"
     );

@@ -262,6 +262,11 @@ pub struct RevisionSpec {
     /// references and sha256s, never content).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<RevisionHost>,
+    /// The resources this spec puts on a host, without file contents: what deleting the
+    /// target, or a later spec that drops some of them, removes. Recorded so that removal
+    /// never depends on expanding the spec again (its Project may be gone by then).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<serde_json::Value>,
     /// Set on a revision a Rollback wrote: the revision it went back to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_back_to: Option<u64>,
@@ -277,7 +282,8 @@ pub struct RevisionSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RevisionHost {
     pub host: String,
-    /// Each apply: `{id, time, ok, changes: [{id, action, status}], down: {steps, coverage}}`.
+    /// Each apply: `{id, time, ok, changes: [{id, action, status}], down: {steps, coverage}}`,
+    /// with `pending: true` from just before it starts until its outcome is recorded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<serde_json::Value>,
 }

@@ -3,19 +3,21 @@
 //!
 //! Files are written atomically (temp file in the same directory, fsync, owner and mode set,
 //! rename); a file-like resource's previous bytes are backed up on the host under
-//! `/var/lib/hostkit/backups/<revision>/` (0600) first, and the backup's sha256 is recorded.
-//! Changes travel in batches ([`crate::batch`]): one round trip per batch, each change still
-//! judged on its own. From what actually ran, [`DownPlan::derive`] builds the plan that
-//! undoes it.
+//! `/var/lib/hostkit/backups/<revision>/files/` (0600) first, and the backup's sha256 is
+//! recorded. Changes travel in batches ([`crate::batch`]): one round trip per batch, each
+//! change still judged on its own, and each written to the run's journal on the host
+//! ([`crate::journal`]) as it begins and ends. From what actually ran, [`DownPlan::derive`]
+//! builds the plan that undoes it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{BATCH, BATCH_BYTES, batch_script, parse_batch};
+use crate::batch::{BATCH, BATCH_BYTES, journaled_batch_script, parse_batch};
 use crate::down::DownPlan;
-use crate::naming::backup_root;
+use crate::journal;
+use crate::naming::{backup_root, journal_path};
 use crate::outcome::{ChangeResult, Status};
 use crate::plan::{Action, Change, PackageLock, Plan, Prepared};
 use crate::resource::{Edge, FileRole, Resource, Spec};
@@ -33,6 +35,10 @@ pub struct Applied {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The host stopped answering before it reported every step it was sent (the
+    /// connection ended): what ran is known only to its journal.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lost: bool,
     pub results: Vec<ChangeResult>,
     /// The desired resources (secret references only), the next plan's `previous`.
     pub resources: Vec<Resource>,
@@ -59,6 +65,9 @@ pub struct ApplyOptions {
     pub settle: Duration,
     /// Called after each change (for progress lines and events).
     pub progress: Option<Progress>,
+    /// Back up what changes and journal each step: an apply that history keeps. A repair
+    /// of drift or a deleted object's cleanup is never undone, and leaves nothing behind.
+    pub backups: bool,
 }
 
 impl ApplyOptions {
@@ -67,6 +76,7 @@ impl ApplyOptions {
             revision: revision.into(),
             settle: Duration::from_millis(300),
             progress: None,
+            backups: true,
         }
     }
 }
@@ -135,11 +145,15 @@ struct Applying<'a> {
     opts: &'a ApplyOptions,
     /// The changes that do something, in graph order.
     changes: Vec<&'a Change>,
-    /// `/var/lib/hostkit/backups/<revision>`.
-    root: String,
+    /// `/var/lib/hostkit/backups/<revision>`, when the apply takes backups.
+    root: Option<String>,
+    /// The run's folder and journal are not created yet.
+    unopened: bool,
     results: Vec<ChangeResult>,
     /// The first failure, naming the change.
     failed: Option<String>,
+    /// A step was sent and never reported.
+    lost: bool,
     /// A unit file changed since the last `daemon-reload`.
     units_dirty: bool,
     /// Changes already sent (a package install covers several).
@@ -169,9 +183,11 @@ pub async fn apply(
         prepared,
         opts,
         changes,
-        root: backup_root(&opts.revision),
+        root: opts.backups.then(|| backup_root(&opts.revision)),
+        unopened: opts.backups,
         results: Vec::new(),
         failed: None,
+        lost: false,
         units_dirty: false,
         done: BTreeSet::new(),
         pending: Vec::new(),
@@ -245,10 +261,10 @@ impl Applying<'_> {
                 if *role == FileRole::Unit {
                     self.units_dirty = true;
                 }
-                run(scripts::remove_file_script(path, &self.root))
+                run(scripts::remove_file_script(path, self.root.as_deref()))
             }
             (Spec::Symlink { path, .. }, Action::Delete) => {
-                run(scripts::remove_file_script(path, &self.root))
+                run(scripts::remove_file_script(path, self.root.as_deref()))
             }
             (
                 Spec::File {
@@ -338,7 +354,11 @@ impl Applying<'_> {
                 run(scripts::firewall_delete_script(table))
             }
             (Spec::Firewall { table, file }, _) => {
-                run(scripts::firewall_load_script(table, file, &self.root))
+                run(scripts::firewall_load_script(
+                    table,
+                    file,
+                    self.root.as_deref(),
+                ))
             }
             (Spec::Account { .. } | Spec::Package { .. }, _) => {
                 kept("kept: accounts and packages are not removed")
@@ -386,7 +406,7 @@ impl Applying<'_> {
             owner,
             group,
             mode,
-            existed.then_some(self.root.as_str()),
+            self.root.as_deref().filter(|_| existed),
             !parent_managed,
         ));
         match role {
@@ -492,8 +512,18 @@ impl Applying<'_> {
                 list.join(" ").replace('\'', "'\\''")
             ));
         }
-        script.push_str(&batch_script(
-            self.pending.iter().map(|p| p.script.as_str()),
+        if self.unopened {
+            script.push_str(&journal::open_script(&self.opts.revision));
+            self.unopened = false;
+        }
+        let labels: Vec<String> = self.pending.iter().map(|p| journal::label(&p.ids)).collect();
+        let journal = self.root.is_some().then(|| journal_path(&self.opts.revision));
+        script.push_str(&journaled_batch_script(
+            labels
+                .iter()
+                .zip(&self.pending)
+                .map(|(l, p)| (l.as_str(), p.script.as_str())),
+            journal.as_deref(),
         ));
         let mut outputs: Vec<Option<(i32, String)>> = vec![None; self.pending.len()];
         let mut transport_error = None;
@@ -533,6 +563,7 @@ impl Applying<'_> {
                     result.status = Status::Failed;
                     result.message = Some(msg.clone());
                     self.failed = Some(format!("{}: {msg}", result.id));
+                    self.lost = true;
                 }
                 None => {
                     result.message = Some("not attempted: an earlier change failed".into());
@@ -580,6 +611,7 @@ impl Applying<'_> {
             plan_fingerprint: prepared.plan.fingerprint.clone(),
             ok: self.failed.is_none(),
             error: self.failed,
+            lost: self.lost,
             results: self.results,
             resources,
             down,

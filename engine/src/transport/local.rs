@@ -46,7 +46,7 @@ impl Transport for Local {
             message: format!("cannot start sh: {e}"),
         })?;
         let mut stdin = child.stdin.take().expect("piped");
-        let script = script.as_bytes().to_vec();
+        let script = super::whole(script).into_bytes();
         let writer = tokio::spawn(async move {
             let _ = stdin.write_all(&script).await;
         });

@@ -291,7 +291,10 @@ impl Transport for Ssh {
         let mut channel = self.handle.channel_open_session().await.map_err(err)?;
         let command = if self.sudo { "sudo -n sh -s" } else { "sh -s" };
         channel.exec(true, command).await.map_err(err)?;
-        channel.data(script.as_bytes()).await.map_err(err)?;
+        channel
+            .data(super::whole(script).as_bytes())
+            .await
+            .map_err(err)?;
         channel.eof().await.map_err(err)?;
         let mut out = Output::default();
         let mut status = None;

@@ -369,6 +369,15 @@ impl Reconcilers {
                     digest: &digest,
                     source: Some(actor.clone()),
                     rolled_back_to: Some(to),
+                    // What the hosts hold once the spec is back: that revision's resources.
+                    resources: if only.is_empty() {
+                        to_rev.spec.resources.clone()
+                    } else {
+                        revs.iter()
+                            .find(|r| r.spec.revision == from)
+                            .map(|r| r.spec.resources.clone())
+                            .unwrap_or_default()
+                    },
                 };
                 let n = self.rollback_revision(&record, target).await?;
                 p.status.new_revision = Some(n);
@@ -494,6 +503,13 @@ fn runs_to_undo(
                     r.metadata.name
                 ))
             })?;
+            if run.pending && !done.contains(&run.id) {
+                // Its down plan is a guess until the host's journal settles it.
+                return Err(Error::Retry(format!(
+                    "Revision {}: the apply {} on {host} was interrupted and is not settled yet (the target's next reconcile settles it)",
+                    r.metadata.name, run.id
+                )));
+            }
             if !done.contains(&run.id) {
                 todo.push((r.spec.revision, run));
             }

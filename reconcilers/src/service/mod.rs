@@ -16,10 +16,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use hostkit_api::KindSpec;
 use hostkit_api::kinds::{HostSpec, Object, PolicyWindowSpec, ServiceSpec, ServiceStatus};
-use hostkit_engine::run::Run;
 
 use crate::metrics::{IntentLabels, ObjectHostLabels, ObjectLabels};
-use crate::revision::{self, Target as RevisionTarget};
+use crate::revision::{self, history::Revisions};
 use crate::{
     Action, Note, ObjectKey, Reconciler, Reconcilers, Result, dependents, held_ids, resync_interval,
 };
@@ -50,37 +49,56 @@ impl Sink for StatusSink<'_> {
         ctx.note(ServiceSpec::INFO, self.service.name(), notes)
             .await;
     }
+}
 
-    async fn record_run(&self, host: &str, run: &Run, digest: &str) -> Option<u64> {
-        let o = self.service;
-        let target = RevisionTarget {
+impl Reconcilers {
+    /// The history of `o`, as its passes write it.
+    pub(crate) fn history_of<'a>(&'a self, o: &'a Object<ServiceSpec>) -> Revisions<'a> {
+        Revisions {
+            ctx: self.ctx.as_ref(),
             kind: KIND,
             name: o.name(),
             uid: o.metadata.uid.as_deref(),
             generation: o.metadata.generation.unwrap_or(1),
             spec: serde_json::to_value(&o.spec).expect("specs serialise"),
-            digest,
             source: revision::changed_by(&o.metadata),
-            rolled_back_to: None,
-        };
-        let highest = o.status.as_ref().and_then(|s| s.current_revision);
-        let ctx = self.r.ctx.as_ref();
-        match revision::record_runs(ctx, &target, &[(host.to_string(), run.clone())], highest).await
-        {
-            Ok(n) => Some(n),
-            Err(e) => {
-                // The apply happened; a retry cannot bring its run back. Say so loudly.
-                let message = format!("{host}: the apply was not recorded in the history: {e:?}");
-                tracing::warn!(service = o.name(), "{message}");
-                let note = Note::warning("HistoryNotRecorded", message);
-                ctx.note(ServiceSpec::INFO, o.name(), &[note]).await;
-                None
-            }
+            highest: o.status.as_ref().and_then(|s| s.current_revision),
         }
     }
-}
 
-impl Reconcilers {
+    /// Every host `o` may have left something on: those its status says it applied to,
+    /// and those its history has runs on (an apply that failed part way, or whose status
+    /// write was lost), each with its Host object if that still exists (also while it is
+    /// being deleted) and the digest the host last converged to.
+    pub(crate) fn applied_hosts(&self, o: &Object<ServiceSpec>) -> Vec<cleanup::Applied> {
+        let status = o.status.clone().unwrap_or_default();
+        let mut names: Vec<String> = status
+            .hosts
+            .iter()
+            .filter(|h| h.last_applied_generation.is_some())
+            .map(|h| h.host.clone())
+            .collect();
+        for r in revision::revisions_of(self.ctx.as_ref(), KIND, o.name()) {
+            for h in &r.spec.hosts {
+                if !h.runs.is_empty() && !names.contains(&h.host) {
+                    names.push(h.host.clone());
+                }
+            }
+        }
+        names
+            .into_iter()
+            .map(|name| cleanup::Applied {
+                spec: self.ctx.cached::<HostSpec>(&name).map(|h| h.spec.clone()),
+                digest: status
+                    .hosts
+                    .iter()
+                    .find(|h| h.host == name)
+                    .and_then(|h| h.applied_digest.clone()),
+                host: name,
+            })
+            .collect()
+    }
+
     /// The Hosts a Service selects now (not those being deleted).
     pub(crate) fn targets(&self, spec: &ServiceSpec) -> Vec<Target> {
         self.ctx
@@ -199,7 +217,8 @@ impl Reconciler<ServiceSpec> for Reconcilers {
             r: self,
             service: &o,
         };
-        let report = rollout::reconcile(input, self.hosts.as_ref(), &sink).await;
+        let history = self.history_of(&o);
+        let report = rollout::reconcile(input, self.hosts.as_ref(), &sink, &history).await;
         for h in &report.hosts {
             if let Some(undone) = h.auto_rollback.as_ref().filter(|u| u.ok) {
                 let why = report
@@ -230,27 +249,20 @@ impl Reconciler<ServiceSpec> for Reconcilers {
         )
     }
 
-    /// Undoes a deleted Service on its hosts, then deletes its history.
+    /// Undoes a deleted Service on its hosts, from what its Revisions say was applied, then
+    /// deletes its history.
     async fn cleanup(&self, o: Arc<Object<ServiceSpec>>) -> Result<()> {
-        let applied_somewhere = o
-            .status
-            .as_ref()
-            .is_some_and(|s| s.hosts.iter().any(|h| h.last_applied_generation.is_some()));
-        if applied_somewhere {
+        let on = self.applied_hosts(&o);
+        if !on.is_empty() {
             let project = self.project(o.spec.project.as_deref()).ok().flatten();
             let windows = self.windows();
             let input = self.rollout_input(&o, project.as_ref().map(|p| &p.spec), &windows);
-            let known: Vec<String> = self
-                .ctx
-                .list::<HostSpec>()
-                .iter()
-                .map(|h| h.name().to_string())
-                .collect();
             let sink = StatusSink {
                 r: self,
                 service: &o,
             };
-            cleanup::cleanup(input, &known, self.hosts.as_ref(), &sink).await?;
+            let history = self.history_of(&o);
+            cleanup::cleanup(input, &on, self.hosts.as_ref(), &sink, &history).await?;
         }
         revision::delete_all(self.ctx.as_ref(), KIND, o.name()).await;
         Ok(())

@@ -2,8 +2,9 @@
 //! host (and report before changing anything) → apply in waves inside policy windows →
 //! record history → conclude the conditions.
 //!
-//! It knows nothing of the store: the caller passes in the objects it needs ([`Input`]) and
-//! a [`Sink`] that persists status and history; connections and per-host apply locks come
+//! It knows nothing of the store: the caller passes in the objects it needs ([`Input`]), a
+//! [`Sink`] that persists status and events and a [`History`] that keeps the runs (written
+//! ahead of each apply, settled after a crash); connections and per-host apply locks come
 //! through [`Hosts`]. That is what lets `tests/rollout.rs` drive it on the real local
 //! shell with an injected clock.
 
@@ -28,6 +29,7 @@ use hostkit_engine::transport::Transport;
 use super::conditions::{Outcome, drift_condition};
 use crate::Note;
 use crate::policy_window;
+use crate::revision::history::{self, History};
 
 /// A host a service runs on, as the controller sees it.
 #[derive(Clone, Debug)]
@@ -41,9 +43,6 @@ pub struct Target {
 #[async_trait::async_trait]
 pub trait Sink: Send + Sync {
     async fn publish(&self, status: &ServiceStatus, notes: &[Note]);
-    /// Keeps an apply of a new generation (`digest`) on `host` in the service's history;
-    /// returns the revision number it went into (`None`: not recorded, a warning said why).
-    async fn record_run(&self, host: &str, run: &Run, digest: &str) -> Option<u64>;
 }
 
 /// Why changes were applied: to follow a new generation, or to undo drift.
@@ -198,6 +197,12 @@ fn pending_total(plan: &Plan) -> u32 {
 
 /// One host's share of the reconcile: its connection, plan and apply lock.
 struct HostWork {
+    /// What settling an interrupted apply on the host found.
+    notes: Vec<Note>,
+    /// The Revision its write-ahead run went into, once recorded.
+    revision: Option<u64>,
+    /// The host answered the apply (its outcome is known, even if it failed).
+    answered: bool,
     target: Target,
     transport: Option<Arc<dyn Transport>>,
     prepared: Option<Prepared>,
@@ -216,8 +221,13 @@ impl HostWork {
 }
 
 /// One reconcile pass of a Service.
-pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> Report {
-    let mut r = Rollout::new(&input);
+pub async fn reconcile(
+    input: Input<'_>,
+    hosts: &dyn Hosts,
+    sink: &dyn Sink,
+    history: &dyn History,
+) -> Report {
+    let mut r = Rollout::new(&input, history);
     let resources = match resources(&input) {
         Ok(res) => res,
         Err(f) => return r.invalid_spec(f, sink).await,
@@ -237,10 +247,11 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
         return r.report;
     }
     let mut work = r.plan_hosts(&resources, hosts).await;
+    r.resources = resources;
     r.report_plans(&work);
     sink.publish(&r.status, &r.notes).await;
     r.notes.clear();
-    r.apply_waves(&mut work, hosts, sink).await;
+    r.apply_waves(&mut work, hosts).await;
     drop(work); // releases the hosts' apply locks
     r.name_revisions();
     r.conclude();
@@ -252,6 +263,9 @@ pub async fn reconcile(input: Input<'_>, hosts: &dyn Hosts, sink: &dyn Sink) -> 
 /// The reconcile in progress.
 struct Rollout<'a> {
     input: &'a Input<'a>,
+    history: &'a dyn History,
+    /// The desired resources, as the Revision records them.
+    resources: Vec<Resource>,
     at: Observed,
     status: ServiceStatus,
     report: Report,
@@ -270,7 +284,7 @@ struct Rollout<'a> {
 }
 
 impl<'a> Rollout<'a> {
-    fn new(input: &'a Input<'a>) -> Rollout<'a> {
+    fn new(input: &'a Input<'a>, history: &'a dyn History) -> Rollout<'a> {
         let mut status = input.status.clone();
         status.observed_generation = Some(input.generation);
         status
@@ -278,6 +292,8 @@ impl<'a> Rollout<'a> {
             .retain(|h| input.targets.iter().any(|t| t.name == h.host));
         Rollout {
             input,
+            history,
+            resources: Vec::new(),
             at: Observed::new(input.now, Some(input.generation)),
             status,
             report: Report::default(),
@@ -325,7 +341,8 @@ impl<'a> Rollout<'a> {
         let input = self.input;
         let mut work = Vec::new();
         for target in input.targets.iter().cloned() {
-            let w = self.plan_host(target, resources, hosts).await;
+            let mut w = self.plan_host(target, resources, hosts).await;
+            self.notes.append(&mut w.notes);
             let generation = self.generation();
             let h = host_status(&mut self.status, &w.target.name);
             h.held = input.held.clone();
@@ -362,6 +379,9 @@ impl<'a> Rollout<'a> {
     ) -> HostWork {
         let input = self.input;
         let mut w = HostWork {
+            notes: Vec::new(),
+            revision: None,
+            answered: false,
             target,
             transport: None,
             prepared: None,
@@ -377,7 +397,15 @@ impl<'a> Rollout<'a> {
             }
         };
         let guard = hosts.lock(&w.target.name).await;
-        match plan::prepare(t.as_ref(), resources, &[], input.secrets).await {
+        let previous = match self.settle_and_recall(&mut w, t.as_ref()).await {
+            Ok(previous) => previous,
+            Err(e) => {
+                hosts.forget(&w.target.name);
+                w.error = Some(e);
+                return w;
+            }
+        };
+        match plan::prepare(t.as_ref(), resources, &previous, input.secrets).await {
             Ok(mut p) => {
                 p.plan.changes.retain(|c| !input.held.contains(&c.id));
                 let digest = &self.report.digest;
@@ -404,6 +432,37 @@ impl<'a> Rollout<'a> {
             }
         }
         w
+    }
+
+    /// Before planning a host (its lock held): settles what a crash left pending there,
+    /// and recalls what the host was last converged to, whose resources that the spec no
+    /// longer declares are deleted (`[]` when the host already runs this spec, or history
+    /// cannot say).
+    async fn settle_and_recall(
+        &self,
+        w: &mut HostWork,
+        t: &dyn Transport,
+    ) -> std::result::Result<Vec<Resource>, String> {
+        let host = w.target.name.clone();
+        w.notes = history::settle_on(self.history, &host, t)
+            .await
+            .map_err(|e| format!("settling an interrupted apply: {e}"))?;
+        let converged_to = self
+            .status
+            .hosts
+            .iter()
+            .find(|h| h.host == host)
+            .and_then(|h| h.applied_digest.clone())
+            .filter(|d| *d != self.report.digest);
+        if converged_to.is_none() {
+            return Ok(Vec::new());
+        }
+        let previous = self
+            .history
+            .applied(&host, converged_to.as_deref())
+            .await
+            .map_err(|e| format!("reading what was applied before: {e}"))?;
+        Ok(previous.unwrap_or_default())
     }
 
     /// The conditions after planning, before anything is applied.
@@ -464,7 +523,7 @@ impl<'a> Rollout<'a> {
 
     /// Phase 2: apply in waves of `rollout.maxParallel` hosts, in order; a failure ends the
     /// rollout after its wave, and the hosts after it stay untouched.
-    async fn apply_waves(&mut self, work: &mut [HostWork], hosts: &dyn Hosts, sink: &dyn Sink) {
+    async fn apply_waves(&mut self, work: &mut [HostWork], hosts: &dyn Hosts) {
         let max_parallel = self
             .input
             .spec
@@ -478,7 +537,7 @@ impl<'a> Rollout<'a> {
             // Run the wave when it is full, when a failure is next in line, or at the end.
             let failing_next = work.get(i).is_some_and(|w| w.error.is_some());
             if !wave.is_empty() && (wave.len() == max_parallel || failing_next || i == work.len()) {
-                self.apply_wave(work, &wave, hosts, sink).await;
+                self.apply_wave(work, &wave, hosts).await;
                 wave.clear();
             }
             let Some(w) = work.get(i) else { break };
@@ -547,26 +606,48 @@ impl<'a> Rollout<'a> {
         true
     }
 
-    /// Applies one wave's hosts at once, then records their history before any status says
-    /// Ready: whoever sees Ready finds the revision.
-    async fn apply_wave(
-        &mut self,
-        work: &mut [HostWork],
-        wave: &[usize],
-        hosts: &dyn Hosts,
-        sink: &dyn Sink,
-    ) {
+    /// Applies one wave's hosts at once. An apply of a new generation is in history before
+    /// its first change is sent (a pending run) and completed before any status says
+    /// Ready: whoever sees Ready finds the revision, and a crash in between leaves a run
+    /// the next pass settles. A repair of drift is not history: it takes no backups.
+    async fn apply_wave(&mut self, work: &mut [HostWork], wave: &[usize], hosts: &dyn Hosts) {
         let input = self.input;
-        let run_id = format!(
-            "{}-g{}-{}",
-            input.name,
-            input.generation,
-            input.now.format("%Y%m%dT%H%M%S")
+        let run_id = hostkit_engine::naming::run_id(
+            &format!("{}-g{}", input.name, input.generation),
+            input.now,
         );
-        let outcomes = futures::future::join_all(wave.iter().map(|&k| {
+        let digest = self.report.digest.clone();
+        let mut go = Vec::new();
+        for &k in wave {
+            let w = &mut work[k];
+            if let (false, Some(p)) = (w.drift, &w.prepared) {
+                let run = Run::provisional(&run_id, p, input.now);
+                let begun = self
+                    .history
+                    .begin(&w.target.name, &run, &digest, &self.resources)
+                    .await;
+                match begun {
+                    Ok(n) => w.revision = Some(n),
+                    Err(e) => {
+                        let message = format!(
+                            "{}: not applied: its history could not be written first: {e}",
+                            w.target.name
+                        );
+                        self.applied_ok = false;
+                        self.notes
+                            .push(Note::warning("HistoryNotRecorded", message.clone()));
+                        self.stopped.get_or_insert(message);
+                        continue;
+                    }
+                }
+            }
+            go.push(k);
+        }
+        let outcomes = futures::future::join_all(go.iter().map(|&k| {
             let w = &work[k];
             let mut opts = ApplyOptions::new(run_id.clone());
             opts.settle = input.settle;
+            opts.backups = !w.drift;
             async move {
                 match (&w.transport, &w.prepared) {
                     (Some(t), Some(p)) => apply::apply(t.as_ref(), p, &opts).await,
@@ -578,19 +659,39 @@ impl<'a> Rollout<'a> {
             }
         }))
         .await;
-        for (&k, outcome) in wave.iter().zip(outcomes) {
+        for (&k, outcome) in go.iter().zip(outcomes) {
             self.host_applied(k, &mut work[k], outcome, hosts).await;
         }
-        let digest = self.report.digest.clone();
-        for &k in wave {
+        for &k in &go {
+            let Some(n) = work[k].revision else { continue };
+            let host = self.report.hosts[k].host.clone();
             let Some(run) = self.report.hosts[k].run.clone() else {
+                if work[k].answered {
+                    // Nothing of it stays on the host (nothing ran, or autoRollback undid
+                    // it): history says nothing of it, and its folder goes.
+                    if let Err(e) = self.history.forget(&host, &run_id, n).await {
+                        tracing::warn!(host = %host, error = %e, "could not forget a run that left nothing");
+                    }
+                    if let Some(t) = &work[k].transport {
+                        run::discard_backups(t.as_ref(), &run_id).await;
+                    }
+                }
                 continue;
             };
-            let host = self.report.hosts[k].host.clone();
-            if let Some(n) = sink.record_run(&host, &run, &digest).await {
-                self.recorded.push((n, digest.clone()));
-                if run.ok {
-                    host_status(&mut self.status, &host).revision = Some(n);
+            match self.history.complete(&host, &run, n).await {
+                Ok(()) => {
+                    self.recorded.push((n, digest.clone()));
+                    if run.ok {
+                        host_status(&mut self.status, &host).revision = Some(n);
+                    }
+                }
+                Err(e) => {
+                    // The pending run stays; the next pass settles it from the journal.
+                    let message = format!(
+                        "{host}: the outcome of the apply was not recorded ({e}); the next reconcile settles it from the host's journal"
+                    );
+                    tracing::warn!(service = input.name, "{message}");
+                    self.notes.push(Note::warning("HistoryNotRecorded", message));
                 }
             }
         }
@@ -609,12 +710,17 @@ impl<'a> Rollout<'a> {
         } else {
             Intent::Intentional
         };
-        if let (Intent::Corrective, Ok(applied), Some(t)) = (intent, &outcome, &w.transport) {
-            // A repair is not history (undoing it would put the drift back): its backups of
-            // the drifted files have no use.
-            run::discard_backups(t.as_ref(), &applied.revision).await;
-        }
         let name = w.target.name.clone();
+        // An apply whose answer was cut off is as unknown as one that never answered: its
+        // pending run stays, for the next pass to settle from the host's journal.
+        let outcome = match outcome {
+            Ok(a) if a.lost => Err(hostkit_engine::Error::Transport {
+                host: name.clone(),
+                message: a.error.unwrap_or_else(|| "the host stopped answering".into()),
+            }),
+            other => other,
+        };
+        w.answered = outcome.is_ok();
         match outcome {
             Ok(applied) if applied.ok => {
                 let (generation, now) = (self.generation(), self.input.now);
@@ -684,7 +790,6 @@ impl<'a> Rollout<'a> {
                 if self.auto_rollback(k, name, t.as_ref(), &run, hosts).await {
                     stop.push_str("; rolled back automatically; fix the spec");
                     self.report.auto_rolled_back = true;
-                    run::discard_backups(t.as_ref(), &run.id).await;
                 } else {
                     self.report.hosts[k].run = Some(run);
                 }

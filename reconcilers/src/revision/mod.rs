@@ -9,6 +9,11 @@
 //!
 //! Pruning deletes the oldest Revisions; each one's finalizer then removes its backups from
 //! the hosts (the Revision reconciler's `cleanup`).
+//!
+//! [`history`] is how the passes that apply changes write to it: ahead of each apply,
+//! after it, and when settling one a crash interrupted.
+
+pub mod history;
 
 use std::sync::Arc;
 
@@ -33,6 +38,9 @@ pub struct Target<'a> {
     pub source: Option<String>,
     /// The revision a Rollback went back to, for a Rollback's own record.
     pub rolled_back_to: Option<u64>,
+    /// The resources the spec puts on a host, without content
+    /// ([`hostkit_engine::resource::Resource::without_content`]).
+    pub resources: Vec<Value>,
 }
 
 /// Who wrote a target's current spec; for a GitSource, with the commit
@@ -153,17 +161,16 @@ fn no_free_number(target: &Target<'_>) -> Error {
     ))
 }
 
-/// Groups runs by host, in the order given.
+/// Groups runs by host, in the order given. A run already there (its write-ahead record,
+/// or a retried write) is replaced: one run id, one entry.
 fn add_runs(hosts: &mut Vec<RevisionHost>, runs: &[(String, Run)]) {
     for (host, run) in runs {
         let run = serde_json::to_value(run).expect("runs serialise");
         match hosts.iter_mut().find(|h| &h.host == host) {
-            Some(h) => {
-                // The same run twice (a retried status write) is recorded once.
-                if !h.runs.iter().any(|r| r["id"] == run["id"]) {
-                    h.runs.push(run);
-                }
-            }
+            Some(h) => match h.runs.iter_mut().find(|r| r["id"] == run["id"]) {
+                Some(r) => *r = run,
+                None => h.runs.push(run),
+            },
             None => hosts.push(RevisionHost {
                 host: host.clone(),
                 runs: vec![run],
@@ -206,6 +213,7 @@ async fn create(
             desired_digest: Some(target.digest.into()),
             spec_snapshot: target.spec.clone(),
             hosts,
+            resources: target.resources.clone(),
             rolled_back_to: target.rolled_back_to,
             source: target.source.clone(),
             created_at: Some(ctx.now()),
@@ -222,6 +230,15 @@ async fn append_runs(ctx: &dyn Context, name: &str, runs: &[(String, Run)]) -> R
     if runs.is_empty() {
         return Ok(());
     }
+    change_runs(ctx, name, |hosts| add_runs(hosts, runs)).await
+}
+
+/// Rewrites the runs of Revision `name` with `change` (compare-and-swap, retried).
+pub(crate) async fn change_runs(
+    ctx: &dyn Context,
+    name: &str,
+    change: impl Fn(&mut Vec<RevisionHost>) + Send + Sync,
+) -> Result<()> {
     let kind = <RevisionSpec as hostkit_api::KindSpec>::INFO;
     let written = ctx
         .modify(kind, name, None, |v| {
@@ -229,7 +246,7 @@ async fn append_runs(ctx: &dyn Context, name: &str, runs: &[(String, Run)]) -> R
                 return false;
             };
             let before = rev.spec.hosts.clone();
-            add_runs(&mut rev.spec.hosts, runs);
+            change(&mut rev.spec.hosts);
             if rev.spec.hosts == before {
                 return false;
             }
@@ -240,7 +257,7 @@ async fn append_runs(ctx: &dyn Context, name: &str, runs: &[(String, Run)]) -> R
     match written {
         Ok(_) => Ok(()),
         Err(Error::Conflict { .. }) => Err(Error::Retry(format!(
-            "Revision/{name} kept changing while adding runs"
+            "Revision/{name} kept changing while recording its runs"
         ))),
         Err(e) => Err(e),
     }
@@ -269,7 +286,7 @@ pub async fn delete_all(ctx: &dyn Context, kind: &str, name: &str) {
 }
 
 /// Deletes one Revision (its finalizer then removes its backups).
-async fn delete(ctx: &dyn Context, name: &str) {
+pub(crate) async fn delete(ctx: &dyn Context, name: &str) {
     match ctx
         .delete(<RevisionSpec as hostkit_api::KindSpec>::INFO, name)
         .await
@@ -326,9 +343,9 @@ impl Reconciler<RevisionSpec> for Reconcilers {
     }
 
     /// What the controller caches of a Revision: whose it is, its number and digest, and
-    /// its run ids (a pruned Revision's backups are found by them). The spec snapshot and
-    /// the down plans, most of its size, are read from the store by the one reconciler that
-    /// needs them, the Rollback's ([`full_revisions`]).
+    /// its run ids (a pruned Revision's backups are found by them) and which runs are
+    /// pending (a crash to settle). The spec snapshot, the resources and the down plans,
+    /// most of its size, are read from the store when needed ([`full_revisions`]).
     fn slim(&self, rev: &mut Object<RevisionSpec>) {
         slim(rev);
     }
@@ -336,10 +353,14 @@ impl Reconciler<RevisionSpec> for Reconcilers {
 
 fn slim(rev: &mut Object<RevisionSpec>) {
     rev.spec.spec_snapshot = Value::Null;
+    rev.spec.resources = Vec::new();
     for h in &mut rev.spec.hosts {
         for run in &mut h.runs {
             let id = run.get("id").cloned().unwrap_or(Value::Null);
-            *run = serde_json::json!({ "id": id });
+            *run = match run.get("pending") {
+                Some(Value::Bool(true)) => serde_json::json!({ "id": id, "pending": true }),
+                _ => serde_json::json!({ "id": id }),
+            };
         }
     }
 }
@@ -361,8 +382,10 @@ mod tests {
                 "desiredDigest": "abc",
                 "specSnapshot": {"files": [{"path": "/etc/a", "content": "x"}]},
                 "hosts": [{"host": "h1", "runs": [
-                    {"id": "web-g2-1", "ok": true, "changes": [{"id": "file:/etc/a"}], "down": {"steps": []}}
+                    {"id": "web-g2-1", "ok": true, "changes": [{"id": "file:/etc/a"}], "down": {"steps": []}},
+                    {"id": "web-g2-2", "ok": false, "pending": true, "changes": [], "down": {"steps": []}}
                 ]}],
+                "resources": [{"id": "file:/etc/a"}],
                 "rolledBackTo": 1,
                 "source": "user/admin"
             }
@@ -380,7 +403,7 @@ mod tests {
                     "revision": 2,
                     "desiredDigest": "abc",
                     "specSnapshot": null,
-                    "hosts": [{"host": "h1", "runs": [{"id": "web-g2-1"}]}],
+                    "hosts": [{"host": "h1", "runs": [{"id": "web-g2-1"}, {"id": "web-g2-2", "pending": true}]}],
                     "rolledBackTo": 1,
                     "source": "user/admin"
                 }
