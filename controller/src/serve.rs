@@ -96,6 +96,9 @@ pub fn ensure_admin_token(data_dir: &Path) -> Result<String> {
     Ok(token)
 }
 
+/// How long `hostkit serve` waits for a predecessor to let go of the embedded store.
+const STORE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn open_store(options: &ServeOptions) -> Result<Arc<dyn Store>> {
     if options.etcd.is_empty() {
         let path = options.data_dir.join("store.redb");
@@ -103,7 +106,9 @@ async fn open_store(options: &ServeOptions) -> Result<Arc<dyn Store>> {
             max_events: options.max_events,
             ..Default::default()
         };
-        Ok(Arc::new(EmbeddedStore::open(&path, embedded)?))
+        Ok(Arc::new(
+            EmbeddedStore::open_for_server(&path, embedded, STORE_LOCK_WAIT).await?,
+        ))
     } else {
         Ok(Arc::new(EtcdStore::connect(&options.etcd).await?))
     }

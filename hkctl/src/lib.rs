@@ -13,6 +13,7 @@ pub mod config;
 pub mod gitops;
 pub mod manifests;
 pub mod output;
+pub mod reflector;
 pub mod rollout;
 
 /// Errors hkctl reports; the server's own message is kept verbatim.

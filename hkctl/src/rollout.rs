@@ -89,6 +89,19 @@ pub fn history_table(service: &Value, revs: &[Value], now: DateTime<Utc>) -> Str
             }
             note.push_str("current");
         }
+        let pending = hosts
+            .iter()
+            .flat_map(|h| h["runs"].as_array().cloned().unwrap_or_default())
+            .filter(|run| run["pending"] == Value::Bool(true))
+            .count();
+        if pending > 0 {
+            if !note.is_empty() {
+                note.push_str(", ");
+            }
+            // Recorded ahead of the apply: running now, or cut off by a crash and not
+            // settled yet.
+            note.push_str(&format!("{pending} apply(s) in progress"));
+        }
         rows.push(vec![
             n.to_string(),
             created,
@@ -277,6 +290,8 @@ mod tests {
                 {"host": "a", "runs": [{"changes": [{"status": "applied"}, {"status": "applied"}, {"status": "failed"}]}]},
                 {"host": "b", "runs": [{"changes": [{"status": "applied"}]}]}]}}),
             json!({"spec": {"revision": 2, "createdAt": t, "source": "rollback/web-undo", "rolledBackTo": 1}}),
+            json!({"spec": {"revision": 3, "createdAt": t, "source": "user/admin", "hosts": [
+                {"host": "a", "runs": [{"pending": true, "changes": [{"status": "not_run"}]}]}]}}),
         ];
         let svc = json!({"status": {"currentRevision": 2}});
         let table = history_table(&svc, &revs, now);
@@ -286,6 +301,7 @@ mod tests {
         assert_eq!(one[0], "1");
         assert_eq!(&one[2..5], ["2", "3", "user/admin"], "{table}");
         assert!(lines[2].ends_with("rollback to 1, current"), "{table}");
+        assert!(lines[3].ends_with("1 apply(s) in progress"), "{table}");
     }
 
     #[test]

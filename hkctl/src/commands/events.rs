@@ -1,13 +1,13 @@
 //! `hkctl events [--for KIND/NAME] [-w]`: recent events, oldest first.
 
-use futures::StreamExt;
 use hostkit_api::kinds::find_kind;
 use serde_json::Value;
 
-use super::{client, kind_arg, out, watch_error};
+use super::{client, kind_arg, out};
 use crate::client::{Client, ListOptions};
 use crate::config::Overrides;
 use crate::output;
+use crate::reflector::{self, Reflector};
 use crate::{Error, Result};
 
 #[derive(clap::Args)]
@@ -43,19 +43,18 @@ pub async fn run(overrides: &Overrides, args: &Args) -> Result<u8> {
         &mut widths,
     ));
     if args.watch {
-        let mut stream = std::pin::pin!(c.watch(info, Some(&rv), &options).await?);
-        while let Some(line) = stream.next().await {
-            let line = line?;
-            match line.type_.as_str() {
-                "ADDED" | "MODIFIED" => out(&output::render_table(
+        // Deletions (events expiring) are not news here; additions and repeats are.
+        let mut reflector = Reflector::new(&items, rv);
+        let report = |type_: &str, object: &Value| {
+            if type_ != "DELETED" {
+                out(&output::render_table(
                     None,
-                    &rows(&[line.object]),
+                    &rows(std::slice::from_ref(object)),
                     &mut widths,
-                )),
-                "ERROR" => return Err(watch_error(&line.object)),
-                _ => {}
+                ));
             }
-        }
+        };
+        reflector::run(&c, info, &options, &mut reflector, report).await?;
     }
     Ok(0)
 }

@@ -1,14 +1,14 @@
 //! `hkctl get KIND [NAME…]`: tables, wide tables, names, JSON or YAML; `-w` then prints a
-//! row per change.
+//! row per change, once each, across reconnects and re-lists ([`crate::reflector`]).
 
-use futures::StreamExt;
 use hostkit_api::kinds::KindInfo;
 use serde_json::Value;
 
-use super::{client, kind_arg, out, watch_error};
+use super::{client, kind_arg, out};
 use crate::client::{Client, ListOptions};
 use crate::config::Overrides;
 use crate::output::{self, Format};
+use crate::reflector::{self, Reflector};
 use crate::{Error, Result};
 
 #[derive(clap::Args)]
@@ -48,11 +48,19 @@ pub async fn run(overrides: &Overrides, args: &Args) -> Result<u8> {
     let mut widths = Vec::new();
     print(info, &objects, rv.as_deref(), single, args, &mut widths);
     if args.watch {
-        let rv = match rv {
-            Some(rv) => rv,
-            None => c.list(info, &options).await?.1,
+        let mut reflector = match rv {
+            Some(rv) => Reflector::new(&objects, rv),
+            None => {
+                let (all, rv) = c.list(info, &options).await?;
+                Reflector::new(&all, rv)
+            }
         };
-        watch(&c, info, &names, &rv, &options, args.output, &mut widths).await?;
+        let report = |type_: &str, object: &Value| {
+            if names.is_empty() || names.iter().any(|n| name_of(object) == n) {
+                print_change(info, type_, object, args.output, &mut widths);
+            }
+        };
+        reflector::run(&c, info, &options, &mut reflector, report).await?;
     }
     Ok(0)
 }
@@ -135,45 +143,30 @@ fn print(
     }
 }
 
-/// Prints each change after `rv` (of `names` only, when given) until the stream ends.
-async fn watch(
-    c: &Client,
+/// Prints one change of a watch.
+fn print_change(
     info: &'static KindInfo,
-    names: &[String],
-    rv: &str,
-    options: &ListOptions,
+    _type: &str,
+    object: &Value,
     format: Format,
     widths: &mut Vec<usize>,
-) -> Result<()> {
-    let mut stream = std::pin::pin!(c.watch(info, Some(rv), options).await?);
-    while let Some(line) = stream.next().await {
-        let line = line?;
-        let object = line.object;
-        if !names.is_empty() && !names.iter().any(|n| name_of(&object) == n) {
-            continue;
+) {
+    match format {
+        Format::Table | Format::Wide => {
+            let (headers, rows) = output::table(
+                info,
+                std::slice::from_ref(object),
+                format == Format::Wide,
+                chrono::Utc::now(),
+            );
+            let header = widths.is_empty().then_some(headers.as_slice());
+            out(&output::render_table(header, &rows, widths));
         }
-        match line.type_.as_str() {
-            "ADDED" | "MODIFIED" | "DELETED" => match format {
-                Format::Table | Format::Wide => {
-                    let (headers, rows) = output::table(
-                        info,
-                        std::slice::from_ref(&object),
-                        format == Format::Wide,
-                        chrono::Utc::now(),
-                    );
-                    let header = widths.is_empty().then_some(headers.as_slice());
-                    out(&output::render_table(header, &rows, widths));
-                }
-                Format::Name => out(&format!("{}\n", output::kind_name(info, name_of(&object)))),
-                Format::Json => out(&format!(
-                    "{}\n",
-                    serde_json::to_string(&object).unwrap_or_default()
-                )),
-                Format::Yaml => out(&format!("---\n{}", output::to_yaml(&object))),
-            },
-            "ERROR" => return Err(watch_error(&object)),
-            _ => {}
-        }
+        Format::Name => out(&format!("{}\n", output::kind_name(info, name_of(object)))),
+        Format::Json => out(&format!(
+            "{}\n",
+            serde_json::to_string(object).unwrap_or_default()
+        )),
+        Format::Yaml => out(&format!("---\n{}", output::to_yaml(object))),
     }
-    Ok(())
 }

@@ -20,7 +20,6 @@ pub mod windows;
 use std::io::Write;
 
 use hostkit_api::kinds::{KINDS, KindInfo, find_kind};
-use serde_json::Value;
 
 use crate::client::Client;
 use crate::config::{Overrides, resolve};
@@ -71,21 +70,4 @@ pub fn out(text: &str) {
 /// A `--timeout` flag's value.
 pub fn timeout(text: &str) -> Result<std::time::Duration> {
     hostkit_api::values::Duration::parse_std(text).map_err(Error::Usage)
-}
-
-/// The error a watch stream ended with.
-pub fn watch_error(object: &Value) -> Error {
-    Error::Server {
-        code: object.get("code").and_then(Value::as_u64).unwrap_or(500) as u16,
-        reason: object
-            .get("reason")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
-        message: object
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("watch failed")
-            .to_string(),
-    }
 }

@@ -153,7 +153,13 @@ impl EmbeddedStore {
         let db = Database::builder()
             .set_cache_size(options.cache_bytes)
             .create(path)
-            .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Unavailable(format!(
+                    "{} is in use by another process (another `hostkit serve` on the same data folder?)",
+                    path.display()
+                )),
+                e => StoreError::Backend(format!("opening {}: {e}", path.display())),
+            })?;
         let txn = db.begin_write().map_err(backend_err)?;
         {
             txn.open_table(KV).map_err(backend_err)?;
@@ -187,6 +193,41 @@ impl EmbeddedStore {
                 options.lease_check_interval,
             ));
         }
+        Ok(store)
+    }
+
+    /// Opens the store for a server. A predecessor that was just killed may still hold the
+    /// file for a moment: waits up to `wait` for it, saying so. Then ends every lease in the
+    /// file: only one process can hold it, so a lease found there belongs to a process that
+    /// is gone and can never renew it, and its leader key must not make this process wait
+    /// out the TTL.
+    pub async fn open_for_server(
+        path: &Path,
+        options: EmbeddedOptions,
+        wait: Duration,
+    ) -> Result<EmbeddedStore> {
+        let started = std::time::Instant::now();
+        let mut said = false;
+        let store = loop {
+            match EmbeddedStore::open(path, options.clone()) {
+                Ok(store) => break store,
+                Err(StoreError::Unavailable(why)) if started.elapsed() < wait => {
+                    if !said {
+                        tracing::warn!("{why}; waiting up to {} s for it", wait.as_secs());
+                        said = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(StoreError::Unavailable(why)) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "{why}; waited {} s",
+                        wait.as_secs()
+                    )));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        store.write(Op::ExpireLeases { now_ms: i64::MAX }).await?;
         Ok(store)
     }
 
@@ -520,6 +561,42 @@ mod tests {
         let mut recent = store.watch("/k/", head - 2, None).await.unwrap();
         let e = recent.next().await.unwrap().unwrap();
         assert_eq!(e.revision(), head - 2);
+    }
+
+    #[tokio::test]
+    async fn a_server_waits_for_the_file_and_ends_the_leases_of_the_process_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.redb");
+        let first = EmbeddedStore::open(&path, EmbeddedOptions::default()).unwrap();
+        let lease = first.lease_grant(Duration::from_secs(3600)).await.unwrap();
+        first
+            .create("/hostkit/leader", b"dead".to_vec(), Some(lease))
+            .await
+            .unwrap();
+        first.create("/kept", b"1".to_vec(), None).await.unwrap();
+        let refused = EmbeddedStore::open_for_server(
+            &path,
+            EmbeddedOptions::default(),
+            Duration::from_millis(300),
+        )
+        .await
+        .err()
+        .expect("the file is held");
+        let message = refused.to_string();
+        assert!(
+            message.contains("in use by another process") && message.contains("waited"),
+            "{message}"
+        );
+        drop(first);
+        let store =
+            EmbeddedStore::open_for_server(&path, EmbeddedOptions::default(), Duration::from_secs(5))
+                .await
+                .unwrap();
+        assert!(
+            store.get("/hostkit/leader").await.unwrap().is_none(),
+            "the dead process's leader key went with its lease"
+        );
+        assert!(store.get("/kept").await.unwrap().is_some());
     }
 
     #[tokio::test]
