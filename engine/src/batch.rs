@@ -27,7 +27,13 @@ pub(crate) fn journaled_batch_script<'a>(
 ) -> String {
     let mut script = String::new();
     if let Some(j) = journal {
-        script.push_str(&format!("J={}\n", crate::transport::sh_quote(j)));
+        // Which shell runs this batch, and since when: a controller that settles the run
+        // later must not while it still runs (its shell outlives a killed controller until
+        // its next write to the closed connection).
+        script.push_str(&format!(
+            "J={}\nprintf 'P %s %s\\n' \"$$\" \"$(cut -d' ' -f22 /proc/$$/stat 2>/dev/null)\" >> \"$J\"\n",
+            crate::transport::sh_quote(j)
+        ));
     }
     for (i, (label, step)) in steps.into_iter().enumerate() {
         let (begin, end) = match journal {

@@ -252,9 +252,9 @@ fn expected_backup(
         Spec::Firewall { table, .. }
             if action != Action::Delete
                 && before
-                .as_ref()
-                .and_then(|b| b.get("loaded"))
-                .is_some_and(|l| !l.is_null()) =>
+                    .as_ref()
+                    .and_then(|b| b.get("loaded"))
+                    .is_some_and(|l| !l.is_null()) =>
         {
             Some(backup(crate::naming::firewall_backup(root, table), false))
         }

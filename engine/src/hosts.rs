@@ -52,7 +52,10 @@ impl Hosts for Pool {
             match connections.get(name) {
                 Some((made_for, t)) if *made_for == identity => return Ok(t.clone()),
                 Some(_) => {
-                    tracing::info!(host = name, "the Host's connection settings changed; reconnecting");
+                    tracing::info!(
+                        host = name,
+                        "the Host's connection settings changed; reconnecting"
+                    );
                     connections.remove(name);
                 }
                 None => {}

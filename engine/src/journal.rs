@@ -36,6 +36,8 @@ pub struct Found {
     pub ended: BTreeMap<String, i32>,
     /// Each backup the run took (its path), with the sha256 a restore checks.
     pub backups: BTreeMap<String, String>,
+    /// The shell of the run's last batch is still running (its process id).
+    pub running: Option<u32>,
 }
 
 /// The script that creates the run's folder and journal (0700/0600) before its first step.
@@ -54,6 +56,11 @@ fn read_script(run: &str) -> String {
         r#"d={d}
 [ -d "$d" ] || exit 0
 [ -f "$d/journal" ] && sed 's/^/J /' "$d/journal"
+last=$(grep '^P ' "$d/journal" 2>/dev/null | tail -n 1)
+if [ -n "$last" ]; then
+  set -- $last
+  if [ -n "${{3:-}}" ] && [ "$(cut -d' ' -f22 /proc/$2/stat 2>/dev/null)" = "$3" ]; then echo "RUNNING $2"; fi
+fi
 if [ -d "$d/files" ]; then
   find "$d/files" -type f | while IFS= read -r f; do
     s="$d/salts/${{f#"$d/files/"}}"
@@ -89,6 +96,7 @@ fn parse(stdout: &str) -> Found {
             (Some("S"), Some(sha), Some(path)) => {
                 found.backups.insert(path.to_string(), sha.to_string());
             }
+            (Some("RUNNING"), Some(pid), None) => found.running = pid.parse().ok(),
             _ => {}
         }
     }
@@ -110,6 +118,41 @@ pub async fn read(transport: &dyn Transport, run: &str) -> Result<Found> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The read script under the real `sh`, its folder moved into a temp dir: a journal
+    /// whose last batch's shell is alive says so, and stops saying so once it is gone.
+    #[test]
+    fn a_run_whose_shell_still_runs_is_reported_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("r1");
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let start = stat.split(' ').nth(21).unwrap();
+        std::fs::write(
+            run_dir.join("journal"),
+            format!("P 1 1\nB 00\nP {pid} {start}\n"),
+        )
+        .unwrap();
+        let script =
+            read_script("r1").replace(&backup_root(""), &format!("{}/", dir.path().display()));
+        let read = || {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .unwrap();
+            parse(&String::from_utf8_lossy(&out.stdout))
+        };
+        assert_eq!(read().running, Some(pid));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(read().running, None);
+    }
 
     #[test]
     fn a_label_names_every_id_of_its_step_in_one_word() {
@@ -145,7 +188,9 @@ mod tests {
             .unwrap();
         let text = std::fs::read_to_string(&j).unwrap();
         let listed: String = text.lines().map(|l| format!("J {l}\n")).collect();
-        let found = parse(&format!("{listed}S abc /var/lib/hostkit/backups/r/files/a\n"));
+        let found = parse(&format!(
+            "{listed}S abc /var/lib/hostkit/backups/r/files/a\n"
+        ));
         assert_eq!(
             found.ended,
             BTreeMap::from([("file:/a".to_string(), 0)]),

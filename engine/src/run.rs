@@ -46,6 +46,10 @@ pub struct Run {
     /// is not known yet; [`settle`] makes it true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pending: bool,
+    /// Completed from the host's journal ([`settle`]): the controller stopped during the
+    /// apply and never heard how it ended.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub settled: bool,
 }
 
 impl Run {
@@ -65,23 +69,23 @@ impl Run {
                     action: c.action,
                     status: match prepared.resources.get(&c.id).map(|r| &r.spec) {
                         // Kept without running anything (see the apply): done already.
-                        Some(Spec::Directory { .. } | Spec::Account { .. } | Spec::Package { .. })
-                            if c.action == Action::Delete =>
-                        {
-                            Status::Applied
-                        }
+                        Some(
+                            Spec::Directory { .. } | Spec::Account { .. } | Spec::Package { .. },
+                        ) if c.action == Action::Delete => Status::Applied,
                         _ => Status::NotRun,
                     },
                 })
                 .collect(),
             down: DownPlan::provisional(revision, prepared),
             pending: true,
+            settled: false,
         }
     }
 
     pub fn from_applied(applied: &Applied, time: DateTime<Utc>) -> Run {
         Run {
             pending: false,
+            settled: false,
             id: applied.revision.clone(),
             time,
             ok: applied.ok,
@@ -108,6 +112,16 @@ impl Run {
 /// nothing), and leaving it out could strand a change on the host.
 pub async fn settle(transport: &dyn Transport, pending: &Run) -> Result<Option<Run>> {
     let found = journal::read(transport, &pending.id).await?;
+    if let Some(pid) = found.running {
+        return Err(crate::Error::Transport {
+            host: transport.host().to_string(),
+            message: format!(
+                "the apply {} is still running on the host (pid {pid}), started by a controller that stopped; it is settled once it ends",
+                pending.id
+            ),
+        });
+    }
+    remove_temps(transport, pending).await?;
     if found.began.is_empty() {
         remove_backups(transport, std::slice::from_ref(&pending.id)).await?;
         return Ok(None);
@@ -120,6 +134,7 @@ pub async fn settle(transport: &dyn Transport, pending: &Run) -> Result<Option<R
     };
     let mut run = pending.clone();
     run.pending = false;
+    run.settled = true;
     for c in &mut run.changes {
         c.status = status_of(&c.id, c.status);
     }
@@ -145,6 +160,38 @@ pub async fn settle(transport: &dyn Transport, pending: &Run) -> Result<Option<R
     });
     run.down.coverage = down::coverage(&run.down);
     Ok(Some(run))
+}
+
+/// Removes the temp files a cut-off apply left beside the files it was writing.
+async fn remove_temps(transport: &dyn Transport, pending: &Run) -> Result<()> {
+    let dirs: std::collections::BTreeSet<&str> = pending
+        .changes
+        .iter()
+        .filter_map(|c| c.id.strip_prefix("file:"))
+        .filter_map(|p| std::path::Path::new(p).parent()?.to_str())
+        .collect();
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    let mut script = String::new();
+    for d in dirs {
+        script.push_str(&format!(
+            "rm -f -- {}\n",
+            crate::scripts::temp_glob(d, &pending.id)
+        ));
+    }
+    let out = transport.run(&script).await?;
+    if out.status != 0 {
+        return Err(crate::Error::Transport {
+            host: transport.host().to_string(),
+            message: format!(
+                "removing the temps of {}: {}",
+                pending.id,
+                out.stderr_text().trim()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Fills in the sha256 of the backup a restore step needs. Without the backup, a change that
@@ -289,6 +336,7 @@ mod tests {
                 },
             )]),
             pending: false,
+            settled: false,
         };
         let older = Run {
             id: "svc-g1".into(),
@@ -368,7 +416,8 @@ mod tests {
                 content: None,
             },
         );
-        st.paths.insert("file:/etc/web/c.conf".into(), PathState::Absent);
+        st.paths
+            .insert("file:/etc/web/c.conf".into(), PathState::Absent);
         st.units.insert(
             "web.service".into(),
             UnitState {
@@ -378,8 +427,14 @@ mod tests {
                 ..Default::default()
             },
         );
-        crate::plan::compute("h", &resources, &[], &st, &crate::secrets::Secrets::default())
-            .unwrap()
+        crate::plan::compute(
+            "h",
+            &resources,
+            &[],
+            &st,
+            &crate::secrets::Secrets::default(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -406,8 +461,10 @@ mod tests {
                 unit: false,
             }
         );
-        assert!(run.down.steps.iter().any(|s| s.id == "file:/etc/web/c.conf"
-            && matches!(s.action, DownAction::RemoveFile { .. })));
+        assert!(
+            run.down.steps.iter().any(|s| s.id == "file:/etc/web/c.conf"
+                && matches!(s.action, DownAction::RemoveFile { .. }))
+        );
     }
 
     #[tokio::test]
@@ -428,8 +485,11 @@ mod tests {
                 ..Default::default()
             },
         );
-        let run = settle(&t, &pending).await.unwrap().expect("it reached the host");
-        assert!(!run.pending && !run.ok);
+        let run = settle(&t, &pending)
+            .await
+            .unwrap()
+            .expect("it reached the host");
+        assert!(!run.pending && run.settled && !run.ok);
         let status: Vec<(&str, Status)> = run
             .changes
             .iter()
@@ -453,7 +513,27 @@ mod tests {
         // Nothing began: the run never reached the host, and its folder goes.
         let t = Recording::default();
         assert_eq!(settle(&t, &pending).await.unwrap(), None);
-        assert!(t.recorded()[1].contains("rm -rf -- /var/lib/hostkit/backups/web-g2-1\n"));
+        let scripts = t.recorded();
+        assert!(
+            scripts[1].contains("rm -f -- /etc/web/.hostkit.web-g2-1.*\n"),
+            "the temps it left go: {}",
+            scripts[1]
+        );
+        assert!(scripts[2].contains("rm -rf -- /var/lib/hostkit/backups/web-g2-1\n"));
+
+        // Its shell still runs (a controller was killed, the host has not noticed yet):
+        // nothing is settled until it ends.
+        let t = Recording::default();
+        t.reply(
+            "sed 's/^/J /'",
+            crate::transport::Output {
+                stdout: b"RUNNING 4242\n".to_vec(),
+                ..Default::default()
+            },
+        );
+        let e = settle(&t, &pending).await.unwrap_err().to_string();
+        assert!(e.contains("still running") && e.contains("4242"), "{e}");
+        assert_eq!(t.recorded().len(), 1, "nothing touched");
     }
 
     #[tokio::test]

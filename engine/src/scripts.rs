@@ -45,23 +45,31 @@ fi
     )
 }
 
-/// A fresh temp-file name next to `path` (created exclusively, so never an existing file).
-pub fn temp_path(path: &str) -> String {
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let parent = std::path::Path::new(path)
+/// The temp-file name of the `n`th file an apply (`run`) writes, next to `path`:
+/// `.hostkit.<run>.<n>`. Created exclusively, so never an existing file; named by the run,
+/// so that the temps of an apply a crash cut off can be found and removed when it is
+/// settled ([`temp_glob`]).
+pub fn temp_path(path: &str, run: &str, n: usize) -> String {
+    format!(
+        "{}/.hostkit.{run}.{n}",
+        parent_of(path).trim_end_matches('/')
+    )
+}
+
+/// A shell word matching every temp of `run` in `dir` (quoted, but for the glob).
+pub(crate) fn temp_glob(dir: &str, run: &str) -> String {
+    format!(
+        "{}/.hostkit.{}.*",
+        sh_quote(dir.trim_end_matches('/')),
+        sh_quote(run)
+    )
+}
+
+fn parent_of(path: &str) -> &str {
+    std::path::Path::new(path)
         .parent()
         .and_then(|p| p.to_str())
-        .unwrap_or("/");
-    format!(
-        "{}/.hostkit.{}.{nanos:x}.{seq}",
-        parent.trim_end_matches('/'),
-        std::process::id()
-    )
+        .unwrap_or("/")
 }
 
 /// Creates `temp` exclusively with `bytes`, owner and mode (no fsync, no rename). Text is

@@ -179,7 +179,14 @@ pub async fn run(
             Some(e) if !transient(&e) => return Err(e),
             Some(e) => wait(&mut backoff, MOST, &e).await,
             // The server ended the stream (a restart, a timeout): pick up where it left.
-            None => wait(&mut backoff, MOST, &Error::Protocol("the watch ended".into())).await,
+            None => {
+                wait(
+                    &mut backoff,
+                    MOST,
+                    &Error::Protocol("the watch ended".into()),
+                )
+                .await
+            }
         }
     }
 }
@@ -246,6 +253,9 @@ mod tests {
             ]
         );
         assert_eq!(r.rv, "10");
-        assert!(r.relist(vec![obj("a", 5), obj("b", 9), obj("d", 10)], "11".into()).is_empty());
+        assert!(
+            r.relist(vec![obj("a", 5), obj("b", 9), obj("d", 10)], "11".into())
+                .is_empty()
+        );
     }
 }

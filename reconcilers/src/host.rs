@@ -23,8 +23,8 @@ use hostkit_engine::secrets::Secrets;
 use hostkit_engine::transport::Transport;
 
 use crate::metrics::HostLabels;
-use crate::revision::history::{self, History, Revisions};
 use crate::revision;
+use crate::revision::history::{self, History, Revisions};
 use crate::service::rollout::Failure;
 use crate::{
     Action, Note, ObjectKey, Reconciler, Reconcilers, Result, dependents, held_ids, policy_window,
@@ -98,11 +98,10 @@ impl Pass<'_> {
         reachable: bool,
     ) -> Outcome {
         if !reachable {
-            let said = self
-                .status
-                .conditions
-                .iter()
-                .any(|c| c.type_ == "Reachable" && c.reason == unreachable && c.message == message);
+            let said =
+                self.status.conditions.iter().any(|c| {
+                    c.type_ == "Reachable" && c.reason == unreachable && c.message == message
+                });
             self.set("Reachable", false, unreachable, message.clone());
             if self.was_reachable != Some(false) || !said {
                 self.notes.push(Note::warning(unreachable, message.clone()));
@@ -208,8 +207,7 @@ pub async fn converge(input: Input<'_>, hosts: &dyn Hosts, history: &dyn History
             return pass.fail(e.to_string(), false, false);
         }
     };
-    let mut prepared = match plan::prepare(t.as_ref(), &resources, &previous, input.secrets).await
-    {
+    let mut prepared = match plan::prepare(t.as_ref(), &resources, &previous, input.secrets).await {
         Ok(p) => p,
         Err(e) => {
             hosts.forget(input.name);
@@ -329,11 +327,7 @@ async fn settle_and_recall(
     let name = pass.input.name;
     pass.notes
         .extend(history::settle_on(history, name, t).await?);
-    let converged_to = pass
-        .status
-        .applied_digest
-        .clone()
-        .filter(|d| d != digest);
+    let converged_to = pass.status.applied_digest.clone().filter(|d| d != digest);
     if converged_to.is_none() {
         return Ok(Vec::new());
     }
@@ -519,18 +513,23 @@ impl Reconciler<HostSpec> for Reconcilers {
     /// off the host: their cleanup needs this Host to reach it (`hkctl delete -f` of a file
     /// holding both deletes them in the same breath).
     async fn cleanup(&self, o: Arc<Object<HostSpec>>) -> Result<()> {
-        let waiting: Vec<String> = self
+        // From the store, not the cache: a Service deleted a moment before this Host may
+        // not have reached the cache yet.
+        let mut waiting = Vec::new();
+        for v in self
             .ctx
-            .list::<ServiceSpec>()
-            .iter()
-            .filter(|s| s.metadata.deletion_timestamp.is_some())
-            .filter(|s| {
-                self.applied_hosts(s)
-                    .iter()
-                    .any(|a| a.host == o.name())
-            })
-            .map(|s| format!("Service/{}", s.name()))
-            .collect();
+            .list_stored(<ServiceSpec as hostkit_api::KindSpec>::INFO)
+            .await?
+        {
+            let Ok(s) = crate::context::decode::<ServiceSpec>(v, "Service") else {
+                continue;
+            };
+            if s.metadata.deletion_timestamp.is_some()
+                && self.applied_hosts(&s).iter().any(|a| a.host == o.name())
+            {
+                waiting.push(format!("Service/{}", s.name()));
+            }
+        }
         if !waiting.is_empty() {
             return Err(crate::Error::Retry(format!(
                 "waiting for {} to be removed from this host first",

@@ -9,10 +9,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use hostkit_api::kinds::{HostSpec, PolicyWindowSpec, ServiceSpec, ServiceStatus};
 use hostkit_api::meta::ConditionStatus;
 use hostkit_engine::hosts::Hosts;
+use hostkit_engine::resource::Resource;
 use hostkit_engine::run::Run as HistoryRun;
 use hostkit_engine::secrets::Secrets;
 use hostkit_engine::transport::{Local, Output, Transport};
-use hostkit_engine::resource::Resource;
 use hostkit_reconcilers::Note;
 use hostkit_reconcilers::revision::history::History;
 use hostkit_reconcilers::service::rollout::{self as service, Input, Report, Sink, Target};
@@ -184,7 +184,12 @@ impl History for Recorder {
         self.placed.lock().unwrap().push((host.into(), n));
         Ok(n)
     }
-    async fn complete(&self, host: &str, run: &HistoryRun, _n: u64) -> hostkit_reconcilers::Result<()> {
+    async fn complete(
+        &self,
+        host: &str,
+        run: &HistoryRun,
+        _n: u64,
+    ) -> hostkit_reconcilers::Result<()> {
         let mut runs = self.runs.lock().unwrap();
         let r = runs
             .iter_mut()
@@ -528,7 +533,8 @@ async fn max_parallel_applies_a_wave_at_once_and_stops_after_a_failed_wave() {
 }
 
 fn two_files(dir: &std::path::Path, version: &str, extra: bool) -> ServiceSpec {
-    let mut files = vec![json!({"path": dir.join("version.txt"), "content": format!("{version}\n")})];
+    let mut files =
+        vec![json!({"path": dir.join("version.txt"), "content": format!("{version}\n")})];
     if extra {
         files.push(json!({"path": dir.join("extra.txt"), "content": "extra\n"}));
     }
@@ -556,7 +562,10 @@ async fn an_apply_whose_answer_was_lost_is_settled_from_the_journal() {
     hosts.lose_answers("h1", true);
     let r = reconcile(run(&s1, ServiceStatus::default(), 1), &hosts, &sink).await;
     assert!(r.failure.is_some());
-    assert!(dir.path().join("extra.txt").exists(), "the host did apply it");
+    assert!(
+        dir.path().join("extra.txt").exists(),
+        "the host did apply it"
+    );
     let kept = sink.kept();
     assert_eq!(kept.len(), 1);
     assert!(kept[0].1.pending, "recorded ahead, outcome unknown");
@@ -605,5 +614,8 @@ async fn an_apply_whose_answer_was_lost_is_settled_from_the_journal() {
         .expect("the dropped file is a change");
     assert_eq!(deleted.action, hostkit_engine::plan::Action::Delete);
     assert!(g2.down.steps.iter().any(|s| s.id.ends_with("extra.txt")
-        && matches!(s.action, hostkit_engine::down::DownAction::RestoreFile { .. })));
+        && matches!(
+            s.action,
+            hostkit_engine::down::DownAction::RestoreFile { .. }
+        )));
 }

@@ -48,9 +48,7 @@ fn a_host_whose_key_changed_is_refused_without_a_restart() {
     );
     // Rotate the host's keys: the old connection still works, but the host is no longer the
     // one the Host pins.
-    host.nsenter(
-        "rm -f /etc/ssh/ssh_host_* && ssh-keygen -A >/dev/null && systemctl restart ssh",
-    );
+    host.nsenter("rm -f /etc/ssh/ssh_host_* && ssh-keygen -A >/dev/null && systemctl restart ssh");
     let new_key = host
         .nsenter("cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub")
         .trim()
@@ -79,7 +77,11 @@ fn a_host_whose_key_changed_is_refused_without_a_restart() {
     // Nothing is applied to a host that is not the one pinned.
     s.apply_yaml(&service_yaml("v2"));
     std::thread::sleep(Duration::from_secs(6));
-    assert_eq!(marker(&host), "v1", "a change reached a host with a changed key");
+    assert_eq!(
+        marker(&host),
+        "v1",
+        "a change reached a host with a changed key"
+    );
 
     // Pinning the new key lets it through again, still without a restart.
     s.apply_yaml(&host_yaml("target", &host, &new_key));
@@ -109,7 +111,11 @@ fn a_host_moved_to_a_new_address_is_changed_there_only() {
         s.log()
     );
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(marker(&old), "v1", "the old machine was changed after the move");
+    assert_eq!(
+        marker(&old),
+        "v1",
+        "the old machine was changed after the move"
+    );
 }
 
 #[test]
@@ -127,7 +133,10 @@ fn a_description_that_would_add_a_directive_never_reaches_the_host() {
         err.contains("spec.daemon.description") && err.contains("control character"),
         "{err}"
     );
-    assert!(s.get("service", "evil").is_none(), "nothing is stored from a refused document");
+    assert!(
+        s.get("service", "evil").is_none(),
+        "nothing is stored from a refused document"
+    );
     // The Host reconciles; give a stored Service time to reach the host, then look.
     assert!(wait_until(Duration::from_secs(30), || {
         reachable(&s).is_some_and(|(st, _, _)| st == "True")

@@ -107,6 +107,13 @@ pub trait Store: Send + Sync + 'static {
     /// A name for logs and metrics: `embedded` or `etcd`.
     fn backend(&self) -> &'static str;
 
+    /// True when no other process can use this store while this one has it open (the
+    /// embedded store's file lock): whatever another process left in it, that process is
+    /// gone.
+    fn exclusive(&self) -> bool {
+        false
+    }
+
     async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
 
     /// Every key under `prefix`, read page by page at one revision.

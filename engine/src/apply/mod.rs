@@ -353,13 +353,11 @@ impl Applying<'_> {
             (Spec::Firewall { table, .. }, Action::Delete) => {
                 run(scripts::firewall_delete_script(table))
             }
-            (Spec::Firewall { table, file }, _) => {
-                run(scripts::firewall_load_script(
-                    table,
-                    file,
-                    self.root.as_deref(),
-                ))
-            }
+            (Spec::Firewall { table, file }, _) => run(scripts::firewall_load_script(
+                table,
+                file,
+                self.root.as_deref(),
+            )),
             (Spec::Account { .. } | Spec::Package { .. }, _) => {
                 kept("kept: accounts and packages are not removed")
             }
@@ -394,10 +392,12 @@ impl Applying<'_> {
         if !self.prewritten.contains(&change.id) {
             s.push_str(&self.prewrite(i));
         }
+        let n = self.temps.len();
+        let run = &self.opts.revision;
         let temp = self
             .temps
             .entry(change.id.clone())
-            .or_insert_with(|| scripts::temp_path(path))
+            .or_insert_with(|| scripts::temp_path(path, run, n))
             .clone();
         s.push_str(&scripts::write_file_script(
             path,
@@ -444,10 +444,12 @@ impl Applying<'_> {
                 ..
             } = &prepared.resources[&c.id].spec
             {
+                let n = self.temps.len();
+                let run = &self.opts.revision;
                 let t = self
                     .temps
                     .entry(c.id.clone())
-                    .or_insert_with(|| scripts::temp_path(path))
+                    .or_insert_with(|| scripts::temp_path(path, run, n))
                     .clone();
                 self.cleanup.push(t.clone());
                 files.push((
@@ -516,8 +518,15 @@ impl Applying<'_> {
             script.push_str(&journal::open_script(&self.opts.revision));
             self.unopened = false;
         }
-        let labels: Vec<String> = self.pending.iter().map(|p| journal::label(&p.ids)).collect();
-        let journal = self.root.is_some().then(|| journal_path(&self.opts.revision));
+        let labels: Vec<String> = self
+            .pending
+            .iter()
+            .map(|p| journal::label(&p.ids))
+            .collect();
+        let journal = self
+            .root
+            .is_some()
+            .then(|| journal_path(&self.opts.revision));
         script.push_str(&journaled_batch_script(
             labels
                 .iter()

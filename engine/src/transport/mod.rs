@@ -100,7 +100,10 @@ mod tests {
             d = dir.path().display()
         );
         let bare = sh_stdin(&script.as_bytes()[..script.find("cat").unwrap() + 2]);
-        assert!(dir.path().join("first").exists(), "the bare prefix ran: {bare:?}");
+        assert!(
+            dir.path().join("first").exists(),
+            "the bare prefix ran: {bare:?}"
+        );
         std::fs::remove_file(dir.path().join("first")).unwrap();
         let wrapped = whole(&script);
         // Up to the closing brace: with it, all of the script is there.

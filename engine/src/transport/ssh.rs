@@ -348,7 +348,11 @@ impl SshOptions {
         let auth = match &self.auth {
             Auth::KeyFile(p) => {
                 let content = std::fs::read(p).unwrap_or_default();
-                format!("key {} {}", p.display(), hex::encode(sha2::Sha256::digest(&content)))
+                format!(
+                    "key {} {}",
+                    p.display(),
+                    hex::encode(sha2::Sha256::digest(&content))
+                )
             }
             Auth::Password(pw) => format!(
                 "password {}",

@@ -43,7 +43,9 @@ fn targets(args: &Args) -> Result<Vec<(&'static KindInfo, String)>> {
         for e in &loaded.errors {
             eprintln!("error: {e}");
         }
-        for d in loaded.documents {
+        // Last first, as an uninstall goes: a file lists what others depend on (a Project,
+        // a Host) before its dependents, which then start going before what they need.
+        for d in loaded.documents.iter().rev() {
             targets.push((d.object.info(), d.object.meta().name.clone()));
         }
         return Ok(targets);

@@ -27,6 +27,10 @@ pub struct Args {
     /// After listing, watch for changes.
     #[arg(short, long)]
     watch: bool,
+    /// With -w, say what each change was: an EVENT column (ADDED, MODIFIED, DELETED), or
+    /// `{"type", "object"}` for JSON and YAML.
+    #[arg(long, requires = "watch")]
+    output_watch_events: bool,
 }
 
 fn name_of(o: &Value) -> &str {
@@ -55,9 +59,11 @@ pub async fn run(overrides: &Overrides, args: &Args) -> Result<u8> {
                 Reflector::new(&all, rv)
             }
         };
+        let events = args.output_watch_events;
         let report = |type_: &str, object: &Value| {
             if names.is_empty() || names.iter().any(|n| name_of(object) == n) {
-                print_change(info, type_, object, args.output, &mut widths);
+                let event = events.then_some(type_);
+                print_change(info, event, object, args.output, &mut widths);
             }
         };
         reflector::run(&c, info, &options, &mut reflector, report).await?;
@@ -143,30 +149,46 @@ fn print(
     }
 }
 
-/// Prints one change of a watch.
+/// Prints one change of a watch, with its event type when asked.
 fn print_change(
     info: &'static KindInfo,
-    _type: &str,
+    event: Option<&str>,
     object: &Value,
     format: Format,
     widths: &mut Vec<usize>,
 ) {
+    let wrapped = || match event {
+        Some(t) => serde_json::json!({"type": t, "object": object}),
+        None => object.clone(),
+    };
     match format {
         Format::Table | Format::Wide => {
-            let (headers, rows) = output::table(
+            let (mut headers, mut rows) = output::table(
                 info,
                 std::slice::from_ref(object),
                 format == Format::Wide,
                 chrono::Utc::now(),
             );
+            if let Some(t) = event {
+                headers.insert(0, "EVENT".into());
+                for r in &mut rows {
+                    r.insert(0, t.to_string());
+                }
+            }
             let header = widths.is_empty().then_some(headers.as_slice());
             out(&output::render_table(header, &rows, widths));
         }
-        Format::Name => out(&format!("{}\n", output::kind_name(info, name_of(object)))),
+        Format::Name => {
+            let name = output::kind_name(info, name_of(object));
+            match event {
+                Some(t) => out(&format!("{t} {name}\n")),
+                None => out(&format!("{name}\n")),
+            }
+        }
         Format::Json => out(&format!(
             "{}\n",
-            serde_json::to_string(object).unwrap_or_default()
+            serde_json::to_string(&wrapped()).unwrap_or_default()
         )),
-        Format::Yaml => out(&format!("---\n{}", output::to_yaml(object))),
+        Format::Yaml => out(&format!("---\n{}", output::to_yaml(&wrapped()))),
     }
 }

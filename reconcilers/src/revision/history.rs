@@ -267,7 +267,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn rev(n: u64, digest: &str, files: &[&str], host_ran: bool, rolled_back: bool) -> Object<RevisionSpec> {
+    fn rev(
+        n: u64,
+        digest: &str,
+        files: &[&str],
+        host_ran: bool,
+        rolled_back: bool,
+    ) -> Object<RevisionSpec> {
         let resources: Vec<Value> = files
             .iter()
             .map(|p| {
@@ -308,7 +314,11 @@ mod tests {
         ];
         assert_eq!(
             ids(applied_resources(&revs, "h1", Some("d2"))),
-            Some(vec!["file:/etc/a".into(), "file:/etc/b".into(), "file:/etc/d".into()])
+            Some(vec![
+                "file:/etc/a".into(),
+                "file:/etc/b".into(),
+                "file:/etc/d".into()
+            ])
         );
         assert_eq!(ids(applied_resources(&revs, "h1", None)), None);
         assert_eq!(ids(applied_resources(&revs, "h1", Some("gone"))), None);

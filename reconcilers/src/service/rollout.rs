@@ -691,7 +691,8 @@ impl<'a> Rollout<'a> {
                         "{host}: the outcome of the apply was not recorded ({e}); the next reconcile settles it from the host's journal"
                     );
                     tracing::warn!(service = input.name, "{message}");
-                    self.notes.push(Note::warning("HistoryNotRecorded", message));
+                    self.notes
+                        .push(Note::warning("HistoryNotRecorded", message));
                 }
             }
         }
@@ -716,7 +717,9 @@ impl<'a> Rollout<'a> {
         let outcome = match outcome {
             Ok(a) if a.lost => Err(hostkit_engine::Error::Transport {
                 host: name.clone(),
-                message: a.error.unwrap_or_else(|| "the host stopped answering".into()),
+                message: a
+                    .error
+                    .unwrap_or_else(|| "the host stopped answering".into()),
             }),
             other => other,
         };

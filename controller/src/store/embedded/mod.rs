@@ -197,10 +197,7 @@ impl EmbeddedStore {
     }
 
     /// Opens the store for a server. A predecessor that was just killed may still hold the
-    /// file for a moment: waits up to `wait` for it, saying so. Then ends every lease in the
-    /// file: only one process can hold it, so a lease found there belongs to a process that
-    /// is gone and can never renew it, and its leader key must not make this process wait
-    /// out the TTL.
+    /// file for a moment: waits up to `wait` for it, saying so.
     pub async fn open_for_server(
         path: &Path,
         options: EmbeddedOptions,
@@ -227,7 +224,6 @@ impl EmbeddedStore {
                 Err(e) => return Err(e),
             }
         };
-        store.write(Op::ExpireLeases { now_ms: i64::MAX }).await?;
         Ok(store)
     }
 
@@ -331,6 +327,11 @@ fn event_key(event: &WatchEvent) -> &str {
 impl Store for EmbeddedStore {
     fn backend(&self) -> &'static str {
         "embedded"
+    }
+
+    /// The file is locked while open: no other process can be using it.
+    fn exclusive(&self) -> bool {
+        true
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
@@ -564,7 +565,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_server_waits_for_the_file_and_ends_the_leases_of_the_process_before_it() {
+    async fn a_server_waits_for_the_file_a_predecessor_still_holds() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.redb");
         let first = EmbeddedStore::open(&path, EmbeddedOptions::default()).unwrap();
@@ -588,14 +589,14 @@ mod tests {
             "{message}"
         );
         drop(first);
-        let store =
-            EmbeddedStore::open_for_server(&path, EmbeddedOptions::default(), Duration::from_secs(5))
-                .await
-                .unwrap();
-        assert!(
-            store.get("/hostkit/leader").await.unwrap().is_none(),
-            "the dead process's leader key went with its lease"
-        );
+        let store = EmbeddedStore::open_for_server(
+            &path,
+            EmbeddedOptions::default(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert!(store.exclusive());
         assert!(store.get("/kept").await.unwrap().is_some());
     }
 
