@@ -32,12 +32,15 @@ pub trait Hosts: Send + Sync {
     async fn lock(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()>;
 }
 
+/// A live connection and the [`SshOptions::identity`] it was made for.
+type Connection = (String, Arc<dyn Transport>);
+
 /// One SSH connection per host, and one apply lock per host. A connection serves only the
 /// Host settings it was made for ([`SshOptions::identity`]): a changed address, port, user,
 /// key or host-key policy makes a new one, and the old one is dropped.
 #[derive(Default)]
 pub struct Pool {
-    connections: Mutex<HashMap<String, (String, Arc<dyn Transport>)>>,
+    connections: Mutex<HashMap<String, Connection>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     secrets: Secrets,
 }

@@ -18,10 +18,19 @@ impl FieldSelector {
                 ))
             })?;
             let value = value.strip_prefix('=').unwrap_or(value);
-            terms.push((
-                path.trim().split('.').map(String::from).collect(),
-                value.trim().to_string(),
-            ));
+            let path: Vec<String> = path.trim().split('.').map(String::from).collect();
+            let field_name = |seg: &String| {
+                !seg.is_empty()
+                    && seg
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            };
+            if !path.iter().all(field_name) {
+                return Err(Error::BadRequest(format!(
+                    "field selector {clause:?}: the path must be field names (letters, digits, _ or -) joined by dots, e.g. metadata.name=exograph; only = and == are supported"
+                )));
+            }
+            terms.push((path, value.trim().to_string()));
         }
         Ok(FieldSelector { terms })
     }
@@ -60,5 +69,46 @@ impl Selectors {
             sel.matches(&labels)
         });
         labels_ok && self.fields.as_ref().is_none_or(|f| f.matches(object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_field_selector_matches_strings_and_other_values_by_path() {
+        let object = json!({"metadata": {"name": "web"}, "spec": {"replicas": 2}});
+        let sel = FieldSelector::parse("metadata.name=web, spec.replicas==2").unwrap();
+        assert!(sel.matches(&object));
+        assert!(
+            !FieldSelector::parse("metadata.name=db")
+                .unwrap()
+                .matches(&object)
+        );
+        assert!(
+            !FieldSelector::parse("spec.nope=2")
+                .unwrap()
+                .matches(&object)
+        );
+    }
+
+    #[test]
+    fn a_field_selector_path_of_anything_but_field_names_is_refused() {
+        for bad in [
+            "spec.\0=x",
+            "spec..name=x",
+            "=x",
+            "metadata.name!=x",
+            "a b=c",
+            "x",
+        ] {
+            let err = FieldSelector::parse(bad).err().map(|e| e.to_string());
+            assert!(
+                err.as_deref().is_some_and(|e| e.contains("field selector")),
+                "{bad:?}: {err:?}"
+            );
+        }
     }
 }

@@ -62,17 +62,26 @@ impl Params {
         }
     }
 
-    fn watch(&self) -> bool {
-        matches!(self.watch.as_deref(), Some("1" | "true"))
+    fn watch(&self) -> Result<bool> {
+        match self.watch.as_deref() {
+            None | Some("" | "0" | "false") => Ok(false),
+            Some("1" | "true") => Ok(true),
+            Some(other) => Err(Error::BadRequest(format!(
+                "watch={other:?} is not one of true, false, 1, 0"
+            ))),
+        }
     }
 
     fn resource_version(&self) -> Result<Option<i64>> {
         match self.resource_version.as_deref() {
             None | Some("") => Ok(None),
-            Some(v) => v
-                .parse::<i64>()
-                .map(Some)
-                .map_err(|_| Error::BadRequest(format!("resourceVersion {v:?} is not a number"))),
+            Some(v) => match v.parse::<i64>() {
+                Ok(rv) if rv >= 0 => Ok(Some(rv)),
+                _ => Err(Error::BadRequest(format!(
+                    "resourceVersion {v:?} is not a store revision (a whole number from 0 to {})",
+                    i64::MAX
+                ))),
+            },
         }
     }
 
@@ -161,7 +170,7 @@ pub(super) async fn list_or_watch(
     let kind = kind_of(&plural)?;
     let params = Params::parse(query)?;
     let selectors = params.selectors()?;
-    if params.watch() {
+    if params.watch()? {
         return watch(state, kind, params.resource_version()?, selectors).await;
     }
     // Written item by item: a 10,000-object list costs its JSON text, not 10,000 trees.
