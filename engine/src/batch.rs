@@ -38,10 +38,11 @@ pub(crate) fn journaled_batch_script<'a>(
     for (i, (label, step)) in steps.into_iter().enumerate() {
         let (begin, end) = match journal {
             // A step whose begin cannot be written does not run: the journal would not
-            // know of it.
+            // know of it. Only then is the shell's reason fetched (one more try, its
+            // message kept after the last ": ", such as "Permission denied").
             Some(_) => (
                 format!(
-                    "printf 'B %s\\n' {label} >> \"$J\" || {{ printf 'HK_BEGIN {i}\\nthe journal %s cannot be written\\nHK_END {i} 1\\n' \"$J\"; exit 0; }}\n"
+                    "printf 'B %s\\n' {label} >> \"$J\" 2>/dev/null || {{ why=$( {{ : >> \"$J\"; }} 2>&1 ); printf 'HK_BEGIN {i}\\nthe journal %s cannot be written: %s\\nHK_END {i} 1\\n' \"$J\" \"${{why##*: }}\"; exit 0; }}\n"
                 ),
                 format!("printf 'E %s %s\\n' {label} \"$rc\" >> \"$J\"\n"),
             ),
@@ -103,5 +104,45 @@ mod tests {
         );
         // A connection cut in the middle of a step: that step did not report.
         assert_eq!(parse_batch("HK_BEGIN 0\nhalf", 1), [None]);
+    }
+
+    fn run_journaled(journal: &str, marker: &std::path::Path) -> Vec<Option<(i32, String)>> {
+        let step = format!("touch {}", marker.display());
+        let script = journaled_batch_script([("00", step.as_str())], Some(journal));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        parse_batch(&String::from_utf8_lossy(&out.stdout), 1)
+    }
+
+    #[test]
+    fn a_journaled_step_is_written_before_and_after_and_does_not_run_unjournaled() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let journal = dir.path().join("journal");
+        let steps = run_journaled(journal.to_str().unwrap(), &marker);
+        assert_eq!(steps, [Some((0, String::new()))]);
+        assert!(marker.exists());
+        let text = std::fs::read_to_string(&journal).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("P "), "{text}");
+        assert_eq!(&lines[1..], ["B 00", "E 00 0"], "{text}");
+
+        // A journal that cannot be written: the step does not run, and says why.
+        std::fs::remove_file(&marker).unwrap();
+        let missing = dir.path().join("no/such/dir/journal");
+        let steps = run_journaled(missing.to_str().unwrap(), &marker);
+        let (rc, out) = steps[0].clone().expect("the step reports");
+        assert_eq!(rc, 1);
+        assert!(
+            out.contains("cannot be written: ") && out.contains("nonexistent"),
+            "{out}"
+        );
+        assert!(
+            !marker.exists(),
+            "a step ran that the journal does not know of"
+        );
     }
 }

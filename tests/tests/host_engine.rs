@@ -490,7 +490,7 @@ async fn ssh_refuses_wrong_host_keys_and_wrong_keys_and_retries_when_down() {
     .unwrap();
     let err = Ssh::connect(&o).await.err().unwrap().to_string();
     assert!(
-        err.contains("does not match") && err.contains("man-in-the-middle"),
+        err.contains("is not the key") && err.contains("man-in-the-middle"),
         "{err}"
     );
     // The wrong private key is an authentication error, not a retry loop.
@@ -838,7 +838,8 @@ async fn a_non_root_ssh_user_applies_through_sudo() {
         .await
         .unwrap();
     assert!(!applied.ok);
-    assert!(applied.error.unwrap().contains("Permission denied"));
+    let error = applied.error.unwrap();
+    assert!(error.contains("Permission denied"), "{error}");
 }
 
 /// Temps are written and fsynced ahead for a run of files; a failure in the middle still
