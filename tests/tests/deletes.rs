@@ -124,7 +124,14 @@ fn deleting_a_file_of_objects_leaves_nothing_of_its_service_on_the_host() {
         "never Ready again\n{}",
         s.log()
     );
-    assert!(leftovers(&host).contains("shop-cart.service"));
+    let again = leftovers(&host);
+    assert!(
+        again.contains("shop-cart.service"),
+        "Ready, but the host has only:\n{again}\nService: {:#?}\nevents: {}\n{}",
+        s.get("service", "cart").map(|v| v["status"].clone()),
+        String::from_utf8_lossy(&s.hkctl(&["events"]).stdout),
+        s.log()
+    );
     delete_file(&s, &both);
     assert_eq!(leftovers(&host), "", "left on the host");
     assert!(s.get("host", "target").is_none());

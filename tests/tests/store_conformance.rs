@@ -356,25 +356,42 @@ mod cases {
             .unwrap();
         let status = serde_json::json!({"conditions": [{"type": "Ready"}]});
         let updated = s
-            .update_status("/s/a", status.clone(), Some(kv.mod_revision))
+            .update_status("/s/a", status.clone(), Some(kv.mod_revision), None)
             .await
             .unwrap();
         let stored: serde_json::Value = serde_json::from_slice(&updated.value).unwrap();
         assert_eq!(stored["spec"], serde_json::json!({"a": 1}));
         assert_eq!(stored["status"], status);
         let err = s
-            .update_status("/s/a", serde_json::json!({}), Some(kv.mod_revision))
+            .update_status("/s/a", serde_json::json!({}), Some(kv.mod_revision), None)
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
-        s.update_status("/s/a", serde_json::json!({"n": 2}), None)
+        s.update_status("/s/a", serde_json::json!({"n": 2}), None, None)
             .await
             .unwrap();
         let err = s
-            .update_status("/s/none", serde_json::json!({}), None)
+            .update_status("/s/none", serde_json::json!({}), None, None)
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+
+        // A status meant for another object under the key (deleted and created again).
+        let body = serde_json::json!({"metadata": {"uid": "u-2"}, "spec": {}});
+        s.create("/s/u", serde_json::to_vec(&body).unwrap(), None)
+            .await
+            .unwrap();
+        let err = s
+            .update_status("/s/u", serde_json::json!({"n": 1}), None, Some("u-1"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::UidMismatch { .. }), "{err:?}");
+        let kv = s
+            .update_status("/s/u", serde_json::json!({"n": 2}), None, Some("u-2"))
+            .await
+            .unwrap();
+        let stored: serde_json::Value = serde_json::from_slice(&kv.value).unwrap();
+        assert_eq!(stored["status"], serde_json::json!({"n": 2}));
     }
 }
 

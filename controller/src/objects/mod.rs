@@ -220,6 +220,15 @@ impl Objects {
                 name: name.into(),
                 detail: format!("resourceVersion {expected} is stale, the object is at {actual}"),
             },
+            StoreError::UidMismatch {
+                expected, actual, ..
+            } => Error::Conflict {
+                kind: kind.kind.into(),
+                name: name.into(),
+                detail: format!(
+                    "metadata.uid {expected} is not the stored object's ({actual}): it was deleted and created again"
+                ),
+            },
             other => Error::Store(other),
         }
     }
@@ -330,11 +339,41 @@ impl Objects {
         name: &str,
         expected: Option<i64>,
     ) -> Result<KeyValue> {
+        self.current_of(kind, name, expected, None).await
+    }
+
+    /// [`Self::current_at`] that also refuses another object of the same name than the one
+    /// whose `uid` the writer read (as Kubernetes' uid precondition).
+    async fn current_of(
+        &self,
+        kind: &KindInfo,
+        name: &str,
+        expected: Option<i64>,
+        uid: Option<&str>,
+    ) -> Result<KeyValue> {
         let current = self
             .store
             .get(&kind.key(name))
             .await?
             .ok_or_else(|| Self::not_found(kind, name))?;
+        if let Some(uid) = uid {
+            let stored = Self::to_object(&current)?;
+            let actual = stored
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if actual != uid {
+                return Err(Self::map_store(
+                    kind,
+                    name,
+                    StoreError::UidMismatch {
+                        key: current.key,
+                        expected: uid.to_string(),
+                        actual: actual.to_string(),
+                    },
+                ));
+            }
+        }
         match expected {
             Some(rv) if rv != current.mod_revision => Err(Self::map_store(
                 kind,
@@ -366,10 +405,17 @@ impl Objects {
                 })
             })
             .transpose()?;
+        let uid = body
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty())
+            .map(String::from);
         let object = self.decode(kind, body, Some(name))?;
         let desired = object.to_value();
         for _ in 0..8 {
-            let current = self.current_at(kind, name, expected).await?;
+            let current = self
+                .current_of(kind, name, expected, uid.as_deref())
+                .await?;
             let stored = Self::to_object(&current)?;
             let next = merge_update(&stored, &desired, false)?;
             match self
@@ -512,6 +558,11 @@ impl Objects {
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
             .and_then(|rv| rv.parse::<i64>().ok());
+        let uid = body
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty())
+            .map(String::from);
         if body.pointer("/metadata/name").and_then(Value::as_str) != Some(name) {
             return Err(Error::BadRequest(format!(
                 "metadata.name must be {name:?}, the name in the URL"
@@ -543,7 +594,7 @@ impl Objects {
         }
         let kv = self
             .store
-            .update_status(&kind.key(name), status, expected)
+            .update_status(&kind.key(name), status, expected, uid.as_deref())
             .await
             .map_err(|e| Self::map_store(kind, name, e))?;
         Self::to_object(&kv)
@@ -761,6 +812,48 @@ mod tests {
             v2["metadata"]["resourceVersion"], v["metadata"]["resourceVersion"],
             "no write"
         );
+    }
+
+    #[tokio::test]
+    async fn a_write_meant_for_a_deleted_object_never_lands_on_its_successor() {
+        let (o, _d) = objects();
+        let svc = find_kind("svc").unwrap();
+        let old = o.create(svc, service("a", "1"), false).await.unwrap();
+        o.delete(svc, "a", DeleteOptions::default()).await.unwrap();
+        let new = o.create(svc, service("a", "2"), false).await.unwrap();
+        assert_ne!(old["metadata"]["uid"], new["metadata"]["uid"]);
+
+        // A controller still holding the old object writes its status, without a
+        // resourceVersion (as status writers do): refused, the new object keeps its own.
+        let mut stale = old.clone();
+        stale["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("resourceVersion");
+        stale["status"] = json!({"observedGeneration": 7});
+        let err = o
+            .update_status(svc, "a", stale.clone(), false)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Conflict { detail, .. } if detail.contains("created again")),
+            "{err}"
+        );
+        let err = o.update(svc, "a", stale, false).await.unwrap_err();
+        assert!(matches!(err, Error::Conflict { .. }), "{err}");
+        let stored = o.get(svc, "a").await.unwrap();
+        assert!(stored.get("status").is_none_or(Value::is_null), "{stored}");
+        assert_eq!(stored["spec"]["daemon"]["exec"][2], "2");
+
+        // The same write with the new object's uid goes through.
+        let mut fresh = new.clone();
+        fresh["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("resourceVersion");
+        fresh["status"] = json!({"observedGeneration": 1});
+        let v = o.update_status(svc, "a", fresh, false).await.unwrap();
+        assert_eq!(v["status"]["observedGeneration"], 1);
     }
 
     #[tokio::test]

@@ -316,13 +316,21 @@ impl<K: KindSpec> Kind<K> {
             object: key.to_string(),
             source: e,
         };
+        let uid = object_uid(&object).map(String::from);
         match finalizer::step(object) {
             Finalize::Done => Ok(Action::AwaitChange),
-            Finalize::AddFinalizer => finalizer::set(&rt.objects, K::INFO, &key.name, true)
-                .await
-                .map(|()| Action::Requeue(Duration::ZERO)),
+            Finalize::AddFinalizer => {
+                finalizer::set(&rt.objects, K::INFO, &key.name, true, uid.as_deref())
+                    .await
+                    .map(|()| Action::Requeue(Duration::ZERO))
+            }
             Finalize::Apply(o) => self.reconciler.reconcile(o).await.map_err(failed),
             Finalize::Cleanup { object, orphan } => {
+                let uid = uid.unwrap_or_default();
+                if !finalizer::still_to_clean(&rt.objects, K::INFO, &key.name, &uid).await? {
+                    // Cleaned already (the cache is behind), or another object now.
+                    return Ok(Action::AwaitChange);
+                }
                 let cleaned = if orphan {
                     Ok(())
                 } else {
@@ -334,7 +342,7 @@ impl<K: KindSpec> Kind<K> {
                 match cleaned {
                     Ok(()) => {
                         self.reconciler.forget(&object);
-                        finalizer::set(&rt.objects, K::INFO, &key.name, false)
+                        finalizer::set(&rt.objects, K::INFO, &key.name, false, Some(&uid))
                             .await
                             .map(|()| Action::AwaitChange)
                     }
@@ -343,6 +351,10 @@ impl<K: KindSpec> Kind<K> {
             }
         }
     }
+}
+
+fn object_uid<K: KindSpec>(object: &Object<K>) -> Option<&str> {
+    object.metadata.uid.as_deref().filter(|u| !u.is_empty())
 }
 
 /// The object API as a [`Source`] for one kind.

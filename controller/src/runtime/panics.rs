@@ -62,7 +62,7 @@ pub async fn stall(
         tracing::warn!(error = %e, "could not record event");
     }
     if cleaning {
-        return finalizer::set(&rt.objects, kind, &key.name, false)
+        return finalizer::set(&rt.objects, kind, &key.name, false, None)
             .await
             .map(|()| Action::AwaitChange);
     }

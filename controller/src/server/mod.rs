@@ -4,6 +4,7 @@
 
 pub mod auth;
 mod handlers;
+mod memory;
 pub mod metrics;
 
 use std::net::SocketAddr;
@@ -158,6 +159,7 @@ pub fn router_with(
             state.clone(),
             record_metrics,
         ))
+        .layer(middleware::from_fn(memory::trim_after_large_bodies))
         // Bodies are checked against the 1 MiB object limit by the handlers, which answer with
         // a Status; this outer limit only stops absurd uploads early.
         .layer(DefaultBodyLimit::max(8 * 1024 * 1024))

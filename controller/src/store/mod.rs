@@ -91,6 +91,15 @@ pub enum StoreError {
     },
     #[error("lease {0} not found (expired or revoked)")]
     LeaseNotFound(i64),
+    /// The key holds another object than the writer read: it was deleted and created again.
+    #[error(
+        "{key} is another object now: uid {actual}, not {expected} (deleted and created again)"
+    )]
+    UidMismatch {
+        key: String,
+        expected: String,
+        actual: String,
+    },
     #[error("stored value of {key} is not a JSON object: {message}")]
     Corrupt { key: String, message: String },
     #[error("store unavailable: {0}")]
@@ -155,12 +164,15 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces only the `status` field of the JSON object at `key`, never its spec.
     ///
     /// With `expected_revision` it is a compare-and-swap; without, it retries on conflicts
-    /// so a status writer never clobbers a concurrent spec update.
+    /// so a status writer never clobbers a concurrent spec update. With `expected_uid`, a
+    /// status meant for an object that was deleted never lands on the one created in its
+    /// place under the same name.
     async fn update_status(
         &self,
         key: &str,
         status: serde_json::Value,
         expected_revision: Option<i64>,
+        expected_uid: Option<&str>,
     ) -> Result<KeyValue> {
         let mut attempts = 0;
         loop {
@@ -181,6 +193,19 @@ pub trait Store: Send + Sync + 'static {
                     key: key.to_string(),
                     message: e.to_string(),
                 })?;
+            if let Some(expected) = expected_uid {
+                let actual = object
+                    .pointer("/metadata/uid")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default();
+                if actual != expected {
+                    return Err(StoreError::UidMismatch {
+                        key: key.to_string(),
+                        expected: expected.to_string(),
+                        actual: actual.to_string(),
+                    });
+                }
+            }
             let Some(map) = object.as_object_mut() else {
                 return Err(StoreError::Corrupt {
                     key: key.to_string(),
