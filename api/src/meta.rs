@@ -192,6 +192,22 @@ impl Observed {
     }
 }
 
+impl Observed {
+    /// Sets a condition to `Unknown`: what it is about was not observed (a host that was
+    /// not read), with `reason` and `message` saying why.
+    pub fn set_unknown(
+        &self,
+        conditions: &mut Vec<Condition>,
+        type_: &str,
+        reason: &str,
+        message: impl Into<String>,
+    ) -> bool {
+        let mut c = Condition::observed(type_, false, reason, message, self.now, self.generation);
+        c.status = ConditionStatus::Unknown;
+        set_condition(conditions, c)
+    }
+}
+
 /// Sets `cond` in `conditions`, keeping `lastTransitionTime` when the status did not change.
 ///
 /// Returns true when anything visible changed, so callers can skip a status write.

@@ -253,6 +253,42 @@ impl<'de> Deserialize<'de> for FileMode {
     }
 }
 
+/// `#[serde(with = "mode_text")]` for a `u32` mode in records people read (down plans in
+/// `hkctl get rev -o yaml`): written as `"0640"`, not `416`. Reads either form, so records
+/// written before stay readable.
+pub mod mode_text {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+        FileMode(*mode).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = u32;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an octal mode such as \"0640\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<u32, E> {
+                FileMode::parse(v).map(|m| m.0).map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
+                u32::try_from(v)
+                    .ok()
+                    .filter(|m| *m <= 0o7777)
+                    .ok_or_else(|| E::custom(format!("mode {v} is out of range")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::custom(format!("mode {v} is out of range")))
+                    .and_then(|v| self.visit_u64(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 impl JsonSchema for FileMode {
     fn schema_name() -> Cow<'static, str> {
         "FileMode".into()
@@ -431,6 +467,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no unit"), "{err}");
+    }
+
+    #[test]
+    fn modes_in_records_are_written_as_octal_text_and_read_in_either_form() {
+        #[derive(Serialize, Deserialize)]
+        struct Step {
+            #[serde(with = "mode_text")]
+            mode: u32,
+        }
+        let text = serde_json::to_string(&Step { mode: 0o640 }).unwrap();
+        assert_eq!(text, r#"{"mode":"0640"}"#);
+        let back: Step = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.mode, 0o640);
+        let old: Step = serde_json::from_str(r#"{"mode":416}"#).unwrap();
+        assert_eq!(old.mode, 0o640, "records written as numbers stay readable");
+        assert!(serde_json::from_str::<Step>(r#"{"mode":-1}"#).is_err());
+        assert!(serde_json::from_str::<Step>(r#"{"mode":99999}"#).is_err());
     }
 
     #[test]

@@ -109,6 +109,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,h2=warn,tower=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour for a person at a terminal; a log file or journald gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli) {
         Ok(0) => ExitCode::SUCCESS,

@@ -36,6 +36,7 @@ pub enum DownAction {
         salted: bool,
         owner: String,
         group: String,
+        #[serde(with = "hostkit_api::values::mode_text")]
         mode: u32,
         unit: bool,
     },
@@ -44,6 +45,7 @@ pub enum DownAction {
         path: String,
         owner: String,
         group: String,
+        #[serde(with = "hostkit_api::values::mode_text")]
         mode: u32,
     },
     #[serde(rename_all = "camelCase")]

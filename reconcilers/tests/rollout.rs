@@ -127,7 +127,14 @@ impl Hosts for TestHosts {
         name: &str,
         _spec: &HostSpec,
     ) -> hostkit_engine::Result<Arc<dyn Transport>> {
-        Ok(self.transports[name].clone())
+        match self.transports.get(name) {
+            Some(t) => Ok(t.clone()),
+            // A host that was never added is one that does not answer.
+            None => Err(hostkit_engine::Error::Transport {
+                host: name.into(),
+                message: "connection refused".into(),
+            }),
+        }
     }
     fn forget(&self, _name: &str) {}
     async fn lock(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
@@ -408,6 +415,72 @@ async fn drift_is_corrective_and_a_new_generation_is_intentional() {
     );
     assert_eq!(r.status.hosts[0].revision, Some(2));
     assert_eq!(r.status.current_revision, Some(2));
+}
+
+#[tokio::test]
+async fn a_host_never_read_leaves_what_it_holds_unknown_and_a_converged_plan_says_nothing_pending()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let mut hosts = TestHosts::default();
+    hosts.add("h1", false, None);
+    let sink = Recorder::default();
+    let s = spec(dir.path(), "v1", &["down"], 1);
+    let run = |hosts: &'static [&'static str], status, spec| Run {
+        spec,
+        hosts,
+        status,
+        windows: &[],
+        now: at(9, 0),
+        generation: 1,
+    };
+    let r = reconcile(run(&["down"], ServiceStatus::default(), &s), &hosts, &sink).await;
+    for type_ in ["Drifted", "Reconciling", "Applied", "Ready"] {
+        let c = r
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .unwrap();
+        assert_eq!(
+            (c.status, c.reason.as_str()),
+            (ConditionStatus::Unknown, "HostNotRead"),
+            "{type_}: {c:?}"
+        );
+        assert!(
+            c.message.contains("down: ") && c.message.contains("connection refused"),
+            "{c:?}"
+        );
+    }
+    let planned = r
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Planned")
+        .unwrap();
+    assert_eq!(
+        (planned.status, planned.reason.as_str()),
+        (ConditionStatus::False, "HostNotRead")
+    );
+    assert_eq!(
+        condition(&r.status, "Ready"),
+        (ConditionStatus::Unknown, "HostNotRead".into())
+    );
+
+    // A host that is read and converged: the plan's count is not left at what was applied.
+    let s = spec(dir.path(), "v1", &["h1"], 1);
+    let r = reconcile(run(&["h1"], ServiceStatus::default(), &s), &hosts, &sink).await;
+    assert_eq!(condition(&r.status, "Ready").0, ConditionStatus::True);
+    let planned = r
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Planned")
+        .unwrap();
+    assert_eq!(
+        planned.message, "0 change(s) pending on 1 host(s)",
+        "{planned:?}"
+    );
+    assert_eq!(condition(&r.status, "Drifted").0, ConditionStatus::False);
 }
 
 #[tokio::test]

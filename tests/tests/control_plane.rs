@@ -205,11 +205,18 @@ async fn every_hkctl_verb(s: Hostkit, _etcd: Option<EtcdServer>) {
     assert_eq!(stdout(&o), "service/api deleted\n");
     let o = s.hkctl(&["get", "svc", "api"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("Service \"api\" not found"),
-        "{}",
+    assert_eq!(
+        stderr(&o).matches("Service \"api\" not found").count(),
+        1,
+        "said once: {}",
         stderr(&o)
     );
+    // Found and missing names together: the found one is printed, the missing one is an
+    // error, and the exit code says something was missing (as kubectl).
+    let o = s.hkctl(&["get", "svc", "exograph", "api"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stdout(&o).contains("exograph"), "{}", stdout(&o));
+    assert_eq!(stderr(&o).matches("not found").count(), 1, "{}", stderr(&o));
     let o = s.hkctl(&["delete", "-f", toys.to_str().unwrap()]);
     assert!(
         stdout(&o).contains("service/exograph deleted")
@@ -773,4 +780,19 @@ async fn two_servers_on_one_etcd_share_objects_and_watches() {
         buf.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(buf.contains("exograph"), "{buf}");
+}
+
+/// A log file gets plain text: colour codes only when stderr is a terminal.
+#[test]
+fn the_server_log_has_no_colour_codes_when_it_is_a_file() {
+    let s = Hostkit::start(ServeOptions {
+        env: vec![("RUST_LOG".into(), "info".into())],
+        ..Default::default()
+    });
+    let log = s.log();
+    assert!(log.contains("listening"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape codes in the log file:\n{log:?}"
+    );
 }

@@ -141,6 +141,31 @@ fn scenario(s: &Hostkit) {
         !rev2.to_string().contains("web v1"),
         "no file content in history"
     );
+    // Modes in down plans read as people write them ("0644"), not as numbers (420).
+    fn down_modes(v: &serde_json::Value, out: &mut Vec<serde_json::Value>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if m.contains_key("do")
+                    && let Some(mode) = m.get("mode")
+                {
+                    out.push(mode.clone());
+                }
+                m.values().for_each(|x| down_modes(x, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| down_modes(x, out)),
+            _ => {}
+        }
+    }
+    let mut modes = Vec::new();
+    down_modes(&rev2, &mut modes);
+    assert!(!modes.is_empty(), "no down step with a mode in {rev2}");
+    for m in &modes {
+        let text = m.as_str().unwrap_or_default();
+        assert!(
+            text.len() == 4 && text.chars().all(|c| ('0'..='7').contains(&c)),
+            "down plan mode {m}"
+        );
+    }
     let f = dir.path().join("rev.json");
     std::fs::write(&f, serde_json::to_string(&rev2).unwrap()).unwrap();
     let out = s.hkctl(&["apply", "-f", f.to_str().unwrap()]);
@@ -211,6 +236,10 @@ fn scenario(s: &Hostkit) {
         Some("True"),
         "{rb}"
     );
+    // `hkctl get rb` says so too (it said Pending: a Rollback has no Ready condition).
+    let name = rb["metadata"]["name"].as_str().unwrap();
+    let table = stdout(&s.hkctl(&["get", "rb", name]));
+    assert!(table.contains("RolledBack"), "{table}");
     let cov = &rb["status"]["hosts"][0]["coverage"];
     assert_eq!(cov["noop"], 1, "{rb}");
     assert_eq!(cov["skipped"][0]["id"], "command:web/schema", "{rb}");

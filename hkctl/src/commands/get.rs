@@ -5,11 +5,11 @@ use hostkit_api::kinds::KindInfo;
 use serde_json::Value;
 
 use super::{client, kind_arg, out};
+use crate::Result;
 use crate::client::{Client, ListOptions};
 use crate::config::Overrides;
 use crate::output::{self, Format};
 use crate::reflector::{self, Reflector};
-use crate::{Error, Result};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -48,9 +48,16 @@ pub async fn run(overrides: &Overrides, args: &Args) -> Result<u8> {
         field_selector: args.field_selector.clone(),
     };
     let c = client(overrides)?;
-    let (objects, rv, single) = fetch(&c, info, &names, &options).await?;
+    let Fetched {
+        objects,
+        rv,
+        single,
+        missing,
+    } = fetch(&c, info, &names, &options).await?;
     let mut widths = Vec::new();
-    print(info, &objects, rv.as_deref(), single, args, &mut widths);
+    if !objects.is_empty() || missing == 0 {
+        print(info, &objects, rv.as_deref(), single, args, &mut widths);
+    }
     if args.watch {
         let mut reflector = match rv {
             Some(rv) => Reflector::new(&objects, rv),
@@ -68,38 +75,55 @@ pub async fn run(overrides: &Overrides, args: &Args) -> Result<u8> {
         };
         reflector::run(&c, info, &options, &mut reflector, report).await?;
     }
-    Ok(0)
+    // As kubectl: what was found is printed, each name that was not is an error, and any
+    // such error makes the exit code 1.
+    Ok(u8::from(missing > 0))
 }
 
-/// The objects asked for, the list's resourceVersion (a list, not names), and whether one
-/// object was asked for by name.
+struct Fetched {
+    objects: Vec<Value>,
+    /// The list's resourceVersion (a list, not names).
+    rv: Option<String>,
+    /// One object was asked for by name.
+    single: bool,
+    /// Names asked for that do not exist (each already reported).
+    missing: usize,
+}
+
+/// The objects asked for; a name that is not found is reported here, once.
 async fn fetch(
     c: &Client,
     info: &'static KindInfo,
     names: &[String],
     options: &ListOptions,
-) -> Result<(Vec<Value>, Option<String>, bool)> {
+) -> Result<Fetched> {
     if names.is_empty() {
-        let (items, rv) = c.list(info, options).await?;
-        return Ok((items, Some(rv), false));
+        let (objects, rv) = c.list(info, options).await?;
+        return Ok(Fetched {
+            objects,
+            rv: Some(rv),
+            single: false,
+            missing: 0,
+        });
     }
-    let mut items = Vec::new();
-    let mut failed: Option<Error> = None;
+    let mut objects = Vec::new();
+    let mut missing = 0;
     for n in names {
         match c.get(info, n).await {
-            Ok(v) => items.push(v),
-            Err(e) => {
+            Ok(v) => objects.push(v),
+            Err(e) if e.is_not_found() => {
                 eprintln!("error: {e}");
-                failed = Some(e);
+                missing += 1;
             }
+            Err(e) => return Err(e),
         }
     }
-    if items.is_empty()
-        && let Some(e) = failed
-    {
-        return Err(e);
-    }
-    Ok((items, None, names.len() == 1))
+    Ok(Fetched {
+        objects,
+        rv: None,
+        single: names.len() == 1,
+        missing,
+    })
 }
 
 fn print(

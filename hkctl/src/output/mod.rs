@@ -93,7 +93,11 @@ pub(crate) fn status(v: &Value) -> String {
                 .to_string();
         }
     }
+    // Kinds that run to an end (a Rollback) say Failed or Complete instead of Ready.
+    let is_true = |c: &&Value| c.get("status").and_then(Value::as_str) == Some("True");
     condition(v, "Ready")
+        .or_else(|| condition(v, "Failed").filter(is_true))
+        .or_else(|| condition(v, "Complete"))
         .and_then(|c| c.get("reason").and_then(Value::as_str))
         .unwrap_or("Pending")
         .to_string()
@@ -186,6 +190,29 @@ pub(crate) mod tests {
         ] {
             assert_eq!(age(t, now()), expected, "{t}");
         }
+    }
+
+    #[test]
+    fn the_status_column_follows_the_conditions_each_kind_has() {
+        let with = |conditions: Value| json!({"status": {"conditions": conditions}});
+        assert_eq!(status(&json!({})), "Pending", "nothing observed yet");
+        let svc = with(json!([{"type": "Ready", "status": "True", "reason": "Converged"}]));
+        assert_eq!(status(&svc), "Converged");
+        let done = with(json!([
+            {"type": "Complete", "status": "True", "reason": "RolledBack"},
+            {"type": "Failed", "status": "False", "reason": "RolledBack"}]));
+        assert_eq!(status(&done), "RolledBack");
+        let failed = with(json!([
+            {"type": "Complete", "status": "False", "reason": "RollbackFailed"},
+            {"type": "Failed", "status": "True", "reason": "RollbackFailed"}]));
+        assert_eq!(status(&failed), "RollbackFailed");
+        let running =
+            with(json!([{"type": "Complete", "status": "False", "reason": "Progressing"}]));
+        assert_eq!(status(&running), "Progressing");
+        let blocked = with(json!([
+            {"type": "Complete", "status": "False", "reason": "Progressing"},
+            {"type": "WindowBlocked", "status": "True", "reason": "WindowClosed"}]));
+        assert_eq!(status(&blocked), "WindowClosed");
     }
 
     #[test]

@@ -276,6 +276,10 @@ struct Rollout<'a> {
     drifted: Vec<String>,
     /// The first failure: later hosts are not touched.
     stopped: Option<String>,
+    /// Which hosts could not be read, and why: conditions about them are `Unknown`.
+    unread: Option<String>,
+    /// The rollout stopped at a host that could not be read (not at a failed apply).
+    stopped_unread: bool,
     /// Hosts held back (window, pause), with why.
     blocked: Vec<String>,
     applied_ok: bool,
@@ -305,6 +309,8 @@ impl<'a> Rollout<'a> {
             },
             drifted: Vec::new(),
             stopped: None,
+            unread: None,
+            stopped_unread: false,
             blocked: Vec::new(),
             applied_ok: true,
             recorded: Vec::new(),
@@ -314,6 +320,11 @@ impl<'a> Rollout<'a> {
     fn set(&mut self, type_: &str, ok: bool, reason: &str, message: impl Into<String>) {
         self.at
             .set(&mut self.status.conditions, type_, ok, reason, message);
+    }
+
+    fn unknown(&mut self, type_: &str, reason: &str, message: impl Into<String>) {
+        self.at
+            .set_unknown(&mut self.status.conditions, type_, reason, message);
     }
 
     fn generation(&self) -> i64 {
@@ -477,26 +488,57 @@ impl<'a> Rollout<'a> {
             .filter(|w| w.drift)
             .map(|w| w.target.name.clone())
             .collect();
-        let planned = work.iter().all(|w| w.prepared.is_some());
-        self.set(
-            "Planned",
-            planned,
-            if planned { "PlanReady" } else { "PlanFailed" },
-            format!("{pending} change(s) pending on {} host(s)", work.len()),
+        // Hosts that were not read: what they hold is not known, and the conditions about
+        // it say Unknown rather than a guess.
+        let unread: Vec<String> = work
+            .iter()
+            .filter(|w| w.prepared.is_none())
+            .map(|w| {
+                format!(
+                    "{}: {}",
+                    w.target.name,
+                    w.error.as_deref().unwrap_or("not read")
+                )
+            })
+            .collect();
+        let not_read = format!(
+            "{} of {} host(s) not read: {}",
+            unread.len(),
+            work.len(),
+            unread.join("; ")
         );
-        let (drifted, reason, message) = drift_condition(&self.drifted, false);
-        self.set("Drifted", drifted, reason, message);
+        self.unread = (!unread.is_empty()).then(|| not_read.clone());
+        if unread.is_empty() {
+            self.set(
+                "Planned",
+                true,
+                "PlanReady",
+                format!("{pending} change(s) pending on {} host(s)", work.len()),
+            );
+        } else {
+            self.set("Planned", false, "HostNotRead", not_read.clone());
+        }
+        if self.drifted.is_empty() && !unread.is_empty() {
+            self.unknown("Drifted", "HostNotRead", not_read.clone());
+        } else {
+            let (drifted, reason, message) = drift_condition(&self.drifted, false);
+            self.set("Drifted", drifted, reason, message);
+        }
         let work_to_do = pending > 0;
-        self.set(
-            "Reconciling",
-            work_to_do,
-            if work_to_do {
-                "ChangesPending"
-            } else {
-                "UpToDate"
-            },
-            format!("{pending} change(s) pending"),
-        );
+        if !work_to_do && !unread.is_empty() {
+            self.unknown("Reconciling", "HostNotRead", not_read);
+        } else {
+            self.set(
+                "Reconciling",
+                work_to_do,
+                if work_to_do {
+                    "ChangesPending"
+                } else {
+                    "UpToDate"
+                },
+                format!("{pending} change(s) pending"),
+            );
+        }
         if work_to_do {
             // Not Ready while changes are pending: a reader that sees this generation
             // observed must not also see the previous generation's Ready=True.
@@ -554,7 +596,10 @@ impl<'a> Rollout<'a> {
         let name = &w.target.name;
         if let Some(e) = &w.error {
             self.applied_ok = false;
-            self.stopped.get_or_insert_with(|| format!("{name}: {e}"));
+            if self.stopped.is_none() {
+                self.stopped = Some(format!("{name}: {e}"));
+                self.stopped_unread = true;
+            }
             return false;
         }
         let Some(plan) = w.plan() else {
@@ -896,6 +941,27 @@ impl<'a> Rollout<'a> {
         };
         for (type_, ok, reason, message) in outcome.conditions() {
             self.set(type_, ok, reason, message);
+        }
+        if let Some(why) = self.unread.clone() {
+            // Not read is not "in sync", "up to date" or "waiting": it is not known.
+            if outcome.remaining_drift.is_empty() {
+                self.unknown("Drifted", "HostNotRead", why.clone());
+            }
+            if self.stopped.is_none() || self.stopped_unread {
+                self.unknown("Reconciling", "HostNotRead", why.clone());
+                self.unknown("Applied", "HostNotRead", why.clone());
+                self.unknown("Ready", "HostNotRead", why);
+            }
+        }
+        if outcome.converged {
+            // The plan's count was before the apply; what is pending now is nothing.
+            let hosts = self.report.hosts.len();
+            self.set(
+                "Planned",
+                true,
+                "PlanReady",
+                format!("0 change(s) pending on {hosts} host(s)"),
+            );
         }
         if let Some(msg) = &self.stopped {
             self.report.failure = Some(Failure {
