@@ -64,6 +64,10 @@ impl Context for StoreContext {
         self.cache.get_any(kind, name)
     }
 
+    fn cached_uid(&self, kind: &'static KindInfo, name: &str) -> Option<String> {
+        self.cache.uid_of(kind, name)
+    }
+
     fn cached_all(&self, kind: &'static KindInfo) -> Vec<Cached> {
         self.cache.all_any(kind)
     }

@@ -38,9 +38,11 @@ impl Recorder {
     ) -> Result<()> {
         let kind = find_kind("events").expect("Event is a kind");
         let mut hash = Sha256::new();
+        // The uid keeps a re-created object's events apart from its predecessor's.
         for part in [
             involved.kind.as_str(),
             involved.name.as_str(),
+            involved.uid.as_deref().unwrap_or_default(),
             reason,
             message,
             &self.component,

@@ -95,6 +95,8 @@ pub trait Context: Send + Sync {
     /// The newest object of `kind` named `name` the controller has seen (an
     /// `Arc<Object<K>>`, where `K::INFO == kind`).
     fn cached_any(&self, kind: &'static KindInfo, name: &str) -> Option<Cached>;
+    /// The uid of the cached object (events name it, so a re-created object's are its own).
+    fn cached_uid(&self, kind: &'static KindInfo, name: &str) -> Option<String>;
     /// Every cached object of `kind`, in name order.
     fn cached_all(&self, kind: &'static KindInfo) -> Vec<Cached>;
 
@@ -178,7 +180,7 @@ impl<'c> dyn Context + 'c {
         let involved = ObjectRef {
             kind: kind.kind.to_string(),
             name: name.to_string(),
-            uid: None,
+            uid: self.cached_uid(kind, name),
         };
         for n in notes {
             let t = if n.warning {
@@ -276,6 +278,9 @@ pub(crate) mod testing {
         fn cached_any(&self, kind: &'static KindInfo, name: &str) -> Option<Cached> {
             let key = (kind.plural, name.to_string());
             self.objects.lock().unwrap().get(&key).cloned()
+        }
+        fn cached_uid(&self, _: &'static KindInfo, _: &str) -> Option<String> {
+            None
         }
         fn cached_all(&self, kind: &'static KindInfo) -> Vec<Cached> {
             self.objects

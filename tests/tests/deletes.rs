@@ -124,6 +124,13 @@ fn deleting_a_file_of_objects_leaves_nothing_of_its_service_on_the_host() {
         "never Ready again\n{}",
         s.log()
     );
+    // The new Service's description shows its own events, not the deleted one's cleanup.
+    let described =
+        String::from_utf8_lossy(&s.hkctl(&["describe", "service", "cart"]).stdout).into_owned();
+    assert!(
+        described.contains("Applied") && !described.contains("CleanedUp"),
+        "{described}"
+    );
     let again = leftovers(&host);
     assert!(
         again.contains("shop-cart.service"),

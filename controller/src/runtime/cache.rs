@@ -69,6 +69,7 @@ impl<K: KindSpec> KindCache<K> {
 /// A [`KindCache`] whatever its kind: what the cache keeps per kind.
 trait Erased: Send + Sync {
     fn get(&self, name: &str) -> Option<Cached>;
+    fn uid(&self, name: &str) -> Option<String>;
     fn all(&self) -> Vec<Cached>;
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
@@ -76,6 +77,10 @@ trait Erased: Send + Sync {
 impl<K: KindSpec> Erased for KindCache<K> {
     fn get(&self, name: &str) -> Option<Cached> {
         KindCache::get(self, name).map(|o| o as Cached)
+    }
+
+    fn uid(&self, name: &str) -> Option<String> {
+        KindCache::get(self, name).and_then(|o| o.metadata.uid.clone())
     }
 
     fn all(&self) -> Vec<Cached> {
@@ -125,6 +130,17 @@ impl Cache {
             .get(kind.plural)?
             .clone();
         c.get(name)
+    }
+
+    /// The uid of the cached object of `kind` named `name`.
+    pub fn uid_of(&self, kind: &'static KindInfo, name: &str) -> Option<String> {
+        let c = self
+            .kinds
+            .read()
+            .expect("not poisoned")
+            .get(kind.plural)?
+            .clone();
+        c.uid(name)
     }
 
     /// Every cached object of `kind`, type-erased, in name order.

@@ -19,7 +19,8 @@ pub async fn run(overrides: &Overrides, args: &Args) -> Result<u8> {
         })?;
     let c = client(overrides)?;
     let object = c.get(info, &name).await?;
-    let events = events::about(&c, info.kind, &name).await?;
+    let uid = object.pointer("/metadata/uid").and_then(|u| u.as_str());
+    let events = events::about(&c, info.kind, &name, uid).await?;
     out(&output::describe(
         info,
         &object,

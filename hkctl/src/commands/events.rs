@@ -117,13 +117,52 @@ fn sort_events(items: &mut [Value]) {
 }
 
 /// The events about one object, oldest first (for `describe`).
-pub async fn about(c: &Client, kind: &str, name: &str) -> Result<Vec<Value>> {
+/// The events about one object: with `uid`, only those of that very object (and those
+/// recorded without a uid), not a deleted predecessor's of the same name.
+pub async fn about(c: &Client, kind: &str, name: &str, uid: Option<&str>) -> Result<Vec<Value>> {
     let info = find_kind("events").expect("Event is a kind");
     let options = ListOptions {
         label_selector: None,
         field_selector: Some(involving(kind, name)),
     };
     let (mut items, _) = c.list(info, &options).await?;
+    items.retain(|e| of_object(e, uid));
     sort_events(&mut items);
     Ok(items)
+}
+
+fn of_object(event: &Value, uid: Option<&str>) -> bool {
+    match (
+        uid,
+        event
+            .pointer("/spec/involvedObject/uid")
+            .and_then(Value::as_str),
+    ) {
+        (Some(want), Some(got)) => want == got,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_objects_events_are_its_own_not_a_predecessors_of_the_same_name() {
+        let event = |uid: Option<&str>| json!({"spec": {"involvedObject": {"kind": "Service", "name": "web", "uid": uid}}});
+        assert!(of_object(&event(Some("u-2")), Some("u-2")));
+        assert!(
+            !of_object(&event(Some("u-1")), Some("u-2")),
+            "the deleted one's"
+        );
+        assert!(
+            of_object(&event(None), Some("u-2")),
+            "recorded without a uid"
+        );
+        assert!(
+            of_object(&event(Some("u-1")), None),
+            "no uid to tell them apart"
+        );
+    }
 }
