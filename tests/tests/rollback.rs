@@ -245,6 +245,20 @@ fn scenario(s: &Hostkit) {
     assert_eq!(cov["skipped"][0]["id"], "command:web/schema", "{rb}");
     assert!(cov["reversible"].as_u64().unwrap() >= 4, "{rb}");
     assert_eq!(rb["status"]["newRevision"], 3);
+    // The rollback's revision is the current one, in status and in `hkctl history`.
+    assert!(
+        wait_until(Duration::from_secs(10), || s
+            .get("service", "web")
+            .is_some_and(|v| v["status"]["currentRevision"] == 3)),
+        "{:?}",
+        s.get("service", "web").map(|v| v["status"].clone())
+    );
+    let history = stdout(&s.hkctl(&["history", "service/web"]));
+    let current: Vec<&str> = history.lines().filter(|l| l.contains("current")).collect();
+    assert!(
+        current.len() == 1 && current[0].starts_with('3') && current[0].contains("rollback to 1"),
+        "{history}"
+    );
     assert!(
         s.hkctl(&["delete", "policywindow", "freeze"])
             .status
