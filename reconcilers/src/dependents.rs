@@ -6,7 +6,7 @@
 //! moves between them.
 
 use hostkit_api::KindSpec;
-use hostkit_api::kinds::{HostSpec, Object, ProjectSpec, ServiceSpec};
+use hostkit_api::kinds::{HostSpec, Object, ProjectSpec, RevisionSpec, ServiceSpec};
 use hostkit_api::meta::{ConditionStatus, find_condition};
 
 use crate::{Context, ObjectKey};
@@ -114,6 +114,22 @@ pub fn of_service(
     keys
 }
 
+/// A Revision was created: its target, whose `status.currentRevision` and `hkctl history`'s
+/// "current" must name it (a Rollback writes one after the Service's own reconcile ran).
+/// Later writes to a Revision (runs added) wake nobody: their writer is the target itself.
+pub fn of_revision(
+    before: Option<&Object<RevisionSpec>>,
+    after: Option<&Object<RevisionSpec>>,
+) -> Vec<ObjectKey> {
+    match (before, after) {
+        (None, Some(rev)) => hostkit_api::kinds::kind_by_name(&rev.spec.target_ref.kind)
+            .map(|kind| ObjectKey::new(kind, rev.spec.target_ref.name.clone()))
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -158,6 +174,18 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn a_new_revision_wakes_its_target_and_later_writes_to_it_wake_nobody() {
+        let rev: Object<RevisionSpec> = serde_json::from_value(json!({
+            "apiVersion": "hostkit.dev/v1alpha1", "kind": "Revision",
+            "metadata": {"name": "web-3"},
+            "spec": {"targetRef": {"kind": "Service", "name": "web"}, "revision": 3}}))
+        .unwrap();
+        assert_eq!(names(of_revision(None, Some(&rev))), ["services/web"]);
+        assert!(of_revision(Some(&rev), Some(&rev)).is_empty());
+        assert!(of_revision(Some(&rev), None).is_empty());
     }
 
     #[test]

@@ -484,6 +484,47 @@ async fn a_host_never_read_leaves_what_it_holds_unknown_and_a_converged_plan_say
 }
 
 #[tokio::test]
+async fn a_generation_that_was_rolled_back_automatically_is_not_applied_again_when_woken() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hosts = TestHosts::default();
+    hosts.add("h1", true, None);
+    let sink = Recorder::default();
+    let mut s = spec(dir.path(), "v1", &["h1"], 1);
+    s.rollout.as_mut().unwrap().auto_rollback = true;
+    let run = |status, generation| Run {
+        spec: &s,
+        hosts: &["h1"],
+        status,
+        windows: &[],
+        now: at(9, 0),
+        generation,
+    };
+    let r = reconcile(run(ServiceStatus::default(), 1), &hosts, &sink).await;
+    assert_eq!(
+        condition(&r.status, "Stalled"),
+        (ConditionStatus::True, "AutoRolledBack".into())
+    );
+    let tried = hosts.applied().len();
+    assert!(tried > 0);
+    // Woken again (a Host label, a window): the same generation is planned, not applied.
+    let r = reconcile(run(r.status, 1), &hosts, &sink).await;
+    assert_eq!(hosts.applied().len(), tried, "applied again");
+    assert_eq!(
+        condition(&r.status, "Stalled"),
+        (ConditionStatus::True, "AutoRolledBack".into())
+    );
+    assert_eq!(condition(&r.status, "Ready").0, ConditionStatus::False);
+    // A new generation is tried.
+    let r = reconcile(run(r.status, 2), &hosts, &sink).await;
+    assert!(hosts.applied().len() > tried);
+    assert_eq!(
+        condition(&r.status, "Stalled").0,
+        ConditionStatus::True,
+        "failed again"
+    );
+}
+
+#[tokio::test]
 async fn paused_plans_and_reports_drift_without_applying() {
     let dir = tempfile::tempdir().unwrap();
     let mut hosts = TestHosts::default();

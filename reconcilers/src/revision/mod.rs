@@ -24,7 +24,7 @@ use hostkit_engine::run::{self, Run};
 use serde_json::Value;
 
 use crate::context::decode;
-use crate::{Action, Context, Error, Note, Reconciler, Reconcilers, Result};
+use crate::{Action, Context, Error, Note, ObjectKey, Reconciler, Reconcilers, Result};
 
 /// What a Revision records about its target.
 pub struct Target<'a> {
@@ -348,6 +348,14 @@ impl Reconciler<RevisionSpec> for Reconcilers {
     /// most of its size, are read from the store when needed ([`full_revisions`]).
     fn slim(&self, rev: &mut Object<RevisionSpec>) {
         slim(rev);
+    }
+
+    fn dependents(
+        &self,
+        before: Option<&Object<RevisionSpec>>,
+        after: Option<&Object<RevisionSpec>>,
+    ) -> Vec<ObjectKey> {
+        crate::dependents::of_revision(before, after)
     }
 }
 

@@ -220,6 +220,21 @@ impl HostWork {
     }
 }
 
+/// The message of `Stalled=True AutoRolledBack` when it is about this very generation.
+fn auto_rolled_back(input: &Input<'_>) -> Option<String> {
+    input
+        .status
+        .conditions
+        .iter()
+        .find(|c| {
+            c.type_ == "Stalled"
+                && c.status == hostkit_api::meta::ConditionStatus::True
+                && c.reason == "AutoRolledBack"
+                && c.observed_generation == Some(input.generation)
+        })
+        .map(|c| c.message.clone())
+}
+
 /// One reconcile pass of a Service.
 pub async fn reconcile(
     input: Input<'_>,
@@ -233,7 +248,18 @@ pub async fn reconcile(
         Err(f) => return r.invalid_spec(f, sink).await,
     };
     r.report.digest = plan::desired_digest(&resources);
-    r.set("Stalled", false, "SpecValid", "the spec expands");
+    match auto_rolled_back(&input) {
+        // This generation failed and was undone: applying it again would fail the same
+        // way, whatever woke the Service (a Host label, a window). Plan only, and keep
+        // saying why, until the spec changes.
+        Some(why) => {
+            r.paused = Some(format!(
+                "generation {} was rolled back automatically ({why}); change the spec to try again",
+                input.generation
+            ))
+        }
+        None => r.set("Stalled", false, "SpecValid", "the spec expands"),
+    }
     if input.targets.is_empty() {
         r.set(
             "Ready",
