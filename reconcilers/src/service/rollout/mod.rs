@@ -31,6 +31,9 @@ use crate::Note;
 use crate::policy_window;
 use crate::revision::history::{self, History};
 
+mod report;
+use report::summarize;
+
 /// A host a service runs on, as the controller sees it.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -161,38 +164,6 @@ pub(crate) fn host_status<'a>(status: &'a mut ServiceStatus, host: &str) -> &'a 
         ..Default::default()
     });
     status.hosts.last_mut().expect("just pushed")
-}
-
-fn summarize(h: &mut HostPlanStatus, plan: &Plan, drift: bool) {
-    h.pending = PendingChanges {
-        create: plan.count(Action::Create) as u32,
-        update: plan.count(Action::Update) as u32,
-        delete: plan.count(Action::Delete) as u32,
-        read_errors: plan.count(Action::ReadError) as u32,
-    };
-    h.plan_digest = Some(plan.fingerprint.clone());
-    let changed: Vec<&plan::Change> = plan
-        .changes
-        .iter()
-        .filter(|c| c.action != Action::Noop)
-        .collect();
-    h.first_changes = changed
-        .iter()
-        .take(5)
-        .map(|c| format!("{} {} ({})", c.action.symbol(), c.id, c.reason))
-        .collect();
-    h.drifted = if drift {
-        changed.iter().map(|c| c.id.clone()).collect()
-    } else {
-        Vec::new()
-    };
-}
-
-fn pending_total(plan: &Plan) -> u32 {
-    plan.changes
-        .iter()
-        .filter(|c| c.action != Action::Noop)
-        .count() as u32
 }
 
 /// One host's share of the reconcile: its connection, plan and apply lock.
@@ -500,93 +471,6 @@ impl<'a> Rollout<'a> {
             .await
             .map_err(|e| format!("reading what was applied before: {e}"))?;
         Ok(previous.unwrap_or_default())
-    }
-
-    /// The conditions after planning, before anything is applied.
-    fn report_plans(&mut self, work: &[HostWork]) {
-        let pending: u32 = work
-            .iter()
-            .filter_map(HostWork::plan)
-            .map(pending_total)
-            .sum();
-        self.drifted = work
-            .iter()
-            .filter(|w| w.drift)
-            .map(|w| w.target.name.clone())
-            .collect();
-        // Hosts that were not read: what they hold is not known, and the conditions about
-        // it say Unknown rather than a guess.
-        let unread: Vec<String> = work
-            .iter()
-            .filter(|w| w.prepared.is_none())
-            .map(|w| {
-                format!(
-                    "{}: {}",
-                    w.target.name,
-                    w.error.as_deref().unwrap_or("not read")
-                )
-            })
-            .collect();
-        let not_read = format!(
-            "{} of {} host(s) not read: {}",
-            unread.len(),
-            work.len(),
-            unread.join("; ")
-        );
-        self.unread = (!unread.is_empty()).then(|| not_read.clone());
-        if unread.is_empty() {
-            self.set(
-                "Planned",
-                true,
-                "PlanReady",
-                format!("{pending} change(s) pending on {} host(s)", work.len()),
-            );
-        } else {
-            self.set("Planned", false, "HostNotRead", not_read.clone());
-        }
-        if self.drifted.is_empty() && !unread.is_empty() {
-            self.unknown("Drifted", "HostNotRead", not_read.clone());
-        } else {
-            let (drifted, reason, message) = drift_condition(&self.drifted, false);
-            self.set("Drifted", drifted, reason, message);
-        }
-        let work_to_do = pending > 0;
-        if !work_to_do && !unread.is_empty() {
-            self.unknown("Reconciling", "HostNotRead", not_read);
-        } else {
-            self.set(
-                "Reconciling",
-                work_to_do,
-                if work_to_do {
-                    "ChangesPending"
-                } else {
-                    "UpToDate"
-                },
-                format!("{pending} change(s) pending"),
-            );
-        }
-        if work_to_do {
-            // Not Ready while changes are pending: a reader that sees this generation
-            // observed must not also see the previous generation's Ready=True.
-            self.set(
-                "Ready",
-                false,
-                "ChangesPending",
-                format!("{pending} change(s) pending"),
-            );
-        }
-        self.report.hosts = work
-            .iter()
-            .map(|w| HostReport {
-                host: w.target.name.clone(),
-                reachable: w.transport.is_some(),
-                drifted: w.drift,
-                pending: w.plan().map(pending_total).unwrap_or(0),
-                applied: None,
-                run: None,
-                auto_rollback: None,
-            })
-            .collect();
     }
 
     /// Phase 2: apply in waves of `rollout.maxParallel` hosts, in order; a failure ends the
@@ -918,82 +802,6 @@ impl<'a> Rollout<'a> {
                 ));
                 false
             }
-        }
-    }
-
-    /// Each host's revision: the newest whose desired state it matches.
-    fn name_revisions(&mut self) {
-        let known: Vec<&(u64, String)> =
-            self.input.revisions.iter().chain(&self.recorded).collect();
-        if let Some(newest) = known.iter().map(|(n, _)| *n).max() {
-            self.status.current_revision = Some(newest);
-        }
-        for h in &mut self.status.hosts {
-            if let Some(d) = &h.applied_digest
-                && let Some(n) = known
-                    .iter()
-                    .filter(|(_, digest)| digest == d)
-                    .map(|(n, _)| *n)
-                    .max()
-            {
-                h.revision = Some(n);
-            }
-        }
-    }
-
-    /// Phase 3: the conditions that say how the reconcile ended.
-    fn conclude(&mut self) {
-        let outcome = Outcome {
-            generation: self.generation(),
-            hosts: self.report.hosts.len(),
-            remaining_drift: self
-                .report
-                .hosts
-                .iter()
-                .filter(|h| h.drifted)
-                .map(|h| h.host.clone())
-                .collect(),
-            drifted_before: !self.drifted.is_empty(),
-            converged: self
-                .report
-                .hosts
-                .iter()
-                .all(|h| h.reachable && h.pending == 0),
-            stopped: self.stopped.clone(),
-            blocked: self.blocked.clone(),
-            paused: self.paused.clone(),
-            applied_ok: self.applied_ok,
-            auto_rolled_back: self.report.auto_rolled_back,
-        };
-        for (type_, ok, reason, message) in outcome.conditions() {
-            self.set(type_, ok, reason, message);
-        }
-        if let Some(why) = self.unread.clone() {
-            // Not read is not "in sync", "up to date" or "waiting": it is not known.
-            if outcome.remaining_drift.is_empty() {
-                self.unknown("Drifted", "HostNotRead", why.clone());
-            }
-            if self.stopped.is_none() || self.stopped_unread {
-                self.unknown("Reconciling", "HostNotRead", why.clone());
-                self.unknown("Applied", "HostNotRead", why.clone());
-                self.unknown("Ready", "HostNotRead", why);
-            }
-        }
-        if outcome.converged {
-            // The plan's count was before the apply; what is pending now is nothing.
-            let hosts = self.report.hosts.len();
-            self.set(
-                "Planned",
-                true,
-                "PlanReady",
-                format!("0 change(s) pending on {hosts} host(s)"),
-            );
-        }
-        if let Some(msg) = &self.stopped {
-            self.report.failure = Some(Failure {
-                terminal: self.report.auto_rolled_back,
-                message: msg.clone(),
-            });
         }
     }
 }
