@@ -253,16 +253,18 @@ impl Hostkit {
         events
     }
 
-    /// Runs hkctl and insists that it succeeds (the failure shows what it printed).
+    /// Runs hkctl and insists that it succeeds (the failure shows what it printed, and the
+    /// server's log).
     pub fn hkctl_ok(&self, args: &[&str]) -> Output {
         let out = self.hkctl(args);
         assert_eq!(
             out.status.code(),
             Some(0),
-            "hkctl {}: {}{}",
+            "hkctl {}: {}{}\n{}",
             args.join(" "),
             stdout(&out),
-            stderr(&out)
+            stderr(&out),
+            self.log()
         );
         out
     }

@@ -123,35 +123,26 @@ impl Cache {
 
     /// The cached object of `kind` named `name`, type-erased.
     pub fn get_any(&self, kind: &'static KindInfo, name: &str) -> Option<Cached> {
-        let c = self
-            .kinds
-            .read()
-            .expect("not poisoned")
-            .get(kind.plural)?
-            .clone();
-        c.get(name)
+        self.erased(kind)?.get(name)
     }
 
     /// The uid of the cached object of `kind` named `name`.
     pub fn uid_of(&self, kind: &'static KindInfo, name: &str) -> Option<String> {
-        let c = self
-            .kinds
-            .read()
-            .expect("not poisoned")
-            .get(kind.plural)?
-            .clone();
-        c.uid(name)
+        self.erased(kind)?.uid(name)
     }
 
     /// Every cached object of `kind`, type-erased, in name order.
     pub fn all_any(&self, kind: &'static KindInfo) -> Vec<Cached> {
-        let c = self
-            .kinds
+        self.erased(kind).map(|c| c.all()).unwrap_or_default()
+    }
+
+    /// The cache of `kind` whatever its type, if it was ever asked for.
+    fn erased(&self, kind: &'static KindInfo) -> Option<Arc<dyn Erased>> {
+        self.kinds
             .read()
             .expect("not poisoned")
             .get(kind.plural)
-            .cloned();
-        c.map(|c| c.all()).unwrap_or_default()
+            .cloned()
     }
 }
 

@@ -109,6 +109,18 @@ fn fingerprint_of(v: &Value) -> String {
     sha256_hex(v.to_string().as_bytes())[..16].to_string()
 }
 
+/// What the host holds of `r`: in full (for comparing), and as plans may show it (a
+/// secret-bearing resource redacted).
+fn views_of(r: &Resource, state: &HostState, secret: bool) -> (Value, Value) {
+    let full = current_view(r, state);
+    let shown = if secret {
+        redacted(full.clone())
+    } else {
+        full.clone()
+    };
+    (full, shown)
+}
+
 /// A short digest of a desired resource set (secret references, never values): two
 /// generations with the same digest ask the host for exactly the same state.
 pub fn desired_digest(resources: &[Resource]) -> String {
@@ -308,12 +320,7 @@ pub fn compute_locked(
     for i in ordered {
         let r = &resources[i];
         let secret = holds_secrets(r);
-        let full = current_view(r, state);
-        let before = if secret {
-            redacted(full.clone())
-        } else {
-            full.clone()
-        };
+        let (full, before) = views_of(r, state, secret);
         let mut p = if let Some(e) = state.errors.get(&r.id) {
             Planned {
                 action: Action::ReadError,
@@ -390,12 +397,7 @@ pub fn compute_locked(
             continue;
         }
         let secret = holds_secrets(r);
-        let full = current_view(r, state);
-        let before = if secret {
-            redacted(full.clone())
-        } else {
-            full.clone()
-        };
+        let (full, before) = views_of(r, state, secret);
         let exists = match &r.spec {
             Spec::File { .. } | Spec::Directory { .. } | Spec::Symlink { .. } => {
                 !matches!(state.paths.get(&r.id), None | Some(PathState::Absent))
