@@ -285,6 +285,11 @@ fn a_watch_outlives_its_server_and_a_compaction() {
             watched(&out_path).contains(&(want.0.into(), want.1.into(), want.2.into()))
         })
     };
+    // The watch has listed (what exists now is its starting point, not an event) before
+    // anything changes: a change made before the list would be in it, not in the events.
+    assert!(wait_until(Duration::from_secs(30), || {
+        std::fs::read_to_string(&out_path).is_ok_and(|t| t.contains("\"w1\""))
+    }));
     a.apply_yaml(&project("w2", "2"));
     a.apply_yaml(&project("w1", "3"));
     assert!(saw(("MODIFIED", "w1", "3")), "{:?}", watched(&out_path));
