@@ -73,8 +73,17 @@ pub fn write_schemas(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// Explains a kind or one of its fields, kubectl-style: `explain("svc", "spec.daemon")`.
-pub fn explain(kind: &KindInfo, field_path: &str) -> Result<String, String> {
+/// A field of a kind's schema, found by its dotted path.
+struct Field {
+    node: Value,
+    /// The path's segments that were walked.
+    walked: Vec<String>,
+    defs: Value,
+}
+
+/// Walks `field_path` (`spec.daemon.isolate`) through the kind's schema; the error names
+/// the first segment that does not exist and the fields that do there.
+fn field(kind: &KindInfo, field_path: &str) -> Result<Field, String> {
     let schema = schema_of(kind).ok_or_else(|| format!("no schema for {}", kind.kind))?;
     let root = schema.as_value();
     let defs = root.get("$defs").cloned().unwrap_or(Value::Null);
@@ -83,7 +92,12 @@ pub fn explain(kind: &KindInfo, field_path: &str) -> Result<String, String> {
     for seg in field_path.split('.').filter(|s| !s.is_empty()) {
         let resolved = resolve(&node, &defs);
         let props = properties_of(&resolved, &defs);
-        let next = props.get(seg).cloned().ok_or_else(|| {
+        // A map (labels, annotations) has any key as a field, of the map's value type.
+        let map_value = resolved
+            .get("additionalProperties")
+            .filter(|v| v.is_object())
+            .cloned();
+        let next = props.get(seg).cloned().or(map_value).ok_or_else(|| {
             let valid: Vec<&String> = props.keys().collect();
             format!(
                 "field {:?} does not exist in {}{}; valid fields: {}",
@@ -104,6 +118,18 @@ pub fn explain(kind: &KindInfo, field_path: &str) -> Result<String, String> {
         walked.push(seg.to_string());
         node = next;
     }
+    Ok(Field { node, walked, defs })
+}
+
+/// Whether `field_path` names a field of the kind (`hkctl get --field-selector`, `--sort-by`
+/// refuse a path that does not, instead of silently matching nothing).
+pub fn check_field(kind: &KindInfo, field_path: &str) -> Result<(), String> {
+    field(kind, field_path).map(|_| ())
+}
+
+/// Explains a kind or one of its fields, kubectl-style: `explain("svc", "spec.daemon")`.
+pub fn explain(kind: &KindInfo, field_path: &str) -> Result<String, String> {
+    let Field { node, walked, defs } = field(kind, field_path)?;
     let resolved = resolve(&node, &defs);
     let mut out = String::new();
     let _ = writeln!(out, "KIND:     {}", kind.kind);

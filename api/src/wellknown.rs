@@ -49,7 +49,7 @@ pub const PRUNE: &str = "hostkit.dev/prune";
 pub const REQUESTED_AT: &str = "hostkit.dev/requestedAt";
 
 /// On an object a Rollback set back: the source digest git had then. The GitSource does
-/// not re-apply the object until its manifest in git changes (or `hkctl resume`).
+/// not re-apply the object until its manifest in git changes (or `hkctl release`).
 pub const GIT_HOLD: &str = "hostkit.dev/git-hold";
 
 /// Parses [`HELD`]: the generation and the ids.

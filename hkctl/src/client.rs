@@ -29,6 +29,24 @@ pub struct WatchLine {
     pub object: Value,
 }
 
+/// How a `PATCH` body is to be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PatchType {
+    /// JSON merge patch: objects merge, `null` removes, lists are replaced.
+    Merge,
+    /// JSON patch: a list of operations (`add`, `remove`, `replace`, `test`, …).
+    Json,
+}
+
+impl PatchType {
+    fn content_type(self) -> &'static str {
+        match self {
+            PatchType::Merge => "application/merge-patch+json",
+            PatchType::Json => "application/json-patch+json",
+        }
+    }
+}
+
 /// Filters for list and watch.
 #[derive(Clone, Debug, Default)]
 pub struct ListOptions {
@@ -205,12 +223,47 @@ impl Client {
         Ok((v, outcome))
     }
 
-    /// Creates an object with POST.
-    pub async fn create(&self, kind: &KindInfo, body: &Value) -> Result<Value> {
+    /// A merge patch (RFC 7386) or JSON patch (RFC 6902) of an existing object; the server
+    /// applies it to the object as stored now and validates the result.
+    pub async fn patch(
+        &self,
+        kind: &KindInfo,
+        name: &str,
+        patch_type: PatchType,
+        body: &Value,
+        dry_run: bool,
+    ) -> Result<Value> {
+        let mut request = self
+            .http
+            .patch(self.url(kind, Some(name)))
+            .header(reqwest::header::CONTENT_TYPE, patch_type.content_type())
+            .json(body);
+        if dry_run {
+            request = request.query(&[("dryRun", "All")]);
+        }
+        Ok(self.json(request).await?.0)
+    }
+
+    /// The kinds the server serves (`GET /apis/hostkit.dev/v1alpha1`).
+    pub async fn discovery(&self) -> Result<Value> {
         Ok(self
-            .json(self.http.post(self.url(kind, None)).json(body))
+            .json(self.http.get(format!("{}{API}", self.base)))
             .await?
             .0)
+    }
+
+    /// Creates an object with POST.
+    pub async fn create(&self, kind: &KindInfo, body: &Value) -> Result<Value> {
+        self.create_with(kind, body, false).await
+    }
+
+    /// [`Self::create`], or only validated by the server with `dry_run`.
+    pub async fn create_with(&self, kind: &KindInfo, body: &Value, dry_run: bool) -> Result<Value> {
+        let mut request = self.http.post(self.url(kind, None)).json(body);
+        if dry_run {
+            request = request.query(&[("dryRun", "All")]);
+        }
+        Ok(self.json(request).await?.0)
     }
 
     /// Replaces an object with PUT (compare-and-swap when it carries a resourceVersion).

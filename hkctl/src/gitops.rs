@@ -1,54 +1,35 @@
-//! `hkctl sync gitsource/NAME` and `hkctl resume KIND/NAME`: ask a GitSource to sync now
+//! `hkctl sync gitsource/NAME` and `hkctl release KIND/NAME`: ask a GitSource to sync now
 //! and wait for it, and release an object a Rollback held back from git.
 
 use std::time::Duration;
 
 use hostkit_api::kinds::{KindInfo, find_kind};
 use hostkit_api::wellknown;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::client::Client;
-use crate::{Error, Result};
+use crate::Result;
+use crate::client::{Client, PatchType};
 
-/// Sets or removes one annotation with a read-modify-write, retrying when the controller
-/// wrote the object in between.
-async fn set_annotation(
+/// Sets or removes one annotation with a merge patch (the server applies it to the object
+/// as stored, so a controller's write in between is never lost); true when it changed.
+pub(crate) async fn set_annotation(
     c: &Client,
     kind: &KindInfo,
     name: &str,
     key: &str,
     value: Option<&str>,
 ) -> Result<bool> {
-    for _ in 0..8 {
-        let mut v = c.get(kind, name).await?;
-        let meta = v
-            .get_mut("metadata")
-            .and_then(Value::as_object_mut)
-            .ok_or_else(|| Error::Protocol("an object without metadata".into()))?;
-        let a = meta
-            .entry("annotations")
-            .or_insert_with(|| Value::Object(Default::default()))
-            .as_object_mut()
-            .ok_or_else(|| Error::Protocol("annotations are not a map".into()))?;
-        let changed = match value {
-            Some(x) => {
-                a.insert(key.into(), Value::String(x.into())) != Some(Value::String(x.into()))
-            }
-            None => a.remove(key).is_some(),
-        };
-        if !changed {
-            return Ok(false);
-        }
-        match c.replace(kind, name, &v).await {
-            Ok(_) => return Ok(true),
-            Err(Error::Server { code: 409, .. }) => continue,
-            Err(e) => return Err(e),
-        }
+    let before = c.get(kind, name).await?;
+    let current = before
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_str);
+    if current == value {
+        return Ok(false);
     }
-    Err(Error::Protocol(format!(
-        "{}/{name} kept changing; try again",
-        kind.singular
-    )))
+    let patch = json!({"metadata": {"annotations": {key: value}}});
+    c.patch(kind, name, PatchType::Merge, &patch, false).await?;
+    Ok(true)
 }
 
 /// How a sync ended.
@@ -94,6 +75,6 @@ pub async fn sync(c: &Client, name: &str, timeout: Duration) -> Result<Synced> {
 }
 
 /// Lets git apply an object again that a Rollback held back; true when it was held.
-pub async fn resume(c: &Client, kind: &KindInfo, name: &str) -> Result<bool> {
+pub async fn release(c: &Client, kind: &KindInfo, name: &str) -> Result<bool> {
     set_annotation(c, kind, name, wellknown::GIT_HOLD, None).await
 }

@@ -52,7 +52,23 @@ enum Command {
     /// (exit 0: synced, 1: the sync failed).
     Sync(sync::Args),
     /// Let git apply an object again that a Rollback held back (KIND/NAME).
-    Resume(resume::Args),
+    Release(release::Args),
+    /// Stop applying a Service or Host (it still plans), or syncing a GitSource.
+    Suspend(suspend::SuspendArgs),
+    /// Undo `hkctl suspend`.
+    Resume(suspend::ResumeArgs),
+    /// Change some fields of an object: a merge patch or a JSON patch.
+    Patch(patch::Args),
+    /// Set (`key=value`) or remove (`key-`) labels.
+    Label(label::LabelArgs),
+    /// Set (`key=value`) or remove (`key-`) annotations.
+    Annotate(label::AnnotateArgs),
+    /// Create objects from manifests; an object that exists is an error.
+    Create(create::CreateArgs),
+    /// Write whole objects from manifests over the stored ones.
+    Replace(create::ReplaceArgs),
+    /// List the kinds the server serves, with their short names.
+    ApiResources(api_resources::Args),
     /// List the revisions of a Service or a Host: number, age, hosts, changes, source.
     History(history::Args),
     /// Roll a Service (or a Host's own resources) back by running the down plans of its
@@ -108,7 +124,15 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Plan(args) => plan::run(&o, args).await,
         Command::Windows => windows::run(&o).await,
         Command::Sync(args) => sync::run(&o, args).await,
-        Command::Resume(args) => resume::run(&o, args).await,
+        Command::Release(args) => release::run(&o, args).await,
+        Command::Suspend(args) => suspend::suspend(&o, args).await,
+        Command::Resume(args) => suspend::resume(&o, args).await,
+        Command::Patch(args) => patch::run(&o, args).await,
+        Command::Label(args) => label::label(&o, args).await,
+        Command::Annotate(args) => label::annotate(&o, args).await,
+        Command::Create(args) => create::create(&o, args).await,
+        Command::Replace(args) => create::replace(&o, args).await,
+        Command::ApiResources(args) => api_resources::run(&o, args).await,
         Command::History(args) => history::run(&o, args).await,
         Command::Rollback(args) => rollback::run(&o, args).await,
         Command::Diff(args) => diff::run(&o, args).await,

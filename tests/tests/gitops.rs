@@ -490,7 +490,7 @@ fn a_folder_source_picks_up_an_edit_within_two_seconds() {
 
 /// Over SSH from a booted test host (key auth, host key checked), the repository also
 /// describes that host and a Service on it: a Rollback holds the Service back from git until
-/// its manifest changes, and `hkctl resume` releases it. Wrong credentials fail with the
+/// its manifest changes, and `hkctl release` releases it. Wrong credentials fail with the
 /// remote's message and leave the other source alone.
 #[test]
 fn ssh_from_a_test_host_with_a_rollback_hold() {
@@ -589,9 +589,9 @@ fn ssh_from_a_test_host_with_a_rollback_hold() {
     assert_eq!(host.sh("cat /etc/web.txt"), "v1\n");
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(host.sh("cat /etc/web.txt"), "v1\n");
-    let out = s.hkctl(&["resume", "service/web"]);
+    let out = s.hkctl(&["release", "service/web"]);
     assert!(
-        stdout(&out).contains("resumed"),
+        stdout(&out).contains("released"),
         "{}{}",
         stdout(&out),
         stderr(&out)

@@ -35,6 +35,17 @@ impl FieldSelector {
         Ok(FieldSelector { terms })
     }
 
+    /// Refuses a path that is no field of `kind`: a typo (`spec.projet=toys`) would
+    /// otherwise match nothing and look like an empty list.
+    pub fn check(&self, kind: &KindInfo) -> Result<()> {
+        for (path, _) in &self.terms {
+            let path = path.join(".");
+            hostkit_api::schema::check_field(kind, &path)
+                .map_err(|why| Error::BadRequest(format!("field selector {path:?}: {why}")))?;
+        }
+        Ok(())
+    }
+
     pub fn matches(&self, object: &Value) -> bool {
         self.terms.iter().all(|(path, expected)| {
             let mut v = object;
@@ -91,6 +102,28 @@ mod tests {
             !FieldSelector::parse("spec.nope=2")
                 .unwrap()
                 .matches(&object)
+        );
+    }
+
+    #[test]
+    fn a_field_selector_on_a_field_the_kind_does_not_have_is_refused() {
+        let kind = hostkit_api::kinds::find_kind("service").expect("a kind");
+        for good in [
+            "spec.project=toys",
+            "metadata.name=web",
+            "metadata.labels.tier=web",
+        ] {
+            let selector = FieldSelector::parse(good).expect("parses");
+            assert!(selector.check(kind).is_ok(), "{good}");
+        }
+        let err = FieldSelector::parse("spec.projet=toys")
+            .expect("parses")
+            .check(kind)
+            .expect_err("no such field");
+        let text = err.to_string();
+        assert!(
+            text.contains("\"projet\" does not exist") && text.contains("project"),
+            "{text}"
         );
     }
 

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use crate::error::{Error, Result};
-use crate::objects::{DeleteOptions, FieldSelector, ObjectEvent, Selectors};
+use crate::objects::{DeleteOptions, FieldSelector, ObjectEvent, Patch, Selectors};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -85,7 +85,7 @@ impl Params {
         }
     }
 
-    fn selectors(&self) -> Result<Selectors> {
+    fn selectors(&self, kind: &KindInfo) -> Result<Selectors> {
         Ok(Selectors {
             labels: self
                 .label_selector
@@ -96,7 +96,11 @@ impl Params {
             fields: self
                 .field_selector
                 .as_deref()
-                .map(FieldSelector::parse)
+                .map(|f| {
+                    let selector = FieldSelector::parse(f)?;
+                    selector.check(kind)?;
+                    Ok::<_, Error>(selector)
+                })
                 .transpose()?,
         })
     }
@@ -130,13 +134,26 @@ fn kind_of(plural: &str) -> Result<&'static KindInfo> {
 
 /// Decodes a request body as JSON, or YAML when the content type says so. Never panics.
 pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value> {
+    let value = parse_value(headers, body)?;
+    if !value.is_object() {
+        return Err(Error::BadRequest("request body must be an object".into()));
+    }
+    Ok(value)
+}
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+}
+
+/// [`parse_body`] for bodies that may be any JSON value (a JSON patch is a list).
+fn parse_value(headers: &HeaderMap, body: &[u8]) -> Result<Value> {
     if body.len() > MAX_OBJECT_BYTES {
         return Err(Error::TooLarge(body.len()));
     }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
+    let content_type = content_type(headers);
     let value: Value = if content_type.contains("yaml") {
         let text = std::str::from_utf8(body)
             .map_err(|_| Error::BadRequest("request body is not UTF-8".into()))?;
@@ -146,9 +163,6 @@ pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value> {
         hostkit_api::decode::parse_json(body)
             .map_err(|e| Error::BadRequest(format!("request body is not valid JSON: {e}")))?
     };
-    if !value.is_object() {
-        return Err(Error::BadRequest("request body must be an object".into()));
-    }
     Ok(value)
 }
 
@@ -169,7 +183,7 @@ pub(super) async fn list_or_watch(
 ) -> Result<Response> {
     let kind = kind_of(&plural)?;
     let params = Params::parse(query)?;
-    let selectors = params.selectors()?;
+    let selectors = params.selectors(kind)?;
     if params.watch()? {
         return watch(state, kind, params.resource_version()?, selectors).await;
     }
@@ -357,7 +371,8 @@ pub(super) async fn replace_status(
     ))
 }
 
-/// Server-side apply (`PATCH` with an apply-patch body): create or update, and say which.
+/// `PATCH`: server-side apply (an apply-patch body: create or update, and say which), or a
+/// merge or JSON patch of an existing object.
 pub(super) async fn apply(
     State(state): State<AppState>,
     Path((plural, name)): Path<(String, String)>,
@@ -368,6 +383,15 @@ pub(super) async fn apply(
     let kind = kind_of(&plural)?;
     writable(kind)?;
     let params = Params::parse(query)?;
+    let content_type = content_type(&headers);
+    if !content_type.starts_with("application/apply-patch") {
+        let patch = Patch::parse(content_type, parse_value(&headers, &body)?)?;
+        let object = state
+            .objects
+            .patch(kind, &name, &patch, params.dry_run()?)
+            .await?;
+        return Ok(Json(object).into_response());
+    }
     let body = parse_body(&headers, &body)?;
     if let Some(manager) = &params.field_manager {
         tracing::debug!(manager, kind = kind.kind, name, "apply");
