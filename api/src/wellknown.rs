@@ -45,7 +45,9 @@ pub const SOURCE_DIGEST: &str = "hostkit.dev/source-digest";
 /// `disabled` on an object keeps a GitSource from pruning it.
 pub const PRUNE: &str = "hostkit.dev/prune";
 
-/// On a GitSource: any new value asks for a sync now (`hkctl sync` sets the time).
+/// On a GitSource, Service or Host: any new value asks for a whole pass now (`hkctl sync`
+/// and `hkctl reconcile` set the time); the status's `lastHandledRequestedAt` says when
+/// it was done.
 pub const REQUESTED_AT: &str = "hostkit.dev/requestedAt";
 
 /// On an object a Rollback set back: the source digest git had then. The GitSource does

@@ -42,36 +42,26 @@ pub struct Synced {
 /// act on it.
 pub async fn sync(c: &Client, name: &str, timeout: Duration) -> Result<Synced> {
     let kind = find_kind("gitsources").expect("a kind");
-    let stamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-    set_annotation(c, kind, name, wellknown::REQUESTED_AT, Some(&stamp)).await?;
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let v = c.get(kind, name).await?;
-        if v.pointer("/status/lastHandledRequestedAt")
-            .and_then(Value::as_str)
-            == Some(&stamp)
-        {
-            let ready = v
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready").cloned())
-                .unwrap_or_default();
-            return Ok(Synced {
-                ok: ready["status"] == "True",
-                message: ready["message"].as_str().unwrap_or("").to_string(),
-            });
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Ok(Synced {
+    let stamp = crate::reconcile::request(c, kind, name).await?;
+    Ok(
+        match crate::reconcile::handled(c, kind, name, &stamp, timeout).await? {
+            Some(v) => {
+                let (status, _, message) =
+                    crate::reconcile::condition(&v, "Ready").unwrap_or_default();
+                Synced {
+                    ok: status == "True",
+                    message,
+                }
+            }
+            None => Synced {
                 ok: false,
                 message: format!(
                     "the controller has not synced gitsource/{name} within {}s; is it running?",
                     timeout.as_secs()
                 ),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            },
+        },
+    )
 }
 
 /// Lets git apply an object again that a Rollback held back; true when it was held.

@@ -13,6 +13,7 @@ pub mod config;
 pub mod gitops;
 pub mod manifests;
 pub mod output;
+pub mod reconcile;
 pub mod reflector;
 pub mod rollout;
 

@@ -51,6 +51,10 @@ enum Command {
     /// Sync a GitSource now (even when suspended), wait, and print the revision applied
     /// (exit 0: synced, 1: the sync failed).
     Sync(sync::Args),
+    /// Run a whole pass of a Service, Host or GitSource now; --wait prints how it ended.
+    Reconcile(reconcile::Args),
+    /// Wait until objects have a condition, or are gone.
+    Wait(wait::Args),
     /// Let git apply an object again that a Rollback held back (KIND/NAME).
     Release(release::Args),
     /// Stop applying a Service or Host (it still plans), or syncing a GitSource.
@@ -124,6 +128,8 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Plan(args) => plan::run(&o, args).await,
         Command::Windows => windows::run(&o).await,
         Command::Sync(args) => sync::run(&o, args).await,
+        Command::Reconcile(args) => reconcile::run(&o, args).await,
+        Command::Wait(args) => wait::run(&o, args).await,
         Command::Release(args) => release::run(&o, args).await,
         Command::Suspend(args) => suspend::suspend(&o, args).await,
         Command::Resume(args) => suspend::resume(&o, args).await,

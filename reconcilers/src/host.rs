@@ -493,6 +493,11 @@ impl Reconciler<HostSpec> for Reconcilers {
             .host_up
             .get_or_create(&HostLabels { host: name.clone() })
             .set(outcome.reachable as i64);
+        outcome.status.last_handled_requested_at = o
+            .metadata
+            .annotations
+            .get(hostkit_api::wellknown::REQUESTED_AT)
+            .cloned();
         self.ctx.write_status(&o, &outcome.status).await;
         self.ctx
             .note(

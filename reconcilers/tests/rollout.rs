@@ -159,12 +159,18 @@ struct Recorder {
     revisions: Mutex<Vec<(u64, String, Vec<Resource>)>>,
     /// (host, number) of each run in `runs`.
     placed: Mutex<Vec<(String, u64)>>,
+    /// `lastHandledRequestedAt` of each status published, in order.
+    stamps: Mutex<Vec<Option<String>>>,
 }
 
 #[async_trait::async_trait]
 impl Sink for Recorder {
-    async fn publish(&self, _status: &ServiceStatus, notes: &[Note]) {
+    async fn publish(&self, status: &ServiceStatus, notes: &[Note]) {
         self.notes.lock().unwrap().extend_from_slice(notes);
+        self.stamps
+            .lock()
+            .unwrap()
+            .push(status.last_handled_requested_at.clone());
     }
 }
 
@@ -276,6 +282,16 @@ struct Run<'a> {
 }
 
 async fn reconcile(run: Run<'_>, hosts: &TestHosts, sink: &Recorder) -> Report {
+    reconcile_asked(run, None, hosts, sink).await
+}
+
+/// [`reconcile`] of a Service whose `hostkit.dev/requestedAt` is `requested`.
+async fn reconcile_asked(
+    run: Run<'_>,
+    requested: Option<&str>,
+    hosts: &TestHosts,
+    sink: &Recorder,
+) -> Report {
     let labels = BTreeMap::new();
     let secrets = Secrets::default();
     service::reconcile(
@@ -295,6 +311,7 @@ async fn reconcile(run: Run<'_>, hosts: &TestHosts, sink: &Recorder) -> Report {
             recheck_hold: None,
             held: Vec::new(),
             revisions: Vec::new(),
+            requested: requested.map(String::from),
         },
         hosts,
         sink,
@@ -522,6 +539,45 @@ async fn a_generation_that_was_rolled_back_automatically_is_not_applied_again_wh
         ConditionStatus::True,
         "failed again"
     );
+}
+
+#[tokio::test]
+async fn a_requested_pass_is_marked_handled_only_in_the_status_that_ends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hosts = TestHosts::default();
+    hosts.add("h1", false, None);
+    let sink = Recorder::default();
+    let s = spec(dir.path(), "v1", &["h1"], 1);
+    let run = |status| Run {
+        spec: &s,
+        hosts: &["h1"],
+        status,
+        windows: &[],
+        now: at(9, 0),
+        generation: 1,
+    };
+    let r = reconcile(run(ServiceStatus::default()), &hosts, &sink).await;
+    assert_eq!(r.status.last_handled_requested_at, None);
+    std::fs::write(dir.path().join("version.txt"), "tampered\n").unwrap();
+    sink.stamps.lock().unwrap().clear();
+    let r = reconcile_asked(run(r.status), Some("t1"), &hosts, &sink).await;
+    assert_eq!(r.status.last_handled_requested_at.as_deref(), Some("t1"));
+    let stamps = sink.stamps.lock().unwrap().clone();
+    assert!(
+        stamps.len() >= 2,
+        "a plan status, then the final one: {stamps:?}"
+    );
+    assert_eq!(stamps.last(), Some(&Some("t1".to_string())));
+    assert!(
+        stamps[..stamps.len() - 1].iter().all(Option::is_none),
+        "only the final status says the request was handled: {stamps:?}"
+    );
+    // The pass it answered is a whole one: the drift was repaired.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("version.txt")).unwrap(),
+        "v1\n"
+    );
+    assert_eq!(condition(&r.status, "Ready").0, ConditionStatus::True);
 }
 
 #[tokio::test]

@@ -303,6 +303,10 @@ pub struct HostStatus {
     /// heartbeats do not dominate the store's writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<Time>,
+    /// The last `hostkit.dev/requestedAt` value a whole pass finished for (`hkctl
+    /// reconcile --wait` waits for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_requested_at: Option<String>,
     /// Digest of the host's own desired resources it last matched (drift is judged by it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_digest: Option<String>,

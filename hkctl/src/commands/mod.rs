@@ -15,11 +15,13 @@ pub mod history;
 pub mod label;
 pub mod patch;
 pub mod plan;
+pub mod reconcile;
 pub mod release;
 pub mod rollback;
 pub mod suspend;
 pub mod sync;
 pub mod version;
+pub mod wait;
 pub mod windows;
 
 use std::io::Write;

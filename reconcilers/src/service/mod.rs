@@ -149,6 +149,11 @@ impl Reconcilers {
                 .filter_map(|r| Some((r.spec.revision, r.spec.desired_digest.clone()?)))
                 .collect(),
             held: held_ids(&o.metadata),
+            requested: o
+                .metadata
+                .annotations
+                .get(hostkit_api::wellknown::REQUESTED_AT)
+                .cloned(),
         }
     }
 

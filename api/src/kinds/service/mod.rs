@@ -614,6 +614,10 @@ pub struct ServiceStatus {
     /// Number of the newest Revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_revision: Option<u64>,
+    /// The last `hostkit.dev/requestedAt` value a whole pass finished for (`hkctl
+    /// reconcile --wait` waits for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_requested_at: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

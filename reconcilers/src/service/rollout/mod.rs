@@ -144,6 +144,9 @@ pub struct Input<'a> {
     pub held: Vec<String>,
     /// The service's revisions as (number, desired digest), to name what each host runs.
     pub revisions: Vec<(u64, String)>,
+    /// The `hostkit.dev/requestedAt` this pass answers: written with the pass's final
+    /// status only, so a client that sees it sees how the pass ended.
+    pub requested: Option<String>,
 }
 
 /// Expands the service (errors are terminal: the spec must change).
@@ -239,6 +242,7 @@ pub async fn reconcile(
             "no Host matches spec.hosts or spec.hostSelector",
         );
         r.set("Reconciling", false, "NoTargetHosts", "nothing to do");
+        r.status.last_handled_requested_at = input.requested.clone();
         sink.publish(&r.status, &[]).await;
         r.report.status = r.status;
         return r.report;
@@ -252,6 +256,7 @@ pub async fn reconcile(
     drop(work); // releases the hosts' apply locks
     r.name_revisions();
     r.conclude();
+    r.status.last_handled_requested_at = input.requested.clone();
     sink.publish(&r.status, &r.notes).await;
     r.report.status = r.status;
     r.report
@@ -338,6 +343,7 @@ impl<'a> Rollout<'a> {
             "waiting for a spec change",
         );
         let notes = [Note::warning("InvalidSpec", f.message.clone())];
+        self.status.last_handled_requested_at = self.input.requested.clone();
         sink.publish(&self.status, &notes).await;
         self.report.status = self.status;
         self.report.failure = Some(f);

@@ -1,0 +1,113 @@
+//! End to end: the day-2 verbs that act through the controller (`reconcile`, `wait`,
+//! `suspend`/`resume`) on a booted test host over SSH. Every interval is an hour, so what
+//! happens within the test happens because a verb asked for it, not because a resync came.
+
+use hostkit_e2e::server::{Hostkit, stderr, stdout};
+use hostkit_e2e::testhost::TestHost;
+
+fn manifests(host: &TestHost, version: &str) -> String {
+    format!(
+        "apiVersion: hostkit.dev/v1alpha1\nkind: Host\nmetadata: {{name: target}}\nspec:\n  address: {}\n  interval: 1h\n  ssh:\n    user: root\n    identityFile: {}\n    hostKey: {{policy: pinned, key: \"{}\"}}\n    connectTimeout: 2s\n---\napiVersion: hostkit.dev/v1alpha1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  hosts: [target]\n  interval: 1h\n  files:\n    - {{path: /etc/web/version.txt, content: \"{version}\\n\"}}\n  daemon:\n    exec: [/bin/sleep, infinity]\n",
+        host.address,
+        host.key().display(),
+        host.host_key()
+    )
+}
+
+fn exit_code(s: &Hostkit, args: &[&str]) -> (Option<i32>, String, String) {
+    let o = s.hkctl(args);
+    (o.status.code(), stdout(&o), stderr(&o))
+}
+
+#[test]
+fn reconcile_repairs_now_wait_sees_the_new_generation_and_suspend_holds_repairs() {
+    let host = TestHost::boot();
+    let s = Hostkit::controller();
+    s.apply_yaml(&manifests(&host, "v1"));
+    let o = s.hkctl_ok(&[
+        "wait",
+        "service/web",
+        "--for=condition=Ready",
+        "--timeout",
+        "120s",
+    ]);
+    assert_eq!(stdout(&o), "service/web condition met\n");
+    assert_eq!(host.sh("cat /etc/web/version.txt"), "v1\n");
+
+    // Drift, repaired by the request (the next resync is an hour away).
+    host.sh("echo tampered > /etc/web/version.txt");
+    let o = s.hkctl_ok(&["reconcile", "service/web", "--wait", "--timeout", "60s"]);
+    let text = stdout(&o);
+    assert!(
+        text.starts_with("service/web reconciled in ") && text.contains("Ready=True"),
+        "{text}"
+    );
+    assert_eq!(host.sh("cat /etc/web/version.txt"), "v1\n");
+    let o = s.hkctl_ok(&["reconcile", "host/target", "--wait", "--timeout", "60s"]);
+    assert!(stdout(&o).contains("Ready=True"), "{}", stdout(&o));
+
+    // Suspended: the pass plans and reports the drift, and leaves it.
+    let o = s.hkctl_ok(&["suspend", "service/web"]);
+    assert!(
+        stdout(&o).starts_with("service/web suspended"),
+        "{}",
+        stdout(&o)
+    );
+    host.sh("echo tampered > /etc/web/version.txt");
+    let (code, out, err) = exit_code(&s, &["reconcile", "svc/web", "--wait", "--timeout", "60s"]);
+    assert_eq!(code, Some(1), "not Ready is exit 1: {out}{err}");
+    assert!(out.contains("Ready=False Paused"), "{out}");
+    assert_eq!(host.sh("cat /etc/web/version.txt"), "tampered\n");
+    let drifted = s.get("service", "web").expect("service");
+    assert_eq!(
+        hostkit_e2e::server::condition_status(&drifted, "Drifted").as_deref(),
+        Some("True"),
+        "{drifted}"
+    );
+    s.hkctl_ok(&["resume", "service/web"]);
+    s.hkctl_ok(&[
+        "wait",
+        "svc/web",
+        "--for=condition=Drifted=False",
+        "--timeout",
+        "60s",
+    ]);
+    assert_eq!(host.sh("cat /etc/web/version.txt"), "v1\n");
+
+    // wait after an apply: met only once the new generation is Ready, so the host has it.
+    s.apply_yaml(&manifests(&host, "v2"));
+    s.hkctl_ok(&[
+        "wait",
+        "svc/web",
+        "--for=condition=Ready",
+        "--timeout",
+        "60s",
+    ]);
+    assert_eq!(host.sh("cat /etc/web/version.txt"), "v2\n");
+
+    let (code, _, err) = exit_code(
+        &s,
+        &[
+            "wait",
+            "svc/nope",
+            "--for=condition=Ready",
+            "--timeout",
+            "1s",
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("timed out") && err.contains("not found"),
+        "{err}"
+    );
+
+    s.hkctl_ok(&["delete", "service/web"]);
+    let o = s.hkctl_ok(&["wait", "service/web", "--for=delete", "--timeout", "90s"]);
+    assert_eq!(stdout(&o), "service/web deleted\n");
+    assert!(s.get("service", "web").is_none());
+    assert_eq!(
+        host.try_sh("test -e /etc/web/version.txt").0,
+        1,
+        "cleaned up"
+    );
+}
