@@ -324,6 +324,8 @@ fn a_watch_outlives_its_server_and_a_compaction() {
     let _ = watch.wait();
     let lines = watched(&out_path);
     let expected: Vec<(String, String, String)> = [
+        // What the list had, as ADDED (kubectl's --output-watch-events does the same).
+        ("ADDED", "w1", "1"),
         ("ADDED", "w2", "2"),
         ("MODIFIED", "w1", "3"),
         ("ADDED", "w3", "4"),

@@ -282,3 +282,233 @@ fn kinds_are_listed_and_misspelled_ones_get_a_suggestion() {
     assert!(err.contains("project"), "names the valid fields: {err}");
     s.hkctl_ok(&["get", "svc", "--field-selector", "spec.project=toys"]);
 }
+
+#[test]
+fn output_as_jsonpath_and_custom_columns_sorted_without_headers_and_with_labels() {
+    let s = examples_server();
+    let o = s.hkctl_ok(&[
+        "get",
+        "svc",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+        "--sort-by",
+        ".metadata.name",
+    ]);
+    assert_eq!(stdout(&o), "api exograph hex-mirror");
+    let o = s.hkctl_ok(&[
+        "get",
+        "svc",
+        "exograph",
+        "-o",
+        r#"jsonpath={.metadata.name}{"\t"}{.spec.hosts[0]}{"\n"}"#,
+    ]);
+    assert_eq!(
+        stdout(&o),
+        "exograph\telixir-toys\n",
+        "one named object, not a List"
+    );
+    let o = s.hkctl_ok(&[
+        "get",
+        "svc",
+        "-o",
+        r#"jsonpath={range .items[*]}{.metadata.name}={.spec.project}{"\n"}{end}"#,
+        "--sort-by={.metadata.name}",
+    ]);
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines.contains(&"exograph=toys"), "{lines:?}");
+
+    let o = s.hkctl_ok(&[
+        "get",
+        "svc",
+        "-o",
+        "custom-columns=NAME:.metadata.name,PROJECT:.spec.project,NOPE:.spec.nothing",
+        "--sort-by",
+        ".metadata.name",
+    ]);
+    let text = stdout(&o);
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["NAME", "PROJECT", "NOPE"], "{text}");
+    assert_eq!(rows[2][0], "exograph", "sorted: {text}");
+    assert_eq!(rows[2][2], "<none>", "{text}");
+    let o = s.hkctl_ok(&[
+        "get",
+        "svc",
+        "--no-headers",
+        "-o",
+        "custom-columns=NAME:.metadata.name",
+        "--sort-by",
+        ".metadata.name",
+    ]);
+    assert_eq!(stdout(&o), "api\nexograph\nhex-mirror\n");
+    let o = s.hkctl_ok(&["get", "svc", "--no-headers"]);
+    assert!(!stdout(&o).contains("NAME"), "{}", stdout(&o));
+
+    s.hkctl_ok(&["label", "project/toys", "team=search"]);
+    let o = s.hkctl_ok(&["get", "projects", "--show-labels"]);
+    let text = stdout(&o);
+    assert!(text.lines().next().unwrap().ends_with("LABELS"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("toys ") && l.ends_with("team=search")),
+        "{text}"
+    );
+
+    for bad in ["jsonpath={.items[", "custom-columns=NAME", "yml"] {
+        let o = s.hkctl(&["get", "svc", "-o", bad]);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "clap refuses -o {bad}: {}",
+            stderr(&o)
+        );
+        assert!(
+            stderr(&o).contains("-o") || stderr(&o).contains("--output"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    fails_with(&s, &["get", "svc", "--sort-by", ".a["], "JSONPath");
+}
+
+#[test]
+fn several_kinds_and_all_are_listed_kind_by_kind() {
+    let s = examples_server();
+    let o = s.hkctl_ok(&["get", "svc,hosts"]);
+    let text = stdout(&o);
+    let blocks: Vec<&str> = text.split("\n\n").collect();
+    assert_eq!(blocks.len(), 2, "{text}");
+    assert!(
+        blocks[0].lines().skip(1).all(|l| l.starts_with("service/")),
+        "{text}"
+    );
+    assert!(
+        blocks[1].lines().skip(1).all(|l| l.starts_with("host/")),
+        "{text}"
+    );
+    assert!(
+        blocks[1].lines().next().unwrap().contains("ADDRESS"),
+        "{text}"
+    );
+
+    let o = s.hkctl_ok(&["get", "all", "-o", "name"]);
+    let names = stdout(&o);
+    for wanted in [
+        "service/exograph",
+        "host/elixir-toys",
+        "project/toys",
+        "policywindow/weeknights",
+        "gitsource/infra",
+        "instance/demo-vm",
+        "rollback/exograph-undo",
+    ] {
+        assert!(names.lines().any(|l| l == wanted), "{wanted} in {names}");
+    }
+    assert!(
+        !names.contains("event/") && !names.contains("revision/"),
+        "{names}"
+    );
+    let o = s.hkctl_ok(&["get", "svc,projects", "-o", "json"]);
+    let list: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let kinds: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"Service") && kinds.contains(&"Project"),
+        "{kinds:?}"
+    );
+    fails_with(&s, &["get", "svc,hosts", "exograph"], "several kinds");
+    fails_with(&s, &["get", "svc,nope"], "unknown kind");
+}
+
+/// A watched table lines up (the header comes with the first row and again when a wider
+/// name widens the column), and a write that changes nothing it shows prints nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_table_lines_up_and_prints_a_row_only_when_a_column_changes() {
+    use std::io::{BufRead, BufReader};
+    use std::time::Duration;
+    let s = Hostkit::embedded();
+    let mut watcher = s
+        .hkctl_command(&["get", "projects", "-w"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = watcher.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || rx.recv_timeout(Duration::from_secs(10)).expect("a line");
+    let project = |name: &str, data: &str| {
+        format!(
+            "apiVersion: hostkit.dev/v1alpha1\nkind: Project\nmetadata: {{name: {name}}}\nspec: {{roots: {{data: {data}}}}}\n"
+        )
+    };
+    // Give hkctl time to list (an empty list prints nothing).
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    s.apply_yaml(&project("a", "/srv/a"));
+    let header = next();
+    let row = next();
+    assert!(header.starts_with("NAME"), "{header}");
+    assert!(row.starts_with("a "), "{row}");
+    let column = |line: &str, cell: &str| line.find(cell).expect("cell");
+    assert_eq!(
+        column(&header, "DATA"),
+        column(&row, "/srv/a"),
+        "\n{header}\n{row}"
+    );
+
+    s.apply_yaml(&project("a-much-longer-project-name", "/srv/b"));
+    let header2 = next();
+    let row2 = next();
+    assert!(
+        header2.starts_with("NAME"),
+        "a wider name prints the header again: {header2}"
+    );
+    assert_eq!(
+        column(&header2, "DATA"),
+        column(&row2, "/srv/b"),
+        "\n{header2}\n{row2}"
+    );
+
+    // A status-only write changes no column: nothing is printed for it.
+    let url = format!("{}/apis/hostkit.dev/v1alpha1/projects/a/status", s.url);
+    let r = reqwest::Client::new()
+        .put(&url)
+        .bearer_auth(&s.token)
+        .json(&serde_json::json!({"apiVersion": "hostkit.dev/v1alpha1", "kind": "Project", "metadata": {"name": "a"}, "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Checked", "message": "", "lastTransitionTime": "2026-12-01T00:00:00Z"}]}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+    // A change to a shown column is printed.
+    s.apply_yaml(&project("a", "/srv/c"));
+    let row3 = next();
+    assert!(
+        row3.starts_with("a ") && row3.contains("/srv/c"),
+        "the status write printed nothing, the DATA change a row: {row3}"
+    );
+    assert_eq!(
+        column(&header2, "DATA"),
+        column(&row3, "/srv/c"),
+        "\n{header2}\n{row3}"
+    );
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+}

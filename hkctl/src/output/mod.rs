@@ -2,6 +2,7 @@
 //! YAML, JSON, `kind/name`, `describe` pages and unified diffs.
 
 mod describe;
+pub mod jsonpath;
 mod table;
 
 pub use describe::describe;
@@ -12,13 +13,49 @@ use hostkit_api::kinds::KindInfo;
 use serde_json::Value;
 
 /// `-o` formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Debug)]
 pub enum Format {
     Table,
     Wide,
     Yaml,
     Json,
     Name,
+    /// `jsonpath=TEMPLATE`, applied to the object (one named) or the List.
+    JsonPath(jsonpath::Template),
+    /// `custom-columns=HEADER:PATH,…`: a table of your own columns.
+    CustomColumns(Vec<jsonpath::Column>),
+}
+
+impl Format {
+    /// Reads an `-o` value (clap's value parser, hence the `String` error).
+    pub fn parse(text: &str) -> Result<Format, String> {
+        let fixed = match text {
+            "table" => Some(Format::Table),
+            "wide" => Some(Format::Wide),
+            "yaml" => Some(Format::Yaml),
+            "json" => Some(Format::Json),
+            "name" => Some(Format::Name),
+            _ => None,
+        };
+        if let Some(f) = fixed {
+            return Ok(f);
+        }
+        let err = |e: crate::Error| e.to_string();
+        if let Some(t) = text.strip_prefix("jsonpath=") {
+            return jsonpath::Template::parse(t)
+                .map(Format::JsonPath)
+                .map_err(err);
+        }
+        if let Some(c) = text.strip_prefix("custom-columns=") {
+            return jsonpath::parse_columns(c)
+                .map(Format::CustomColumns)
+                .map_err(err);
+        }
+        Err(format!(
+            "{text:?} is not an output format: table, wide, name, json, yaml, \
+             jsonpath=TEMPLATE or custom-columns=HEADER:PATH,…"
+        ))
+    }
 }
 
 pub(crate) fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
