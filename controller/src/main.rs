@@ -64,8 +64,13 @@ struct ServeArgs {
     /// How often idle watches get a BOOKMARK.
     #[arg(long, default_value = "10s", value_parser = HkDuration::parse_std)]
     bookmark_interval: Duration,
-    /// Serve the API only: no controller (no reconciles, no leader election).
-    #[arg(long)]
+    /// Which controllers run: `all`, or `none` (API and store only: no reconciles, no
+    /// leader election, no connection to any host; what a stateless API replica runs, and
+    /// what a tour of the example manifests wants).
+    #[arg(long, value_enum, default_value = "all", env = "HOSTKIT_CONTROLLERS")]
+    controllers: Controllers,
+    /// The same as `--controllers none`.
+    #[arg(long, hide = true)]
     no_controller: bool,
     /// Reconciles running at once.
     #[arg(long, default_value_t = 8)]
@@ -88,6 +93,12 @@ struct ServeArgs {
     /// An image Instances may boot: NAME=PATH, a root folder or a .tar/.tar.zst (repeat).
     #[arg(long = "image", value_name = "NAME=PATH", value_parser = parse_image)]
     images: Vec<(String, PathBuf)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Controllers {
+    All,
+    None,
 }
 
 fn parse_image(s: &str) -> Result<(String, PathBuf), String> {
@@ -160,7 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 },
                 max_events: args.watch_history,
                 concurrency: args.concurrency,
-                controller: !args.no_controller,
+                controller: args.controllers == Controllers::All && !args.no_controller,
                 settle: args.settle,
                 images: args.images,
                 leader: hostkit_controller::runtime::leader::Timings {

@@ -228,7 +228,7 @@ fn write_client_config(options: &ServeOptions, admin_token: &str) -> Result<()> 
 /// while this one leads.
 struct Controller {
     ctx: Arc<dyn Context>,
-    /// The runtime, for its health (`None` with `--no-controller`).
+    /// The runtime, for its health (`None` with `--controllers none`).
     runtime: Option<Arc<Runtime>>,
     runtime_metrics: RuntimeMetrics,
     reconciler_metrics: hostkit_reconcilers::Metrics,

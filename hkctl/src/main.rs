@@ -21,6 +21,9 @@ struct Cli {
     /// Config file (default: $HKCTL_CONFIG or ~/.config/hostkit/config.yaml).
     #[arg(long, global = true, env = "HKCTL_CONFIG")]
     config: Option<std::path::PathBuf>,
+    /// The config file's context to use (default: its currentContext).
+    #[arg(long, global = true, env = "HKCTL_CONTEXT")]
+    context: Option<String>,
     /// API server URL, e.g. http://127.0.0.1:7443.
     #[arg(long, global = true, env = "HKCTL_SERVER")]
     server: Option<String>,
@@ -85,6 +88,8 @@ enum Command {
     Explain(explain::Args),
     /// Show recent events.
     Events(events::Args),
+    /// Show and change the config file's contexts (servers and tokens).
+    Config(config::Args),
     /// Print client and server versions.
     Version,
     /// Print a shell completion script.
@@ -116,6 +121,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<u8> {
     let o = Overrides {
         config: cli.config,
+        context: cli.context,
         server: cli.server,
         token: cli.token,
         certificate_authority: cli.certificate_authority,
@@ -144,11 +150,22 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Diff(args) => diff::run(&o, args).await,
         Command::Explain(args) => explain::run(args),
         Command::Events(args) => events::run(&o, args).await,
+        Command::Config(args) => config::run(&o, args),
         Command::Version => version::run(&o).await,
         Command::Completion { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "hkctl", &mut std::io::stdout());
             Ok(0)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks flag names only when a command is parsed: this parses none, but checks
+    /// every verb's (a verb whose flag clashes with a global one would panic in use).
+    #[test]
+    fn every_verb_has_flags_clap_accepts() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
     }
 }

@@ -148,7 +148,7 @@ impl Hostkit {
             .args(if self.options.controller {
                 &[][..]
             } else {
-                &["--no-controller"][..]
+                &["--controllers", "none"][..]
             })
             .args(&self.options.extra_args)
             .env("HKCTL_CONFIG", self.config_path())

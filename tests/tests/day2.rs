@@ -512,3 +512,105 @@ async fn a_watched_table_lines_up_and_prints_a_row_only_when_a_column_changes() 
     let _ = watcher.kill();
     let _ = watcher.wait();
 }
+
+/// Two servers, one config file with a context for each: `--context` picks one for a
+/// command, `use-context` switches, and the file (which holds tokens) stays private.
+#[test]
+fn contexts_in_the_config_file_choose_the_server() {
+    use std::os::unix::fs::PermissionsExt;
+    let one = Hostkit::embedded();
+    let two = Hostkit::embedded();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let hk = |args: &[&str]| {
+        let o = std::process::Command::new(hostkit_e2e::server::bin("hkctl"))
+            .args(args)
+            .env("HKCTL_CONFIG", &config)
+            .env_remove("HKCTL_SERVER")
+            .env_remove("HKCTL_TOKEN")
+            .env_remove("HKCTL_CONTEXT")
+            .output()
+            .unwrap();
+        (o.status.code(), stdout(&o), stderr(&o))
+    };
+    for (name, s) in [("one", &one), ("two", &two)] {
+        let (code, out, err) = hk(&[
+            "config",
+            "set-context",
+            name,
+            "--server",
+            &s.url,
+            "--token",
+            &s.token,
+        ]);
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert_eq!(out, format!("Context \"{name}\" created.\n"));
+    }
+    let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the config holds tokens");
+    let (code, _, err) = hk(&["get", "projects"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no server configured"), "{err}");
+
+    one.apply_yaml("apiVersion: hostkit.dev/v1alpha1\nkind: Project\nmetadata: {name: only-on-one}\nspec: {}\n");
+    let (_, out, _) = hk(&["--context", "one", "get", "projects", "-o", "name"]);
+    assert_eq!(out, "project/only-on-one\n");
+    let (_, out, _) = hk(&["--context", "two", "get", "projects", "-o", "name"]);
+    assert_eq!(out, "");
+
+    let (code, out, _) = hk(&["config", "use-context", "two"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), "Switched to context \"two\".\n")
+    );
+    let (_, out, _) = hk(&["config", "get-contexts"]);
+    let current: Vec<&str> = out.lines().filter(|l| l.starts_with('*')).collect();
+    assert_eq!(current.len(), 1, "{out}");
+    assert!(
+        current[0].contains("two") && current[0].contains(&two.url),
+        "{out}"
+    );
+    let (_, out, _) = hk(&["config", "current-context"]);
+    assert_eq!(out, "two\n");
+    let (_, out, _) = hk(&["get", "projects", "-o", "name"]);
+    assert_eq!(out, "", "the current context is two");
+    let (_, out, _) = hk(&["config", "view"]);
+    assert!(
+        !out.contains(&one.token) && !out.contains(&two.token),
+        "{out}"
+    );
+    assert!(out.contains("REDACTED"), "{out}");
+
+    let (code, _, err) = hk(&["--context", "three", "get", "projects"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("no context \"three\"") && err.contains("one, two"),
+        "{err}"
+    );
+    let (code, _, err) = hk(&["config", "set-context", "three"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("needs --server"), "{err}");
+    let (code, _, _) = hk(&["config", "delete-context", "two"]);
+    assert_eq!(code, Some(0));
+    let (code, _, err) = hk(&["config", "current-context"]);
+    assert_eq!(code, Some(1), "{err}");
+}
+
+/// `hostkit serve --controllers none` (what these servers run) stores and serves the
+/// example manifests and reconciles none of them: no status, no events, no finalizers, so
+/// nothing reached for the outside machines they name.
+#[test]
+fn a_server_without_controllers_reconciles_nothing() {
+    let s = examples_server();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let o = s.hkctl_ok(&["get", "all", "-o", "json"]);
+    let list: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert!(items.len() >= 9, "{list}");
+    for i in items {
+        assert!(i.get("status").is_none(), "{i}");
+        assert!(i.pointer("/metadata/finalizers").is_none(), "{i}");
+    }
+    let o = s.hkctl_ok(&["get", "events", "-o", "name"]);
+    assert_eq!(stdout(&o), "", "no events");
+}

@@ -4,6 +4,7 @@
 
 pub mod api_resources;
 pub mod apply;
+pub mod config;
 pub mod create;
 pub mod delete;
 pub mod describe;

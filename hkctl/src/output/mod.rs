@@ -166,8 +166,14 @@ pub(crate) fn labels(v: &Value) -> String {
 
 /// An object as YAML (hkctl's `-o yaml`).
 pub fn to_yaml(v: &Value) -> String {
-    serde_saphyr::to_string(v)
-        .unwrap_or_else(|_| serde_json::to_string_pretty(v).unwrap_or_default())
+    let mut text = serde_saphyr::to_string(v)
+        .unwrap_or_else(|_| serde_json::to_string_pretty(v).unwrap_or_default());
+    // The serializer leaves the newline off after some documents; a shell prompt or the
+    // next `---` must start on a line of its own.
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
 }
 
 /// `kind/name` as kubectl prints it (`service/exograph`).
