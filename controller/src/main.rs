@@ -12,6 +12,7 @@ use hostkit_controller::serve::{self, ServeOptions};
 use hostkit_controller::server::TlsFiles;
 
 mod offline;
+mod token;
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +35,8 @@ enum Command {
     Apply(offline::ApplyArgs),
     /// Run the down plan of an applied.json.
     Down(offline::DownArgs),
+    /// Mint, list and revoke the tokens every replica honours (through the API server).
+    Token(token::TokenArgs),
     /// Write the JSON Schema of every kind into a folder.
     Schemas {
         /// Folder to write into, e.g. manifests/schemas.
@@ -143,6 +146,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Plan(args) => engine(Box::pin(offline::plan(args))),
         Command::Apply(args) => engine(Box::pin(offline::apply(args))),
         Command::Down(args) => engine(Box::pin(offline::down(args))),
+        Command::Token(args) => engine(Box::pin(token::run(args))),
         Command::Schemas { dir } => {
             hostkit_api::schema::write_schemas(&dir)?;
             println!(

@@ -154,6 +154,15 @@ pub async fn run(
     let admin_token = ensure_admin_token(&options.data_dir)?;
     let tokens = load_tokens(&options, &admin_token)?;
     let store = open_store(&options).await?;
+    // Every replica honours every replica's admin.token: each one registers its own.
+    crate::server::StoredTokens::new(store.clone())
+        .register(
+            &admin_token,
+            "bootstrap-admin",
+            crate::server::Role::Admin,
+            &format!("hostkit serve ({})", options.data_dir.display()),
+        )
+        .await?;
     let backend = store.backend();
     write_client_config(&options, &admin_token)?;
     let objects = Objects::new(store.clone(), options.event_ttl);

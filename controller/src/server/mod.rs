@@ -6,6 +6,8 @@ pub mod auth;
 mod handlers;
 mod memory;
 pub mod metrics;
+pub mod stored_tokens;
+mod token_handlers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::objects::Objects;
 pub use auth::{Caller, Role, Tokens};
 use metrics::{Metrics, RequestLabels, VerbLabels};
+pub use stored_tokens::StoredTokens;
 
 /// Certificate and key files (PEM) for HTTPS.
 #[derive(Clone, Debug)]
@@ -83,6 +86,9 @@ pub struct ServerConfig {
 pub(crate) struct AppState {
     objects: Objects,
     tokens: Arc<Tokens>,
+    /// Tokens in the store, honoured by every replica (after `tokens`, which are this
+    /// replica's own: its admin.token and tokens file).
+    stored: StoredTokens,
     metrics: Arc<Metrics>,
     bookmark_interval: Duration,
     plans: Option<Arc<dyn LivePlans>>,
@@ -121,6 +127,7 @@ pub fn router_with(
         })),
         plans: extras.plans,
         health: extras.health,
+        stored: StoredTokens::new(objects.store().clone()),
         objects,
         tokens: Arc::new(tokens),
         bookmark_interval,
@@ -146,6 +153,14 @@ pub fn router_with(
         .route(
             &format!("{api}/{{plural}}/{{name}}/status"),
             get(handlers::get_one).put(handlers::replace_status),
+        )
+        .route(
+            "/auth/v1/tokens",
+            get(token_handlers::list).post(token_handlers::create),
+        )
+        .route(
+            "/auth/v1/tokens/{which}",
+            axum::routing::delete(token_handlers::revoke),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route("/healthz", get(|| async { "ok" }))
@@ -259,10 +274,20 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let Some(caller) = presented.and_then(|t| state.tokens.authenticate(t)) else {
+    let Some(presented) = presented else {
         return Error::Unauthorized.into_response();
     };
-    if caller.role == Role::ReadOnly && request.method() != Method::GET {
+    let caller = match state.tokens.authenticate(presented) {
+        Some(c) => c,
+        None => match state.stored.authenticate(presented).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return Error::Unauthorized.into_response(),
+            Err(e) => return e.into_response(),
+        },
+    };
+    // Tokens are credentials: only admins read or change them.
+    let managing_tokens = request.uri().path().starts_with("/auth/");
+    if caller.role == Role::ReadOnly && (request.method() != Method::GET || managing_tokens) {
         return Error::Forbidden { user: caller.user }.into_response();
     }
     let actor = format!("user/{}", caller.user);
