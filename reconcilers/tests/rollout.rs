@@ -483,6 +483,56 @@ async fn a_host_never_read_leaves_what_it_holds_unknown_and_a_converged_plan_say
         (ConditionStatus::Unknown, "HostNotRead".into())
     );
 
+    let notes = sink.notes.lock().unwrap().clone();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.reason == "HostNotRead" && n.message.starts_with("down: ")),
+        "a host not read is an event: {notes:?}"
+    );
+
+    // A secret that cannot be resolved: the host is read but no plan can be made; the
+    // conditions say which secret, and so does an event.
+    let mut with_secret = spec(dir.path(), "v1", &["h1"], 1);
+    with_secret.env = serde_json::from_value(json!({"runtime": {
+        "path": dir.path().join("web.env"),
+        "secrets": {"TOKEN": {"env": "HOSTKIT_TEST_SECRET_THAT_IS_NOT_SET"}},
+    }}))
+    .unwrap();
+    let r = reconcile(
+        run(&["h1"], ServiceStatus::default(), &with_secret),
+        &hosts,
+        &sink,
+    )
+    .await;
+    let planned = r
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Planned")
+        .unwrap();
+    assert_eq!(
+        (planned.status, planned.reason.as_str()),
+        (ConditionStatus::False, "SecretMissing"),
+        "{planned:?}"
+    );
+    assert!(
+        planned
+            .message
+            .contains("env:HOSTKIT_TEST_SECRET_THAT_IS_NOT_SET"),
+        "{planned:?}"
+    );
+    assert_eq!(
+        condition(&r.status, "Ready"),
+        (ConditionStatus::Unknown, "SecretMissing".into())
+    );
+    let notes = sink.notes.lock().unwrap().clone();
+    assert!(
+        notes.iter().any(|n| n.reason == "SecretMissing"
+            && n.message.contains("HOSTKIT_TEST_SECRET_THAT_IS_NOT_SET")),
+        "{notes:?}"
+    );
+
     // A host that is read and converged: the plan's count is not left at what was applied.
     let s = spec(dir.path(), "v1", &["h1"], 1);
     let r = reconcile(run(&["h1"], ServiceStatus::default(), &s), &hosts, &sink).await;

@@ -111,3 +111,55 @@ fn reconcile_repairs_now_wait_sees_the_new_generation_and_suspend_holds_repairs(
         "cleaned up"
     );
 }
+
+/// A Host that was never reached and a secret that is not set: the Service says Unknown
+/// (not "in sync"), names the host and the secret, and `describe` shows the events.
+#[test]
+fn a_host_never_reached_and_a_missing_secret_read_unknown_with_an_event_each() {
+    let host = TestHost::boot();
+    let s = Hostkit::controller();
+    let closed = hostkit_e2e::free_port();
+    s.apply_yaml(&format!(
+        "{}---\napiVersion: hostkit.dev/v1alpha1\nkind: Host\nmetadata: {{name: nowhere}}\nspec:\n  address: 127.0.0.1\n  interval: 1h\n  ssh: {{user: root, port: {closed}, connectTimeout: 1s}}\n---\napiVersion: hostkit.dev/v1alpha1\nkind: Service\nmetadata: {{name: lost}}\nspec:\n  hosts: [nowhere]\n  interval: 1h\n  files:\n    - {{path: /etc/lost.txt, content: \"x\\n\"}}\n---\napiVersion: hostkit.dev/v1alpha1\nkind: Service\nmetadata: {{name: sec}}\nspec:\n  hosts: [target]\n  interval: 1h\n  env:\n    runtime:\n      path: /etc/sec/sec.env\n      secrets:\n        TOKEN: {{env: HOSTKIT_E2E_SECRET_NOT_SET}}\n  daemon:\n    exec: [/bin/sleep, infinity]\n    env: [runtime]\n",
+        manifests(&host, "v1").split("---\napiVersion: hostkit.dev/v1alpha1\nkind: Service").next().unwrap()
+    ));
+    for (name, reason, needle) in [
+        ("lost", "HostNotRead", "nowhere: "),
+        ("sec", "SecretMissing", "env:HOSTKIT_E2E_SECRET_NOT_SET"),
+    ] {
+        s.hkctl_ok(&[
+            "wait",
+            &format!("service/{name}"),
+            "--for=condition=Ready=Unknown",
+            "--timeout",
+            "60s",
+        ]);
+        let v = s.get("service", name).expect("service");
+        for type_ in ["Ready", "Drifted", "Reconciling"] {
+            let (status, r, message) = hostkit_e2e::server::condition(&v, type_).expect(type_);
+            assert_eq!(
+                (status.as_str(), r.as_str()),
+                ("Unknown", reason),
+                "{name} {type_}: {message}"
+            );
+            assert!(message.contains(needle), "{name} {type_}: {message}");
+        }
+        let (status, r, _) = hostkit_e2e::server::condition(&v, "Planned").unwrap();
+        assert_eq!((status.as_str(), r.as_str()), ("False", reason), "{name}");
+        let events = s.wait_events(&format!("service/{name}"), &[reason]);
+        assert!(events.contains(needle), "{events}");
+        let o = s.hkctl_ok(&["describe", "service", name]);
+        let page = stdout(&o);
+        let events_part = page.split("Events:").nth(1).unwrap_or_default();
+        assert!(
+            events_part.contains(reason),
+            "describe shows the event:\n{page}"
+        );
+    }
+    assert!(
+        s.log()
+            .lines()
+            .all(|l| !l.contains("HOSTKIT_E2E_SECRET_NOT_SET=")),
+        "no value logged"
+    );
+}

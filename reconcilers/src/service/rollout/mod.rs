@@ -184,8 +184,9 @@ struct HostWork {
     _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
     /// The host no longer matches what was applied to it.
     drift: bool,
-    /// Why the host could not be planned.
-    error: Option<String>,
+    /// Why the host could not be planned: a reason (`HostNotRead`, `SecretMissing`,
+    /// `PlanFailed`) and the error.
+    error: Option<(&'static str, String)>,
 }
 
 impl HostWork {
@@ -279,7 +280,7 @@ struct Rollout<'a> {
     /// The first failure: later hosts are not touched.
     stopped: Option<String>,
     /// Which hosts could not be read, and why: conditions about them are `Unknown`.
-    unread: Option<String>,
+    unread: Option<(&'static str, String)>,
     /// The rollout stopped at a host that could not be read (not at a failed apply).
     stopped_unread: bool,
     /// Hosts held back (window, pause), with why.
@@ -406,7 +407,7 @@ impl<'a> Rollout<'a> {
         let t = match hosts.transport(&w.target.name, &w.target.spec).await {
             Ok(t) => t,
             Err(e) => {
-                w.error = Some(e.to_string());
+                w.error = Some(("HostNotRead", e.to_string()));
                 return w;
             }
         };
@@ -415,7 +416,7 @@ impl<'a> Rollout<'a> {
             Ok(previous) => previous,
             Err(e) => {
                 hosts.forget(&w.target.name);
-                w.error = Some(e);
+                w.error = Some(("HostNotRead", e));
                 return w;
             }
         };
@@ -439,10 +440,15 @@ impl<'a> Rollout<'a> {
             }
             Err(e) => {
                 use hostkit_engine::Error;
-                if matches!(e, Error::Transport { .. } | Error::Read { .. }) {
-                    hosts.forget(&w.target.name);
-                }
-                w.error = Some(e.to_string());
+                let reason = match &e {
+                    Error::Transport { .. } | Error::Read { .. } => {
+                        hosts.forget(&w.target.name);
+                        "HostNotRead"
+                    }
+                    Error::Secret { .. } => "SecretMissing",
+                    _ => "PlanFailed",
+                };
+                w.error = Some((reason, e.to_string()));
             }
         }
         w
@@ -510,7 +516,7 @@ impl<'a> Rollout<'a> {
     fn admit(&mut self, i: usize, w: &HostWork) -> bool {
         let input = self.input;
         let name = &w.target.name;
-        if let Some(e) = &w.error {
+        if let Some((_, e)) = &w.error {
             self.applied_ok = false;
             if self.stopped.is_none() {
                 self.stopped = Some(format!("{name}: {e}"));

@@ -16,26 +16,36 @@ impl Rollout<'_> {
             .filter(|w| w.drift)
             .map(|w| w.target.name.clone())
             .collect();
-        // Hosts that were not read: what they hold is not known, and the conditions about
-        // it say Unknown rather than a guess.
-        let unread: Vec<String> = work
+        // Hosts that were not read (or whose plan could not be made): what they hold is
+        // not known, and the conditions about it say Unknown rather than a guess. Each one
+        // is an event too, so `describe` says what failed and how often.
+        let failed: Vec<(&'static str, String)> = work
             .iter()
             .filter(|w| w.prepared.is_none())
             .map(|w| {
-                format!(
-                    "{}: {}",
-                    w.target.name,
-                    w.error.as_deref().unwrap_or("not read")
-                )
+                let (reason, error) = w
+                    .error
+                    .clone()
+                    .unwrap_or(("HostNotRead", "not read".into()));
+                (reason, format!("{}: {error}", w.target.name))
             })
             .collect();
+        for (reason, message) in &failed {
+            self.notes.push(Note::warning(*reason, message.clone()));
+        }
+        let reason = failed.first().map(|(r, _)| *r).unwrap_or("HostNotRead");
         let not_read = format!(
-            "{} of {} host(s) not read: {}",
-            unread.len(),
+            "{} of {} host(s) not planned: {}",
+            failed.len(),
             work.len(),
-            unread.join("; ")
+            failed
+                .iter()
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
         );
-        self.unread = (!unread.is_empty()).then(|| not_read.clone());
+        let unread = &failed;
+        self.unread = (!unread.is_empty()).then(|| (reason, not_read.clone()));
         if unread.is_empty() {
             self.set(
                 "Planned",
@@ -44,17 +54,17 @@ impl Rollout<'_> {
                 format!("{pending} change(s) pending on {} host(s)", work.len()),
             );
         } else {
-            self.set("Planned", false, "HostNotRead", not_read.clone());
+            self.set("Planned", false, reason, not_read.clone());
         }
         if self.drifted.is_empty() && !unread.is_empty() {
-            self.unknown("Drifted", "HostNotRead", not_read.clone());
+            self.unknown("Drifted", reason, not_read.clone());
         } else {
             let (drifted, reason, message) = drift_condition(&self.drifted, false);
             self.set("Drifted", drifted, reason, message);
         }
         let work_to_do = pending > 0;
         if !work_to_do && !unread.is_empty() {
-            self.unknown("Reconciling", "HostNotRead", not_read);
+            self.unknown("Reconciling", reason, not_read);
         } else {
             self.set(
                 "Reconciling",
@@ -138,15 +148,15 @@ impl Rollout<'_> {
         for (type_, ok, reason, message) in outcome.conditions() {
             self.set(type_, ok, reason, message);
         }
-        if let Some(why) = self.unread.clone() {
+        if let Some((reason, why)) = self.unread.clone() {
             // Not read is not "in sync", "up to date" or "waiting": it is not known.
             if outcome.remaining_drift.is_empty() {
-                self.unknown("Drifted", "HostNotRead", why.clone());
+                self.unknown("Drifted", reason, why.clone());
             }
             if self.stopped.is_none() || self.stopped_unread {
-                self.unknown("Reconciling", "HostNotRead", why.clone());
-                self.unknown("Applied", "HostNotRead", why.clone());
-                self.unknown("Ready", "HostNotRead", why);
+                self.unknown("Reconciling", reason, why.clone());
+                self.unknown("Applied", reason, why.clone());
+                self.unknown("Ready", reason, why);
             }
         }
         if outcome.converged {
