@@ -205,9 +205,11 @@ pub(crate) fn unit_start_script(name: &str, wanted_by: &[String], settle: Durati
     let settle = format!("{}.{:03}", settle_ms / 1000, settle_ms % 1000);
     format!(
         r#"set -u
-{enable}if ! systemctl restart {n} 2>&1; then
+{enable}systemctl reset-failed {n} 2>/dev/null
+if ! systemctl restart {n} 2>&1; then
   echo "HOSTKIT_JOURNAL"; journalctl -u {n} -n 20 --no-pager 2>&1; exit 1
 fi
+r0=$(systemctl show -p NRestarts --value {n})
 hk_state() {{ systemctl show -p ActiveState --value {n}; }}
 i=0
 while :; do
@@ -221,8 +223,8 @@ while :; do
 done
 if [ {settle_ms} -gt 0 ]; then
   sleep {settle}
-  s=$(hk_state); r=$(systemctl show -p NRestarts --value {n})
-  if [ "$s" != active ] || [ "${{r:-0}}" != 0 ]; then echo "{name} did not stay active (state $s, restarts ${{r:-0}})"; echo "HOSTKIT_JOURNAL"; journalctl -u {n} -n 20 --no-pager 2>&1; exit 1; fi
+  s=$(hk_state); r1=$(systemctl show -p NRestarts --value {n}); r=$(( ${{r1:-0}} - ${{r0:-0}} ))
+  if [ "$s" != active ] || [ "$r" != 0 ]; then echo "{name} did not stay active (state $s, restarts since the apply's start $r)"; echo "HOSTKIT_JOURNAL"; journalctl -u {n} -n 20 --no-pager 2>&1; exit 1; fi
 fi
 "#,
     )

@@ -880,3 +880,57 @@ async fn a_failing_file_in_a_run_leaves_earlier_files_and_no_temps() {
     assert_eq!(host.sh("ls -A /srv/run"), "f0\nf1\nf2\n");
     assert_eq!(host.sh("cat /srv/run/f2"), "file 2\n");
 }
+
+/// A unit that is crash-looping (NRestarts grows, and an explicit restart does not reset it) and is then given a
+/// working version, as a rollback or a fix does: the apply's own restart starts it, and the
+/// settle check counts only restarts after that start, not the ones before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_looping_unit_given_a_working_version_settles() {
+    let host = TestHost::boot();
+    let ssh = Ssh::connect(&options(&host)).await.expect("connect");
+    let with = |exec: Vec<String>, version: &str| {
+        let (mut d, _) = demo(version, 8080);
+        let daemon = d
+            .services
+            .get_mut("web")
+            .unwrap()
+            .spec
+            .daemon
+            .as_mut()
+            .unwrap();
+        daemon.exec = exec;
+        daemon.restart = serde_json::from_value(serde_json::json!("always")).unwrap();
+        daemon.restart_sec = serde_json::from_value(serde_json::json!("400ms")).unwrap();
+        d.resources_for("target").unwrap()
+    };
+    let broken = with(vec!["/bin/sh".into(), "-c".into(), "exit 3".into()], "v1");
+    let prepared = prepare(&ssh, &broken, &[], &demo_secrets("t")).await;
+    let applied = apply::apply(&ssh, &prepared, &ApplyOptions::new("r1"))
+        .await
+        .unwrap();
+    assert!(!applied.ok, "a unit that exits fails the apply");
+    // Let it loop a little, and apply while it is still looping (as an automatic rollback
+    // does right after the failed apply); a unit that already gave up counts from 0 again.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let restarts: u32 = host
+        .sh("systemctl show -p NRestarts --value demo-web.service")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(restarts >= 1, "it crash-looped: {restarts}");
+
+    let (d, _) = demo("v2", 8080);
+    let good = with(
+        d.services["web"].spec.daemon.as_ref().unwrap().exec.clone(),
+        "v2",
+    );
+    let prepared = prepare(&ssh, &good, &broken, &demo_secrets("t")).await;
+    let applied = apply::apply(&ssh, &prepared, &ApplyOptions::new("r2"))
+        .await
+        .unwrap();
+    assert!(applied.ok, "{:?}", applied.error);
+    assert_eq!(
+        host.sh("systemctl is-active demo-web.service").trim(),
+        "active"
+    );
+}

@@ -31,7 +31,7 @@ impl Rollout<'_> {
             })
             .collect();
         for (reason, message) in &failed {
-            self.notes.push(Note::warning(*reason, message.clone()));
+            self.notes.push(Note::warning(reason, message.clone()));
         }
         let reason = failed.first().map(|(r, _)| *r).unwrap_or("HostNotRead");
         let not_read = format!(
