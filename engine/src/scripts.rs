@@ -390,8 +390,21 @@ pub(crate) fn output_message(out: &Output) -> String {
     failure_message(out.status, &text)
 }
 
+/// What separates a failure's message from the unit's journal tail after it.
+pub const JOURNAL_MARK: &str = "\njournal:\n";
+
+/// A failure message without the journal tail that follows it (if any), and the tail:
+/// conditions say the first, the failure's event says both, so 20 journal lines are
+/// shown once.
+pub fn split_journal(message: &str) -> (&str, Option<&str>) {
+    match message.split_once(JOURNAL_MARK) {
+        Some((head, tail)) => (head, Some(tail)),
+        None => (message, None),
+    }
+}
+
 pub(crate) fn failure_message(status: i32, text: &str) -> String {
-    let text = text.replace("HOSTKIT_JOURNAL\n", "journal:\n");
+    let text = text.replace("HOSTKIT_JOURNAL\n", &JOURNAL_MARK[1..]);
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| !l.starts_with("BACKUP\t"))

@@ -472,6 +472,24 @@ fn auto_rollback_undoes_a_failed_host_and_stops_the_rollout() {
         svc.to_string().contains("rolled back automatically"),
         "{svc}"
     );
+    // The unit's journal tail is said once, in the ApplyFailed event; the conditions say
+    // what failed and where the journal is.
+    let conditions = svc["status"]["conditions"].to_string();
+    assert!(!conditions.contains("journal:"), "{conditions}");
+    assert!(
+        conditions.contains("its journal is in the ApplyFailed event"),
+        "{conditions}"
+    );
+    let o = s.hkctl_ok(&["get", "events", "-o", "json"]);
+    let events: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let with_journal: Vec<&serde_json::Value> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.to_string().contains("journal:"))
+        .collect();
+    assert_eq!(with_journal.len(), 1, "{with_journal:?}");
+    assert_eq!(with_journal[0]["spec"]["reason"], "ApplyFailed");
 }
 
 /// Done-when 6: the controller killed in the middle of a rollback; after a restart the

@@ -195,6 +195,15 @@ impl HostWork {
     }
 }
 
+/// A failure as conditions say it: the unit's journal tail is left to the ApplyFailed
+/// event (said once there, not again in every condition).
+fn without_journal(host: &str, message: &str) -> String {
+    match hostkit_engine::scripts::split_journal(message) {
+        (head, Some(_)) => format!("{host}: {head} (its journal is in the ApplyFailed event)"),
+        (head, None) => format!("{host}: {head}"),
+    }
+}
+
 /// The message of `Stalled=True AutoRolledBack` when it is about this very generation.
 fn auto_rolled_back(input: &Input<'_>) -> Option<String> {
     input
@@ -722,7 +731,8 @@ impl<'a> Rollout<'a> {
                 self.applied_ok = false;
                 self.notes
                     .push(Note::warning("ApplyFailed", format!("{name}: {e}")));
-                self.stopped.get_or_insert_with(|| format!("{name}: {e}"));
+                self.stopped
+                    .get_or_insert_with(|| without_journal(&name, &e.to_string()));
             }
         }
     }
@@ -747,7 +757,7 @@ impl<'a> Rollout<'a> {
         self.applied_ok = false;
         self.notes
             .push(Note::warning("ApplyFailed", format!("{name}: {msg}")));
-        let mut stop = format!("{name}: {msg}");
+        let mut stop = without_journal(name, &msg);
         let auto_rollback = self
             .input
             .spec
