@@ -40,12 +40,12 @@ pub async fn stall(
     tracing::error!(kind = kind.kind, name = %key.name, panic = %message, "reconcile panicked; the object is stalled");
     let what = if cleaning { "cleanup" } else { "reconcile" };
     let text = format!("the {what} panicked: {message}");
-    set_stalled(rt, kind, &key.name, &text).await;
+    let uid = set_stalled(rt, kind, &key.name, &text).await;
     let recorder = Recorder::new(rt.objects.clone(), "hostkit-controller");
     let involved = ObjectRef {
         kind: kind.kind.to_string(),
         name: key.name.clone(),
-        uid: None,
+        uid,
     };
     let (reason, note) = if cleaning {
         (
@@ -73,11 +73,22 @@ pub async fn stall(
 }
 
 /// Sets `Stalled=True` on the object's status conditions (kinds without conditions keep
-/// their status as it is; the event and the log still say it).
-async fn set_stalled(rt: &Runtime, kind: &'static KindInfo, name: &str, message: &str) {
+/// their status as it is; the event and the log still say it). Returns the uid of the
+/// object it found, so that the event belongs to that object and not to one re-created
+/// under its name.
+async fn set_stalled(
+    rt: &Runtime,
+    kind: &'static KindInfo,
+    name: &str,
+    message: &str,
+) -> Option<String> {
     let Ok(mut v) = rt.objects.get(kind, name).await else {
-        return;
+        return None;
     };
+    let uid = v
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .map(String::from);
     let generation = v.pointer("/metadata/generation").and_then(Value::as_i64);
     let mut conditions: Vec<Condition> = v
         .pointer("/status/conditions")
@@ -93,7 +104,7 @@ async fn set_stalled(rt: &Runtime, kind: &'static KindInfo, name: &str, message:
     );
     set_condition(&mut conditions, stalled);
     let Some(obj) = v.as_object_mut() else {
-        return;
+        return uid;
     };
     let status = obj
         .entry("status")
@@ -110,6 +121,7 @@ async fn set_stalled(rt: &Runtime, kind: &'static KindInfo, name: &str, message:
     if let Err(e) = rt.objects.update_status(kind, name, v, false).await {
         tracing::debug!(kind = kind.kind, %name, error = %e, "no Stalled condition for this kind");
     }
+    uid
 }
 
 #[cfg(test)]
@@ -213,11 +225,13 @@ mod tests {
             )
             .await
             .unwrap();
+        let uid = v["metadata"]["uid"].as_str().unwrap();
         assert!(
             events
                 .iter()
-                .any(|e| e["spec"]["reason"] == "ReconcilePanicked"),
-            "{events:?}"
+                .any(|e| e["spec"]["reason"] == "ReconcilePanicked"
+                    && e["spec"]["involvedObject"]["uid"] == uid),
+            "the event belongs to this object (its uid): {events:?}"
         );
         assert_eq!(rt.health.check(), Ok(()));
         let labels = super::super::metrics::ControllerLabels {
