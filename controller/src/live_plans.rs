@@ -19,6 +19,21 @@ impl LivePlans for ServicePlans {
             .await
             .map_err(status_of)
     }
+
+    async fn plan_proposed(
+        &self,
+        service: &hostkit_api::kinds::Service,
+        host: Option<&str>,
+    ) -> Result<Value> {
+        hostkit_reconcilers::service::live_plan::proposed_plan_list(
+            self.0.as_ref(),
+            service.name(),
+            &service.spec,
+            host,
+        )
+        .await
+        .map_err(status_of)
+    }
 }
 
 /// What a live plan's failure means to the client.

@@ -29,7 +29,8 @@ struct Cli {
 enum Command {
     /// Run the API server, controller and store in one process.
     Serve(ServeArgs),
-    /// Plan hosts from manifest files, without a server (exit 0: no changes, 2: changes).
+    /// Plan hosts from manifest files, without a server (exit 0: no changes, 1: changes,
+    /// 2: error).
     Plan(offline::PlanArgs),
     /// Apply manifest files to their hosts and write what was applied with its down plan.
     Apply(offline::ApplyArgs),
@@ -117,6 +118,13 @@ fn parse_image(s: &str) -> Result<(String, PathBuf), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `hostkit plan`, `hkctl plan` and `hkctl diff` share one scheme: 0 nothing to
+    // change, 1 changes, 2 the question could not be answered.
+    let error_code = if matches!(cli.command, Command::Plan(_)) {
+        2
+    } else {
+        1
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -131,7 +139,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(error_code)
         }
     }
 }

@@ -83,7 +83,7 @@ fn explain(e: hostkit_engine::Error) -> anyhow::Error {
     e.into()
 }
 
-/// Exit 0: nothing would change; 2: something would; errors are returned (exit 1).
+/// Exit 0: nothing would change; 1: something would; errors are returned (exit 2).
 pub async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
     let inputs = Inputs {
         files: args.files,
@@ -106,11 +106,7 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
     if let Some(out) = &args.out {
         offline::write_atomic(out, &serde_json::to_vec_pretty(&file)?)?;
     }
-    Ok(if file.plans.iter().all(|p| p.is_empty()) {
-        0
-    } else {
-        2
-    })
+    Ok(u8::from(!file.plans.iter().all(|p| p.is_empty())))
 }
 
 pub async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {

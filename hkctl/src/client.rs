@@ -159,6 +159,24 @@ impl Client {
         Ok(self.json(self.http.get(url)).await?.0)
     }
 
+    /// The live plan of a proposed Service (`body`), computed by the server now; nothing
+    /// is stored.
+    pub async fn plan_proposed(
+        &self,
+        name: &str,
+        body: &Value,
+        host: Option<&str>,
+    ) -> Result<Value> {
+        let mut request = self
+            .http
+            .post(format!("{}{API}/services/{name}/plan", self.base))
+            .json(body);
+        if let Some(h) = host {
+            request = request.query(&[("host", h)]);
+        }
+        Ok(self.json(request).await?.0)
+    }
+
     pub async fn get(&self, kind: &KindInfo, name: &str) -> Result<Value> {
         Ok(self
             .json(self.http.get(self.url(kind, Some(name))))

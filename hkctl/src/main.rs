@@ -1,8 +1,8 @@
 //! `hkctl`: flags in, one command per verb (`hkctl::commands`), exit codes out.
 //!
 //! Exit codes: 0 success; 1 any failure (with the server's message on stderr).
-//! `hkctl diff`: 0 no differences, 1 differences, 2 error. `hkctl plan`: 0 nothing to
-//! change, 2 changes.
+//! `hkctl diff` and `hkctl plan` (as `hostkit plan`): 0 nothing would change, 1 something
+//! would, 2 error.
 
 use std::process::ExitCode;
 
@@ -47,7 +47,8 @@ enum Command {
     Describe(describe::Args),
     /// Delete objects by kind and name, or those in manifests.
     Delete(delete::Args),
-    /// Show the live plan of a Service: what applying would change on its hosts now.
+    /// Show the live plan of a Service: what applying would change on its hosts now
+    /// (exit 0: nothing, 1: changes, 2: error).
     Plan(plan::Args),
     /// List policy windows (open now, next transition) and whether each Service may apply.
     Windows,
@@ -98,7 +99,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let is_diff = matches!(cli.command, Command::Diff { .. });
+    let is_diff = matches!(cli.command, Command::Diff { .. } | Command::Plan { .. });
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -230,7 +230,7 @@ fn controller_scenario(s: &Hostkit) {
     let out = s.hkctl(&["plan", "service/web", "--host", "target"]);
     assert_eq!(
         out.status.code(),
-        Some(2),
+        Some(1),
         "{}{}",
         stdout(&out),
         stderr(&out)

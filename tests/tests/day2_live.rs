@@ -163,3 +163,79 @@ fn a_host_never_reached_and_a_missing_secret_read_unknown_with_an_event_each() {
         "no value logged"
     );
 }
+
+/// `hkctl plan -f`: the live plan of a proposed manifest, stored or not, with what a
+/// Rollback could undo; nothing is stored. Exit 0 nothing, 1 changes, 2 error.
+#[test]
+fn plan_of_a_proposed_manifest_shows_changes_and_coverage_and_stores_nothing() {
+    let host = TestHost::boot();
+    let s = Hostkit::controller();
+    s.apply_yaml(&manifests(&host, "v1"));
+    s.hkctl_ok(&[
+        "wait",
+        "service/web",
+        "--for=condition=Ready",
+        "--timeout",
+        "120s",
+    ]);
+    let before = s.get("service", "web").expect("service");
+    let dir = tempfile::tempdir().unwrap();
+    let proposed = dir.path().join("web.yaml");
+    let service_only = |version: &str, name: &str| {
+        let all = manifests(&host, version);
+        let svc = all
+            .split("---\n")
+            .nth(1)
+            .unwrap()
+            .replace("name: web}", &format!("name: {name}}}"));
+        svc
+    };
+    std::fs::write(&proposed, service_only("v2", "web")).unwrap();
+    let f = proposed.to_str().unwrap();
+    let (code, out, err) = exit_code(&s, &["plan", "-f", f]);
+    assert_eq!(code, Some(1), "changes: {out}{err}");
+    assert!(out.contains("~ file:/etc/web/version.txt"), "{out}");
+    assert!(out.contains("Down plan on target: 1 step(s) undo"), "{out}");
+    let after = s.get("service", "web").expect("service");
+    assert_eq!(
+        after["metadata"]["generation"], before["metadata"]["generation"],
+        "nothing stored"
+    );
+    assert_eq!(
+        host.sh("cat /etc/web/version.txt"),
+        "v1\n",
+        "nothing applied"
+    );
+
+    std::fs::write(&proposed, service_only("v1", "web")).unwrap();
+    let (code, out, err) = exit_code(&s, &["plan", "-f", f]);
+    assert_eq!(code, Some(0), "what is stored and applied: {out}{err}");
+
+    // A Service that does not exist yet is planned from scratch, and still not stored.
+    std::fs::write(
+        &proposed,
+        service_only("v3", "fresh").replace("/etc/web/", "/etc/fresh/"),
+    )
+    .unwrap();
+    let (code, out, err) = exit_code(&s, &["plan", "-f", f, "-o", "json"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["plans"][0]["host"], "target", "{v}");
+    assert!(v["coverage"][0]["reversible"].as_u64().unwrap() >= 1, "{v}");
+    assert!(s.get("service", "fresh").is_none());
+
+    // An invalid proposal is an error naming the field, exit 2.
+    std::fs::write(
+        &proposed,
+        service_only("v2", "web").replace(
+            "  hosts: [target]\n",
+            "  hosts: [target]\n  daemon: {exec: [], restart: sometimes}\n",
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = exit_code(&s, &["plan", "-f", f]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("restart") || err.contains("daemon"), "{err}");
+    let (code, _, err) = exit_code(&s, &["plan", "service/nope"]);
+    assert_eq!(code, Some(2), "{err}");
+}

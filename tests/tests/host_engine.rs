@@ -555,7 +555,7 @@ fn the_hostkit_plan_apply_down_commands() {
     let out = run(&["plan", "-f", m, "--out", "plan.json"]);
     assert_eq!(
         out.status.code(),
-        Some(2),
+        Some(1),
         "{}{}",
         stdout(&out),
         stderr(&out)
@@ -570,6 +570,9 @@ fn the_hostkit_plan_apply_down_commands() {
     let out = run(&["apply", "-f", m]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--confirm"));
+    // A plan that cannot be made is exit 2, not "changes".
+    let out = run(&["plan", "-f", "no-such-file.yaml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 
     let out = run(&[
         "apply",
@@ -596,7 +599,7 @@ fn the_hostkit_plan_apply_down_commands() {
     let pinned = serde_json::json!({"hosts": {"target": {"tree": "9.9-pinned"}}});
     std::fs::write(dir.path().join("pinned.lock"), pinned.to_string()).unwrap();
     let out = run(&["plan", "-f", m, "--lock", "pinned.lock"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
         stdout(&out).contains(&format!(
             "~ package:tree  (tree {version}, locked 9.9-pinned)"

@@ -441,6 +441,39 @@ struct PlanParams {
     host: Option<String>,
 }
 
+/// `POST …/services/{name}/plan[?host=H]` with a Service: the live plan of that proposed
+/// Service, validated as an apply would and never stored.
+pub(super) async fn plan_proposed(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let params: PlanParams = match query {
+        None => PlanParams::default(),
+        Some(q) => serde_urlencoded::from_str(&q)
+            .map_err(|e| Error::BadRequest(format!("query string: {e}")))?,
+    };
+    let planner = state
+        .plans
+        .as_ref()
+        .ok_or_else(|| Error::NotAllowed("this server computes no live plans".into()))?;
+    let kind = kind_of("services")?;
+    let body = parse_body(&headers, &body)?;
+    let object = state.objects.decode(kind, body, Some(&name))?;
+    let hostkit_api::kinds::AnyObject::Service(service) = object else {
+        return Err(Error::BadRequest(format!(
+            "only a Service can be planned here; the body is a {}",
+            object.info().kind
+        )));
+    };
+    let list = planner
+        .plan_proposed(&service, params.host.as_deref())
+        .await?;
+    Ok(Json(list).into_response())
+}
+
 /// `GET …/services/{name}/plan[?host=H]`: the live plan, computed now, nothing applied.
 pub(super) async fn plan(
     State(state): State<AppState>,

@@ -40,6 +40,12 @@ pub struct TlsFiles {
 pub trait LivePlans: Send + Sync {
     /// A `PlanList` (`{kind, plans, text}`) for Service `name`, or only its host `host`.
     async fn plan(&self, name: &str, host: Option<&str>) -> Result<serde_json::Value>;
+    /// The same for a proposed Service (decoded and validated, not stored).
+    async fn plan_proposed(
+        &self,
+        service: &hostkit_api::kinds::Service,
+        host: Option<&str>,
+    ) -> Result<serde_json::Value>;
 }
 
 /// Adds metric families to the server's registry.
@@ -148,7 +154,7 @@ pub fn router_with(
         )
         .route(
             &format!("{api}/services/{{name}}/plan"),
-            get(handlers::plan),
+            get(handlers::plan).post(handlers::plan_proposed),
         )
         .route(
             &format!("{api}/{{plural}}/{{name}}/status"),
@@ -287,7 +293,11 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
     };
     // Tokens are credentials: only admins read or change them.
     let managing_tokens = request.uri().path().starts_with("/auth/");
-    if caller.role == Role::ReadOnly && (request.method() != Method::GET || managing_tokens) {
+    // Planning a proposed Service stores nothing: a reviewer's read-only token may.
+    let planning = request.method() == Method::POST && request.uri().path().ends_with("/plan");
+    if caller.role == Role::ReadOnly
+        && ((request.method() != Method::GET && !planning) || managing_tokens)
+    {
         return Error::Forbidden { user: caller.user }.into_response();
     }
     let actor = format!("user/{}", caller.user);

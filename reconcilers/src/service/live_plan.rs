@@ -1,9 +1,11 @@
-//! `hkctl plan service/NAME`: what applying the Service would change on its hosts now.
+//! `hkctl plan service/NAME`: what applying the Service would change on its hosts now, and
+//! `hkctl plan -f`: the same for a proposed Service that is not stored (a pull request's).
 //! Each selected host (or just one) is read over a fresh SSH connection and planned;
 //! nothing is applied, and the controller's own connections and locks are not touched.
+//! Each plan comes with its down plan's coverage: what of it a Rollback could undo.
 
 use hostkit_api::kinds::{HostSpec, ProjectSpec, ServiceSpec};
-use hostkit_engine::plan::{self, Plan};
+use hostkit_engine::plan::{self, Plan, Prepared};
 use hostkit_engine::secrets::Secrets;
 use hostkit_engine::transport::ssh::{Ssh, SshOptions};
 
@@ -17,11 +19,22 @@ pub async fn live_plan(
     only_host: Option<&str>,
 ) -> Result<Vec<Plan>> {
     let svc = ctx.fetch::<ServiceSpec>(name).await?;
-    let project = match &svc.spec.project {
+    let prepared = prepared_of(ctx, name, &svc.spec, only_host).await?;
+    Ok(prepared.into_iter().map(|p| p.plan).collect())
+}
+
+/// The prepared plans of Service `name` if its spec were `spec`.
+async fn prepared_of(
+    ctx: &dyn Context,
+    name: &str,
+    spec: &ServiceSpec,
+    only_host: Option<&str>,
+) -> Result<Vec<Prepared>> {
+    let project = match &spec.project {
         Some(p) => Some(ctx.fetch::<ProjectSpec>(p).await?.spec),
         None => None,
     };
-    let resources = hostkit_engine::expand::service(name, &svc.spec, project.as_ref())?;
+    let resources = hostkit_engine::expand::service(name, spec, project.as_ref())?;
     let secrets = Secrets::keyed();
     let mut plans = Vec::new();
     for h in ctx
@@ -32,15 +45,14 @@ pub async fn live_plan(
             continue;
         };
         let host = decode::<HostSpec>(h.clone(), hname)?;
-        if !svc.spec.selects(host.name(), &host.metadata.labels)
+        if !spec.selects(host.name(), &host.metadata.labels)
             || only_host.is_some_and(|o| o != host.name())
         {
             continue;
         }
         let opts = SshOptions::from_host(host.name(), &host.spec, &secrets)?;
         let ssh = Ssh::connect(&opts).await?;
-        let prepared = plan::prepare(&ssh, &resources, &[], &secrets).await?;
-        plans.push(prepared.plan);
+        plans.push(plan::prepare(&ssh, &resources, &[], &secrets).await?);
     }
     if let Some(h) = only_host
         && plans.is_empty()
@@ -54,13 +66,43 @@ pub async fn live_plan(
     Ok(plans)
 }
 
-/// [`live_plan`] as the API answers it: `{kind: PlanList, plans, text}`.
+/// [`live_plan`] as the API answers it: `{kind: PlanList, plans, text, coverage}`.
 pub async fn plan_list(
     ctx: &dyn Context,
     name: &str,
     only_host: Option<&str>,
 ) -> Result<serde_json::Value> {
-    let plans = live_plan(ctx, name, only_host).await?;
+    let svc = ctx.fetch::<ServiceSpec>(name).await?;
+    Ok(list_of(
+        &prepared_of(ctx, name, &svc.spec, only_host).await?,
+    ))
+}
+
+/// The plan list of a proposed Service (`spec`, already validated by the API server),
+/// stored or not: what applying it would change now.
+pub async fn proposed_plan_list(
+    ctx: &dyn Context,
+    name: &str,
+    spec: &ServiceSpec,
+    only_host: Option<&str>,
+) -> Result<serde_json::Value> {
+    Ok(list_of(&prepared_of(ctx, name, spec, only_host).await?))
+}
+
+fn list_of(prepared: &[Prepared]) -> serde_json::Value {
+    let plans: Vec<&Plan> = prepared.iter().map(|p| &p.plan).collect();
     let text: String = plans.iter().map(|p| p.render(true)).collect();
-    Ok(serde_json::json!({"kind": "PlanList", "plans": plans, "text": text}))
+    let coverage: Vec<serde_json::Value> = prepared
+        .iter()
+        .map(|p| {
+            let c = &hostkit_engine::down::DownPlan::provisional("proposed", p).coverage;
+            serde_json::json!({
+                "host": p.plan.host,
+                "reversible": c.reversible,
+                "noop": c.noop,
+                "skipped": c.skipped.iter().map(|(id, why)| serde_json::json!({"id": id, "warning": why})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({"kind": "PlanList", "plans": plans, "text": text, "coverage": coverage})
 }
