@@ -183,12 +183,10 @@ fn plan_of_a_proposed_manifest_shows_changes_and_coverage_and_stores_nothing() {
     let proposed = dir.path().join("web.yaml");
     let service_only = |version: &str, name: &str| {
         let all = manifests(&host, version);
-        let svc = all
-            .split("---\n")
+        all.split("---\n")
             .nth(1)
             .unwrap()
-            .replace("name: web}", &format!("name: {name}}}"));
-        svc
+            .replace("name: web}", &format!("name: {name}}}"))
     };
     std::fs::write(&proposed, service_only("v2", "web")).unwrap();
     let f = proposed.to_str().unwrap();
