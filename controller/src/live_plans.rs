@@ -1,6 +1,6 @@
-//! `GET …/services/{name}/plan` answered by the Service reconciler's live plan, through
-//! the store-backed context; its errors become API statuses (a host that fails is a 502,
-//! never a store error).
+//! `GET …/services/{name}/plan` answered by the Service reconciler's live plan, and
+//! `GET …/services/{name}/logs` by its journal reader, through the store-backed context;
+//! their errors become API statuses (a host that fails is a 502, never a store error).
 
 use std::sync::Arc;
 
@@ -8,7 +8,7 @@ use hostkit_reconcilers::Context;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::server::LivePlans;
+use crate::server::{LivePlans, LogRequest, ServiceLogs};
 
 pub struct ServicePlans(pub Arc<dyn Context>);
 
@@ -33,6 +33,26 @@ impl LivePlans for ServicePlans {
         )
         .await
         .map_err(status_of)
+    }
+}
+
+#[async_trait::async_trait]
+impl ServiceLogs for ServicePlans {
+    async fn logs(
+        &self,
+        name: &str,
+        r: &LogRequest,
+    ) -> Result<tokio::sync::mpsc::Receiver<String>> {
+        let query = hostkit_reconcilers::service::logs::LogQuery {
+            host: r.host.clone(),
+            follow: r.follow,
+            since: r.since,
+            tail: r.tail,
+            unit: r.unit.clone(),
+        };
+        hostkit_reconcilers::service::logs::logs(self.0.as_ref(), name, &query)
+            .await
+            .map_err(status_of)
     }
 }
 

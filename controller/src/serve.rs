@@ -334,7 +334,13 @@ impl Controller {
                 runtime.register(r);
                 reconcilers.register(r);
             })),
-            plans: Some(Arc::new(ServicePlans(self.ctx.clone()))),
+            // Plans and logs connect to hosts: only a server that runs controllers does.
+            plans: self.runtime.is_some().then(|| {
+                Arc::new(ServicePlans(self.ctx.clone())) as Arc<dyn crate::server::LivePlans>
+            }),
+            logs: self.runtime.is_some().then(|| {
+                Arc::new(ServicePlans(self.ctx.clone())) as Arc<dyn crate::server::ServiceLogs>
+            }),
             health: self
                 .runtime
                 .clone()

@@ -177,6 +177,25 @@ impl Client {
         Ok(self.json(request).await?.0)
     }
 
+    /// The journal of a Service's units on its hosts, as the server streams it: each
+    /// chunk of text as it arrives.
+    pub async fn logs(
+        &self,
+        name: &str,
+        query: &[(&str, String)],
+    ) -> Result<impl Stream<Item = Result<bytes::Bytes>> + use<>> {
+        let response = self
+            .send(
+                self.http
+                    .get(format!("{}{API}/services/{name}/logs", self.base))
+                    .query(query),
+            )
+            .await?;
+        Ok(response
+            .bytes_stream()
+            .map(|c| c.map_err(|e| Error::Protocol(format!("log stream: {e}")))))
+    }
+
     pub async fn get(&self, kind: &KindInfo, name: &str) -> Result<Value> {
         Ok(self
             .json(self.http.get(self.url(kind, Some(name))))

@@ -55,6 +55,8 @@ enum Command {
     /// Sync a GitSource now (even when suspended), wait, and print the revision applied
     /// (exit 0: synced, 1: the sync failed).
     Sync(sync::Args),
+    /// Print the journal of a Service's units on its hosts (read by the controller over SSH).
+    Logs(logs::Args),
     /// Run a whole pass of a Service, Host or GitSource now; --wait prints how it ended.
     Reconcile(reconcile::Args),
     /// Wait until objects have a condition, or are gone.
@@ -135,6 +137,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Plan(args) => plan::run(&o, args).await,
         Command::Windows => windows::run(&o).await,
         Command::Sync(args) => sync::run(&o, args).await,
+        Command::Logs(args) => logs::run(&o, args).await,
         Command::Reconcile(args) => reconcile::run(&o, args).await,
         Command::Wait(args) => wait::run(&o, args).await,
         Command::Release(args) => release::run(&o, args).await,

@@ -237,3 +237,116 @@ fn plan_of_a_proposed_manifest_shows_changes_and_coverage_and_stores_nothing() {
     let (code, _, err) = exit_code(&s, &["plan", "service/nope"]);
     assert_eq!(code, Some(2), "{err}");
 }
+
+/// `hkctl logs`: the journal of a Service's units on two hosts, read by the server over
+/// SSH, merged and prefixed; one host; one unit; `-f` follows, and ends its readers on the
+/// hosts when the client goes away.
+#[test]
+fn logs_merge_hosts_follow_and_refuse_what_is_not_the_services() {
+    use std::io::{BufRead, BufReader};
+    use std::time::Duration;
+    let (h1, h2) = (TestHost::boot(), TestHost::boot());
+    let s = Hostkit::controller();
+    let host_doc = |name: &str, h: &TestHost| {
+        manifests(h, "v1")
+            .split("---\n")
+            .next()
+            .unwrap()
+            .replace("name: target}", &format!("name: {name}}}"))
+    };
+    s.apply_yaml(&format!(
+        "{}---\n{}---\napiVersion: hostkit.dev/v1alpha1\nkind: Service\nmetadata: {{name: chatty}}\nspec:\n  hosts: [h1, h2]\n  interval: 1h\n  daemon:\n    exec: [/bin/sh, -c, \"echo chatty-started; exec sleep infinity\"]\n  jobs:\n    - name: sweep\n      exec: [/bin/sh, -c, \"echo swept\"]\n      schedule: {{onCalendar: [hourly]}}\n",
+        host_doc("h1", &h1),
+        host_doc("h2", &h2)
+    ));
+    s.hkctl_ok(&[
+        "wait",
+        "service/chatty",
+        "--for=condition=Ready",
+        "--timeout",
+        "120s",
+    ]);
+    let o = s.hkctl_ok(&["logs", "service/chatty"]);
+    let text = stdout(&o);
+    for h in ["h1", "h2"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("[{h}] ")) && l.ends_with("chatty-started")),
+            "{text}"
+        );
+    }
+    let o = s.hkctl_ok(&["logs", "svc", "chatty", "--host", "h2", "--tail", "50"]);
+    assert!(
+        stdout(&o).lines().all(|l| l.starts_with("[h2] ")),
+        "{}",
+        stdout(&o)
+    );
+    h1.sh("systemctl start chatty-sweep.service");
+    let o = s.hkctl_ok(&["logs", "service/chatty", "--unit", "sweep", "--host", "h1"]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("swept") && !text.contains("chatty-started"),
+        "{text}"
+    );
+
+    let (code, _, err) = exit_code(&s, &["logs", "service/chatty", "--unit", "sshd"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not one of its units"), "{err}");
+    let (code, _, err) = exit_code(&s, &["logs", "service/chatty", "--host", "elsewhere"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("does not run on host elsewhere"), "{err}");
+    let (code, _, err) = exit_code(
+        &s,
+        &["logs", "service/chatty", "--since", "yesterday; rm -rf /"],
+    );
+    assert_eq!(code, Some(1), "{err}");
+
+    // Follow: a restart's lines arrive as they happen.
+    let mut follow = s
+        .hkctl_command(&[
+            "logs",
+            "service/chatty",
+            "--host",
+            "h1",
+            "-f",
+            "--tail",
+            "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The reader is running on h1 before anything is logged.
+    assert!(hostkit_e2e::wait_until(Duration::from_secs(20), || h1
+        .try_sh("pgrep -x journalctl")
+        .0
+        == 0));
+    h1.sh("systemctl restart chatty.service");
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.ends_with("chatty-started")) {
+        seen.push(
+            rx.recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no followed line: {seen:?}")),
+        );
+    }
+    assert!(seen.iter().all(|l| l.starts_with("[h1] ")), "{seen:?}");
+    let _ = follow.kill();
+    let _ = follow.wait();
+    // The client went away: the reader on the host ends (at its next line at the latest).
+    h1.sh("systemctl restart chatty.service");
+    assert!(
+        hostkit_e2e::wait_until(Duration::from_secs(20), || h1
+            .try_sh("pgrep -x journalctl")
+            .0
+            != 0),
+        "journalctl still runs on h1"
+    );
+}

@@ -441,6 +441,57 @@ struct PlanParams {
     host: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogParams {
+    host: Option<String>,
+    follow: Option<bool>,
+    since: Option<String>,
+    tail: Option<u32>,
+    unit: Option<String>,
+}
+
+/// `GET …/services/{name}/logs[?host=H&follow=true&since=1h&tail=N&unit=U]`: the journal of
+/// the Service's units on its hosts, streamed as text lines `[host] line`.
+pub(super) async fn logs(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let params: LogParams = match query {
+        None => LogParams::default(),
+        Some(q) => serde_urlencoded::from_str(&q)
+            .map_err(|e| Error::BadRequest(format!("query string: {e}")))?,
+    };
+    let reader = state.logs.as_ref().ok_or_else(|| {
+        Error::NotAllowed(
+            "this server runs no controllers (--controllers none): logs are read by a server that does"
+                .into(),
+        )
+    })?;
+    let since = params
+        .since
+        .as_deref()
+        .map(hostkit_api::values::Duration::parse_std)
+        .transpose()
+        .map_err(|e| Error::BadRequest(format!("since: {e}")))?;
+    let request = super::LogRequest {
+        host: params.host,
+        follow: params.follow.unwrap_or(false),
+        since,
+        tail: params.tail,
+        unit: params.unit,
+    };
+    let lines = reader.logs(&name, &request).await?;
+    let stream = tokio_stream::wrappers::ReceiverStream::new(lines)
+        .map(|line| Ok::<_, Infallible>(Bytes::from(format!("{line}\n"))));
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
 /// `POST …/services/{name}/plan[?host=H]` with a Service: the live plan of that proposed
 /// Service, validated as an apply would and never stored.
 pub(super) async fn plan_proposed(
@@ -458,7 +509,7 @@ pub(super) async fn plan_proposed(
     let planner = state
         .plans
         .as_ref()
-        .ok_or_else(|| Error::NotAllowed("this server computes no live plans".into()))?;
+        .ok_or_else(|| Error::NotAllowed("this server runs no controllers (--controllers none): live plans are computed by a server that does".into()))?;
     let kind = kind_of("services")?;
     let body = parse_body(&headers, &body)?;
     let object = state.objects.decode(kind, body, Some(&name))?;
@@ -488,7 +539,7 @@ pub(super) async fn plan(
     let planner = state
         .plans
         .as_ref()
-        .ok_or_else(|| Error::NotAllowed("this server computes no live plans".into()))?;
+        .ok_or_else(|| Error::NotAllowed("this server runs no controllers (--controllers none): live plans are computed by a server that does".into()))?;
     let list = planner.plan(&name, params.host.as_deref()).await?;
     Ok(Json(list).into_response())
 }

@@ -48,6 +48,29 @@ pub trait LivePlans: Send + Sync {
     ) -> Result<serde_json::Value>;
 }
 
+/// What `GET …/services/{name}/logs` asked for (validated by the server: numbers and
+/// names only).
+#[derive(Clone, Debug, Default)]
+pub struct LogRequest {
+    pub host: Option<String>,
+    pub follow: bool,
+    pub since: Option<Duration>,
+    pub tail: Option<u32>,
+    pub unit: Option<String>,
+}
+
+/// Reads a Service's journal on its hosts: answered by whoever runs the server (the API
+/// server itself never talks to hosts).
+#[async_trait::async_trait]
+pub trait ServiceLogs: Send + Sync {
+    /// Lines as they come (`[host] line`), until every host's reader ends.
+    async fn logs(
+        &self,
+        name: &str,
+        request: &LogRequest,
+    ) -> Result<tokio::sync::mpsc::Receiver<String>>;
+}
+
 /// Adds metric families to the server's registry.
 pub type RegisterMetrics = Arc<dyn Fn(&mut prometheus_client::registry::Registry) + Send + Sync>;
 
@@ -59,6 +82,8 @@ pub struct Extras {
     pub metrics: Option<RegisterMetrics>,
     /// Live plans for `hkctl plan`; without them the endpoint answers 405.
     pub plans: Option<Arc<dyn LivePlans>>,
+    /// Journals for `hkctl logs`; without them the endpoint answers 405.
+    pub logs: Option<Arc<dyn ServiceLogs>>,
     /// Whether the controller beside the server can make progress; `/readyz` fails with its
     /// reason when it cannot.
     pub health: Option<Health>,
@@ -98,6 +123,7 @@ pub(crate) struct AppState {
     metrics: Arc<Metrics>,
     bookmark_interval: Duration,
     plans: Option<Arc<dyn LivePlans>>,
+    logs: Option<Arc<dyn ServiceLogs>>,
     health: Option<Health>,
 }
 
@@ -132,6 +158,7 @@ pub fn router_with(
             }
         })),
         plans: extras.plans,
+        logs: extras.logs,
         health: extras.health,
         stored: StoredTokens::new(objects.store().clone()),
         objects,
@@ -155,6 +182,10 @@ pub fn router_with(
         .route(
             &format!("{api}/services/{{name}}/plan"),
             get(handlers::plan).post(handlers::plan_proposed),
+        )
+        .route(
+            &format!("{api}/services/{{name}}/logs"),
+            get(handlers::logs),
         )
         .route(
             &format!("{api}/{{plural}}/{{name}}/status"),

@@ -331,6 +331,69 @@ impl Transport for Ssh {
     }
 }
 
+impl Ssh {
+    /// Runs `script` and hands its standard output on line by line as it comes (a
+    /// `journalctl -f` never ends): until the script exits, or `lines` is closed, which
+    /// closes the channel. Returns the exit status, or `None` when the reader went away.
+    pub async fn stream_lines(
+        &self,
+        script: &str,
+        lines: tokio::sync::mpsc::Sender<String>,
+    ) -> Result<Option<i32>> {
+        let err = |e: russh::Error| Error::Transport {
+            host: self.name.clone(),
+            message: e.to_string(),
+        };
+        let mut channel = self.handle.channel_open_session().await.map_err(err)?;
+        let command = if self.sudo { "sudo -n sh -s" } else { "sh -s" };
+        channel.exec(true, command).await.map_err(err)?;
+        channel
+            .data(super::whole(script).as_bytes())
+            .await
+            .map_err(err)?;
+        channel.eof().await.map_err(err)?;
+        let mut partial: Vec<u8> = Vec::new();
+        let mut status = None;
+        loop {
+            let msg = tokio::select! {
+                m = channel.wait() => m,
+                _ = lines.closed() => {
+                    let _ = channel.close().await;
+                    return Ok(None);
+                }
+            };
+            let Some(msg) = msg else { break };
+            match msg {
+                ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, ext: 1 } => {
+                    partial.extend_from_slice(&data);
+                    while let Some(end) = partial.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = partial.drain(..=end).collect();
+                        let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+                        if lines.send(text).await.is_err() {
+                            let _ = channel.close().await;
+                            return Ok(None);
+                        }
+                    }
+                    // A line longer than the output limit is cut, never buffered whole.
+                    if partial.len() > MAX_OUTPUT {
+                        let text = String::from_utf8_lossy(&partial).into_owned();
+                        partial.clear();
+                        let _ = lines.send(text).await;
+                    }
+                }
+                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status as i32),
+                _ => {}
+            }
+        }
+        if !partial.is_empty() {
+            let _ = lines
+                .send(String::from_utf8_lossy(&partial).into_owned())
+                .await;
+        }
+        Ok(status)
+    }
+}
+
 fn home_path(p: &str) -> PathBuf {
     match p.strip_prefix("~/") {
         Some(rest) => PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(rest),

@@ -14,6 +14,7 @@ pub mod explain;
 pub mod get;
 pub mod history;
 pub mod label;
+pub mod logs;
 pub mod patch;
 pub mod plan;
 pub mod reconcile;

@@ -9,6 +9,7 @@
 pub mod cleanup;
 mod conditions;
 pub mod live_plan;
+pub mod logs;
 pub mod rollout;
 
 use std::sync::Arc;
