@@ -67,6 +67,8 @@ enum Command {
     Suspend(suspend::SuspendArgs),
     /// Undo `hkctl suspend`.
     Resume(suspend::ResumeArgs),
+    /// Edit an object in $EDITOR and write it back (reopened when the server refuses it).
+    Edit(edit::Args),
     /// Change some fields of an object: a merge patch or a JSON patch.
     Patch(patch::Args),
     /// Set (`key=value`) or remove (`key-`) labels.
@@ -143,6 +145,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Release(args) => release::run(&o, args).await,
         Command::Suspend(args) => suspend::suspend(&o, args).await,
         Command::Resume(args) => suspend::resume(&o, args).await,
+        Command::Edit(args) => edit::run(&o, args).await,
         Command::Patch(args) => patch::run(&o, args).await,
         Command::Label(args) => label::label(&o, args).await,
         Command::Annotate(args) => label::annotate(&o, args).await,

@@ -435,13 +435,14 @@ async fn a_watched_table_lines_up_and_prints_a_row_only_when_a_column_changes() 
     use std::io::{BufRead, BufReader};
     use std::time::Duration;
     let s = Hostkit::embedded();
-    let mut watcher = s
-        .hkctl_command(&["get", "projects", "-w"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = watcher.stdout.take().unwrap();
+    let mut watcher = hostkit_e2e::KillOnDrop(
+        s.hkctl_command(&["get", "projects", "-w"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let out = watcher.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
@@ -509,8 +510,6 @@ async fn a_watched_table_lines_up_and_prints_a_row_only_when_a_column_changes() 
         column(&row3, "/srv/c"),
         "\n{header2}\n{row3}"
     );
-    let _ = watcher.kill();
-    let _ = watcher.wait();
 }
 
 /// Two servers, one config file with a context for each: `--context` picks one for a
@@ -613,4 +612,97 @@ fn a_server_without_controllers_reconciles_nothing() {
     }
     let o = s.hkctl_ok(&["get", "events", "-o", "name"]);
     assert_eq!(stdout(&o), "", "no events");
+}
+
+/// `hkctl edit` with a scripted `$EDITOR`: the edit is written back; a refused one opens
+/// again with the server's reason on top and the edit kept; an emptied file changes nothing.
+#[test]
+fn edit_writes_back_reopens_on_a_refusal_and_cancels_on_an_empty_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Hostkit::embedded();
+    s.apply_yaml(
+        "apiVersion: hostkit.dev/v1alpha1\nkind: Project\nmetadata: {name: scratch}\nspec: {}\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let script = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("#!/bin/sh\nset -e\n{body}")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p.display().to_string()
+    };
+    let edit = |editor: &str| {
+        // Under `timeout`: an edit that loops must fail the test, not hang it.
+        let o = std::process::Command::new("timeout")
+            .arg("60")
+            .arg(hostkit_e2e::server::bin("hkctl"))
+            .args(["edit", "project/scratch"])
+            .env("HKCTL_CONFIG", s.config_path())
+            .env("EDITOR", editor)
+            .env_remove("VISUAL")
+            .output()
+            .unwrap();
+        (o.status.code(), stdout(&o), stderr(&o))
+    };
+    let label = script(
+        "label.sh",
+        "sed -i 's/^  name: scratch$/  name: scratch\\n  labels: {edited: \"yes\"}/' \"$1\"\n",
+    );
+    let (code, out, err) = edit(&label);
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), "project/scratch edited\n"),
+        "{err}"
+    );
+    let p = s.get("project", "scratch").unwrap();
+    assert_eq!(at(&p, "/metadata/labels/edited"), "yes", "{p}");
+
+    // First save refused (a field Projects do not have), the second fixes it.
+    let seen = dir.path().join("seen.txt");
+    let twice = script(
+        "twice.sh",
+        &format!(
+            "if grep -q '^# error:' \"$1\"; then cp \"$1\" {seen}; sed -i '/bogus/d; s/edited: .*/edited: twice/' \"$1\"; else sed -i 's/^spec:.*/spec:\\n  bogus: 1/' \"$1\"; fi\n",
+            seen = seen.display()
+        ),
+    );
+    let (code, out, err) = edit(&twice);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(err.contains("opens again"), "{err}");
+    let reopened = std::fs::read_to_string(&seen).unwrap();
+    assert!(
+        reopened.contains("# error:") && reopened.contains("bogus"),
+        "{reopened}"
+    );
+    assert!(
+        reopened.contains("bogus: 1"),
+        "the refused edit is kept for fixing:\n{reopened}"
+    );
+    let p = s.get("project", "scratch").unwrap();
+    assert_eq!(at(&p, "/metadata/labels/edited"), "twice", "{p}");
+    assert!(p.pointer("/spec/bogus").is_none());
+
+    let before = s.get("project", "scratch").unwrap();
+    let empty = script("empty.sh", ": > \"$1\"\n");
+    let (code, out, _) = edit(&empty);
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), "Edit cancelled, no changes made.\n")
+    );
+    let unchanged = script("same.sh", "true\n");
+    let (_, out, _) = edit(&unchanged);
+    assert_eq!(out, "Edit cancelled, no changes made.\n");
+    assert_eq!(s.get("project", "scratch").unwrap(), before);
+    // Saving the refused text again ends the edit instead of reopening it for ever.
+    let stubborn = script(
+        "stubborn.sh",
+        "grep -q '^# error:' \"$1\" || sed -i 's/^spec:.*/spec:\\n  bogus: 1/' \"$1\"\n",
+    );
+    let (code, _, err) = edit(&stubborn);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("saved unchanged after the error"), "{err}");
+    assert_eq!(s.get("project", "scratch").unwrap(), before);
+    let failing = script("fail.sh", "exit 3\n");
+    let (code, _, err) = edit(&failing);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("nothing was changed"), "{err}");
 }

@@ -302,8 +302,8 @@ fn logs_merge_hosts_follow_and_refuse_what_is_not_the_services() {
     assert_eq!(code, Some(1), "{err}");
 
     // Follow: a restart's lines arrive as they happen.
-    let mut follow = s
-        .hkctl_command(&[
+    let mut follow = hostkit_e2e::KillOnDrop(
+        s.hkctl_command(&[
             "logs",
             "service/chatty",
             "--host",
@@ -314,8 +314,9 @@ fn logs_merge_hosts_follow_and_refuse_what_is_not_the_services() {
         ])
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
-    let out = follow.stdout.take().unwrap();
+        .unwrap(),
+    );
+    let out = follow.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
@@ -338,8 +339,7 @@ fn logs_merge_hosts_follow_and_refuse_what_is_not_the_services() {
         );
     }
     assert!(seen.iter().all(|l| l.starts_with("[h1] ")), "{seen:?}");
-    let _ = follow.kill();
-    let _ = follow.wait();
+    drop(follow);
     // The client went away: the reader on the host ends (at its next line at the latest).
     h1.sh("systemctl restart chatty.service");
     assert!(
