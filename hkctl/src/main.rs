@@ -15,7 +15,21 @@ use hkctl::config::Overrides;
 #[command(
     name = "hkctl",
     version,
-    about = "Control HostKit: apply, get, describe, diff and delete objects"
+    about = "Control HostKit: apply, get, describe, diff and delete objects",
+    after_help = "Examples:
+  # Apply manifests, then watch the Services converge
+  hkctl apply -f manifests/examples/
+  hkctl get svc -w
+
+  # Why is it not Ready? Conditions per host, and its events
+  hkctl describe service/web
+
+  # Repair drift now, and roll back a bad release
+  hkctl reconcile service/web --wait
+  hkctl rollback service/web
+
+  # Each verb has its own examples
+  hkctl get --help"
 )]
 struct Cli {
     /// Config file (default: $HKCTL_CONFIG or ~/.config/hostkit/config.yaml).
@@ -51,6 +65,7 @@ enum Command {
     /// (exit 0: nothing, 1: changes, 2: error).
     Plan(plan::Args),
     /// List policy windows (open now, next transition) and whether each Service may apply.
+    #[command(after_help = "Examples:\n  hkctl windows")]
     Windows,
     /// Sync a GitSource now (even when suspended), wait, and print the revision applied
     /// (exit 0: synced, 1: the sync failed).
@@ -96,8 +111,12 @@ enum Command {
     /// Show and change the config file's contexts (servers and tokens).
     Config(config::Args),
     /// Print client and server versions.
+    #[command(after_help = "Examples:\n  hkctl version")]
     Version,
     /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  # bash, for this shell\n  source <(hkctl completion bash)\n\n  # zsh, for every shell\n  hkctl completion zsh > \"${fpath[1]}/_hkctl\""
+    )]
     Completion { shell: clap_complete::Shell },
 }
 
@@ -174,5 +193,62 @@ mod tests {
     #[test]
     fn every_verb_has_flags_clap_accepts() {
         <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    /// `hkctl --help` and every verb's help show examples, as kubectl's do, and every
+    /// example names a verb hkctl has.
+    #[test]
+    fn every_verb_has_examples_of_real_verbs() {
+        let mut cmd = <super::Cli as clap::CommandFactory>::command();
+        let verbs: Vec<String> = cmd
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        let mut missing = Vec::new();
+        let mut check = |name: &str, help: String| {
+            if !help.contains("Examples:") {
+                missing.push(name.to_string());
+            }
+            for line in help
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("hkctl "))
+            {
+                // The first word that is neither a global flag nor its value.
+                let mut words = line.split_whitespace().skip(1);
+                let mut verb = "";
+                while let Some(w) = words.next() {
+                    if let Some(flag) = w.strip_prefix("--") {
+                        if [
+                            "context",
+                            "server",
+                            "token",
+                            "config",
+                            "certificate-authority",
+                        ]
+                        .contains(&flag)
+                        {
+                            words.next();
+                        }
+                        continue;
+                    }
+                    verb = w;
+                    break;
+                }
+                assert!(
+                    verbs.iter().any(|v| v == verb),
+                    "{name}: example {line:?} has no verb"
+                );
+            }
+        };
+        check("hkctl", cmd.render_long_help().to_string());
+        for sub in cmd.get_subcommands_mut() {
+            let name = sub.get_name().to_string();
+            if name == "help" {
+                continue;
+            }
+            check(&name, sub.render_long_help().to_string());
+        }
+        assert!(missing.is_empty(), "verbs without examples: {missing:?}");
     }
 }

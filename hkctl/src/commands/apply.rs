@@ -17,6 +17,15 @@ pub enum DryRun {
 }
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  # Create or update every object in a folder (server-side apply)
+  hkctl apply -f manifests/examples/
+
+  # Check on the server what would be stored, storing nothing
+  hkctl apply -f web.yaml --dry-run=server
+
+  # From standard input
+  cat web.yaml | hkctl apply -f -")]
 pub struct Args {
     #[command(flatten)]
     manifests: Files,

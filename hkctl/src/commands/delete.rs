@@ -11,6 +11,15 @@ use crate::output::kind_name;
 use crate::{Error, Result};
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  # Delete a Service: its hosts are cleaned up first (unit stopped, files removed)
+  hkctl delete service/web --wait
+
+  # Delete what a file declares
+  hkctl delete -f web.yaml
+
+  # Remove the object but leave its hosts as they are
+  hkctl delete svc web --cascade=orphan")]
 pub struct Args {
     kind: Option<String>,
     names: Vec<String>,

@@ -6,6 +6,10 @@ use crate::output;
 use crate::{Error, Result};
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  # Spec, conditions per host, and this object's events
+  hkctl describe service exograph
+  hkctl describe host/edge-1")]
 pub struct Args {
     kind: String,
     name: Option<String>,

@@ -8,6 +8,9 @@ use crate::output;
 use crate::{Error, Result};
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  # What applying would change, as unified diffs (exit 0: none, 1: some, 2: error)
+  hkctl diff -f manifests/examples/")]
 pub struct Args {
     #[command(flatten)]
     manifests: Files,

@@ -11,6 +11,11 @@ use crate::reflector::{self, Reflector};
 use crate::{Error, Result};
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  # Every recent event, then one object's, then follow them
+  hkctl events
+  hkctl events --for service/web
+  hkctl events -w")]
 pub struct Args {
     /// Only events about this object, e.g. service/exograph.
     #[arg(long = "for")]

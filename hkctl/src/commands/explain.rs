@@ -4,6 +4,10 @@ use super::{kind_arg, out};
 use crate::{Error, Result};
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  hkctl explain service
+  hkctl explain service.spec.daemon.isolate
+  hkctl explain host.spec.ssh.hostKey")]
 pub struct Args {
     /// A kind, or a kind and a field path: `service.spec.daemon.isolate`.
     path: String,

@@ -8,6 +8,10 @@ use crate::config::Overrides;
 use crate::rollout;
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  # A Service's revisions; * marks the one its hosts run
+  hkctl history service/web
+  hkctl history host/edge-1")]
 pub struct Args {
     /// service/NAME (or NAME), or host/NAME.
     target: String,

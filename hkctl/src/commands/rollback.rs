@@ -7,6 +7,15 @@ use crate::config::Overrides;
 use crate::rollout;
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  # Back to the previous revision, waiting for each host
+  hkctl rollback service/web
+
+  # Back to revision 3, even inside a deny window, with a reason
+  hkctl rollback svc/web --to-revision 3 --force --reason \"bad config in 4\"
+
+  # Only one file of the newest revision
+  hkctl rollback service/web --only file:/etc/web/runtime.env")]
 pub struct Args {
     /// service/NAME (or NAME), or host/NAME.
     target: String,

@@ -6,6 +6,9 @@ use crate::config::Overrides;
 use crate::{Error, Result};
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  # Sync a GitSource now and print the commit applied
+  hkctl sync gitsource/infra --timeout 1m")]
 pub struct Args {
     /// gitsource/NAME (or gs/NAME, or NAME).
     target: String,
