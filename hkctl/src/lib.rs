@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod commands;
+pub mod completion;
 pub mod config;
 pub mod gitops;
 pub mod manifests;

@@ -121,6 +121,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `COMPLETE=bash hkctl` prints the shell's hook; the hook calls back here with the
+    // words typed, and kinds and object names come back (see hkctl::completion).
+    clap_complete::CompleteEnv::with_factory(Cli::command).complete();
     let cli = Cli::parse();
     let is_diff = matches!(cli.command, Command::Diff { .. } | Command::Plan { .. });
     let runtime = match tokio::runtime::Builder::new_current_thread()

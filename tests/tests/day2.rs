@@ -706,3 +706,50 @@ fn edit_writes_back_reopens_on_a_refusal_and_cancels_on_an_empty_file() {
     assert_eq!(code, Some(1));
     assert!(err.contains("nothing was changed"), "{err}");
 }
+
+/// Completion asks the server for object names after `KIND/` (`source <(COMPLETE=bash
+/// hkctl)`), completes kinds by every spelling, and gives up on a dead server at once.
+#[test]
+fn completion_offers_kinds_and_the_servers_object_names() {
+    let s = examples_server();
+    let complete = |config: &std::path::Path, words: &[&str]| {
+        let index = (words.len() - 1).to_string();
+        let started = std::time::Instant::now();
+        let o = std::process::Command::new(hostkit_e2e::server::bin("hkctl"))
+            .arg("--")
+            .args(words)
+            .env("COMPLETE", "bash")
+            .env("_CLAP_COMPLETE_INDEX", index)
+            .env("_CLAP_IFS", "\n")
+            .env("HKCTL_CONFIG", config)
+            .env_remove("HKCTL_SERVER")
+            .env_remove("HKCTL_TOKEN")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let mut got: Vec<String> = stdout(&o).lines().map(String::from).collect();
+        got.sort();
+        (got, started.elapsed())
+    };
+    let (got, _) = complete(&s.config_path(), &["hkctl", "get", "svc/ex"]);
+    assert_eq!(got, ["svc/exograph"]);
+    let (got, _) = complete(&s.config_path(), &["hkctl", "describe", "service/"]);
+    assert_eq!(
+        got,
+        ["service/api", "service/exograph", "service/hex-mirror"]
+    );
+    let (got, _) = complete(&s.config_path(), &["hkctl", "label", "host/"]);
+    assert!(got.contains(&"host/elixir-toys".to_string()), "{got:?}");
+    let (got, _) = complete(&s.config_path(), &["hkctl", "get", "gits"]);
+    assert_eq!(got, ["gitsource", "gitsources"]);
+
+    let dead = s.dir().join("dead.yaml");
+    std::fs::write(
+        &dead,
+        format!("server: http://127.0.0.1:{}\n", hostkit_e2e::free_port()),
+    )
+    .unwrap();
+    let (got, took) = complete(&dead, &["hkctl", "get", "svc/"]);
+    assert!(got.is_empty(), "{got:?}");
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+}

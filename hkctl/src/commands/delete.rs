@@ -21,6 +21,7 @@ use crate::{Error, Result};
   # Remove the object but leave its hosts as they are
   hkctl delete svc web --cascade=orphan")]
 pub struct Args {
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(crate::completion::objects))]
     kind: Option<String>,
     names: Vec<String>,
     #[arg(short = 'f', long = "filename")]

@@ -11,6 +11,7 @@ use crate::{Error, Result};
   hkctl describe service exograph
   hkctl describe host/edge-1")]
 pub struct Args {
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(crate::completion::objects))]
     kind: String,
     name: Option<String>,
 }

@@ -19,6 +19,7 @@ use crate::{Error, Result};
   EDITOR=nano hkctl edit host edge-1")]
 pub struct Args {
     /// KIND/NAME, or KIND then NAME.
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(crate::completion::objects))]
     target: String,
     name: Option<String>,
 }

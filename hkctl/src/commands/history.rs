@@ -14,6 +14,7 @@ use crate::rollout;
   hkctl history host/edge-1")]
 pub struct Args {
     /// service/NAME (or NAME), or host/NAME.
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(crate::completion::objects))]
     target: String,
 }
 

@@ -40,6 +40,7 @@ pub struct AnnotateArgs {
 #[derive(clap::Args)]
 struct Args {
     /// KIND/NAME, or KIND then NAME.
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(crate::completion::objects))]
     target: String,
     /// `key=value` to set, `key-` to remove (after NAME when the kind stands alone).
     #[arg(required = true)]

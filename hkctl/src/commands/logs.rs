@@ -22,6 +22,7 @@ use crate::{Error, Result};
   hkctl logs service/web --unit sweep --tail 20")]
 pub struct Args {
     /// service/NAME (or service NAME).
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(crate::completion::objects))]
     target: String,
     name: Option<String>,
     /// Only this host.

@@ -19,6 +19,7 @@ use crate::{Error, Result};
   hkctl patch svc/web --type json -p '[{\"op\":\"test\",\"path\":\"/spec/paused\",\"value\":true},{\"op\":\"replace\",\"path\":\"/spec/paused\",\"value\":false}]'")]
 pub struct Args {
     /// KIND/NAME, or KIND then NAME.
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(crate::completion::objects))]
     target: String,
     name: Option<String>,
     /// The patch, JSON or YAML.

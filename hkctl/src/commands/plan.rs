@@ -21,6 +21,7 @@ use crate::{Error, Result};
   hkctl plan -f services/ -R --host edge-1")]
 pub struct Args {
     /// service/NAME (or NAME); without -f.
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(crate::completion::objects))]
     target: Option<String>,
     /// Files or folders of proposed manifests (their Services are planned, not stored).
     #[arg(short = 'f', long = "filename", conflicts_with = "target")]

@@ -16,6 +16,7 @@ use crate::{Error, Result};
   hkctl reconcile host/edge-1")]
 pub struct Args {
     /// service/NAME, host/NAME or gitsource/NAME (or KIND then NAME).
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(crate::completion::objects))]
     target: String,
     name: Option<String>,
     /// Wait for the pass to end and print its Ready condition (exit 0: Ready, 1: not).

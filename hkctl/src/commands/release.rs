@@ -12,6 +12,7 @@ use crate::output::kind_name;
   hkctl release service/web")]
 pub struct Args {
     /// KIND/NAME, e.g. service/web.
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(crate::completion::objects))]
     target: String,
     name: Option<String>,
 }

@@ -18,6 +18,7 @@ use crate::rollout;
   hkctl rollback service/web --only file:/etc/web/runtime.env")]
 pub struct Args {
     /// service/NAME (or NAME), or host/NAME.
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(crate::completion::objects))]
     target: String,
     /// The revision to go back to (default: the previous one).
     #[arg(long)]

@@ -36,6 +36,7 @@ pub struct ResumeArgs {
 #[derive(clap::Args)]
 struct Args {
     /// service/NAME, host/NAME or gitsource/NAME (or KIND then NAME).
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(crate::completion::objects))]
     target: String,
     name: Option<String>,
 }

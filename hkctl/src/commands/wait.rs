@@ -25,7 +25,7 @@ use crate::{Error, Result};
   hkctl delete svc/web && hkctl wait svc/web --for=delete")]
 pub struct Args {
     /// KIND/NAME…, or KIND then NAMEs.
-    #[arg(required = true)]
+    #[arg(required = true, add = clap_complete::engine::ArgValueCompleter::new(crate::completion::objects))]
     targets: Vec<String>,
     /// `condition=TYPE` (status True), `condition=TYPE=STATUS`, or `delete`.
     #[arg(long = "for")]

@@ -39,6 +39,7 @@ use print::Printer;
   hkctl get svc -w")]
 pub struct Args {
     /// A kind (service, svc, services…), kind/name, several kinds (`svc,hosts`) or `all`.
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(crate::completion::objects))]
     kind: String,
     names: Vec<String>,
     /// table, wide, name, json, yaml, jsonpath=TEMPLATE, custom-columns=HEADER:PATH,….
