@@ -11,6 +11,7 @@ pub mod client;
 pub mod commands;
 pub mod completion;
 pub mod config;
+pub mod converge;
 pub mod gitops;
 pub mod manifests;
 pub mod output;

@@ -85,6 +85,59 @@ fn reconcile_repairs_now_wait_sees_the_new_generation_and_suspend_holds_repairs(
     ]);
     assert_eq!(host.sh("cat /etc/web/version.txt"), "v2\n");
 
+    // apply --wait: a line per host step, then Ready; a failing generation is exit 1.
+    let file = s.dir().join("v3.yaml");
+    std::fs::write(&file, manifests(&host, "v3")).unwrap();
+    let o = s.hkctl_ok(&[
+        "apply",
+        "-f",
+        file.to_str().unwrap(),
+        "--wait",
+        "--timeout",
+        "60s",
+    ]);
+    let text = stdout(&o);
+    assert!(text.contains("service/web configured\n"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("service/web: target: generation ") && l.contains(" applied")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("service/web: Ready: ")),
+        "{text}"
+    );
+    assert_eq!(host.sh("cat /etc/web/version.txt"), "v3\n");
+    std::fs::write(
+        &file,
+        manifests(&host, "v4").replace("[/bin/sleep, infinity]", "[/bin/sh, -c, \"exit 3\"]"),
+    )
+    .unwrap();
+    let (code, out, err) = exit_code(
+        &s,
+        &[
+            "apply",
+            "-f",
+            file.to_str().unwrap(),
+            "--wait",
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("service/web: not Ready: ApplyFailed"),
+        "{out}{err}"
+    );
+    s.apply_yaml(&manifests(&host, "v3"));
+    s.hkctl_ok(&[
+        "wait",
+        "svc/web",
+        "--for=condition=Ready",
+        "--timeout",
+        "60s",
+    ]);
+
     let (code, _, err) = exit_code(
         &s,
         &[

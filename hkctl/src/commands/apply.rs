@@ -25,13 +25,23 @@ pub enum DryRun {
   hkctl apply -f web.yaml --dry-run=server
 
   # From standard input
-  cat web.yaml | hkctl apply -f -")]
+  cat web.yaml | hkctl apply -f -
+
+  # Apply and follow each Service's hosts until the new generation is Ready
+  hkctl apply -f web.yaml --wait --timeout 10m")]
 pub struct Args {
     #[command(flatten)]
     manifests: Files,
     /// Validate only: locally (client) or on the server without storing (server).
     #[arg(long, value_enum, default_value = "none", num_args = 0..=1, default_missing_value = "client")]
     dry_run: DryRun,
+    /// Then follow each Service and Host until its new generation is Ready, a line per
+    /// host step (exit 1 when one fails or the time runs out).
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits for each object.
+    #[arg(long, default_value = "5m")]
+    timeout: String,
 }
 
 pub async fn run(overrides: &Overrides, args: &Args) -> Result<u8> {
@@ -66,9 +76,17 @@ pub async fn run(overrides: &Overrides, args: &Args) -> Result<u8> {
     .buffered(16)
     .collect::<Vec<_>>()
     .await;
+    let mut written = Vec::new();
     for (d, info, name, result) in results {
         match result {
-            Ok((_, outcome)) => {
+            Ok((object, outcome)) => {
+                if args.wait && !server_dry_run && matches!(info.kind, "Service" | "Host") {
+                    let generation = object
+                        .pointer("/metadata/generation")
+                        .and_then(serde_json::Value::as_i64)
+                        .unwrap_or(1);
+                    written.push((info, name.clone(), generation));
+                }
                 let suffix = if server_dry_run {
                     " (server dry run)"
                 } else {
@@ -86,6 +104,14 @@ pub async fn run(overrides: &Overrides, args: &Args) -> Result<u8> {
             Err(e) => {
                 failed = true;
                 eprintln!("error: {}:{}: {} {e}", d.file, d.line, d.display_name());
+            }
+        }
+    }
+    if !written.is_empty() {
+        let limit = super::timeout(&args.timeout)?;
+        for (info, name, generation) in written {
+            if !crate::converge::follow(&c, info, &name, generation, limit).await? {
+                failed = true;
             }
         }
     }
