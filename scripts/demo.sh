@@ -74,7 +74,9 @@ export HKCTL_SERVER="http://$LISTEN" HKCTL_TOKEN="$(cat "$DATA/admin.token")"
 sed -e "s|@ADDRESS@|$ADDR|" -e "s|@KEY@|$WORK/id_ed25519|" -e "s|@HOSTKEY@|$HOSTKEY|" \
   manifests/demo/hello.yaml > "$WORK/hello.yaml"
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+# Bold commands on a terminal only; a log file gets plain text.
+if [ -t 1 ]; then B=$'\033[1m' N=$'\033[0m'; else B='' N=''; fi
+step() { printf '\n%s$ %s%s\n' "$B" "$*" "$N"; "$@"; }
 step "$HKCTL" apply -f "$WORK/hello.yaml"
 printf '\nwaiting for service/hello to become Ready'
 for _ in $(seq 120); do
@@ -85,13 +87,23 @@ echo
 step "$HKCTL" get hosts -o wide
 step "$HKCTL" get services -o wide
 step "$HKCTL" describe service hello
-printf '\n\033[1m$ ssh root@%s systemctl is-active demo-hello.service; curl -s 127.0.0.1:8080\033[0m\n' "$ADDR"
+printf '\n%s$ ssh root@%s systemctl is-active demo-hello.service; curl -s 127.0.0.1:8080%s\n' "$B" "$ADDR" "$N"
 "${SSH[@]}" 'systemctl is-active demo-hello.service; curl -s http://127.0.0.1:8080/index.html'
 
 if [ "${DEMO_EXIT:-0}" = 1 ]; then exit 0; fi
-echo
-echo "hostkit serve is running on http://$LISTEN (data in $DATA), managing demo-host at $ADDR."
-echo "Try: HKCTL_SERVER=$HKCTL_SERVER HKCTL_TOKEN=\$(cat $DATA/admin.token) $HKCTL get services -w"
-echo "Edit a file on the host (${SSH[*]} 'echo x > /srv/demo/hello/index.html') and watch it repaired."
-echo "Ctrl-C stops the server and the host and cleans up."
+cat <<TRY
+
+hostkit serve is running on http://$LISTEN (data in $DATA), managing demo-host at $ADDR.
+Try, in another terminal:
+
+  export HKCTL_CONFIG=$WORK/hkctl.yaml PATH=$(dirname "$HKCTL"):\$PATH
+  hkctl get services -w                        # a row when a column changes
+  hkctl logs service/hello -f                  # the unit's journal, read over SSH
+  ${SSH[*]} 'echo x > /srv/demo/hello/index.html'
+  hkctl reconcile service/hello --wait         # repaired now, not at the next resync
+  hkctl describe service hello                 # conditions and events (DriftDetected, DriftRepaired)
+  hkctl history service/hello
+
+Ctrl-C stops the server and the host and cleans up.
+TRY
 wait "$SERVER"

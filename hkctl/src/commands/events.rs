@@ -42,6 +42,10 @@ pub async fn run(overrides: &Overrides, args: &Args) -> Result<u8> {
     let (mut items, rv) = c.list(info, &options).await?;
     sort_events(&mut items);
     let mut widths = Vec::new();
+    if items.is_empty() && !args.watch {
+        eprintln!("No events found.");
+        return Ok(0);
+    }
     out(&output::render_table(
         Some(&headers()),
         &rows(&items),
