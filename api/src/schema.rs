@@ -92,9 +92,12 @@ fn field(kind: &KindInfo, field_path: &str) -> Result<Field, String> {
     for seg in field_path.split('.').filter(|s| !s.is_empty()) {
         let resolved = resolve(&node, &defs);
         let props = properties_of(&resolved, &defs);
-        // A map (labels, annotations) has any key as a field, of the map's value type.
-        let map_value = resolved
+        // A map (labels, annotations, env files by name) has any key as a field, of the
+        // map's value type (`resolve` already looked through the map to its values, so
+        // the map itself is the node before resolving).
+        let map_value = node
             .get("additionalProperties")
+            .or_else(|| resolved.get("additionalProperties"))
             .filter(|v| v.is_object())
             .cloned();
         let next = props.get(seg).cloned().or(map_value).ok_or_else(|| {

@@ -5,32 +5,10 @@ use std::time::Duration;
 
 use hostkit_api::kinds::{KindInfo, find_kind};
 use hostkit_api::wellknown;
-use serde_json::{Value, json};
 
 use crate::Result;
-use crate::client::{Client, PatchType};
-
-/// Sets or removes one annotation with a merge patch (the server applies it to the object
-/// as stored, so a controller's write in between is never lost); true when it changed.
-pub(crate) async fn set_annotation(
-    c: &Client,
-    kind: &KindInfo,
-    name: &str,
-    key: &str,
-    value: Option<&str>,
-) -> Result<bool> {
-    let before = c.get(kind, name).await?;
-    let current = before
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(key))
-        .and_then(Value::as_str);
-    if current == value {
-        return Ok(false);
-    }
-    let patch = json!({"metadata": {"annotations": {key: value}}});
-    c.patch(kind, name, PatchType::Merge, &patch, false).await?;
-    Ok(true)
-}
+use crate::annotations::set_annotation;
+use crate::client::Client;
 
 /// How a sync ended.
 pub struct Synced {
@@ -42,9 +20,11 @@ pub struct Synced {
 /// act on it.
 pub async fn sync(c: &Client, name: &str, timeout: Duration) -> Result<Synced> {
     let kind = find_kind("gitsources").expect("a kind");
+    let mut progress = crate::progress::EventTail::start(c, kind, name).await?;
     let stamp = crate::reconcile::request(c, kind, name).await?;
     Ok(
-        match crate::reconcile::handled(c, kind, name, &stamp, timeout).await? {
+        match crate::reconcile::handled(c, kind, name, &stamp, timeout, Some(&mut progress)).await?
+        {
             Some(v) => {
                 let (status, _, message) =
                     crate::reconcile::condition(&v, "Ready").unwrap_or_default();

@@ -7,6 +7,7 @@
 //! rollbacks ([`rollout`]), and GitOps sources ([`gitops`]). hkctl never talks to the
 //! store: only to the API server.
 
+pub mod annotations;
 pub mod client;
 pub mod commands;
 pub mod completion;
@@ -15,6 +16,7 @@ pub mod converge;
 pub mod gitops;
 pub mod manifests;
 pub mod output;
+pub mod progress;
 pub mod reconcile;
 pub mod reflector;
 pub mod rollout;

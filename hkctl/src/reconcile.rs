@@ -10,8 +10,9 @@ use hostkit_api::wellknown;
 use serde_json::Value;
 
 use crate::Result;
+use crate::annotations::set_annotation;
 use crate::client::Client;
-use crate::gitops::set_annotation;
+use crate::progress::EventTail;
 
 /// Sets the request annotation; the value to wait for.
 pub async fn request(c: &Client, kind: &KindInfo, name: &str) -> Result<String> {
@@ -21,17 +22,21 @@ pub async fn request(c: &Client, kind: &KindInfo, name: &str) -> Result<String> 
 }
 
 /// Waits until the pass asked for with `stamp` has ended: the object then, or `None` when
-/// `timeout` passed first.
+/// `timeout` passed first. `progress` prints the object's events as they are recorded.
 pub async fn handled(
     c: &Client,
     kind: &KindInfo,
     name: &str,
     stamp: &str,
     timeout: Duration,
+    mut progress: Option<&mut EventTail>,
 ) -> Result<Option<Value>> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let v = c.get(kind, name).await?;
+        if let Some(p) = progress.as_deref_mut() {
+            p.print_new(c).await?;
+        }
         if v.pointer("/status/lastHandledRequestedAt")
             .and_then(Value::as_str)
             == Some(stamp)

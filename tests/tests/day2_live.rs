@@ -39,7 +39,14 @@ fn reconcile_repairs_now_wait_sees_the_new_generation_and_suspend_holds_repairs(
     let o = s.hkctl_ok(&["reconcile", "service/web", "--wait", "--timeout", "60s"]);
     let text = stdout(&o);
     assert!(
-        text.starts_with("service/web reconciled in ") && text.contains("Ready=True"),
+        text.lines()
+            .any(|l| l.starts_with("service/web reconciled in ") && l.contains("Ready=True")),
+        "{text}"
+    );
+    // While it waited, the pass's steps: the events it recorded, one line each.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("service/web: DriftRepaired: target: ")),
         "{text}"
     );
     assert_eq!(host.sh("cat /etc/web/version.txt"), "v1\n");

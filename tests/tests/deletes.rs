@@ -104,6 +104,12 @@ fn deleting_a_file_of_objects_leaves_nothing_of_its_service_on_the_host() {
         said.contains("project/shop") && said.contains("service/cart"),
         "{said}"
     );
+    // `--wait` printed the cleanup's steps on each host as it went.
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("service/cart: CleanedUp: ")),
+        "{said}"
+    );
     assert_eq!(leftovers(&host), "", "left on the host");
     let events = s.hkctl(&["events", "--for", "service/cart"]);
     let events = String::from_utf8_lossy(&events.stdout);

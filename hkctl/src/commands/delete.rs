@@ -8,6 +8,7 @@ use crate::client::Client;
 use crate::config::Overrides;
 use crate::manifests::load;
 use crate::output::kind_name;
+use crate::progress::EventTail;
 use crate::{Error, Result};
 
 #[derive(clap::Args)]
@@ -86,6 +87,11 @@ pub async fn run(overrides: &Overrides, args: &Args) -> Result<u8> {
     let mut pending = Vec::new();
     for (info, name) in &targets {
         let label = kind_name(info, name);
+        // The cleanup's events (per host) are printed while --wait waits.
+        let progress = match args.wait && !args.dry_run {
+            true => Some(EventTail::start(&c, info, name).await?),
+            false => None,
+        };
         match c.delete(info, name, args.dry_run, orphan).await {
             Ok((_, true)) => out(&format!(
                 "{label} deleted{}\n",
@@ -95,7 +101,7 @@ pub async fn run(overrides: &Overrides, args: &Args) -> Result<u8> {
                 out(&format!(
                     "{label} deletion requested (waiting for finalizers)\n"
                 ));
-                pending.push((*info, name.clone()));
+                pending.push((*info, name.clone(), progress));
             }
             Err(e) if e.is_not_found() && args.ignore_not_found => {}
             Err(e @ Error::Unreachable { .. }) => return Err(e),
@@ -107,8 +113,8 @@ pub async fn run(overrides: &Overrides, args: &Args) -> Result<u8> {
     }
     if args.wait && !args.dry_run {
         let deadline = tokio::time::Instant::now() + timeout;
-        for (info, name) in pending {
-            if !gone(&c, info, &name, deadline).await? {
+        for (info, name, mut progress) in pending {
+            if !gone(&c, info, &name, deadline, progress.as_mut()).await? {
                 failed = true;
             }
         }
@@ -122,10 +128,17 @@ async fn gone(
     info: &'static KindInfo,
     name: &str,
     deadline: tokio::time::Instant,
+    mut progress: Option<&mut EventTail>,
 ) -> Result<bool> {
     loop {
+        if let Some(p) = progress.as_deref_mut() {
+            p.print_new(c).await?;
+        }
         match c.get(info, name).await {
             Err(e) if e.is_not_found() => {
+                if let Some(p) = progress.as_deref_mut() {
+                    p.print_new(c).await?;
+                }
                 out(&format!("{} deleted\n", kind_name(info, name)));
                 return Ok(true);
             }

@@ -39,12 +39,16 @@ pub async fn run(overrides: &Overrides, args: &Args) -> Result<u8> {
     let c = client(overrides)?;
     let shown = kind_name(info, &name);
     let started = std::time::Instant::now();
+    let mut progress = match args.wait {
+        true => Some(crate::progress::EventTail::start(&c, info, &name).await?),
+        false => None,
+    };
     let stamp = request(&c, info, &name).await?;
     if !args.wait {
         out(&format!("{shown}: reconcile requested\n"));
         return Ok(0);
     }
-    let Some(object) = handled(&c, info, &name, &stamp, limit).await? else {
+    let Some(object) = handled(&c, info, &name, &stamp, limit, progress.as_mut()).await? else {
         eprintln!(
             "error: {shown}: the controller has not finished a pass within {}; is it running?",
             args.timeout
