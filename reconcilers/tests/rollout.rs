@@ -533,6 +533,21 @@ async fn a_host_never_read_leaves_what_it_holds_unknown_and_a_converged_plan_say
         "{notes:?}"
     );
 
+    // No host selected at all: said by the conditions, and by an event.
+    let r = reconcile(run(&[], ServiceStatus::default(), &s), &hosts, &sink).await;
+    assert_eq!(
+        condition(&r.status, "Ready"),
+        (ConditionStatus::False, "NoTargetHosts".into())
+    );
+    assert!(
+        sink.notes
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| n.reason == "NoTargetHosts"),
+        "a Service that selects no Host is an event"
+    );
+
     // A host that is read and converged: the plan's count is not left at what was applied.
     let s = spec(dir.path(), "v1", &["h1"], 1);
     let r = reconcile(run(&["h1"], ServiceStatus::default(), &s), &hosts, &sink).await;

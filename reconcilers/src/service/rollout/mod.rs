@@ -253,7 +253,11 @@ pub async fn reconcile(
         );
         r.set("Reconciling", false, "NoTargetHosts", "nothing to do");
         r.status.last_handled_requested_at = input.requested.clone();
-        sink.publish(&r.status, &[]).await;
+        let notes = [Note::warning(
+            "NoTargetHosts",
+            "no Host matches spec.hosts or spec.hostSelector",
+        )];
+        sink.publish(&r.status, &notes).await;
         r.report.status = r.status;
         return r.report;
     }
