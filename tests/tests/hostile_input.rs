@@ -646,8 +646,13 @@ async fn a_thousand_hostile_documents_are_refused_or_stored_whole_and_the_server
         rss.push(rss_kib(pid));
     }
     eprintln!("VmRSS after each further round of refused requests: {rss:?} KiB");
+    // A leak raises the floor round after round; the allocator keeping one more large
+    // request buffer at the moment of a reading (seen here: ±14 MiB steps either way, on
+    // this build and the one before) raises a single reading. So the floors are compared:
+    // the lower of the last two readings against the lower of the first two.
+    let (early, late) = (rss[0].min(rss[1]), rss[2].min(rss[3]));
     assert!(
-        rss[3] < rss[1] + 16 * 1024,
+        late < early + 16 * 1024,
         "VmRSS kept growing over rounds of refused requests: {rss:?} KiB"
     );
     assert!(rss[3] < 150 * 1024, "VmRSS {rss:?} KiB");
