@@ -84,6 +84,31 @@ pub fn objects(current: &OsStr) -> Vec<CompletionCandidate> {
     }
 }
 
+/// A NAME after a bare KIND (`hkctl get svc <TAB>`): the kind is the word typed after the
+/// verb. clap hands a completer only the word being completed, so the words come from the
+/// completion call itself (`hkctl -- hkctl get svc ex`).
+pub fn names_of_typed_kind(current: &OsStr) -> Vec<CompletionCandidate> {
+    let words: Vec<String> = std::env::args().skip_while(|a| a != "--").skip(1).collect();
+    names_after(&words, current.to_str().unwrap_or(""))
+}
+
+fn names_after(words: &[String], prefix: &str) -> Vec<CompletionCandidate> {
+    // words: the program, the verb, then the kind (flags skipped).
+    let kind = words
+        .iter()
+        .skip(2)
+        .find(|w| !w.starts_with('-'))
+        .filter(|k| !k.contains('/') && !k.contains(','));
+    let Some(kind) = kind else {
+        return Vec::new();
+    };
+    names(kind)
+        .into_iter()
+        .filter(|n| n.starts_with(prefix))
+        .map(CompletionCandidate::new)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

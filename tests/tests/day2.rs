@@ -740,6 +740,10 @@ fn completion_offers_kinds_and_the_servers_object_names() {
     );
     let (got, _) = complete(&s.config_path(), &["hkctl", "label", "host/"]);
     assert!(got.contains(&"host/elixir-toys".to_string()), "{got:?}");
+    let (got, _) = complete(&s.config_path(), &["hkctl", "get", "svc", "ex"]);
+    assert_eq!(got, ["exograph"], "a name after a bare kind");
+    let (got, _) = complete(&s.config_path(), &["hkctl", "describe", "host", ""]);
+    assert!(got.contains(&"elixir-toys".to_string()), "{got:?}");
     let (got, _) = complete(&s.config_path(), &["hkctl", "get", "gits"]);
     assert_eq!(got, ["gitsource", "gitsources"]);
 

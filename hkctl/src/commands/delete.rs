@@ -24,6 +24,7 @@ use crate::{Error, Result};
 pub struct Args {
     #[arg(add = clap_complete::engine::ArgValueCompleter::new(crate::completion::objects))]
     kind: Option<String>,
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(crate::completion::names_of_typed_kind))]
     names: Vec<String>,
     #[arg(short = 'f', long = "filename")]
     files: Vec<String>,

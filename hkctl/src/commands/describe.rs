@@ -13,6 +13,7 @@ use crate::{Error, Result};
 pub struct Args {
     #[arg(add = clap_complete::engine::ArgValueCompleter::new(crate::completion::objects))]
     kind: String,
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(crate::completion::names_of_typed_kind))]
     name: Option<String>,
 }
 

@@ -41,6 +41,7 @@ pub struct Args {
     /// A kind (service, svc, services…), kind/name, several kinds (`svc,hosts`) or `all`.
     #[arg(add = clap_complete::engine::ArgValueCompleter::new(crate::completion::objects))]
     kind: String,
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(crate::completion::names_of_typed_kind))]
     names: Vec<String>,
     /// table, wide, name, json, yaml, jsonpath=TEMPLATE, custom-columns=HEADER:PATH,….
     #[arg(short, long, default_value = "table", value_parser = Format::parse)]
