@@ -217,3 +217,52 @@ fn caddy_words_cannot_open_blocks() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn log_directives_take_words_and_plain_paths_only() {
+    let logs = |l: Value| daemon(json!({"logs": l}));
+    let ok = logs(json!({
+        "identifier": "web-api.v2",
+        "stdout": "append:/var/log/web/out.log",
+        "stderr": "inherit",
+        "rateLimit": {"interval": "30s", "burst": 1000},
+    }));
+    let p = problems(ok);
+    assert!(p.is_empty(), "{p:?}");
+    for (l, field) in [
+        (
+            json!({"identifier": "web\nUser=root"}),
+            "spec.daemon.logs.identifier",
+        ),
+        (json!({"identifier": "a b"}), "spec.daemon.logs.identifier"),
+        (json!({"stdout": "socket"}), "spec.daemon.logs.stdout"),
+        (json!({"stdout": "inherit"}), "spec.daemon.logs.stdout"),
+        (
+            json!({"stdout": "file:relative.log"}),
+            "spec.daemon.logs.stdout",
+        ),
+        (
+            json!({"stdout": "file:/var/log/%n.log"}),
+            "spec.daemon.logs.stdout",
+        ),
+        (
+            json!({"stderr": "append:/var/log/../etc/shadow"}),
+            "spec.daemon.logs.stderr",
+        ),
+        (
+            json!({"stderr": "file:/var/log/a b"}),
+            "spec.daemon.logs.stderr",
+        ),
+        (
+            json!({"rateLimit": {"interval": "30s", "burst": 0}}),
+            "spec.daemon.logs.rateLimit.burst",
+        ),
+        (
+            json!({"rateLimit": {"interval": "0s", "burst": 5}}),
+            "spec.daemon.logs.rateLimit.interval",
+        ),
+        (json!({"level": "debug"}), "spec.daemon.logs"),
+    ] {
+        refused(logs(l), field);
+    }
+}

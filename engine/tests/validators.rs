@@ -112,10 +112,47 @@ fn every_rendered_unit_passes_systemd_analyze_verify() {
         s.spec.daemon.as_mut().unwrap().name = Some(format!("profile-{i}.service"));
         d.services.insert(format!("p{i}"), s);
     }
+    // Logging directives, each target kind once.
+    for (i, (stdout, stderr)) in [
+        ("journal", "inherit"),
+        ("null", "journal"),
+        ("file:/var/log/hk/out.log", "append:/var/log/hk/err.log"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut s = base.clone();
+        let daemon = s.spec.daemon.as_mut().unwrap();
+        daemon.name = Some(format!("logs-{i}.service"));
+        daemon.logs = Some(
+            serde_json::from_value(serde_json::json!({
+                "identifier": format!("hk-logs-{i}"),
+                "stdout": stdout,
+                "stderr": stderr,
+                "rateLimit": {"interval": "30s", "burst": 500},
+            }))
+            .unwrap(),
+        );
+        d.services.insert(format!("l{i}"), s);
+    }
     units.extend(files_of(&all_resources(&d), FileRole::Unit));
     units.sort();
     units.dedup();
-    assert!(units.len() >= 10, "{}", units.len());
+    assert!(units.len() >= 13, "{}", units.len());
+    let logged = units
+        .iter()
+        .find(|(p, _)| p.ends_with("logs-2.service"))
+        .map(|(_, t)| t.clone())
+        .expect("the logging unit");
+    for line in [
+        "SyslogIdentifier=hk-logs-2",
+        "StandardOutput=file:/var/log/hk/out.log",
+        "StandardError=append:/var/log/hk/err.log",
+        "LogRateLimitIntervalSec=30s",
+        "LogRateLimitBurst=500",
+    ] {
+        assert!(logged.lines().any(|l| l == line), "{line} in\n{logged}");
+    }
     verify_units(dir.path(), &units);
     // The check can fail: a bad directive value is reported.
     let bad = dir.path().join("bad.service");

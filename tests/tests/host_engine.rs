@@ -937,3 +937,58 @@ async fn a_crash_looping_unit_given_a_working_version_settles() {
         "active"
     );
 }
+
+/// `daemon.logs` does what it says on a real host: stdout appended to the file named,
+/// stderr in the journal under the identifier given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_logs_go_where_the_spec_says() {
+    let host = TestHost::boot();
+    let ssh = Ssh::connect(&options(&host)).await.expect("connect");
+    let (mut d, _) = demo("v1", 8080);
+    let daemon = d
+        .services
+        .get_mut("web")
+        .unwrap()
+        .spec
+        .daemon
+        .as_mut()
+        .unwrap();
+    daemon.exec = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "echo to-stdout; echo to-stderr >&2; exec sleep infinity".into(),
+    ];
+    daemon.isolate = None;
+    daemon.logs = Some(
+        serde_json::from_value(serde_json::json!({
+            "identifier": "hk-ident",
+            "stdout": "append:/var/log/hk-out.log",
+            "stderr": "journal",
+        }))
+        .unwrap(),
+    );
+    let resources = d.resources_for("target").unwrap();
+    converge(&ssh, &resources, &[], &demo_secrets("t"), "r1").await;
+    assert!(
+        hostkit_e2e::wait_until(Duration::from_secs(10), || host
+            .try_sh("grep -qx to-stdout /var/log/hk-out.log")
+            .0
+            == 0),
+        "stdout not in the file: {}",
+        host.try_sh("cat /var/log/hk-out.log").1
+    );
+    assert!(
+        hostkit_e2e::wait_until(Duration::from_secs(10), || host
+            .try_sh("journalctl -t hk-ident --no-pager -o cat | grep -qx to-stderr")
+            .0
+            == 0),
+        "stderr not in the journal as hk-ident: {}",
+        host.try_sh("journalctl -u demo-web.service --no-pager | tail -5")
+            .1
+    );
+    assert_ne!(
+        host.try_sh("grep -q to-stderr /var/log/hk-out.log").0,
+        0,
+        "stderr went to the journal, not the file"
+    );
+}

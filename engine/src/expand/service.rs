@@ -697,6 +697,9 @@ impl<'a> Expander<'a> {
             let writable = self.writable(iso)?;
             u.service.extend(systemd::isolate(iso, &writable));
         }
+        if let Some(logs) = &daemon.logs {
+            u.service.extend(systemd::logs(logs));
+        }
         let wanted: Vec<String> = if daemon.wanted_by.is_empty() {
             vec!["multi-user.target".into()]
         } else {

@@ -253,6 +253,25 @@ pub fn isolate(isolate: &Isolate, writable: &[String]) -> Vec<(&'static str, Str
     d
 }
 
+/// `daemon.logs` as unit directives (values validated by the API: words and plain paths).
+pub fn logs(l: &hostkit_api::kinds::Logs) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(id) = &l.identifier {
+        out.push(("SyslogIdentifier", id.clone()));
+    }
+    if let Some(o) = &l.stdout {
+        out.push(("StandardOutput", o.clone()));
+    }
+    if let Some(e) = &l.stderr {
+        out.push(("StandardError", e.clone()));
+    }
+    if let Some(r) = &l.rate_limit {
+        out.push(("LogRateLimitIntervalSec", r.interval.as_str().to_string()));
+        out.push(("LogRateLimitBurst", r.burst.to_string()));
+    }
+    out
+}
+
 pub fn restart(policy: RestartPolicy) -> &'static str {
     match policy {
         RestartPolicy::No => "no",
