@@ -10,6 +10,7 @@ mod gitsource;
 mod host;
 mod instance;
 mod operations;
+mod project;
 mod service;
 
 pub use event::*;
@@ -17,6 +18,7 @@ pub use gitsource::*;
 pub use host::*;
 pub use instance::*;
 pub use operations::*;
+pub use project::*;
 pub use service::*;
 
 use schemars::JsonSchema;
