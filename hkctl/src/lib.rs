@@ -52,6 +52,19 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::Server { code: 404, .. })
     }
+
+    /// Unreachable, unauthenticated or read-only: a verb writing many documents stops at
+    /// the first such error, since every other document would fail the same way.
+    pub fn fails_every_document(&self) -> bool {
+        matches!(
+            self,
+            Error::Unreachable { .. }
+                | Error::Server {
+                    code: 401 | 403,
+                    ..
+                }
+        )
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -441,6 +441,24 @@ struct PlanParams {
     host: Option<String>,
 }
 
+/// The query string of an endpoint with its own few parameters (unknown ones refused).
+fn query_of<T: Default + serde::de::DeserializeOwned>(raw: Option<String>) -> Result<T> {
+    match raw {
+        None => Ok(T::default()),
+        Some(q) => serde_urlencoded::from_str(&q)
+            .map_err(|e| Error::BadRequest(format!("query string: {e}"))),
+    }
+}
+
+fn planner(state: &AppState) -> Result<&std::sync::Arc<dyn super::LivePlans>> {
+    state.plans.as_ref().ok_or_else(|| {
+        Error::NotAllowed(
+            "this server runs no controllers (--controllers none): live plans are computed by a server that does"
+                .into(),
+        )
+    })
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LogParams {
@@ -458,11 +476,7 @@ pub(super) async fn logs(
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
-    let params: LogParams = match query {
-        None => LogParams::default(),
-        Some(q) => serde_urlencoded::from_str(&q)
-            .map_err(|e| Error::BadRequest(format!("query string: {e}")))?,
-    };
+    let params: LogParams = query_of(query)?;
     let reader = state.logs.as_ref().ok_or_else(|| {
         Error::NotAllowed(
             "this server runs no controllers (--controllers none): logs are read by a server that does"
@@ -501,15 +515,8 @@ pub(super) async fn plan_proposed(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
-    let params: PlanParams = match query {
-        None => PlanParams::default(),
-        Some(q) => serde_urlencoded::from_str(&q)
-            .map_err(|e| Error::BadRequest(format!("query string: {e}")))?,
-    };
-    let planner = state
-        .plans
-        .as_ref()
-        .ok_or_else(|| Error::NotAllowed("this server runs no controllers (--controllers none): live plans are computed by a server that does".into()))?;
+    let params: PlanParams = query_of(query)?;
+    let planner = planner(&state)?;
     let kind = kind_of("services")?;
     let body = parse_body(&headers, &body)?;
     let object = state.objects.decode(kind, body, Some(&name))?;
@@ -531,15 +538,8 @@ pub(super) async fn plan(
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
-    let params: PlanParams = match query {
-        None => PlanParams::default(),
-        Some(q) => serde_urlencoded::from_str(&q)
-            .map_err(|e| Error::BadRequest(format!("query string: {e}")))?,
-    };
-    let planner = state
-        .plans
-        .as_ref()
-        .ok_or_else(|| Error::NotAllowed("this server runs no controllers (--controllers none): live plans are computed by a server that does".into()))?;
+    let params: PlanParams = query_of(query)?;
+    let planner = planner(&state)?;
     let list = planner.plan(&name, params.host.as_deref()).await?;
     Ok(Json(list).into_response())
 }

@@ -284,18 +284,7 @@ impl Transport for Ssh {
     }
 
     async fn run(&self, script: &str) -> Result<Output> {
-        let err = |e: russh::Error| Error::Transport {
-            host: self.name.clone(),
-            message: e.to_string(),
-        };
-        let mut channel = self.handle.channel_open_session().await.map_err(err)?;
-        let command = if self.sudo { "sudo -n sh -s" } else { "sh -s" };
-        channel.exec(true, command).await.map_err(err)?;
-        channel
-            .data(super::whole(script).as_bytes())
-            .await
-            .map_err(err)?;
-        channel.eof().await.map_err(err)?;
+        let mut channel = self.start(script).await?;
         let mut out = Output::default();
         let mut status = None;
         while let Some(msg) = channel.wait().await {
@@ -332,6 +321,24 @@ impl Transport for Ssh {
 }
 
 impl Ssh {
+    /// A session channel running `script` under `sh` (through `sudo` for a non-root user),
+    /// its input sent whole and closed.
+    async fn start(&self, script: &str) -> Result<russh::Channel<client::Msg>> {
+        let err = |e: russh::Error| Error::Transport {
+            host: self.name.clone(),
+            message: e.to_string(),
+        };
+        let channel = self.handle.channel_open_session().await.map_err(err)?;
+        let command = if self.sudo { "sudo -n sh -s" } else { "sh -s" };
+        channel.exec(true, command).await.map_err(err)?;
+        channel
+            .data(super::whole(script).as_bytes())
+            .await
+            .map_err(err)?;
+        channel.eof().await.map_err(err)?;
+        Ok(channel)
+    }
+
     /// Runs `script` and hands its standard output on line by line as it comes (a
     /// `journalctl -f` never ends): until the script exits, or `lines` is closed, which
     /// closes the channel. Returns the exit status, or `None` when the reader went away.
@@ -340,18 +347,7 @@ impl Ssh {
         script: &str,
         lines: tokio::sync::mpsc::Sender<String>,
     ) -> Result<Option<i32>> {
-        let err = |e: russh::Error| Error::Transport {
-            host: self.name.clone(),
-            message: e.to_string(),
-        };
-        let mut channel = self.handle.channel_open_session().await.map_err(err)?;
-        let command = if self.sudo { "sudo -n sh -s" } else { "sh -s" };
-        channel.exec(true, command).await.map_err(err)?;
-        channel
-            .data(super::whole(script).as_bytes())
-            .await
-            .map_err(err)?;
-        channel.eof().await.map_err(err)?;
+        let mut channel = self.start(script).await?;
         let mut partial: Vec<u8> = Vec::new();
         let mut status = None;
         loop {

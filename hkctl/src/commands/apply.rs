@@ -4,10 +4,10 @@
 use futures::StreamExt;
 
 use super::{Files, client, out};
+use crate::Result;
 use crate::config::Overrides;
 use crate::manifests::load;
 use crate::output::kind_name;
-use crate::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum DryRun {
@@ -94,13 +94,7 @@ pub async fn run(overrides: &Overrides, args: &Args) -> Result<u8> {
                 };
                 out(&format!("{} {outcome}{suffix}\n", kind_name(info, &name)));
             }
-            // Unreachable, unauthenticated or read-only: every other document would fail the same way.
-            Err(
-                e @ (Error::Unreachable { .. }
-                | Error::Server {
-                    code: 401 | 403, ..
-                }),
-            ) => return Err(e),
+            Err(e) if e.fails_every_document() => return Err(e),
             Err(e) => {
                 failed = true;
                 eprintln!("error: {}:{}: {} {e}", d.file, d.line, d.display_name());

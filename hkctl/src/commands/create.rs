@@ -4,10 +4,10 @@
 //! fail if the object changed since), dropping labels and annotations the file does not have.
 
 use super::{Files, client, out};
+use crate::Result;
 use crate::config::Overrides;
 use crate::manifests::load;
 use crate::output::kind_name;
-use crate::{Error, Result};
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
@@ -77,12 +77,7 @@ async fn write(overrides: &Overrides, files: &Files, verb: Verb) -> Result<u8> {
         };
         match result {
             Ok(done) => out(&format!("{} {done}\n", kind_name(info, &name))),
-            Err(
-                e @ (Error::Unreachable { .. }
-                | Error::Server {
-                    code: 401 | 403, ..
-                }),
-            ) => return Err(e),
+            Err(e) if e.fails_every_document() => return Err(e),
             Err(e) => {
                 failed = true;
                 eprintln!("error: {}:{}: {} {e}", d.file, d.line, d.display_name());

@@ -37,6 +37,24 @@ async fn prepared_of(
     let resources = hostkit_engine::expand::service(name, spec, project.as_ref())?;
     let secrets = Secrets::keyed();
     let mut plans = Vec::new();
+    for opts in ssh_targets(ctx, name, spec, only_host, &secrets).await? {
+        let ssh = Ssh::connect(&opts).await?;
+        plans.push(plan::prepare(&ssh, &resources, &[], &secrets).await?);
+    }
+    Ok(plans)
+}
+
+/// How to reach each stored Host that `spec` selects (or only `only_host`, which must be
+/// one of them): what a live read of the Service (its plan, its journal) connects to,
+/// over fresh connections that leave the controller's own alone.
+pub(super) async fn ssh_targets(
+    ctx: &dyn Context,
+    name: &str,
+    spec: &ServiceSpec,
+    only_host: Option<&str>,
+    secrets: &Secrets,
+) -> Result<Vec<SshOptions>> {
+    let mut targets = Vec::new();
     for h in ctx
         .list_stored(<HostSpec as hostkit_api::KindSpec>::INFO)
         .await?
@@ -45,17 +63,14 @@ async fn prepared_of(
             continue;
         };
         let host = decode::<HostSpec>(h.clone(), hname)?;
-        if !spec.selects(host.name(), &host.metadata.labels)
-            || only_host.is_some_and(|o| o != host.name())
+        if spec.selects(host.name(), &host.metadata.labels)
+            && only_host.is_none_or(|o| o == host.name())
         {
-            continue;
+            targets.push(SshOptions::from_host(host.name(), &host.spec, secrets)?);
         }
-        let opts = SshOptions::from_host(host.name(), &host.spec, &secrets)?;
-        let ssh = Ssh::connect(&opts).await?;
-        plans.push(plan::prepare(&ssh, &resources, &[], &secrets).await?);
     }
     if let Some(h) = only_host
-        && plans.is_empty()
+        && targets.is_empty()
     {
         return Err(Error::Invalid {
             object: format!("Service/{name}"),
@@ -63,7 +78,7 @@ async fn prepared_of(
             message: format!("does not run on host {h}"),
         });
     }
-    Ok(plans)
+    Ok(targets)
 }
 
 /// [`live_plan`] as the API answers it: `{kind: PlanList, plans, text, coverage}`.

@@ -8,13 +8,12 @@
 
 use std::time::Duration;
 
-use hostkit_api::kinds::{HostSpec, ProjectSpec, ServiceSpec};
+use hostkit_api::kinds::{ProjectSpec, ServiceSpec};
 use hostkit_engine::secrets::Secrets;
 use hostkit_engine::transport::sh_quote;
-use hostkit_engine::transport::ssh::{Ssh, SshOptions};
+use hostkit_engine::transport::ssh::Ssh;
 use tokio::sync::mpsc;
 
-use crate::context::decode;
 use crate::{Context, Error, Result};
 
 /// What to read.
@@ -111,29 +110,13 @@ pub async fn logs(ctx: &dyn Context, name: &str, q: &LogQuery) -> Result<mpsc::R
         });
     }
     let secrets = Secrets::keyed();
-    let mut targets = Vec::new();
-    for h in ctx
-        .list_stored(<HostSpec as hostkit_api::KindSpec>::INFO)
-        .await?
-    {
-        let Some(hname) = h.pointer("/metadata/name").and_then(|n| n.as_str()) else {
-            continue;
-        };
-        let host = decode::<HostSpec>(h.clone(), hname)?;
-        if svc.spec.selects(host.name(), &host.metadata.labels)
-            && q.host.as_deref().is_none_or(|o| o == host.name())
-        {
-            targets.push(SshOptions::from_host(host.name(), &host.spec, &secrets)?);
-        }
-    }
+    let targets =
+        super::live_plan::ssh_targets(ctx, name, &svc.spec, q.host.as_deref(), &secrets).await?;
     if targets.is_empty() {
         return Err(Error::Invalid {
             object: format!("Service/{name}"),
             field: "host".into(),
-            message: match &q.host {
-                Some(h) => format!("does not run on host {h}"),
-                None => "selects no Host".into(),
-            },
+            message: "selects no Host".into(),
         });
     }
     let command = journal_command(&units, q, ctx.now());
