@@ -4,6 +4,7 @@
 //! temporary folder on ports nobody else uses, and kills it when the handle is dropped, so
 //! a failing test never leaves a process behind and two runs never collide.
 
+pub mod engine;
 pub mod etcd;
 pub mod server;
 pub mod testhost;

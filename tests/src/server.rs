@@ -80,6 +80,14 @@ impl Hostkit {
         Hostkit::start(ServeOptions::default())
     }
 
+    /// A server on the embedded store, without controllers, holding the shared examples
+    /// (which name outside machines: nothing may reconcile them).
+    pub fn with_examples() -> Hostkit {
+        let s = Hostkit::embedded();
+        s.hkctl_ok(&["apply", "-f", &examples_dir().display().to_string()]);
+        s
+    }
+
     /// A server on the etcd at `url`.
     pub fn with_etcd(url: &str) -> Hostkit {
         Hostkit::start(ServeOptions {

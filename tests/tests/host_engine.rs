@@ -6,60 +6,14 @@ use std::time::Duration;
 
 use hostkit_api::kinds::{Directory, Package};
 use hostkit_api::values::SecretRef;
+use hostkit_e2e::engine::{converge, demo, demo_secrets, options, prepare};
 use hostkit_e2e::testhost::TestHost;
-use hostkit_engine::apply::{self, Applied, ApplyOptions};
+use hostkit_engine::apply::{self, ApplyOptions};
 use hostkit_engine::offline::manifests::Desired;
-use hostkit_engine::plan::{self, Action, Prepared};
+use hostkit_engine::plan::Action;
 use hostkit_engine::resource::{Resource, Spec};
 use hostkit_engine::secrets::Secrets;
-use hostkit_engine::transport::Transport;
-use hostkit_engine::transport::ssh::{Auth, HostKeyCheck, RetryPolicy, Ssh, SshOptions};
-
-fn options(host: &TestHost) -> SshOptions {
-    SshOptions {
-        name: host.name.clone(),
-        address: host.address.clone(),
-        port: 22,
-        user: "root".into(),
-        auth: Auth::KeyFile(host.key()),
-        host_key: HostKeyCheck::Pinned(host.host_key()),
-        connect_timeout: Duration::from_secs(5),
-        retry: RetryPolicy::default(),
-        keepalive: Duration::from_secs(10),
-        sudo: false,
-    }
-}
-
-async fn prepare(
-    t: &dyn Transport,
-    resources: &[Resource],
-    previous: &[Resource],
-    secrets: &Secrets,
-) -> Prepared {
-    plan::prepare(t, resources, previous, secrets)
-        .await
-        .expect("plan")
-}
-
-async fn converge(
-    t: &dyn Transport,
-    resources: &[Resource],
-    previous: &[Resource],
-    secrets: &Secrets,
-    revision: &str,
-) -> Applied {
-    let prepared = prepare(t, resources, previous, secrets).await;
-    let applied = apply::apply(t, &prepared, &ApplyOptions::new(revision))
-        .await
-        .expect("apply");
-    assert!(
-        applied.ok,
-        "apply failed: {:?}\n{}",
-        applied.error,
-        prepared.plan.render(true)
-    );
-    applied
-}
+use hostkit_engine::transport::ssh::{Auth, HostKeyCheck, RetryPolicy, Ssh};
 
 /// The shared examples, with binaries replaced by small real programs and packages by
 /// one from the test hosts' local repository.
@@ -164,72 +118,6 @@ async fn every_example_converges_units_run_and_the_next_plan_is_empty() {
 
 /// A service built for the drift and rollback tests: an account, storage, a plain file,
 /// an env file with a secret, a daemon, a job, a command with a down, and a package.
-fn demo(version: &str, port: u16) -> (Desired, String) {
-    let text = format!(
-        r#"
-apiVersion: hostkit.dev/v1alpha1
-kind: Project
-metadata: {{name: demo}}
-spec:
-  roots: {{data: /srv/demo, config: /etc/demo}}
-  prefixes: {{user: demo-, unit: demo-}}
----
-apiVersion: hostkit.dev/v1alpha1
-kind: Host
-metadata: {{name: target}}
-spec:
-  address: 127.0.0.1
-  bootstrap:
-    packages: [tree]
----
-apiVersion: hostkit.dev/v1alpha1
-kind: Service
-metadata: {{name: web}}
-spec:
-  project: demo
-  hosts: [target]
-  account: {{system: true}}
-  storage:
-    - name: data
-      mode: "0750"
-  files:
-    - path: /etc/demo/web/version.txt
-      content: "{version}\n"
-      mode: "0644"
-    - path: /srv/demo/web/index.html
-      content: "<h1>{version}</h1>\n"
-      owner: ${{service.user}}
-  env:
-    runtime:
-      set: {{PORT: "{port}", VERSION: "{version}"}}
-      secrets: {{TOKEN: {{env: DEMO_TOKEN}}}}
-  daemon:
-    exec: [/usr/bin/python3, -m, http.server, --bind, 127.0.0.1, "{port}", --directory, "${{storage.data}}"]
-    env: [runtime]
-    isolate:
-      profile: strict_web
-      writable: [data]
-      network: loopback
-  jobs:
-    - name: tick
-      exec: [/bin/true]
-      schedule: {{onCalendar: ["*-*-* *:00:00"]}}
-  commands:
-    - name: seed
-      exec: [/bin/sh, -c, "echo {version} >> /srv/demo/web/seeded"]
-      down: {{exec: [/bin/sh, -c, "echo undo-{version} >> /srv/demo/web/seeded"]}}
-"#
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("demo.yaml");
-    std::fs::write(&path, &text).unwrap();
-    (Desired::load(&[path]).expect("demo manifests"), text)
-}
-
-fn demo_secrets(token: &str) -> Secrets {
-    Secrets::default().with(SecretRef::Env("DEMO_TOKEN".into()), token)
-}
-
 fn managed_paths(resources: &[Resource]) -> Vec<String> {
     let mut paths: Vec<String> = resources
         .iter()
@@ -369,65 +257,6 @@ async fn the_down_plan_of_v2_restores_v1_byte_for_byte() {
             .trim(),
         "600"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_unit_stops_the_apply_with_its_journal() {
-    let host = TestHost::boot();
-    let ssh = Ssh::connect(&options(&host)).await.expect("connect");
-    let (mut d, _) = demo("v1", 8080);
-    let spec = &mut d.services.get_mut("web").unwrap().spec;
-    spec.daemon.as_mut().unwrap().exec = vec![
-        "/bin/sh".into(),
-        "-c".into(),
-        "echo cannot-start >&2; exit 3".into(),
-    ];
-    spec.commands.push(hostkit_api::kinds::Command {
-        name: "announce".into(),
-        exec: vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            "touch /var/tmp/announced".into(),
-        ],
-        phase: Some(hostkit_api::kinds::Phase::AfterStart),
-        down: Some(hostkit_api::kinds::CommandDown::Noop),
-        ..Default::default()
-    });
-    let resources = d.resources_for("target").unwrap();
-    let prepared = prepare(&ssh, &resources, &[], &demo_secrets("t")).await;
-    let applied = apply::apply(&ssh, &prepared, &ApplyOptions::new("r1"))
-        .await
-        .unwrap();
-    assert!(!applied.ok);
-    let error = applied.error.clone().unwrap();
-    assert!(error.starts_with("unit:demo-web.service"), "{error}");
-    assert!(
-        error.contains("cannot-start"),
-        "journal tail missing: {error}"
-    );
-    let unit_at = applied
-        .results
-        .iter()
-        .position(|r| r.id == "unit:demo-web.service")
-        .unwrap();
-    assert!(
-        applied.results[..unit_at]
-            .iter()
-            .all(|r| r.status == hostkit_engine::outcome::Status::Applied)
-    );
-    let later = &applied.results[unit_at + 1..];
-    assert!(
-        later.iter().any(|r| r.id == "command:web/announce"),
-        "{:?}",
-        applied.results
-    );
-    assert!(
-        later
-            .iter()
-            .all(|r| r.status == hostkit_engine::outcome::Status::NotRun)
-    );
-    // The untouched later change really did not happen.
-    assert_ne!(host.try_sh("test -e /var/tmp/announced").0, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -882,113 +711,4 @@ async fn a_failing_file_in_a_run_leaves_earlier_files_and_no_temps() {
     );
     assert_eq!(host.sh("ls -A /srv/run"), "f0\nf1\nf2\n");
     assert_eq!(host.sh("cat /srv/run/f2"), "file 2\n");
-}
-
-/// A unit that is crash-looping (NRestarts grows, and an explicit restart does not reset it) and is then given a
-/// working version, as a rollback or a fix does: the apply's own restart starts it, and the
-/// settle check counts only restarts after that start, not the ones before.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_looping_unit_given_a_working_version_settles() {
-    let host = TestHost::boot();
-    let ssh = Ssh::connect(&options(&host)).await.expect("connect");
-    let with = |exec: Vec<String>, version: &str| {
-        let (mut d, _) = demo(version, 8080);
-        let daemon = d
-            .services
-            .get_mut("web")
-            .unwrap()
-            .spec
-            .daemon
-            .as_mut()
-            .unwrap();
-        daemon.exec = exec;
-        daemon.restart = serde_json::from_value(serde_json::json!("always")).unwrap();
-        daemon.restart_sec = serde_json::from_value(serde_json::json!("400ms")).unwrap();
-        d.resources_for("target").unwrap()
-    };
-    let broken = with(vec!["/bin/sh".into(), "-c".into(), "exit 3".into()], "v1");
-    let prepared = prepare(&ssh, &broken, &[], &demo_secrets("t")).await;
-    let applied = apply::apply(&ssh, &prepared, &ApplyOptions::new("r1"))
-        .await
-        .unwrap();
-    assert!(!applied.ok, "a unit that exits fails the apply");
-    // Let it loop a little, and apply while it is still looping (as an automatic rollback
-    // does right after the failed apply); a unit that already gave up counts from 0 again.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let restarts: u32 = host
-        .sh("systemctl show -p NRestarts --value demo-web.service")
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(restarts >= 1, "it crash-looped: {restarts}");
-
-    let (d, _) = demo("v2", 8080);
-    let good = with(
-        d.services["web"].spec.daemon.as_ref().unwrap().exec.clone(),
-        "v2",
-    );
-    let prepared = prepare(&ssh, &good, &broken, &demo_secrets("t")).await;
-    let applied = apply::apply(&ssh, &prepared, &ApplyOptions::new("r2"))
-        .await
-        .unwrap();
-    assert!(applied.ok, "{:?}", applied.error);
-    assert_eq!(
-        host.sh("systemctl is-active demo-web.service").trim(),
-        "active"
-    );
-}
-
-/// `daemon.logs` does what it says on a real host: stdout appended to the file named,
-/// stderr in the journal under the identifier given.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn daemon_logs_go_where_the_spec_says() {
-    let host = TestHost::boot();
-    let ssh = Ssh::connect(&options(&host)).await.expect("connect");
-    let (mut d, _) = demo("v1", 8080);
-    let daemon = d
-        .services
-        .get_mut("web")
-        .unwrap()
-        .spec
-        .daemon
-        .as_mut()
-        .unwrap();
-    daemon.exec = vec![
-        "/bin/sh".into(),
-        "-c".into(),
-        "echo to-stdout; echo to-stderr >&2; exec sleep infinity".into(),
-    ];
-    daemon.isolate = None;
-    daemon.logs = Some(
-        serde_json::from_value(serde_json::json!({
-            "identifier": "hk-ident",
-            "stdout": "append:/var/log/hk-out.log",
-            "stderr": "journal",
-        }))
-        .unwrap(),
-    );
-    let resources = d.resources_for("target").unwrap();
-    converge(&ssh, &resources, &[], &demo_secrets("t"), "r1").await;
-    assert!(
-        hostkit_e2e::wait_until(Duration::from_secs(10), || host
-            .try_sh("grep -qx to-stdout /var/log/hk-out.log")
-            .0
-            == 0),
-        "stdout not in the file: {}",
-        host.try_sh("cat /var/log/hk-out.log").1
-    );
-    assert!(
-        hostkit_e2e::wait_until(Duration::from_secs(10), || host
-            .try_sh("journalctl -t hk-ident --no-pager -o cat | grep -qx to-stderr")
-            .0
-            == 0),
-        "stderr not in the journal as hk-ident: {}",
-        host.try_sh("journalctl -u demo-web.service --no-pager | tail -5")
-            .1
-    );
-    assert_ne!(
-        host.try_sh("grep -q to-stderr /var/log/hk-out.log").0,
-        0,
-        "stderr went to the journal, not the file"
-    );
 }

@@ -435,45 +435,6 @@ impl Objects {
         })
     }
 
-    /// `kubectl patch`: the patch is applied to the stored object as it is now, the result
-    /// validated as a whole object and written with compare-and-swap (re-read and patched
-    /// again when someone wrote in between, so two label patches never lose one another).
-    /// As with `update`, status and server-set metadata keep their stored values.
-    pub async fn patch(
-        &self,
-        kind: &KindInfo,
-        name: &str,
-        patch: &Patch,
-        dry_run: bool,
-    ) -> Result<Value> {
-        for _ in 0..8 {
-            let current = self.current_of(kind, name, None, None).await?;
-            let stored = Self::to_object(&current)?;
-            let mut patched = stored.clone();
-            patch.apply_to(&mut patched, kind, name)?;
-            if patched.pointer("/metadata/name") != stored.pointer("/metadata/name") {
-                return Err(Error::BadRequest(format!(
-                    "{}/{name}: a patch cannot rename an object (metadata.name)",
-                    kind.kind
-                )));
-            }
-            let desired = self.decode(kind, patched, Some(name))?.to_value();
-            let next = merge_update(&stored, &desired, false)?;
-            match self
-                .write_next(kind, name, &current, &stored, next, dry_run)
-                .await
-            {
-                Err(Error::Conflict { .. }) => continue,
-                other => return other,
-            }
-        }
-        Err(Error::Conflict {
-            kind: kind.kind.into(),
-            name: name.into(),
-            detail: "too many concurrent writers".into(),
-        })
-    }
-
     /// Server-side apply: create when missing, else take spec and labels from `body`, merge
     /// annotations, and leave everything else. Unchanged objects are not written at all.
     pub async fn apply(

@@ -301,7 +301,7 @@ impl ServiceCheck<'_> {
                     check_user_name("user", u, v);
                 }
                 if let Some(l) = &d.logs {
-                    check_logs(l, v);
+                    super::logs::check_logs(l, v);
                 }
             });
         }
@@ -522,69 +522,4 @@ fn references(spec: &ServiceSpec, v: &mut Validator) {
             }
         }
     });
-}
-
-/// `daemon.logs`: every value lands in a unit directive, so each is one of a few words or a
-/// plain absolute path (no `%` specifiers, no spaces, nothing a unit file would read twice).
-fn check_logs(l: &super::Logs, v: &mut Validator) {
-    v.scope("logs", |v| {
-        if let Some(id) = &l.identifier
-            && (id.is_empty()
-                || id.len() > 64
-                || !id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-        {
-            v.err(
-                "identifier",
-                format!("{id:?}: 1 to 64 letters, digits, '.', '_' or '-'"),
-            );
-        }
-        for (field, value, inherit) in [("stdout", &l.stdout, false), ("stderr", &l.stderr, true)] {
-            let Some(value) = value else { continue };
-            if let Err(why) = log_target(value, inherit) {
-                v.err(field, why);
-            }
-        }
-        if let Some(r) = &l.rate_limit {
-            if r.burst == 0 {
-                v.err("rateLimit.burst", "must be at least 1 line");
-            }
-            if r.interval.as_std().is_zero() {
-                v.err("rateLimit.interval", "must be longer than 0s");
-            }
-        }
-    });
-}
-
-/// Whether `value` is a log target `StandardOutput=`/`StandardError=` may take.
-pub(crate) fn log_target(value: &str, inherit_allowed: bool) -> Result<(), String> {
-    let words: &[&str] = if inherit_allowed {
-        &["journal", "null", "inherit"]
-    } else {
-        &["journal", "null"]
-    };
-    if words.contains(&value) {
-        return Ok(());
-    }
-    let path = value
-        .strip_prefix("file:")
-        .or_else(|| value.strip_prefix("append:"));
-    match path {
-        Some(p)
-            if p.starts_with('/')
-                && crate::validate::path_problem(p).is_ok()
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-')) =>
-        {
-            Ok(())
-        }
-        Some(p) => Err(format!(
-            "{p:?} is not a plain absolute path (letters, digits, '/', '.', '_', '-')"
-        )),
-        None => Err(format!(
-            "{value:?} is not one of {}, file:/path or append:/path",
-            words.join(", ")
-        )),
-    }
 }

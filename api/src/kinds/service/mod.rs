@@ -12,6 +12,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod checks;
+mod logs;
+
+pub use logs::{LogRateLimit, Logs};
 
 use super::{KindInfo, KindSpec};
 use crate::meta::{Condition, LabelSelector, Time};
@@ -308,35 +311,6 @@ pub struct Daemon {
     /// Where the daemon's output goes and under which name: journald directives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logs: Option<Logs>,
-}
-
-/// A daemon's logging, as the unit's `SyslogIdentifier=`, `StandardOutput=`,
-/// `StandardError=` and `LogRateLimit*=` directives.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Logs {
-    /// The name its journal lines carry (`journalctl -t NAME`); letters, digits, `.`, `_`,
-    /// `-`, at most 64.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identifier: Option<String>,
-    /// `journal` (the default), `null`, `file:/abs/path` (truncated when the unit starts)
-    /// or `append:/abs/path`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stdout: Option<String>,
-    /// As `stdout`, or `inherit` (where stdout goes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stderr: Option<String>,
-    /// At most `burst` lines per `interval` reach the journal; the rest are dropped (and
-    /// counted by journald).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<LogRateLimit>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LogRateLimit {
-    pub interval: Duration,
-    pub burst: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
