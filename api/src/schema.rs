@@ -84,8 +84,7 @@ struct Field {
 /// Walks `field_path` (`spec.daemon.isolate`) through the kind's schema; the error names
 /// the first segment that does not exist and the fields that do there.
 fn field(kind: &KindInfo, field_path: &str) -> Result<Field, String> {
-    let schema = schema_of(kind).ok_or_else(|| format!("no schema for {}", kind.kind))?;
-    let root = schema.as_value();
+    let root = cached_schema(kind).ok_or_else(|| format!("no schema for {}", kind.kind))?;
     let defs = root.get("$defs").cloned().unwrap_or(Value::Null);
     let mut node = root.clone();
     let mut walked = Vec::new();
@@ -122,6 +121,22 @@ fn field(kind: &KindInfo, field_path: &str) -> Result<Field, String> {
         node = next;
     }
     Ok(Field { node, walked, defs })
+}
+
+/// Each kind's schema as JSON, generated once: field selectors are checked on every list
+/// and watch that has one (`hkctl events --for` while a verb waits polls it).
+fn cached_schema(kind: &KindInfo) -> Option<&'static Value> {
+    static SCHEMAS: std::sync::OnceLock<Vec<(&'static str, Value)>> = std::sync::OnceLock::new();
+    SCHEMAS
+        .get_or_init(|| {
+            crate::kinds::KINDS
+                .iter()
+                .filter_map(|k| Some((k.kind, schema_of(k)?.to_value())))
+                .collect()
+        })
+        .iter()
+        .find(|(name, _)| *name == kind.kind)
+        .map(|(_, v)| v)
 }
 
 /// Whether `field_path` names a field of the kind (`hkctl get --field-selector`, `--sort-by`
