@@ -46,6 +46,22 @@ impl Drop for Leftovers {
     }
 }
 
+/// What a failed wait prints: the object's status, the machine's console and the server
+/// log's end (CI shows only part of a test's output, so each is cut to its tail).
+fn why(s: &Hostkit, state: &Path, kind: &str, name: &str) -> String {
+    let tail = |text: &str, n: usize| {
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    };
+    let console = std::fs::read_to_string(state.join(name).join("console.log")).unwrap_or_default();
+    format!(
+        "{kind}/{name} status: {:?}\n--- console (tail) ---\n{}\n--- server log (tail) ---\n{}",
+        s.get(kind, name).and_then(|v| v.get("status").cloned()),
+        tail(&console, 25),
+        tail(&s.log(), 40)
+    )
+}
+
 fn is_true(v: &Value, type_: &str) -> bool {
     v.pointer("/status/conditions")
         .and_then(Value::as_array)
@@ -121,10 +137,8 @@ spec:
         wait_until(Duration::from_secs(120), || s
             .get("instance", "box")
             .is_some_and(|v| is_true(&v, "Ready"))),
-        "{:?}\n{}",
-        s.get("instance", "box")
-            .and_then(|v| v.get("status").cloned()),
-        s.log()
+        "{}",
+        why(&s, &state, "instance", "box")
     );
     let host = s.get("host", "box").expect("the Instance created Host/box");
     assert_eq!(
@@ -132,17 +146,19 @@ spec:
         "reached through the expose forward"
     );
     assert_eq!(host["metadata"]["ownerReferences"][0]["kind"], "Instance");
-    assert!(wait_until(Duration::from_secs(60), || s
-        .get("host", "box")
-        .is_some_and(|v| is_true(&v, "Ready"))));
+    assert!(
+        wait_until(Duration::from_secs(60), || s
+            .get("host", "box")
+            .is_some_and(|v| is_true(&v, "Ready"))),
+        "{}",
+        why(&s, &state, "host", "box")
+    );
     assert!(
         wait_until(Duration::from_secs(60), || s
             .get("service", "hello")
             .is_some_and(|v| is_true(&v, "Ready"))),
-        "{:?}\n{}",
-        s.get("service", "hello")
-            .and_then(|v| v.get("status").cloned()),
-        s.log()
+        "{}",
+        why(&s, &state, "service", "hello")
     );
     let key = state.join("box/id_ed25519");
     assert_eq!(
@@ -234,10 +250,8 @@ fn a_persistent_instance_from_a_tarball_restarts_after_a_crash_and_outlives_its_
             wait_until(Duration::from_secs(180), || s
                 .get("instance", "keep")
                 .is_some_and(|v| is_true(&v, "Ready"))),
-            "{:?}\n{}",
-            s.get("instance", "keep")
-                .and_then(|v| v.get("status").cloned()),
-            s.log()
+            "{}",
+            why(&s, &state, "instance", "keep")
         );
     };
     apply_and_wait();

@@ -18,6 +18,8 @@ impl Forward {
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
+                    // Out of descriptors, say: retrying at once would spin a core.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 };
                 let to = to.clone();

@@ -369,7 +369,9 @@ impl Nspawn {
                     self.dir(name).join("known_hosts"),
                 ),
             },
-            connect_timeout: Duration::from_secs(2),
+            // A booting machine on a loaded host can take seconds for the handshake alone;
+            // a short timeout would turn every attempt into "no answer".
+            connect_timeout: Duration::from_secs(10),
             retry: crate::transport::ssh::RetryPolicy {
                 attempts: 1,
                 ..Default::default()
@@ -380,7 +382,14 @@ impl Nspawn {
         let deadline = tokio::time::Instant::now() + self.boot_timeout;
         let mut last = String::new();
         while tokio::time::Instant::now() < deadline {
-            if let Ok(ssh) = crate::transport::ssh::Ssh::connect(&opts).await {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let connected = tokio::time::timeout(left, crate::transport::ssh::Ssh::connect(&opts))
+                .await
+                .unwrap_or_else(|_| Err(io("ssh", "no answer before the boot deadline")));
+            if let Err(e) = &connected {
+                last = e.to_string();
+            }
+            if let Ok(ssh) = connected {
                 use crate::transport::Transport;
                 // `--wait` blocks until boot ends, which a stuck unit may never let happen.
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -455,7 +464,9 @@ impl Backend for Nspawn {
 
     async fn ensure(&self, request: &Request) -> Result<Machine> {
         let name = &request.name;
+        let started = std::time::Instant::now();
         let image = self.image_root(name, &request.image).await?;
+        tracing::debug!(instance = %name, elapsed = ?started.elapsed(), "image ready");
         let dir = self.dir(name);
         tokio::fs::create_dir_all(&dir)
             .await
@@ -488,6 +499,7 @@ impl Backend for Nspawn {
                 tokio::fs::rename(&tmp, &root)
                     .await
                     .map_err(|e| io("root", e))?;
+                tracing::info!(instance = %name, elapsed = ?started.elapsed(), "own root copied from the image");
             }
             root
         } else {
@@ -536,11 +548,13 @@ impl Backend for Nspawn {
         record.pid = self.boot(request, &root, &record).await?;
         self.watch_exit(name, record.pid);
         self.save(name, &record).await?;
+        tracing::info!(instance = %name, pid = record.pid, address = %record.address, elapsed = ?started.elapsed(), "machine started; waiting for it to boot");
         let machine = Machine {
             identity_file: key,
             ..self.machine(name, &record, host_key)
         };
         self.wait_ready(name, &machine).await?;
+        tracing::info!(instance = %name, elapsed = ?started.elapsed(), "machine booted");
         record.booted = true;
         record.init = Proc::init_of(record.pid);
         self.save(name, &record).await?;

@@ -244,25 +244,42 @@ impl Ssh {
                 message,
             })
         };
-        let result = match &opts.auth {
-            Auth::KeyFile(path) => {
-                let key = russh::keys::load_secret_key(path, None)
-                    .map_err(|e| auth_error(format!("cannot load key {}: {e}", path.display())))?;
-                let hash = handle
-                    .best_supported_rsa_hash()
+        // A host that finished the key exchange can still sit on the login (sshd waiting on
+        // a booting system's user database): bounded like the connect, and retried.
+        let authenticate = async {
+            match &opts.auth {
+                Auth::KeyFile(path) => {
+                    let key = russh::keys::load_secret_key(path, None).map_err(|e| {
+                        auth_error(format!("cannot load key {}: {e}", path.display()))
+                    })?;
+                    let hash = handle
+                        .best_supported_rsa_hash()
+                        .await
+                        .map_err(|e| Attempt::Retry(e.to_string()))?
+                        .flatten();
+                    handle
+                        .authenticate_publickey(
+                            &opts.user,
+                            PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+                        )
+                        .await
+                        .map_err(|e| Attempt::Retry(e.to_string()))
+                }
+                Auth::Password(pw) => handle
+                    .authenticate_password(&opts.user, pw)
                     .await
-                    .map_err(|e| Attempt::Retry(e.to_string()))?
-                    .flatten();
-                handle
-                    .authenticate_publickey(
-                        &opts.user,
-                        PrivateKeyWithHashAlg::new(Arc::new(key), hash),
-                    )
-                    .await
+                    .map_err(|e| Attempt::Retry(e.to_string())),
             }
-            Auth::Password(pw) => handle.authenticate_password(&opts.user, pw).await,
-        }
-        .map_err(|e| Attempt::Retry(e.to_string()))?;
+        };
+        let result = match tokio::time::timeout(opts.connect_timeout, authenticate).await {
+            Err(_) => {
+                return Err(Attempt::Retry(format!(
+                    "no answer to the login within {:?}",
+                    opts.connect_timeout
+                )));
+            }
+            Ok(r) => r?,
+        };
         if !result.success() {
             return Err(auth_error(match &opts.auth {
                 Auth::KeyFile(p) => format!("the server refused key {}", p.display()),
@@ -491,5 +508,91 @@ impl SshOptions {
             },
             keepalive: Duration::from_secs(15),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An SSH server that finishes the key exchange and then never answers the login.
+    struct SilentLogin;
+
+    impl russh::server::Handler for SilentLogin {
+        type Error = russh::Error;
+
+        async fn auth_publickey(
+            &mut self,
+            _: &str,
+            _: russh::server::VerifiedPublicKey<'_>,
+        ) -> std::result::Result<russh::server::Auth, Self::Error> {
+            std::future::pending().await
+        }
+    }
+
+    fn keygen(dir: &std::path::Path, name: &str) -> PathBuf {
+        let path = dir.join(name);
+        let out = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", ""])
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .expect("ssh-keygen");
+        assert!(out.status.success());
+        path
+    }
+
+    #[tokio::test]
+    async fn a_server_that_sits_on_the_login_is_an_unreachable_host_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let host_key = russh::keys::load_secret_key(keygen(dir.path(), "host"), None).unwrap();
+        let client_key = keygen(dir.path(), "client");
+        let config = Arc::new(russh::server::Config {
+            keys: vec![host_key],
+            ..Default::default()
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let config = config.clone();
+                tokio::spawn(async move {
+                    if let Ok(session) =
+                        russh::server::run_stream(config, stream, SilentLogin).await
+                    {
+                        let _ = session.await;
+                    }
+                });
+            }
+        });
+        let opts = SshOptions {
+            name: "silent".into(),
+            address: "127.0.0.1".into(),
+            port,
+            user: "root".into(),
+            auth: Auth::KeyFile(client_key),
+            host_key: HostKeyCheck::AcceptNew(dir.path().join("known_hosts")),
+            connect_timeout: Duration::from_millis(500),
+            retry: RetryPolicy {
+                attempts: 2,
+                base_delay: Duration::from_millis(10),
+                max_delay: Duration::from_millis(10),
+            },
+            keepalive: Duration::from_secs(1),
+            sudo: false,
+        };
+        let result = tokio::time::timeout(Duration::from_secs(20), Ssh::connect(&opts))
+            .await
+            .expect("the login is bounded by the connect timeout");
+        match result {
+            Err(Error::Unreachable {
+                attempts, message, ..
+            }) => {
+                assert_eq!(attempts, 2);
+                assert!(message.contains("no answer to the login"), "{message}");
+            }
+            Err(other) => panic!("expected Unreachable, got {other}"),
+            Ok(_) => panic!("a login that never ended was taken as a session"),
+        }
     }
 }
