@@ -29,6 +29,7 @@ pub mod git;
 pub mod hosts;
 pub mod instance;
 pub mod journal;
+pub mod monitor;
 pub mod naming;
 pub mod offline;
 pub mod outcome;

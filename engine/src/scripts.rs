@@ -203,13 +203,18 @@ pub(crate) fn unit_start_script(name: &str, wanted_by: &[String], settle: Durati
     let n = sh_quote(name);
     let settle_ms = settle.as_millis();
     let settle = format!("{}.{:03}", settle_ms / 1000, settle_ms % 1000);
+    let restarts = sh_quote(&crate::expand::restarts_file(name));
+    let restarts_dir = sh_quote(&format!("{}/restarts", crate::naming::STATE_DIR));
     format!(
         r#"set -u
 {enable}systemctl reset-failed {n} 2>/dev/null
+t0=$(date +%s)
 if ! systemctl restart {n} 2>&1; then
   echo "HOSTKIT_JOURNAL"; journalctl -u {n} -n 20 --no-pager 2>&1; exit 1
 fi
 r0=$(systemctl show -p NRestarts --value {n})
+# For monitors: restarts since this start (the count) and the journal since it (the mtime).
+mkdir -p {restarts_dir} && printf '%s\n' "${{r0:-0}}" > {restarts}.tmp && touch -d "@$t0" {restarts}.tmp && mv -f {restarts}.tmp {restarts}
 hk_state() {{ systemctl show -p ActiveState --value {n}; }}
 i=0
 while :; do

@@ -98,6 +98,8 @@ pub struct HostState {
     /// Per resource id: why it could not be read.
     pub errors: BTreeMap<String, String>,
     pub facts: BTreeMap<String, String>,
+    /// What the monitors run in the same read found, in the order they were given.
+    pub monitors: Vec<crate::monitor::ProbeResult>,
 }
 
 /// Hashes a command's input files; shared by the read script and the apply step that
@@ -252,6 +254,21 @@ else for p in {apt}; do hk_e "package:$p" "no supported package manager (apt, dn
         ));
     }
     s.push_str("echo END\n");
+    s
+}
+
+/// The read script with the monitors' runs appended, all in the same round trip (`END`
+/// still closes the output: a read cut short is caught whatever the monitors printed).
+pub fn script_with_probes(
+    resources: &[Resource],
+    want: &BTreeMap<String, String>,
+    probes: &[crate::monitor::Probe],
+) -> String {
+    let mut s = script(resources, want);
+    if !probes.is_empty() {
+        let end = s.len() - "echo END\n".len();
+        s.insert_str(end, &crate::monitor::script(probes));
+    }
     s
 }
 
@@ -560,24 +577,30 @@ impl Reader {
     }
 }
 
-/// Reads every resource of one host in one round trip.
+/// Reads every resource of one host, and runs the probes, in one round trip.
 pub async fn read(
     transport: &dyn Transport,
     resources: &[Resource],
     want: &BTreeMap<String, String>,
+    probes: &[crate::monitor::Probe],
 ) -> Result<HostState> {
-    let out = transport.run(&script(resources, want)).await?;
+    let out = transport
+        .run(&script_with_probes(resources, want, probes))
+        .await?;
     if out.truncated {
         return Err(Error::Read {
             host: transport.host().into(),
             message: "the state output exceeded the transport's size cap".into(),
         });
     }
-    parse(transport.host(), resources, &out.stdout_text()).map_err(|e| match e {
+    let text = out.stdout_text();
+    let mut state = parse(transport.host(), resources, &text).map_err(|e| match e {
         Error::Read { host, message } => Error::Read {
             host,
             message: format!("{message}; stderr: {}", out.stderr_text().trim()),
         },
         e => e,
-    })
+    })?;
+    state.monitors = crate::monitor::parse(probes, &text);
+    Ok(state)
 }

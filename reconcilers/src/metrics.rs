@@ -39,6 +39,14 @@ pub struct ObjectLabels {
     pub name: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MonitorLabels {
+    pub kind: String,
+    pub name: String,
+    pub host: String,
+    pub monitor: String,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// The reconcilers' metrics; cheap to clone (the families are shared).
@@ -51,6 +59,9 @@ pub struct Metrics {
     pub window_open: Family<WindowLabels, Gauge>,
     pub last_apply_success: Family<ObjectLabels, FloatGauge>,
     pub resync_interval: Family<ObjectLabels, FloatGauge>,
+    /// 1 passing, 0 failing; no series while a monitor's result is not known.
+    pub monitor_up: Family<MonitorLabels, Gauge>,
+    pub monitor_duration: Family<MonitorLabels, FloatGauge>,
 }
 
 impl Metrics {
@@ -77,6 +88,12 @@ impl Metrics {
         };
         self.last_apply_success.remove(&l);
         self.resync_interval.remove(&l);
+    }
+
+    /// Drops one monitor's series on one host.
+    pub fn forget_monitor(&self, l: &MonitorLabels) {
+        self.monitor_up.remove(l);
+        self.monitor_duration.remove(l);
     }
 
     pub fn forget_host(&self, host: &str) {
@@ -124,6 +141,16 @@ impl Metrics {
             "hostkit_resync_interval_seconds",
             "The object's resync interval (spec.interval)",
             self.resync_interval.clone(),
+        );
+        r.register(
+            "hostkit_monitor_up",
+            "1 when the monitor passes on the host, 0 when it fails (past its thresholds); absent while not known",
+            self.monitor_up.clone(),
+        );
+        r.register(
+            "hostkit_monitor_duration_seconds",
+            "How long the monitor's last run on the host took",
+            self.monitor_duration.clone(),
         );
     }
 }

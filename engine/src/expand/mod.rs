@@ -15,9 +15,11 @@ use crate::resource::{CommandSpec, Content, Down, Edge, FileRole, Resource, Spec
 use crate::{Error, Result};
 
 mod host;
+mod monitors;
 mod service;
 
 pub use host::host_with_projects;
+pub use monitors::{monitors, restarts_file};
 use service::Expander;
 
 /// Expands one Service for one host.

@@ -8,10 +8,10 @@ use super::*;
 type EnvPaths = BTreeMap<String, (String, String)>;
 
 pub(super) struct Expander<'a> {
-    name: &'a str,
+    pub(super) name: &'a str,
     object: String,
-    spec: &'a ServiceSpec,
-    c: Conventions,
+    pub(super) spec: &'a ServiceSpec,
+    pub(super) c: Conventions,
     out: Vec<Resource>,
 }
 
@@ -30,7 +30,7 @@ impl<'a> Expander<'a> {
         }
     }
 
-    fn x(&self, text: &str) -> Result<String> {
+    pub(super) fn x(&self, text: &str) -> Result<String> {
         self.c.expand(self.name, self.spec, text)
     }
 
@@ -51,7 +51,7 @@ impl<'a> Expander<'a> {
     }
 
     /// A spec that cannot be rendered as written, naming the field.
-    fn invalid(&self, field: impl Into<String>, message: String) -> Error {
+    pub(super) fn invalid(&self, field: impl Into<String>, message: String) -> Error {
         Error::Invalid {
             object: self.object.clone(),
             field: field.into(),
@@ -59,7 +59,7 @@ impl<'a> Expander<'a> {
         }
     }
 
-    fn user(&self) -> Option<String> {
+    pub(super) fn user(&self) -> Option<String> {
         self.spec
             .account
             .as_ref()
@@ -600,7 +600,7 @@ impl<'a> Expander<'a> {
         Ok(())
     }
 
-    fn writable(&self, iso: &Isolate) -> Result<Vec<String>> {
+    pub(super) fn writable(&self, iso: &Isolate) -> Result<Vec<String>> {
         iso.writable
             .iter()
             .map(|w| {

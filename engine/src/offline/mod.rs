@@ -162,6 +162,7 @@ impl Loaded {
             &resources,
             self.previous.get(host).map(Vec::as_slice).unwrap_or(&[]),
             self.lock.hosts.get(host).unwrap_or(&empty),
+            &[],
             &self.secrets,
         )
         .await?;

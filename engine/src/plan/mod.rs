@@ -90,6 +90,8 @@ pub struct Prepared {
     pub facts: BTreeMap<String, String>,
     /// The package lock this plan honours.
     pub lock: PackageLock,
+    /// What the monitors found in the same read (before this plan is applied).
+    pub monitors: Vec<crate::monitor::ProbeResult>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -442,6 +444,7 @@ pub fn compute_locked(
         bytes,
         facts: state.facts.clone(),
         lock: lock.clone(),
+        monitors: state.monitors.clone(),
     })
 }
 
@@ -453,7 +456,34 @@ pub async fn prepare(
     previous: &[Resource],
     secrets: &Secrets,
 ) -> Result<Prepared> {
-    prepare_locked(transport, resources, previous, &PackageLock::new(), secrets).await
+    prepare_locked(
+        transport,
+        resources,
+        previous,
+        &PackageLock::new(),
+        &[],
+        secrets,
+    )
+    .await
+}
+
+/// [`prepare`], running a Service's monitors in the same read.
+pub async fn prepare_probed(
+    transport: &dyn crate::transport::Transport,
+    resources: &[Resource],
+    previous: &[Resource],
+    probes: &[crate::monitor::Probe],
+    secrets: &Secrets,
+) -> Result<Prepared> {
+    prepare_locked(
+        transport,
+        resources,
+        previous,
+        &PackageLock::new(),
+        probes,
+        secrets,
+    )
+    .await
 }
 
 /// [`prepare`] with a package lock.
@@ -462,6 +492,7 @@ pub async fn prepare_locked(
     resources: &[Resource],
     previous: &[Resource],
     lock: &PackageLock,
+    probes: &[crate::monitor::Probe],
     secrets: &Secrets,
 ) -> Result<Prepared> {
     let mut want = BTreeMap::new();
@@ -478,7 +509,7 @@ pub async fn prepare_locked(
             .filter(|r| !ids.contains(r.id.as_str()))
             .cloned(),
     );
-    let state = crate::state::read(transport, &all, &want).await?;
+    let state = crate::state::read(transport, &all, &want, probes).await?;
     compute_locked(transport.host(), resources, previous, lock, &state, secrets)
 }
 

@@ -8,6 +8,7 @@
 
 pub mod cleanup;
 mod conditions;
+mod health;
 pub mod live_plan;
 pub mod logs;
 pub mod rollout;
@@ -18,7 +19,7 @@ use chrono::{DateTime, Utc};
 use hostkit_api::KindSpec;
 use hostkit_api::kinds::{HostSpec, Object, PolicyWindowSpec, ServiceSpec, ServiceStatus};
 
-use crate::metrics::{IntentLabels, ObjectHostLabels, ObjectLabels};
+use crate::metrics::{IntentLabels, MonitorLabels, ObjectHostLabels, ObjectLabels};
 use crate::revision::{self, history::Revisions};
 use crate::{
     Action, Note, ObjectKey, Reconciler, Reconcilers, Result, dependents, held_ids, resync_interval,
@@ -190,6 +191,7 @@ impl Reconcilers {
                     .inc_by(n as u64);
             }
         }
+        self.publish_monitor_metrics(o, report);
         let object = ObjectLabels {
             kind: KIND.into(),
             name: name.into(),
@@ -206,6 +208,53 @@ impl Reconcilers {
                 .last_apply_success
                 .get_or_create(&object)
                 .set(now.timestamp() as f64);
+        }
+    }
+}
+
+impl Reconcilers {
+    /// `hostkit_monitor_up` and `_duration_seconds` per host and monitor; the series of a
+    /// monitor (or host) the Service no longer has go, as do those whose result is unknown.
+    fn publish_monitor_metrics(&self, o: &Object<ServiceSpec>, report: &Report) {
+        let labels = |host: &str, monitor: &str| MonitorLabels {
+            kind: KIND.into(),
+            name: o.name().into(),
+            host: host.into(),
+            monitor: monitor.into(),
+        };
+        let now: Vec<(String, String)> = report
+            .status
+            .hosts
+            .iter()
+            .flat_map(|h| h.monitors.iter().map(|m| (h.host.clone(), m.name.clone())))
+            .collect();
+        for h in o.status.iter().flat_map(|s| s.hosts.iter()) {
+            for m in &h.monitors {
+                if !now.contains(&(h.host.clone(), m.name.clone())) {
+                    self.metrics.forget_monitor(&labels(&h.host, &m.name));
+                }
+            }
+        }
+        for h in &report.status.hosts {
+            for m in &h.monitors {
+                let l = labels(&h.host, &m.name);
+                match m.ok {
+                    Some(ok) => {
+                        self.metrics.monitor_up.get_or_create(&l).set(ok as i64);
+                    }
+                    None => {
+                        self.metrics.monitor_up.remove(&l);
+                    }
+                }
+            }
+        }
+        for h in &report.hosts {
+            for (monitor, took) in &h.monitor_durations {
+                self.metrics
+                    .monitor_duration
+                    .get_or_create(&labels(&h.host, monitor))
+                    .set(took.as_secs_f64());
+            }
         }
     }
 }
@@ -276,6 +325,16 @@ impl Reconciler<ServiceSpec> for Reconcilers {
 
     fn forget(&self, o: &Object<ServiceSpec>) {
         self.metrics.forget_object(KIND, o.name(), &status_hosts(o));
+        for h in o.status.iter().flat_map(|s| s.hosts.iter()) {
+            for m in &h.monitors {
+                self.metrics.forget_monitor(&MonitorLabels {
+                    kind: KIND.into(),
+                    name: o.name().into(),
+                    host: h.host.clone(),
+                    monitor: m.name.clone(),
+                });
+            }
+        }
     }
 
     fn dependents(

@@ -33,9 +33,8 @@ pub(super) fn service(spec: &ServiceSpec, _name: &str, v: &mut Validator) {
     c.jobs(v);
     c.commands(v);
     c.caddy_sites(v);
-    for (i, m) in spec.monitors.iter().enumerate() {
-        v.index("monitors", i, |v| monitor(m, v));
-    }
+    let listeners: Vec<String> = c.listeners.iter().map(|l| l.to_string()).collect();
+    monitors::check_monitors(&spec.monitors, &listeners, false, v);
     for (i, p) in spec.packages.iter().enumerate() {
         v.check(format!("packages[{i}]"), p.check());
     }
@@ -444,9 +443,8 @@ impl ServiceCheck<'_> {
                         "a site needs `reverseProxy` or `fileServer: true`",
                     );
                 }
-                for (k, m) in site.monitors.iter().enumerate() {
-                    v.index("monitors", k, |v| monitor(m, v));
-                }
+                let listeners: Vec<String> = self.listeners.iter().map(|l| l.to_string()).collect();
+                monitors::check_monitors(&site.monitors, &listeners, true, v);
             });
         }
     }
@@ -460,32 +458,6 @@ fn caddy_word(text: &str) -> bool {
         && text.chars().all(|c| {
             c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '*' | '/' | '[' | ']')
         })
-}
-
-fn monitor(m: &Monitor, v: &mut Validator) {
-    let kinds = [
-        m.systemd.is_some(),
-        m.http.is_some(),
-        m.filesystem.is_some(),
-        m.command.is_some(),
-    ];
-    if kinds.iter().filter(|k| **k).count() != 1 {
-        v.err(
-            "",
-            "a monitor has exactly one of systemd, http, filesystem, command",
-        );
-    }
-    if let Some(h) = &m.http
-        && !(h.url.starts_with("http://") || h.url.starts_with("https://"))
-    {
-        v.err(
-            "http.url",
-            format!("{:?} is not an http:// or https:// URL", h.url),
-        );
-    }
-    if let Some(c) = &m.command {
-        check_argv("command.exec", &c.exec, v);
-    }
 }
 
 /// The `${…}` references a service may use, given its storage and listeners.

@@ -13,8 +13,13 @@ use serde::{Deserialize, Serialize};
 
 mod checks;
 mod logs;
+mod monitors;
 
 pub use logs::{LogRateLimit, Logs};
+pub use monitors::{
+    CommandMonitor, FileMonitor, HttpMonitor, JournalMonitor, Monitor, MonitorStatus, Severity,
+    SystemdMonitor, TcpMonitor, monitor_names,
+};
 
 use super::{KindInfo, KindSpec};
 use crate::meta::{Condition, LabelSelector, Time};
@@ -518,63 +523,6 @@ pub struct ReverseProxy {
     pub to: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
-}
-
-/// One health check; exactly one of `systemd`, `http`, `filesystem`, `command`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Monitor {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub systemd: Option<SystemdMonitor>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<HttpMonitor>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filesystem: Option<FilesystemMonitor>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<CommandMonitor>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub severity: Option<Severity>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interval: Option<Duration>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SystemdMonitor {
-    pub unit: String,
-    /// Expected `ActiveState`, default `active`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expect: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HttpMonitor {
-    pub url: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expect_status: Option<u16>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FilesystemMonitor {
-    pub path: String,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CommandMonitor {
-    pub exec: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expect_exit: Option<i32>,
-}
-
 /// A package by semantic name (`ca-certificates`) or with details.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -655,6 +603,9 @@ pub struct HostPlanStatus {
     pub applied_digest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_time: Option<Time>,
+    /// What the Service's monitors last found on this host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub monitors: Vec<MonitorStatus>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -19,6 +19,7 @@ use hostkit_api::kinds::{
 use hostkit_api::meta::Observed;
 use hostkit_engine::apply::{self, Applied, ApplyOptions};
 use hostkit_engine::hosts::Hosts;
+use hostkit_engine::monitor::Probe;
 use hostkit_engine::outcome::Status;
 use hostkit_engine::plan::{self, Action, Plan, Prepared};
 use hostkit_engine::resource::Resource;
@@ -27,6 +28,7 @@ use hostkit_engine::secrets::Secrets;
 use hostkit_engine::transport::Transport;
 
 use super::conditions::{Outcome, drift_condition};
+use super::health;
 use crate::Note;
 use crate::policy_window;
 use crate::revision::history::{self, History};
@@ -78,6 +80,8 @@ pub struct HostReport {
     pub run: Option<Run>,
     /// `rollout.autoRollback` undid a failed apply on this host.
     pub auto_rollback: Option<Undone>,
+    /// How long each monitor's run took in this pass's read.
+    pub monitor_durations: Vec<(String, std::time::Duration)>,
 }
 
 /// A failure of the reconcile as a whole.
@@ -223,6 +227,16 @@ pub async fn reconcile(
         Ok(res) => res,
         Err(f) => return r.invalid_spec(f, sink).await,
     };
+    r.probes = match hostkit_engine::expand::monitors(input.name, input.spec, input.project) {
+        Ok(p) => p,
+        Err(e) => {
+            let f = Failure {
+                terminal: true,
+                message: e.to_string(),
+            };
+            return r.invalid_spec(f, sink).await;
+        }
+    };
     r.report.digest = plan::desired_digest(&resources);
     match auto_rolled_back(&input) {
         // This generation failed and was undone: applying it again would fail the same
@@ -259,6 +273,7 @@ pub async fn reconcile(
     sink.publish(&r.status, &r.notes).await;
     r.notes.clear();
     r.apply_waves(&mut work, hosts).await;
+    r.observe_monitors(&work);
     drop(work); // releases the hosts' apply locks
     r.name_revisions();
     r.conclude();
@@ -293,6 +308,8 @@ struct Rollout<'a> {
     applied_ok: bool,
     /// Revisions this reconcile recorded, as (number, digest).
     recorded: Vec<(u64, String)>,
+    /// The Service's monitors, run in each host's read.
+    probes: Vec<Probe>,
 }
 
 impl<'a> Rollout<'a> {
@@ -322,6 +339,7 @@ impl<'a> Rollout<'a> {
             blocked: Vec::new(),
             applied_ok: true,
             recorded: Vec::new(),
+            probes: Vec::new(),
         }
     }
 
@@ -391,6 +409,41 @@ impl<'a> Rollout<'a> {
         work
     }
 
+    /// Each host's monitor results into its status, once the pass knows which hosts it
+    /// changed: results read before a host's apply say nothing of what runs there now.
+    fn observe_monitors(&mut self, work: &[HostWork]) {
+        for (k, w) in work.iter().enumerate() {
+            let changed = self
+                .report
+                .hosts
+                .get(k)
+                .is_some_and(|r| r.applied.is_some());
+            let h = host_status(&mut self.status, &w.target.name);
+            h.monitors = match (&w.prepared, &w.error) {
+                _ if changed => health::not_run(
+                    &h.monitors,
+                    &self.probes,
+                    "changed by this pass's apply; runs again at the next pass",
+                ),
+                (Some(p), _) => {
+                    let (monitors, mut notes) = health::observe(
+                        &w.target.name,
+                        &h.monitors,
+                        &self.probes,
+                        &p.monitors,
+                        self.input.now,
+                    );
+                    self.notes.append(&mut notes);
+                    monitors
+                }
+                (None, Some((_, e))) => {
+                    health::not_run(&h.monitors, &self.probes, &format!("not run: {e}"))
+                }
+                (None, None) => health::not_run(&h.monitors, &self.probes, "not run"),
+            };
+        }
+    }
+
     async fn plan_host(
         &self,
         target: Target,
@@ -425,7 +478,15 @@ impl<'a> Rollout<'a> {
                 return w;
             }
         };
-        match plan::prepare(t.as_ref(), resources, &previous, input.secrets).await {
+        match plan::prepare_probed(
+            t.as_ref(),
+            resources,
+            &previous,
+            &self.probes,
+            input.secrets,
+        )
+        .await
+        {
             Ok(mut p) => {
                 p.plan.changes.retain(|c| !input.held.contains(&c.id));
                 let digest = &self.report.digest;

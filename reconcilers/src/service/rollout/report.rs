@@ -2,6 +2,7 @@
 //! conditions it ends with. Nothing here talks to a host.
 
 use super::*;
+use hostkit_api::meta::ConditionStatus;
 
 impl Rollout<'_> {
     /// The conditions after planning, before anything is applied.
@@ -97,6 +98,11 @@ impl Rollout<'_> {
                 applied: None,
                 run: None,
                 auto_rollback: None,
+                monitor_durations: w
+                    .prepared
+                    .iter()
+                    .flat_map(|p| p.monitors.iter().map(|m| (m.name.clone(), m.duration)))
+                    .collect(),
             })
             .collect();
     }
@@ -159,6 +165,7 @@ impl Rollout<'_> {
                 self.unknown("Ready", reason, why);
             }
         }
+        self.conclude_health();
         if outcome.converged {
             // The plan's count was before the apply; what is pending now is nothing.
             let hosts = self.report.hosts.len();
@@ -174,6 +181,33 @@ impl Rollout<'_> {
                 terminal: self.report.auto_rolled_back,
                 message: msg.clone(),
             });
+        }
+    }
+}
+
+impl Rollout<'_> {
+    /// `Healthy` from the hosts' monitors, and `Ready` only when healthy too. Monitors run
+    /// again at their shortest `every`, sooner than the resync when that is longer.
+    fn conclude_health(&mut self) {
+        let (ok, reason, message) = health::healthy(&self.status.hosts);
+        match ok {
+            Some(ok) => self.set("Healthy", ok, reason, message.clone()),
+            None => self.unknown("Healthy", reason, message.clone()),
+        }
+        let ready = self
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True);
+        match ok {
+            Some(false) if ready => self.set("Ready", false, reason, message),
+            None if ready => self.unknown("Ready", reason, message),
+            _ => {}
+        }
+        if let Some(every) = self.probes.iter().map(|p| p.every).min() {
+            let next = self.input.now
+                + chrono::Duration::from_std(every).unwrap_or(chrono::Duration::seconds(10));
+            self.report.wake_at = Some(self.report.wake_at.map_or(next, |t| t.min(next)));
         }
     }
 }

@@ -241,6 +241,7 @@ impl Rollout<'_> {
                 h.pending = PendingChanges::default();
                 h.drifted.clear();
                 h.first_changes.clear();
+
                 let reason = if w.drift { "DriftRepaired" } else { "Applied" };
                 let message = format!("{name}: applied {n} change(s) of generation {generation}");
                 self.notes.push(Note::normal(reason, message));
