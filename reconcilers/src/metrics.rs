@@ -45,6 +45,8 @@ pub struct MonitorLabels {
     pub name: String,
     pub host: String,
     pub monitor: String,
+    /// `critical` or `warning`: what an alert on it should page for.
+    pub severity: String,
 }
 
 type FloatGauge = Gauge<f64, AtomicU64>;

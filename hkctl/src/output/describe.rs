@@ -59,11 +59,17 @@ pub fn describe(kind: &KindInfo, v: &Value, events: &[Value], now: DateTime<Utc>
         }
     }
     if let Some(status) = v.get("status").and_then(Value::as_object) {
-        let rest: serde_json::Map<String, Value> = status
+        let mut rest: serde_json::Map<String, Value> = status
             .iter()
             .filter(|(k, _)| *k != "conditions")
             .map(|(k, x)| (k.clone(), x.clone()))
             .collect();
+        // Monitors get their own table below.
+        if let Some(hosts) = rest.get_mut("hosts").and_then(Value::as_array_mut) {
+            for h in hosts.iter_mut().filter_map(Value::as_object_mut) {
+                h.remove("monitors");
+            }
+        }
         if !rest.is_empty() {
             let _ = writeln!(out, "Status:");
             for line in to_yaml(&Value::Object(rest)).lines() {
@@ -71,6 +77,7 @@ pub fn describe(kind: &KindInfo, v: &Value, events: &[Value], now: DateTime<Utc>
             }
         }
     }
+    monitors(&mut out, v, now);
     let _ = writeln!(out, "Conditions:");
     match v.pointer("/status/conditions").and_then(Value::as_array) {
         Some(conds) if !conds.is_empty() => {
@@ -140,6 +147,56 @@ pub fn describe(kind: &KindInfo, v: &Value, events: &[Value], now: DateTime<Utc>
     out
 }
 
+/// A Service's monitors, a row per host and monitor: OK is what the thresholds decided
+/// (`?` while not known), the message what the last run saw.
+fn monitors(out: &mut String, v: &Value, now: DateTime<Utc>) {
+    let rows: Vec<Vec<String>> = v
+        .pointer("/status/hosts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|h| {
+            let host = s(h, "/host").to_string();
+            h.get("monitors")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(move |m| {
+                    let ok = match m.get("ok").and_then(Value::as_bool) {
+                        Some(true) => "yes",
+                        Some(false) => "no",
+                        None => "?",
+                    };
+                    let since = match s(m, "/since") {
+                        "" => "-".to_string(),
+                        t => age(t, now),
+                    };
+                    vec![
+                        host.clone(),
+                        s(m, "/name").to_string(),
+                        s(m, "/kind").to_string(),
+                        s(m, "/severity").to_string(),
+                        ok.to_string(),
+                        since,
+                        s(m, "/message").to_string(),
+                    ]
+                })
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let headers: Vec<String> = [
+        "HOST", "MONITOR", "KIND", "SEVERITY", "OK", "SINCE", "MESSAGE",
+    ]
+    .map(String::from)
+    .to_vec();
+    let _ = writeln!(out, "Monitors:");
+    for line in render_table(Some(&headers), &rows, &mut Vec::new()).lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +225,23 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Spec:\n  hosts:\n"), "{text}");
+    }
+
+    #[test]
+    fn describe_shows_each_hosts_monitors_once_in_a_table() {
+        let svc = json!({
+            "metadata": {"name": "web", "creationTimestamp": "2026-11-21T11:00:00Z"},
+            "spec": {"hosts": ["a"]},
+            "status": {"hosts": [{"host": "a", "monitors": [
+                {"name": "http", "kind": "http", "severity": "critical", "ok": false, "since": "2026-11-21T11:59:00Z", "message": "GET http://127.0.0.1:8080/: 500, want 200", "streak": 3, "lastOk": false},
+                {"name": "flag", "kind": "file", "severity": "warning", "message": "not run yet", "streak": 0, "lastOk": false}
+            ]}]}
+        });
+        let text = describe(find_kind("svc").unwrap(), &svc, &[], now());
+        assert!(
+            text.contains("Monitors:\n  HOST   MONITOR   KIND   SEVERITY   OK   SINCE   MESSAGE\n  a      http      http   critical   no   60s     GET http://127.0.0.1:8080/: 500, want 200\n  a      flag      file   warning    ?    -       not run yet\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("want 200").count(), 1, "said once: {text}");
     }
 }

@@ -216,28 +216,35 @@ impl Reconcilers {
     /// `hostkit_monitor_up` and `_duration_seconds` per host and monitor; the series of a
     /// monitor (or host) the Service no longer has go, as do those whose result is unknown.
     fn publish_monitor_metrics(&self, o: &Object<ServiceSpec>, report: &Report) {
-        let labels = |host: &str, monitor: &str| MonitorLabels {
-            kind: KIND.into(),
-            name: o.name().into(),
-            host: host.into(),
-            monitor: monitor.into(),
-        };
-        let now: Vec<(String, String)> = report
+        let labels =
+            |host: &str, m: &hostkit_api::kinds::MonitorStatus| monitor_labels(o.name(), host, m);
+        let now: Vec<MonitorLabels> = report
             .status
             .hosts
             .iter()
-            .flat_map(|h| h.monitors.iter().map(|m| (h.host.clone(), m.name.clone())))
+            .flat_map(|h| h.monitors.iter().map(|m| labels(&h.host, m)))
             .collect();
         for h in o.status.iter().flat_map(|s| s.hosts.iter()) {
             for m in &h.monitors {
-                if !now.contains(&(h.host.clone(), m.name.clone())) {
-                    self.metrics.forget_monitor(&labels(&h.host, &m.name));
+                let l = labels(&h.host, m);
+                if !now.contains(&l) {
+                    self.metrics.forget_monitor(&l);
                 }
             }
         }
+        let labels_of = |host: &str, monitor: &str| {
+            report
+                .status
+                .hosts
+                .iter()
+                .filter(|h| h.host == host)
+                .flat_map(|h| h.monitors.iter())
+                .find(|m| m.name == monitor)
+                .map(|m| labels(host, m))
+        };
         for h in &report.status.hosts {
             for m in &h.monitors {
-                let l = labels(&h.host, &m.name);
+                let l = labels(&h.host, m);
                 match m.ok {
                     Some(ok) => {
                         self.metrics.monitor_up.get_or_create(&l).set(ok as i64);
@@ -250,12 +257,31 @@ impl Reconcilers {
         }
         for h in &report.hosts {
             for (monitor, took) in &h.monitor_durations {
-                self.metrics
-                    .monitor_duration
-                    .get_or_create(&labels(&h.host, monitor))
-                    .set(took.as_secs_f64());
+                if let Some(l) = labels_of(&h.host, monitor) {
+                    self.metrics
+                        .monitor_duration
+                        .get_or_create(&l)
+                        .set(took.as_secs_f64());
+                }
             }
         }
+    }
+}
+
+fn monitor_labels(
+    service: &str,
+    host: &str,
+    m: &hostkit_api::kinds::MonitorStatus,
+) -> MonitorLabels {
+    MonitorLabels {
+        kind: KIND.into(),
+        name: service.into(),
+        host: host.into(),
+        monitor: m.name.clone(),
+        severity: match m.severity {
+            hostkit_api::kinds::Severity::Critical => "critical".into(),
+            hostkit_api::kinds::Severity::Warning => "warning".into(),
+        },
     }
 }
 
@@ -327,12 +353,8 @@ impl Reconciler<ServiceSpec> for Reconcilers {
         self.metrics.forget_object(KIND, o.name(), &status_hosts(o));
         for h in o.status.iter().flat_map(|s| s.hosts.iter()) {
             for m in &h.monitors {
-                self.metrics.forget_monitor(&MonitorLabels {
-                    kind: KIND.into(),
-                    name: o.name().into(),
-                    host: h.host.clone(),
-                    monitor: m.name.clone(),
-                });
+                self.metrics
+                    .forget_monitor(&monitor_labels(o.name(), &h.host, m));
             }
         }
     }
