@@ -72,6 +72,14 @@ pub fn format_held(generation: i64, ids: &[String]) -> String {
     format!("{generation}:{}", ids.join(","))
 }
 
+/// Set by `hkctl rollout resume` (a timestamp): a Paused rollout goes on. Acted on once
+/// per value (`status.rollout.resumed`).
+pub const ROLLOUT_RESUME: &str = "hostkit.dev/rollout-resume";
+
+/// Set by `hkctl rollout abort` (a timestamp): the hosts the rollout changed are taken back
+/// and the generation is not applied again until the spec changes.
+pub const ROLLOUT_ABORT: &str = "hostkit.dev/rollout-abort";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,6 +49,9 @@ pub trait History: Send + Sync {
     /// host since (a part-way apply). `None` when history cannot say (nothing recorded, or
     /// a Rollback since, whose down plans already took the host back).
     async fn applied(&self, host: &str, digest: Option<&str>) -> Result<Option<Vec<Resource>>>;
+    /// The finished runs on `host` in the Revision of `digest`, oldest first: what a
+    /// rollout that changed the host would undo.
+    async fn runs_of(&self, host: &str, digest: &str) -> Result<Vec<Run>>;
 }
 
 /// Settles the pending runs on `host` (the caller holds its apply lock): each is replaced
@@ -215,6 +218,28 @@ impl History for Revisions<'_> {
     async fn applied(&self, host: &str, digest: Option<&str>) -> Result<Option<Vec<Resource>>> {
         let revs = self.full().await?;
         Ok(applied_resources(&revs, host, digest))
+    }
+
+    async fn runs_of(&self, host: &str, digest: &str) -> Result<Vec<Run>> {
+        let slim: Vec<_> = revisions_of(self.ctx, self.kind, self.name)
+            .into_iter()
+            .filter(|r| r.spec.desired_digest.as_deref() == Some(digest))
+            .collect();
+        let mut out = Vec::new();
+        for rev in full_revisions(self.ctx, &slim).await? {
+            for h in rev.spec.hosts.iter().filter(|h| h.host == host) {
+                for v in h.runs.iter().filter(|r| r["pending"] != Value::Bool(true)) {
+                    let run: Run = serde_json::from_value(v.clone()).map_err(|e| {
+                        Error::Stalled(format!(
+                            "Revision {}: a run does not decode: {e}",
+                            rev.metadata.name
+                        ))
+                    })?;
+                    out.push(run);
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -564,9 +564,27 @@ pub(crate) async fn record_auto_rollback(
     message: &str,
     coverage: &hostkit_engine::down::Coverage,
 ) {
+    record_rollback_done(ctx, service, host, "AutoRollback", message, coverage).await
+}
+
+/// A Rollback object for a rollback the Service pass already carried out on `host` (a
+/// failed apply undone, `AutoRollback`; an unhealthy wave taken back, `Unhealthy`; an
+/// aborted rollout, `Aborted`), so history and `hkctl get rollbacks` show it.
+pub(crate) async fn record_rollback_done(
+    ctx: &dyn Context,
+    service: &Object<ServiceSpec>,
+    host: &str,
+    reason: &str,
+    message: &str,
+    coverage: &hostkit_engine::down::Coverage,
+) {
     let now = ctx.now();
+    let tag = match reason {
+        "AutoRollback" => "auto".to_string(),
+        other => other.to_lowercase(),
+    };
     let name = format!(
-        "{}-auto-g{}-{}",
+        "{}-{tag}-g{}-{}",
         service.name(),
         service.metadata.generation.unwrap_or(1),
         host
@@ -581,12 +599,12 @@ pub(crate) async fn record_auto_rollback(
             to_revision: Some(RevisionTarget::Named(RevisionAlias::Previous)),
             only: Vec::new(),
             force: true,
-            reason: Some(format!("AutoRollback: {message}")),
+            reason: Some(format!("{reason}: {message}")),
         },
     );
     rb.metadata
         .annotations
-        .insert(wellknown::ROLLBACK_REASON.into(), "AutoRollback".into());
+        .insert(wellknown::ROLLBACK_REASON.into(), reason.into());
     let body = serde_json::to_value(&rb).expect("rollback serialises");
     let created = match ctx.create(RollbackSpec::INFO, body).await {
         Ok(v) => v,
@@ -613,14 +631,14 @@ pub(crate) async fn record_auto_rollback(
         &mut status.conditions,
         "Complete",
         true,
-        "AutoRollback",
-        format!("{host}: the failed apply was undone"),
+        reason,
+        format!("{host}: {message}"),
     );
     at.set(
         &mut status.conditions,
         "Failed",
         false,
-        "AutoRollback",
+        reason,
         "the down plan ran",
     );
     ctx.write_status(&created, &status).await;

@@ -28,6 +28,10 @@ pub(super) struct Outcome {
     pub(super) paused: Option<String>,
     pub(super) applied_ok: bool,
     pub(super) auto_rolled_back: bool,
+    /// Hosts a health-gated rollout holds back for now, with why.
+    pub(super) gated: Vec<String>,
+    /// The health gate took the changed hosts back (unhealthy, or aborted): why.
+    pub(super) rolled_back: Option<String>,
 }
 
 impl Outcome {
@@ -54,7 +58,26 @@ impl Outcome {
                 self.blocked.join("; ")
             },
         ));
+        if let Some(why) = &self.rolled_back {
+            out.push(("Applied", false, "RolledBack", why.clone()));
+            out.push(("Stalled", true, "RolledBack", why.clone()));
+            out.push(("Ready", false, "RolledBack", why.clone()));
+            out.push((
+                "Reconciling",
+                false,
+                "RolledBack",
+                "waiting for a spec change".into(),
+            ));
+            return out;
+        }
+        let gated = !self.gated.is_empty() && self.stopped.is_none() && self.paused.is_none();
         match (&self.stopped, &self.paused) {
+            (None, None) if gated => out.push((
+                "Applied",
+                false,
+                "RolloutProgressing",
+                self.gated.join("; "),
+            )),
             (Some(msg), _) => {
                 out.push(("Applied", false, "ApplyFailed", msg.clone()));
                 if self.auto_rolled_back {
@@ -77,11 +100,15 @@ impl Outcome {
             "ApplyFailed"
         } else if self.paused.is_some() {
             "Paused"
+        } else if gated {
+            "RolloutProgressing"
         } else {
             "ChangesPending"
         };
         let message = if ready {
             format!("generation {g} runs on {} host(s)", self.hosts)
+        } else if gated {
+            self.gated.join("; ")
         } else {
             self.stopped
                 .clone()
@@ -92,6 +119,11 @@ impl Outcome {
             ("UpToDate", "nothing pending")
         } else if self.stopped.is_some() {
             ("Failed", "changes pending")
+        } else if gated {
+            (
+                "RolloutProgressing",
+                "the next wave waits for the health gate",
+            )
         } else {
             ("Waiting", "changes pending")
         };
@@ -121,6 +153,8 @@ mod tests {
             paused: None,
             applied_ok: true,
             auto_rolled_back: false,
+            gated: Vec::new(),
+            rolled_back: None,
         };
         f(&mut o);
         o.conditions()

@@ -156,6 +156,16 @@ impl Reconcilers {
                 .annotations
                 .get(hostkit_api::wellknown::REQUESTED_AT)
                 .cloned(),
+            resume: o
+                .metadata
+                .annotations
+                .get(hostkit_api::wellknown::ROLLOUT_RESUME)
+                .cloned(),
+            abort: o
+                .metadata
+                .annotations
+                .get(hostkit_api::wellknown::ROLLOUT_ABORT)
+                .cloned(),
         }
     }
 
@@ -312,6 +322,24 @@ impl Reconciler<ServiceSpec> for Reconcilers {
                     &o,
                     &h.host,
                     &why,
+                    &undone.coverage,
+                )
+                .await;
+            }
+        }
+        for h in &report.hosts {
+            if let Some((undone, why)) = h.gate_rollback.as_ref().filter(|(u, _)| u.ok) {
+                let reason = if why.starts_with("aborted") {
+                    "Aborted"
+                } else {
+                    "Unhealthy"
+                };
+                crate::rollback::record_rollback_done(
+                    self.ctx.as_ref(),
+                    &o,
+                    &h.host,
+                    reason,
+                    why,
                     &undone.coverage,
                 )
                 .await;

@@ -36,6 +36,13 @@ pub struct TestTransport {
     pub execs: std::sync::atomic::AtomicUsize,
 }
 
+impl TestTransport {
+    /// What `/hk-host/` in a spec is on this host.
+    pub fn root(&self) -> std::path::PathBuf {
+        self.state.join("root")
+    }
+}
+
 pub fn is_apply(script: &str) -> bool {
     script.contains("HK_BEGIN")
 }
@@ -68,10 +75,22 @@ impl Transport for TestTransport {
             }
         }
         let state = format!("{}/", self.state.display());
+        // `/hk-host/…` is this host's own folder: files there differ from host to host.
+        let own = format!("{}/", self.root().display());
         let out = self
             .local
-            .run(&script.replace("/var/lib/hostkit/", &state))
-            .await;
+            .run(
+                &script
+                    .replace("/var/lib/hostkit/", &state)
+                    .replace("/hk-host/", &own),
+            )
+            .await
+            .map(|mut o| {
+                // The host reports its own paths as the spec names them.
+                let text = String::from_utf8_lossy(&o.stdout).replace(&own, "/hk-host/");
+                o.stdout = text.into_bytes();
+                o
+            });
         if is_apply(script) && self.lose_answers.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(hostkit_engine::Error::Transport {
                 host: self.name.clone(),
@@ -102,6 +121,7 @@ impl TestHosts {
             .get_or_insert_with(|| tempfile::tempdir().unwrap())
             .path()
             .join(name);
+        std::fs::create_dir_all(state.join("root")).unwrap();
         self.transports.insert(
             name.into(),
             Arc::new(TestTransport {
@@ -121,6 +141,11 @@ impl TestHosts {
         self.transports[name]
             .lose_answers
             .store(lose, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Host `name`'s own folder, which specs name `/hk-host/`.
+    pub fn root(&self, name: &str) -> std::path::PathBuf {
+        self.transports[name].root()
     }
 
     /// How many scripts host `name` was sent so far.
@@ -259,9 +284,30 @@ impl History for Recorder {
             .find(|(_, d, _)| Some(d.as_str()) == digest)
             .map(|(_, _, r)| r.clone()))
     }
+    async fn runs_of(
+        &self,
+        host: &str,
+        digest: &str,
+    ) -> hostkit_reconcilers::Result<Vec<HistoryRun>> {
+        Ok(self.runs_in(host, digest))
+    }
 }
 
 impl Recorder {
+    /// See [`History::runs_of`].
+    fn runs_in(&self, host: &str, digest: &str) -> Vec<HistoryRun> {
+        let revs = self.revisions.lock().unwrap();
+        let runs = self.runs.lock().unwrap();
+        let placed = self.placed.lock().unwrap();
+        runs.iter()
+            .zip(placed.iter())
+            .filter(|((h, r), (_, n))| {
+                h == host && !r.pending && revs.iter().any(|(m, d, _)| m == n && d == digest)
+            })
+            .map(|((_, r), _)| r.clone())
+            .collect()
+    }
+
     /// The runs history keeps now (pending or not).
     pub fn kept(&self) -> Vec<(String, HistoryRun)> {
         self.runs.lock().unwrap().clone()
@@ -314,6 +360,32 @@ pub async fn reconcile_asked(
     hosts: &TestHosts,
     sink: &Recorder,
 ) -> Report {
+    reconcile_annotated(
+        run,
+        Asked {
+            requested,
+            ..Default::default()
+        },
+        hosts,
+        sink,
+    )
+    .await
+}
+
+/// What the Service's annotations ask of a pass (`hkctl reconcile`, `hkctl rollout`).
+#[derive(Default)]
+pub struct Asked<'a> {
+    pub requested: Option<&'a str>,
+    pub resume: Option<&'a str>,
+    pub abort: Option<&'a str>,
+}
+
+pub async fn reconcile_annotated(
+    run: Run<'_>,
+    asked: Asked<'_>,
+    hosts: &TestHosts,
+    sink: &Recorder,
+) -> Report {
     let labels = BTreeMap::new();
     let secrets = Secrets::default();
     service::reconcile(
@@ -333,7 +405,9 @@ pub async fn reconcile_asked(
             recheck_hold: None,
             held: Vec::new(),
             revisions: Vec::new(),
-            requested: requested.map(String::from),
+            requested: asked.requested.map(String::from),
+            resume: asked.resume.map(String::from),
+            abort: asked.abort.map(String::from),
         },
         hosts,
         sink,

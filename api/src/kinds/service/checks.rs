@@ -72,10 +72,8 @@ impl ServiceCheck<'_> {
         if let Some(s) = &spec.host_selector {
             check_selector("hostSelector", s, v);
         }
-        if let Some(r) = &spec.rollout
-            && r.max_parallel == Some(0)
-        {
-            v.err("rollout.maxParallel", "must be at least 1");
+        if let Some(r) = &spec.rollout {
+            rollout::check_rollout(r, v);
         }
     }
 

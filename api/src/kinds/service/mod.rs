@@ -14,12 +14,14 @@ use serde::{Deserialize, Serialize};
 mod checks;
 mod logs;
 mod monitors;
+mod rollout;
 
 pub use logs::{LogRateLimit, Logs};
 pub use monitors::{
     CommandMonitor, FileMonitor, HttpMonitor, JournalMonitor, Monitor, MonitorStatus, Severity,
     SystemdMonitor, TcpMonitor, monitor_names,
 };
+pub use rollout::{HostCount, OnUnhealthy, Rollout, RolloutStatus};
 
 use super::{KindInfo, KindSpec};
 use crate::meta::{Condition, LabelSelector, Time};
@@ -90,17 +92,6 @@ pub struct ServiceSpec {
     /// System packages the service needs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<Package>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Rollout {
-    /// Hosts changed at once (default 1). A failure stops the rollout.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_parallel: Option<u32>,
-    /// Run a host's down plan when its apply fails.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub auto_rollback: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -572,6 +563,9 @@ pub struct ServiceStatus {
     /// reconcile --wait` waits for it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_requested_at: Option<String>,
+    /// Where the rollout of the current generation is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -664,7 +658,7 @@ impl KindSpec for ServiceSpec {
         self.interval.get_or_insert_with(|| Duration::from_secs(60));
         self.revision_history_limit.get_or_insert(10);
         let rollout = self.rollout.get_or_insert_with(Default::default);
-        rollout.max_parallel.get_or_insert(1);
+        rollout.max_parallel.get_or_insert(HostCount::Count(1));
         let isolates = self
             .daemon
             .iter_mut()

@@ -33,6 +33,7 @@ use crate::Note;
 use crate::policy_window;
 use crate::revision::history::{self, History};
 
+mod gate;
 mod report;
 mod waves;
 use report::summarize;
@@ -80,6 +81,9 @@ pub struct HostReport {
     pub run: Option<Run>,
     /// `rollout.autoRollback` undid a failed apply on this host.
     pub auto_rollback: Option<Undone>,
+    /// The health gate took this host back (an unhealthy wave, or `hkctl rollout abort`),
+    /// with why.
+    pub gate_rollback: Option<(Undone, String)>,
     /// How long each monitor's run took in this pass's read.
     pub monitor_durations: Vec<(String, std::time::Duration)>,
 }
@@ -152,6 +156,9 @@ pub struct Input<'a> {
     /// The `hostkit.dev/requestedAt` this pass answers: written with the pass's final
     /// status only, so a client that sees it sees how the pass ended.
     pub requested: Option<String>,
+    /// `hostkit.dev/rollout-resume` and `hostkit.dev/rollout-abort` (`hkctl rollout`).
+    pub resume: Option<String>,
+    pub abort: Option<String>,
 }
 
 /// Expands the service (errors are terminal: the spec must change).
@@ -209,7 +216,7 @@ fn auto_rolled_back(input: &Input<'_>) -> Option<String> {
         .find(|c| {
             c.type_ == "Stalled"
                 && c.status == hostkit_api::meta::ConditionStatus::True
-                && c.reason == "AutoRolledBack"
+                && matches!(c.reason.as_str(), "AutoRolledBack" | "RolledBack")
                 && c.observed_generation == Some(input.generation)
         })
         .map(|c| c.message.clone())
@@ -272,8 +279,9 @@ pub async fn reconcile(
     r.report_plans(&work);
     sink.publish(&r.status, &r.notes).await;
     r.notes.clear();
+    let monitor_notes = r.observe_monitors(&work);
     r.apply_waves(&mut work, hosts).await;
-    r.observe_monitors(&work);
+    r.settle_monitors(&work, monitor_notes);
     drop(work); // releases the hosts' apply locks
     r.name_revisions();
     r.conclude();
@@ -310,6 +318,13 @@ struct Rollout<'a> {
     recorded: Vec<(u64, String)>,
     /// The Service's monitors, run in each host's read.
     probes: Vec<Probe>,
+    /// With a health-gated rollout: the hosts this pass may change for the new
+    /// generation, and why the others wait.
+    gate: Option<(std::collections::BTreeSet<String>, String)>,
+    /// Hosts the gate held back, with why.
+    gated: Vec<String>,
+    /// The gate took the changed hosts back this pass: why.
+    rolled_back: Option<String>,
 }
 
 impl<'a> Rollout<'a> {
@@ -340,6 +355,9 @@ impl<'a> Rollout<'a> {
             applied_ok: true,
             recorded: Vec::new(),
             probes: Vec::new(),
+            gate: None,
+            gated: Vec::new(),
+            rolled_back: None,
         }
     }
 
@@ -409,38 +427,55 @@ impl<'a> Rollout<'a> {
         work
     }
 
-    /// Each host's monitor results into its status, once the pass knows which hosts it
-    /// changed: results read before a host's apply say nothing of what runs there now.
-    fn observe_monitors(&mut self, work: &[HostWork]) {
-        for (k, w) in work.iter().enumerate() {
+    /// Each host's monitor results into its status (the health gate reads them); the
+    /// transitions they note wait for [`Rollout::settle_monitors`].
+    fn observe_monitors(&mut self, work: &[HostWork]) -> Vec<Vec<Note>> {
+        let mut notes = Vec::new();
+        for w in work {
+            let h = host_status(&mut self.status, &w.target.name);
+            let (monitors, noted) = match (&w.prepared, &w.error) {
+                (Some(p), _) => health::observe(
+                    &w.target.name,
+                    &h.monitors,
+                    &self.probes,
+                    &p.monitors,
+                    self.input.now,
+                ),
+                (None, Some((_, e))) => (
+                    health::not_run(&h.monitors, &self.probes, &format!("not run: {e}")),
+                    Vec::new(),
+                ),
+                (None, None) => (
+                    health::not_run(&h.monitors, &self.probes, "not run"),
+                    Vec::new(),
+                ),
+            };
+            h.monitors = monitors;
+            notes.push(noted);
+        }
+        notes
+    }
+
+    /// Once the pass knows which hosts it changed: results read before a host's apply say
+    /// nothing of what runs there now (unknown again, their transitions unsaid); the other
+    /// hosts' transitions become events.
+    fn settle_monitors(&mut self, work: &[HostWork], notes: Vec<Vec<Note>>) {
+        for (k, (w, mut noted)) in work.iter().zip(notes).enumerate() {
             let changed = self
                 .report
                 .hosts
                 .get(k)
                 .is_some_and(|r| r.applied.is_some());
-            let h = host_status(&mut self.status, &w.target.name);
-            h.monitors = match (&w.prepared, &w.error) {
-                _ if changed => health::not_run(
+            if changed {
+                let h = host_status(&mut self.status, &w.target.name);
+                h.monitors = health::not_run(
                     &h.monitors,
                     &self.probes,
                     "changed by this pass's apply; runs again at the next pass",
-                ),
-                (Some(p), _) => {
-                    let (monitors, mut notes) = health::observe(
-                        &w.target.name,
-                        &h.monitors,
-                        &self.probes,
-                        &p.monitors,
-                        self.input.now,
-                    );
-                    self.notes.append(&mut notes);
-                    monitors
-                }
-                (None, Some((_, e))) => {
-                    health::not_run(&h.monitors, &self.probes, &format!("not run: {e}"))
-                }
-                (None, None) => health::not_run(&h.monitors, &self.probes, "not run"),
-            };
+                );
+            } else {
+                self.notes.append(&mut noted);
+            }
         }
     }
 

@@ -98,6 +98,7 @@ impl Rollout<'_> {
                 applied: None,
                 run: None,
                 auto_rollback: None,
+                gate_rollback: None,
                 monitor_durations: w
                     .prepared
                     .iter()
@@ -150,6 +151,8 @@ impl Rollout<'_> {
             paused: self.paused.clone(),
             applied_ok: self.applied_ok,
             auto_rolled_back: self.report.auto_rolled_back,
+            gated: self.gated.clone(),
+            rolled_back: self.rolled_back.clone(),
         };
         for (type_, ok, reason, message) in outcome.conditions() {
             self.set(type_, ok, reason, message);
@@ -179,6 +182,12 @@ impl Rollout<'_> {
         if let Some(msg) = &self.stopped {
             self.report.failure = Some(Failure {
                 terminal: self.report.auto_rolled_back,
+                message: msg.clone(),
+            });
+        }
+        if let Some(msg) = &self.rolled_back {
+            self.report.failure = Some(Failure {
+                terminal: true,
                 message: msg.clone(),
             });
         }

@@ -3,6 +3,9 @@
 //! host whose apply failed. Planning is in `mod.rs`, the conditions a pass ends with in
 //! `report.rs`.
 
+use std::collections::BTreeSet;
+
+use super::gate::{Gate, Verdict};
 use super::*;
 
 /// A failure as conditions say it: the unit's journal tail is left to the ApplyFailed
@@ -18,14 +21,14 @@ impl Rollout<'_> {
     /// Phase 2: apply in waves of `rollout.maxParallel` hosts, in order; a failure ends the
     /// rollout after its wave, and the hosts after it stay untouched.
     pub(super) async fn apply_waves(&mut self, work: &mut [HostWork], hosts: &dyn Hosts) {
+        self.open_gate(work, hosts).await;
         let max_parallel = self
             .input
             .spec
             .rollout
             .as_ref()
-            .and_then(|r| r.max_parallel)
-            .unwrap_or(1)
-            .max(1) as usize;
+            .and_then(|r| r.max_parallel.as_ref())
+            .map_or(1, |m| m.of(work.len()));
         let mut wave: Vec<usize> = Vec::new();
         for i in 0..=work.len() {
             // Run the wave when it is full, when a failure is next in line, or at the end.
@@ -66,6 +69,14 @@ impl Rollout<'_> {
             return false;
         }
         if self.stopped.is_some() {
+            return false;
+        }
+        // The health gate holds back a new generation, never the repair of drift.
+        if let Some((allowed, why)) = &self.gate
+            && !w.drift
+            && !allowed.contains(name)
+        {
+            self.gated.push(format!("{name}: {why}"));
             return false;
         }
         if let Some(why) = self
@@ -345,6 +356,152 @@ impl Rollout<'_> {
                     format!("{name}: could not roll back: {e}"),
                 ));
                 false
+            }
+        }
+    }
+}
+
+impl Rollout<'_> {
+    /// The health gate of a rollout with a canary, `healthyFor` or monitors: decides which
+    /// hosts this pass may change for the new generation, records `status.rollout`, and
+    /// takes the changed hosts back when it says so.
+    async fn open_gate(&mut self, work: &[HostWork], hosts: &dyn Hosts) {
+        let spec = self.input.spec.rollout.clone().unwrap_or_default();
+        if !Gate::applies(&spec, !self.probes.is_empty()) {
+            self.status.rollout = None;
+            return;
+        }
+        let (generation, digest) = (self.generation() as u64, self.report.digest.clone());
+        let names: Vec<String> = work.iter().map(|w| w.target.name.clone()).collect();
+        let done: BTreeSet<String> = work
+            .iter()
+            .filter(|w| {
+                w.plan().is_some_and(Plan::is_empty)
+                    || self.status.hosts.iter().any(|h| {
+                        h.host == w.target.name
+                            && (h.last_applied_generation == Some(generation)
+                                || h.applied_digest.as_deref() == Some(digest.as_str()))
+                    })
+            })
+            .map(|w| w.target.name.clone())
+            .collect();
+        let (verdict, status) = Gate {
+            spec: &spec,
+            hosts: &names,
+            done: &done,
+            statuses: &self.status.hosts,
+            previous: self.input.status.rollout.as_ref(),
+            generation: self.generation(),
+            now: self.input.now,
+            resume: self.input.resume.as_deref(),
+            abort: self.input.abort.as_deref(),
+        }
+        .decide();
+        let message = status.message.clone();
+        self.status.rollout = Some(status);
+        let none = BTreeSet::new();
+        match verdict {
+            Verdict::Proceed(next) => self.gate = Some((next.into_iter().collect(), message)),
+            Verdict::Complete => self.gate = None,
+            Verdict::Wait(why, until) => {
+                if let Some(until) = until {
+                    self.report.wake_at = Some(self.report.wake_at.map_or(until, |t| t.min(until)));
+                }
+                self.gate = Some((none, why));
+            }
+            Verdict::Paused(why) => {
+                if !why.is_empty() {
+                    self.paused.get_or_insert(why.clone());
+                }
+                self.gate = Some((none, why));
+            }
+            Verdict::Rollback(why) => {
+                self.gate = Some((none, why.clone()));
+                self.take_back(work, &done, hosts, &why).await;
+                self.rolled_back = Some(why);
+            }
+        }
+    }
+
+    /// Runs the down plans of this generation on every host it changed, newest run first.
+    async fn take_back(
+        &mut self,
+        work: &[HostWork],
+        done: &BTreeSet<String>,
+        hosts: &dyn Hosts,
+        why: &str,
+    ) {
+        let digest = self.report.digest.clone();
+        for (k, w) in work.iter().enumerate() {
+            let name = &w.target.name;
+            if !done.contains(name) {
+                continue;
+            }
+            let runs = match self.history.runs_of(name, &digest).await {
+                Ok(runs) if runs.is_empty() => continue,
+                Ok(runs) => runs,
+                Err(e) => {
+                    self.notes.push(Note::warning(
+                        "RollbackFailed",
+                        format!("{name}: its runs could not be read: {e}"),
+                    ));
+                    continue;
+                }
+            };
+            let Some(t) = &w.transport else {
+                self.notes.push(Note::warning(
+                    "RollbackFailed",
+                    format!(
+                        "{name}: not reachable; it keeps generation {}",
+                        self.generation()
+                    ),
+                ));
+                continue;
+            };
+            let newest_first: Vec<&Run> = runs.iter().rev().collect();
+            match run::undo(t.as_ref(), &newest_first, &[]).await {
+                Ok(undone) => {
+                    let message = if undone.ok {
+                        format!(
+                            "{name}: generation {} taken back ({} step(s) undone): {why}",
+                            self.generation(),
+                            undone.coverage.reversible
+                        )
+                    } else {
+                        format!(
+                            "{name}: taking generation {} back failed: {}",
+                            self.generation(),
+                            undone.error.clone().unwrap_or_default()
+                        )
+                    };
+                    self.notes.push(Note {
+                        warning: true,
+                        reason: if undone.ok {
+                            "RolledBack"
+                        } else {
+                            "RollbackFailed"
+                        },
+                        message,
+                    });
+                    if undone.ok {
+                        let h = host_status(&mut self.status, name);
+                        h.last_applied_generation = None;
+                        h.applied_digest = None;
+                        h.monitors = health::not_run(
+                            &h.monitors,
+                            &self.probes,
+                            "rolled back; runs again at the next pass",
+                        );
+                    }
+                    self.report.hosts[k].gate_rollback = Some((undone, why.to_string()));
+                }
+                Err(e) => {
+                    hosts.forget(name);
+                    self.notes.push(Note::warning(
+                        "RollbackFailed",
+                        format!("{name}: could not roll back: {e}"),
+                    ));
+                }
             }
         }
     }
