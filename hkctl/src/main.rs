@@ -102,6 +102,9 @@ enum Command {
     /// newer revisions; waits and prints each host's result (exit 0: complete, 1: failed or
     /// still running).
     Rollback(rollback::Args),
+    /// Follow a health-gated rollout (status [-w]), or go on after a pause (resume), or take
+    /// it back (abort).
+    Rollout(rollout::Args),
     /// Show what apply would change (exit 0: none, 1: differences, 2: error).
     Diff(diff::Args),
     /// Document a kind or one of its fields: `hkctl explain service.spec.daemon`.
@@ -176,6 +179,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::ApiResources(args) => api_resources::run(&o, args).await,
         Command::History(args) => history::run(&o, args).await,
         Command::Rollback(args) => rollback::run(&o, args).await,
+        Command::Rollout(args) => rollout::run(&o, args).await,
         Command::Diff(args) => diff::run(&o, args).await,
         Command::Explain(args) => explain::run(args),
         Command::Events(args) => events::run(&o, args).await,

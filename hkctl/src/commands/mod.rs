@@ -21,6 +21,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod release;
 pub mod rollback;
+pub mod rollout;
 pub mod suspend;
 pub mod sync;
 pub mod version;

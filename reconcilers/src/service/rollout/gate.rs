@@ -82,7 +82,9 @@ impl Gate<'_> {
             .iter()
             .position(|w| w.iter().any(|h| !self.done.contains(h)))
             .unwrap_or(waves.len());
-        status.wave = (current + 1).min(waves.len()) as u32;
+        // The wave watched: the last one changed (waves[current - 1]); a pass that starts
+        // the next one says so below.
+        status.wave = current.clamp(1, waves.len().max(1)) as u32;
         let mut verdict = |phase: &str, message: String, v: Verdict| {
             status.phase = phase.into();
             status.message = message;
@@ -135,7 +137,7 @@ impl Gate<'_> {
                 OnUnhealthy::Pause => {
                     let message = format!(
                         "unhealthy in wave {}: {why}; hkctl rollout resume once it is fixed",
-                        status.wave.max(1)
+                        status.wave
                     );
                     let v = verdict("Paused", message.clone(), Verdict::Paused(message));
                     (v, status)
@@ -150,6 +152,7 @@ impl Gate<'_> {
         if current == 0 && !status.hosts_done.iter().any(|h| waves[0].contains(h)) {
             let m = format!("wave 1 of {}: {}", waves.len(), waves[0].join(", "));
             let v = verdict("Progressing", m, Verdict::Proceed(waves[0].clone()));
+            status.wave = 1;
             return (v, status);
         }
         // The hosts changed so far must pass (all of them, once each) for `healthyFor`.
@@ -172,11 +175,7 @@ impl Gate<'_> {
             .as_ref()
             .map(|d| chrono::Duration::from_std(d.as_std()).unwrap_or_default())
             .unwrap_or_default();
-        let watched_wave = if current >= waves.len() {
-            waves.len()
-        } else {
-            current
-        };
+        let watched_wave = status.wave;
         if !passing {
             let m = format!(
                 "waiting for wave {watched_wave}'s monitors: {}",
@@ -210,6 +209,7 @@ impl Gate<'_> {
             waves[current].join(", ")
         );
         let v = verdict("Progressing", m, Verdict::Proceed(waves[current].clone()));
+        status.wave = current as u32 + 1;
         (v, status)
     }
 }
