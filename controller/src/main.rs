@@ -97,6 +97,9 @@ struct ServeArgs {
     /// An image Instances may boot: NAME=PATH, a root folder or a .tar/.tar.zst (repeat).
     #[arg(long = "image", value_name = "NAME=PATH", value_parser = parse_image)]
     images: Vec<(String, PathBuf)>,
+    /// The Prometheus that rollout.analysis queries ask unless they name their own url.
+    #[arg(long, value_name = "URL")]
+    prometheus_url: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -186,6 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 controller: args.controllers == Controllers::All && !args.no_controller,
                 settle: args.settle,
                 images: args.images,
+                prometheus_url: args.prometheus_url,
                 leader: hostkit_controller::runtime::leader::Timings {
                     lease: args.leader_lease,
                     renew: args.leader_lease.mul_f64(2.0 / 3.0),

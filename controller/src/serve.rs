@@ -56,6 +56,8 @@ pub struct ServeOptions {
     pub leader: crate::runtime::leader::Timings,
     /// Images Instances may boot, by name: a root folder or a `.tar`/`.tar.zst`.
     pub images: Vec<(String, PathBuf)>,
+    /// The Prometheus `rollout.analysis` asks by default.
+    pub prometheus_url: Option<String>,
 }
 
 /// Writes `bytes` to `path` atomically (temp file in the same folder, fsync, rename) at `mode`.
@@ -272,6 +274,7 @@ impl Controller {
                 settle: options.settle,
                 data_dir: options.data_dir.clone(),
                 images: options.images.clone(),
+                prometheus_url: options.prometheus_url.clone(),
             },
         ));
         control_every_kind(&runtime, reconcilers);

@@ -12,6 +12,7 @@
 //! anything that touches a host directly (`hostkit-engine`): reconcilers reach the store only
 //! through [`Context`] and hosts only through the engine.
 
+pub mod analysis;
 pub mod context;
 pub mod dependents;
 pub mod error;
@@ -90,6 +91,8 @@ pub struct Setup {
     pub data_dir: PathBuf,
     /// Images Instances may boot, by name: a root folder or a `.tar`/`.tar.zst`.
     pub images: Vec<(String, PathBuf)>,
+    /// The Prometheus `rollout.analysis` asks unless a query names its own.
+    pub prometheus_url: Option<String>,
 }
 
 /// Every kind's reconciler: one value implementing [`Reconciler`] for each kind it knows.
@@ -101,6 +104,7 @@ pub struct Reconcilers {
     pub(crate) machines: Arc<Machines>,
     pub(crate) data_dir: PathBuf,
     pub(crate) folders: gitsource::FolderWatches,
+    pub(crate) analyst: Arc<dyn analysis::Analyst>,
     pub metrics: Metrics,
 }
 
@@ -127,6 +131,7 @@ impl Reconcilers {
             machines: Arc::new(Machines::new(nspawn)),
             data_dir: setup.data_dir,
             folders: Default::default(),
+            analyst: Arc::new(analysis::Prometheus::new(setup.prometheus_url)),
             metrics,
         }
     }

@@ -277,3 +277,193 @@ async fn an_aborted_rollout_takes_back_what_it_changed() {
     let (_, why) = r.hosts[0].gate_rollback.clone().unwrap();
     assert!(why.starts_with("aborted"), "{why}");
 }
+
+/// A real Prometheus scraping a test exporter whose `test_errors` gauge the test sets.
+struct PromWithExporter {
+    prometheus: std::process::Child,
+    port: u16,
+    errors: Arc<std::sync::atomic::AtomicU64>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for PromWithExporter {
+    fn drop(&mut self) {
+        let _ = self.prometheus.kill();
+        let _ = self.prometheus.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl PromWithExporter {
+    fn start() -> PromWithExporter {
+        use std::io::{Read, Write};
+        let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let exporter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let exporter_port = exporter.local_addr().unwrap().port();
+        let gauge = errors.clone();
+        std::thread::spawn(move || {
+            for s in exporter.incoming() {
+                let Ok(mut s) = s else { continue };
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf);
+                let body = format!(
+                    "# TYPE test_errors gauge\ntest_errors {}\n",
+                    gauge.load(std::sync::atomic::Ordering::SeqCst)
+                );
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: exporter\n    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n"
+            ),
+        )
+        .unwrap();
+        let prometheus = std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus");
+        PromWithExporter {
+            prometheus,
+            port,
+            errors,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until Prometheus answers `query` with a series (it scrapes every second).
+    async fn wait_for(&self, query: &str) {
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            let answer = match client
+                .get(format!("{}/api/v1/query", self.url()))
+                .query(&[("query", query)])
+                .send()
+                .await
+            {
+                Ok(r) => r.json::<serde_json::Value>().await.ok(),
+                Err(_) => None,
+            };
+            if answer.is_some_and(|a| {
+                a["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+            }) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("Prometheus never answered {query:?} with a series");
+    }
+
+    async fn set_errors(&self, n: u64) {
+        self.errors.store(n, std::sync::atomic::Ordering::SeqCst);
+        self.wait_for(&format!("test_errors == {n}")).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prometheus_analysis_gates_the_next_wave() {
+    let prom = PromWithExporter::start();
+    prom.wait_for("test_errors == 0").await;
+    let url = prom.url();
+    let hosts = three_hosts();
+    let sink = Recorder::default();
+    let rollout = json!({"canary": 1, "onUnhealthy": "pause", "analysis": [
+        {"prometheus": {"query": "test_errors < 1", "for": "1m"}}
+    ]});
+    let asked = || Asked {
+        prometheus: Some(&url),
+        ..Default::default()
+    };
+    let v1 = gated("v1", rollout.clone());
+    // v1 on the canary, then the analysis must hold for a minute before the rest.
+    let r = reconcile_annotated(
+        pass(&v1, ServiceStatus::default(), 1, at(10, 0)),
+        asked(),
+        &hosts,
+        &sink,
+    )
+    .await;
+    assert_eq!(changes_sent(&hosts, "h1"), 1);
+    let r = reconcile_annotated(pass(&v1, r.status, 1, at(10, 1)), asked(), &hosts, &sink).await;
+    let ro = r.status.rollout.clone().unwrap();
+    assert_eq!(ro.analysis[0].ok, Some(true), "{ro:?}");
+    assert!(ro.message.contains("next wave at 10:02:00"), "{ro:?}");
+    assert_eq!(
+        changes_sent(&hosts, "h2"),
+        0,
+        "held for the analysis's minute"
+    );
+    let r = reconcile_annotated(pass(&v1, r.status, 1, at(10, 2)), asked(), &hosts, &sink).await;
+    assert_eq!(
+        changes_sent(&hosts, "h2"),
+        1,
+        "the minute passed: the next wave went"
+    );
+    let mut status = r.status;
+    for m in 3..10 {
+        status = reconcile_annotated(pass(&v1, status, 1, at(10, m)), asked(), &hosts, &sink)
+            .await
+            .status;
+    }
+    assert_eq!(status.rollout.as_ref().unwrap().phase, "Complete");
+
+    // v2: the canary changes, then the errors rise: the analysis no longer holds.
+    let v2 = gated("v2", rollout);
+    let r = reconcile_annotated(pass(&v2, status, 2, at(11, 0)), asked(), &hosts, &sink).await;
+    assert_eq!(version(&hosts, "h1"), "v2\n");
+    prom.set_errors(5).await;
+    let r = reconcile_annotated(pass(&v2, r.status, 2, at(11, 1)), asked(), &hosts, &sink).await;
+    let ro = r.status.rollout.clone().unwrap();
+    assert_eq!(ro.phase, "Paused", "{ro:?}");
+    assert!(
+        ro.message
+            .contains("analysis \"test_errors < 1\" does not hold"),
+        "{ro:?}"
+    );
+    assert_eq!(version(&hosts, "h2"), "v1\n");
+
+    // A Prometheus that does not answer is not a pass: the gate waits, saying why.
+    prom.set_errors(0).await;
+    let gone = Asked {
+        prometheus: Some("http://127.0.0.1:1"),
+        resume: Some("r1"),
+        ..Default::default()
+    };
+    let r = reconcile_annotated(pass(&v2, r.status, 2, at(11, 2)), gone, &hosts, &sink).await;
+    let ro = r.status.rollout.clone().unwrap();
+    assert_eq!(ro.phase, "Progressing");
+    assert_eq!(ro.analysis[0].ok, None);
+    assert!(
+        ro.message.contains("Prometheus at http://127.0.0.1:1"),
+        "{ro:?}"
+    );
+    assert_eq!(version(&hosts, "h2"), "v1\n");
+}

@@ -166,6 +166,7 @@ impl Reconcilers {
                 .annotations
                 .get(hostkit_api::wellknown::ROLLOUT_ABORT)
                 .cloned(),
+            analyst: self.analyst.as_ref(),
         }
     }
 

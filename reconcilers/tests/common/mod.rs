@@ -378,6 +378,8 @@ pub struct Asked<'a> {
     pub requested: Option<&'a str>,
     pub resume: Option<&'a str>,
     pub abort: Option<&'a str>,
+    /// The Prometheus `rollout.analysis` asks.
+    pub prometheus: Option<&'a str>,
 }
 
 pub async fn reconcile_annotated(
@@ -388,6 +390,8 @@ pub async fn reconcile_annotated(
 ) -> Report {
     let labels = BTreeMap::new();
     let secrets = Secrets::default();
+    let analyst =
+        hostkit_reconcilers::analysis::Prometheus::new(asked.prometheus.map(String::from));
     service::reconcile(
         Input {
             name: "web",
@@ -408,6 +412,7 @@ pub async fn reconcile_annotated(
             requested: asked.requested.map(String::from),
             resume: asked.resume.map(String::from),
             abort: asked.abort.map(String::from),
+            analyst: &analyst,
         },
         hosts,
         sink,

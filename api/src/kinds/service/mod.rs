@@ -21,7 +21,9 @@ pub use monitors::{
     CommandMonitor, FileMonitor, HttpMonitor, JournalMonitor, Monitor, MonitorStatus, Severity,
     SystemdMonitor, TcpMonitor, monitor_names,
 };
-pub use rollout::{HostCount, OnUnhealthy, Rollout, RolloutStatus};
+pub use rollout::{
+    Analysis, AnalysisStatus, HostCount, OnUnhealthy, PrometheusAnalysis, Rollout, RolloutStatus,
+};
 
 use super::{KindInfo, KindSpec};
 use crate::meta::{Condition, LabelSelector, Time};

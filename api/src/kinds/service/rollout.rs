@@ -29,9 +29,48 @@ pub struct Rollout {
     /// host this rollout changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_unhealthy: Option<OnUnhealthy>,
+    /// Checks the controller makes between waves besides the monitors: each must hold
+    /// (for its `for`) before the next wave; one that is false counts as unhealthy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analysis: Vec<Analysis>,
     /// Run a host's down plan when its apply fails.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub auto_rollback: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Analysis {
+    pub prometheus: PrometheusAnalysis,
+}
+
+/// A PromQL query the controller asks a Prometheus: it holds when the result is a
+/// non-empty vector (a comparison keeps only the series that pass it) or a non-zero
+/// scalar.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusAnalysis {
+    pub query: String,
+    /// How long it must hold before the next wave (default: once).
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_: Option<Duration>,
+    /// The Prometheus to ask; default `hostkit serve --prometheus-url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// What an analysis last found.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisStatus {
+    pub query: String,
+    /// `None` when Prometheus could not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ok: Option<bool>,
+    /// Since when it holds without a break.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
+    pub message: String,
 }
 
 /// A number of hosts (`2`) or a share of the Service's hosts (`"25%"`, rounded up).
@@ -113,6 +152,9 @@ pub struct RolloutStatus {
     /// The `hostkit.dev/rollout-abort` value last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted: Option<String>,
+    /// What `rollout.analysis` last found, in its order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analysis: Vec<AnalysisStatus>,
 }
 
 pub(super) fn check_rollout(r: &Rollout, v: &mut Validator) {
@@ -127,6 +169,22 @@ pub(super) fn check_rollout(r: &Rollout, v: &mut Validator) {
             && d.as_std() > std::time::Duration::from_secs(24 * 3600)
         {
             v.err("healthyFor", "at most 24h");
+        }
+        for (i, a) in r.analysis.iter().enumerate() {
+            v.index("analysis", i, |v| {
+                let p = &a.prometheus;
+                if p.query.trim().is_empty() || p.query.chars().any(|c| c.is_control()) {
+                    v.err("prometheus.query", "one line of PromQL");
+                }
+                if let Some(u) = &p.url
+                    && !(u.starts_with("http://") || u.starts_with("https://"))
+                {
+                    v.err(
+                        "prometheus.url",
+                        format!("{u:?} is not an http:// or https:// URL"),
+                    );
+                }
+            });
         }
     });
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use hostkit_api::kinds::{
-    HostPlanStatus, MonitorStatus, OnUnhealthy, Rollout, RolloutStatus, Severity,
+    AnalysisStatus, HostPlanStatus, MonitorStatus, OnUnhealthy, Rollout, RolloutStatus, Severity,
 };
 
 /// What the gate decides for this pass.
@@ -37,13 +37,18 @@ pub(super) struct Gate<'a> {
     pub(super) now: DateTime<Utc>,
     pub(super) resume: Option<&'a str>,
     pub(super) abort: Option<&'a str>,
+    /// What `rollout.analysis` found this pass, with how long each must hold.
+    pub(super) analysis: &'a [(AnalysisStatus, chrono::Duration)],
 }
 
 impl Gate<'_> {
-    /// Whether this Service's rollouts are gated at all: with no canary, no `healthyFor`
-    /// and no monitors, every wave goes in one pass as before.
+    /// Whether this Service's rollouts are gated at all: with no canary, no `healthyFor`,
+    /// no analysis and no monitors, every wave goes in one pass as before.
     pub(super) fn applies(spec: &Rollout, has_monitors: bool) -> bool {
-        spec.canary.is_some() || spec.healthy_for.is_some() || has_monitors
+        spec.canary.is_some()
+            || spec.healthy_for.is_some()
+            || !spec.analysis.is_empty()
+            || has_monitors
     }
 
     /// The waves, in order: the canary alone, then `maxParallel` at a time.
@@ -76,6 +81,7 @@ impl Gate<'_> {
                 .collect(),
             resumed: self.previous.and_then(|p| p.resumed.clone()),
             aborted: self.previous.and_then(|p| p.aborted.clone()),
+            analysis: self.analysis.iter().map(|(a, _)| a.clone()).collect(),
             ..Default::default()
         };
         let current = waves
@@ -131,8 +137,17 @@ impl Gate<'_> {
                     .map(|m| (h.host.clone(), m))
             })
             .collect();
-        if let Some((host, m)) = watched.iter().find(|(_, m)| m.ok == Some(false)) {
-            let why = format!("{host}: {}: {}", m.name, m.message);
+        let failing = watched
+            .iter()
+            .find(|(_, m)| m.ok == Some(false))
+            .map(|(host, m)| format!("{host}: {}: {}", m.name, m.message))
+            .or_else(|| {
+                self.analysis
+                    .iter()
+                    .find(|(a, _)| a.ok == Some(false))
+                    .map(|(a, _)| format!("analysis {:?} does not hold", a.query))
+            });
+        if let Some(why) = failing {
             return match self.spec.on_unhealthy.unwrap_or_default() {
                 OnUnhealthy::Pause => {
                     let message = format!(
@@ -156,11 +171,18 @@ impl Gate<'_> {
             return (v, status);
         }
         // The hosts changed so far must pass (all of them, once each) for `healthyFor`.
-        let passing = watched.iter().all(|(_, m)| m.ok == Some(true));
+        let passing = watched.iter().all(|(_, m)| m.ok == Some(true))
+            && self.analysis.iter().all(|(a, _)| a.ok == Some(true));
         let unknown: Vec<String> = watched
             .iter()
             .filter(|(_, m)| m.ok.is_none())
             .map(|(h, m)| format!("{h}: {}", m.name))
+            .chain(
+                self.analysis
+                    .iter()
+                    .filter(|(a, _)| a.ok.is_none())
+                    .map(|(a, _)| format!("analysis {:?}: {}", a.query, a.message)),
+            )
             .collect();
         status.healthy_since = if passing {
             same.and_then(|p| p.healthy_since)
@@ -185,8 +207,13 @@ impl Gate<'_> {
             return (v, status);
         }
         let since = status.healthy_since.unwrap_or(self.now);
-        if self.now < since + healthy_for {
-            let until = since + healthy_for;
+        // Monitors for `healthyFor`, each analysis for its own `for`.
+        let until = self
+            .analysis
+            .iter()
+            .map(|(a, hold)| a.since.unwrap_or(self.now) + *hold)
+            .fold(since + healthy_for, |a, b| a.max(b));
+        if self.now < until {
             let m = format!(
                 "wave {watched_wave} healthy since {}; next wave at {}",
                 since.format("%H:%M:%S"),

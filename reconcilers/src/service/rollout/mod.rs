@@ -159,6 +159,8 @@ pub struct Input<'a> {
     /// `hostkit.dev/rollout-resume` and `hostkit.dev/rollout-abort` (`hkctl rollout`).
     pub resume: Option<String>,
     pub abort: Option<String>,
+    /// Asks `rollout.analysis`'s queries.
+    pub analyst: &'a dyn crate::analysis::Analyst,
 }
 
 /// Expands the service (errors are terminal: the spec must change).

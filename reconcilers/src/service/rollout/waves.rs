@@ -385,6 +385,11 @@ impl Rollout<'_> {
             })
             .map(|w| w.target.name.clone())
             .collect();
+        let analysis = if done.is_empty() {
+            Vec::new()
+        } else {
+            self.analyse(&spec).await
+        };
         let (verdict, status) = Gate {
             spec: &spec,
             hosts: &names,
@@ -395,6 +400,7 @@ impl Rollout<'_> {
             now: self.input.now,
             resume: self.input.resume.as_deref(),
             abort: self.input.abort.as_deref(),
+            analysis: &analysis,
         }
         .decide();
         let message = status.message.clone();
@@ -421,6 +427,49 @@ impl Rollout<'_> {
                 self.rolled_back = Some(why);
             }
         }
+    }
+
+    /// Asks each `rollout.analysis` query; one that holds keeps the time it began to hold
+    /// (from the last pass, for the same generation and query).
+    async fn analyse(
+        &self,
+        spec: &hostkit_api::kinds::Rollout,
+    ) -> Vec<(hostkit_api::kinds::AnalysisStatus, chrono::Duration)> {
+        let now = self.input.now;
+        let before = self
+            .input
+            .status
+            .rollout
+            .as_ref()
+            .filter(|r| r.generation == self.generation());
+        let mut out = Vec::new();
+        for (i, a) in spec.analysis.iter().enumerate() {
+            let p = &a.prometheus;
+            let (ok, message) = match self.input.analyst.holds(p.url.as_deref(), &p.query).await {
+                Ok(true) => (Some(true), "holds".to_string()),
+                Ok(false) => (Some(false), "does not hold".to_string()),
+                Err(why) => (None, why),
+            };
+            let held_since = before
+                .and_then(|r| r.analysis.get(i))
+                .filter(|s| s.query == p.query && s.ok == Some(true))
+                .and_then(|s| s.since);
+            let hold = p
+                .for_
+                .as_ref()
+                .and_then(|d| chrono::Duration::from_std(d.as_std()).ok())
+                .unwrap_or_default();
+            out.push((
+                hostkit_api::kinds::AnalysisStatus {
+                    query: p.query.clone(),
+                    ok,
+                    since: (ok == Some(true)).then(|| held_since.unwrap_or(now)),
+                    message,
+                },
+                hold,
+            ));
+        }
+        out
     }
 
     /// Runs the down plans of this generation on every host it changed, newest run first.
