@@ -265,7 +265,7 @@ pub fn script_with_probes(
     probes: &[crate::monitor::Probe],
 ) -> String {
     let mut s = script(resources, want);
-    if !probes.is_empty() {
+    if probes.iter().any(crate::monitor::Probe::on_host) {
         let end = s.len() - "echo END\n".len();
         s.insert_str(end, &crate::monitor::script(probes));
     }

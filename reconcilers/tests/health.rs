@@ -207,3 +207,67 @@ async fn a_host_not_read_leaves_its_monitors_unknown_and_no_monitors_is_healthy(
         (ConditionStatus::True, "Converged".into())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prometheus_monitor_is_asked_by_the_controller_for_every_host() {
+    let prom = PromWithExporter::start();
+    prom.wait_for("test_errors == 0").await;
+    let url = prom.url();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = monitored(
+        dir.path(),
+        json!([{"prometheus": {"query": "test_errors < 1"}, "failureThreshold": 1}]),
+    );
+    let mut hosts = TestHosts::default();
+    hosts.add("h1", false, None);
+    let sink = Recorder::default();
+    fn asked(url: &str) -> Asked<'_> {
+        Asked {
+            prometheus: Some(url),
+            ..Default::default()
+        }
+    }
+    let at_ = |m| pass(&spec, ServiceStatus::default(), at(10, m));
+    let r = reconcile_annotated(at_(0), asked(&url), &hosts, &sink).await;
+    let before = hosts.execs("h1");
+    let r = reconcile_annotated(pass(&spec, r.status, at(10, 1)), asked(&url), &hosts, &sink).await;
+    assert_eq!(
+        hosts.execs("h1") - before,
+        1,
+        "asked of Prometheus, not the host"
+    );
+    let m = &r.status.hosts[0].monitors[0];
+    assert_eq!(
+        (m.name.as_str(), m.kind.as_str()),
+        ("prometheus", "prometheus")
+    );
+    assert_eq!(m.ok, Some(true), "{m:?}");
+    assert_eq!(condition(&r.status, "Healthy").0, ConditionStatus::True);
+
+    prom.set_errors(3).await;
+    let r = reconcile_annotated(pass(&spec, r.status, at(10, 2)), asked(&url), &hosts, &sink).await;
+    let m = &r.status.hosts[0].monitors[0];
+    assert_eq!(m.ok, Some(false));
+    assert_eq!(m.message, "test_errors < 1 does not hold");
+    assert_eq!(
+        condition(&r.status, "Healthy"),
+        (ConditionStatus::False, "MonitorFailing".into())
+    );
+
+    // Prometheus not answering is not a failure of the service: unknown, saying why.
+    let r = reconcile_annotated(
+        pass(&spec, r.status, at(10, 3)),
+        asked("http://127.0.0.1:1"),
+        &hosts,
+        &sink,
+    )
+    .await;
+    let m = &r.status.hosts[0].monitors[0];
+    assert_eq!(m.ok, None);
+    assert!(
+        m.message
+            .starts_with("not run: Prometheus at http://127.0.0.1:1"),
+        "{m:?}"
+    );
+    assert_eq!(condition(&r.status, "Healthy").0, ConditionStatus::Unknown);
+}

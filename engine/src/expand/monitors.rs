@@ -171,6 +171,8 @@ fn probe(
             }
         };
         vec![unit.clone(), j.pattern.clone(), restarts_file(&unit)]
+    } else if let Some(p) = &m.prometheus {
+        vec![p.query.clone(), p.url.clone().unwrap_or_default()]
     } else {
         return Err(e.invalid(field, format!("{name}: a monitor has exactly one kind")));
     };

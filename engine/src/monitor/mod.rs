@@ -19,7 +19,8 @@ pub use script::script;
 pub struct Probe {
     /// Unique within the Service (`http`, `http-2`, `api/http` for a Caddy site's).
     pub name: String,
-    /// `systemd`, `http`, `tcp`, `file`, `command` or `journal`.
+    /// `systemd`, `http`, `tcp`, `file`, `command`, `journal` (run on the host) or
+    /// `prometheus` (asked by the controller; `args` are the query and the url).
     pub kind: &'static str,
     pub severity: Severity,
     pub timeout: Duration,
@@ -28,6 +29,13 @@ pub struct Probe {
     pub success_threshold: u32,
     /// The snippet's arguments, in the order [`script`] passes them.
     pub args: Vec<String>,
+}
+
+impl Probe {
+    /// Whether the host runs it (all but `prometheus`, which the controller asks).
+    pub fn on_host(&self) -> bool {
+        self.kind != "prometheus"
+    }
 }
 
 /// What one run of a probe found.
@@ -43,8 +51,8 @@ pub struct ProbeResult {
 /// Longest message kept from a probe's output (a status field, not a log).
 const MAX_MESSAGE: usize = 300;
 
-/// Reads the `M` records of a script's output; a probe without one (the script was cut
-/// short) is a failure that says so.
+/// Reads the `M` records of a script's output, one result per probe the host runs; a
+/// probe without one (the script was cut short) is a failure that says so.
 pub fn parse(probes: &[Probe], out: &str) -> Vec<ProbeResult> {
     let mut found: Vec<Option<ProbeResult>> = vec![None; probes.len()];
     for line in out.lines() {
@@ -93,6 +101,7 @@ pub fn parse(probes: &[Probe], out: &str) -> Vec<ProbeResult> {
     found
         .into_iter()
         .zip(probes)
+        .filter(|(_, p)| p.on_host())
         .map(|(r, p)| {
             r.unwrap_or_else(|| ProbeResult {
                 name: p.name.clone(),
@@ -106,7 +115,7 @@ pub fn parse(probes: &[Probe], out: &str) -> Vec<ProbeResult> {
 
 /// Runs only the probes, in one round trip (the monitors' own `every` between reconciles).
 pub async fn run(transport: &dyn Transport, probes: &[Probe]) -> Result<Vec<ProbeResult>> {
-    if probes.is_empty() {
+    if !probes.iter().any(Probe::on_host) {
         return Ok(Vec::new());
     }
     let out = transport.run(&script(probes)).await?;

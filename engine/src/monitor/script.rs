@@ -69,6 +69,7 @@ n=$(journalctl -u "$u" $since -b -o cat --no-pager -q 2>/dev/null | grep -cE -- 
 if [ "${n:-0}" -gt 0 ]; then echo "$n journal line(s) of $u match /$pat/ since the apply (hkctl logs shows them)"; exit 1; fi
 echo "no journal line of $u matches /$pat/ since the apply""#;
 
+/// The snippet of a kind the host runs.
 fn snippet(kind: &str) -> &'static str {
     match kind {
         "systemd" => SYSTEMD,
@@ -94,13 +95,17 @@ hk_m() {
 }
 "#,
     );
-    let mut kinds: Vec<&str> = probes.iter().map(|p| p.kind).collect();
+    let mut kinds: Vec<&str> = probes
+        .iter()
+        .filter(|p| p.on_host())
+        .map(|p| p.kind)
+        .collect();
     kinds.sort_unstable();
     kinds.dedup();
     for k in &kinds {
         s.push_str(&format!("hk_k_{k}={}\n", sh_quote(snippet(k))));
     }
-    for (i, p) in probes.iter().enumerate() {
+    for (i, p) in probes.iter().enumerate().filter(|(_, p)| p.on_host()) {
         let secs = p.timeout.as_secs().max(1);
         s.push_str(&format!("hk_m {i} {secs} \"$hk_k_{}\"", p.kind));
         for a in &p.args {

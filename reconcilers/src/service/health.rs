@@ -8,20 +8,30 @@ use hostkit_engine::monitor::{Probe, ProbeResult};
 
 use crate::Note;
 
-/// Folds one host's results into its monitors' status; notes a monitor that starts
-/// failing (past its threshold) or recovers.
+/// Folds one host's results (matched to monitors by name) into their status; notes a
+/// monitor that starts failing (past its threshold) or recovers. A monitor without a
+/// result did not run: unknown, with the reason `unknown` gives (a Prometheus that did not
+/// answer), its history kept.
 pub(super) fn observe(
     host: &str,
     before: &[MonitorStatus],
     probes: &[Probe],
     results: &[ProbeResult],
+    unknown: &[(String, String)],
     now: DateTime<Utc>,
 ) -> (Vec<MonitorStatus>, Vec<Note>) {
     let mut notes = Vec::new();
     let out = probes
         .iter()
-        .zip(results)
-        .map(|(p, r)| {
+        .map(|p| {
+            let Some(r) = results.iter().find(|r| r.name == p.name) else {
+                let why = unknown
+                    .iter()
+                    .find(|(n, _)| *n == p.name)
+                    .map_or("not run", |(_, why)| why.as_str());
+                return not_run(before, std::slice::from_ref(p), &format!("not run: {why}"))
+                    .remove(0);
+            };
             let mut m = previous(before, p);
             m.streak = if m.last_run.is_some() && m.last_ok == r.ok {
                 m.streak.saturating_add(1)
@@ -189,7 +199,7 @@ mod tests {
         let mut status = Vec::new();
         let mut seen = Vec::new();
         for ok in [false, false, false, true, true, false] {
-            let (s, notes) = observe("h1", &status, &p, &[result(ok)], now);
+            let (s, notes) = observe("h1", &status, &p, &[result(ok)], &[], now);
             status = s;
             seen.push((
                 status[0].ok,
@@ -242,7 +252,7 @@ mod tests {
     #[test]
     fn a_host_not_read_makes_its_monitors_unknown_saying_why() {
         let p = [probe("web", 1, 1)];
-        let (s, _) = observe("h1", &[], &p, &[result(true)], Utc::now());
+        let (s, _) = observe("h1", &[], &p, &[result(true)], &[], Utc::now());
         let s = not_run(&s, &p, "host not read: connection refused");
         assert_eq!(s[0].ok, None);
         assert_eq!(s[0].message, "host not read: connection refused");

@@ -429,3 +429,113 @@ pub fn condition(status: &ServiceStatus, type_: &str) -> (ConditionStatus, Strin
         .unwrap_or_else(|| panic!("no {type_} condition in {status:?}"));
     (c.status, c.reason.clone())
 }
+
+/// A real Prometheus scraping a test exporter whose `test_errors` gauge the test sets.
+pub struct PromWithExporter {
+    prometheus: std::process::Child,
+    port: u16,
+    errors: Arc<std::sync::atomic::AtomicU64>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for PromWithExporter {
+    fn drop(&mut self) {
+        let _ = self.prometheus.kill();
+        let _ = self.prometheus.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl PromWithExporter {
+    pub fn start() -> PromWithExporter {
+        use std::io::{Read, Write};
+        let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let exporter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let exporter_port = exporter.local_addr().unwrap().port();
+        let gauge = errors.clone();
+        std::thread::spawn(move || {
+            for s in exporter.incoming() {
+                let Ok(mut s) = s else { continue };
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf);
+                let body = format!(
+                    "# TYPE test_errors gauge\ntest_errors {}\n",
+                    gauge.load(std::sync::atomic::Ordering::SeqCst)
+                );
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: exporter\n    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n"
+            ),
+        )
+        .unwrap();
+        let prometheus = std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus");
+        PromWithExporter {
+            prometheus,
+            port,
+            errors,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until Prometheus answers `query` with a series (it scrapes every second).
+    pub async fn wait_for(&self, query: &str) {
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            let answer = match client
+                .get(format!("{}/api/v1/query", self.url()))
+                .query(&[("query", query)])
+                .send()
+                .await
+            {
+                Ok(r) => r.json::<serde_json::Value>().await.ok(),
+                Err(_) => None,
+            };
+            if answer.is_some_and(|a| {
+                a["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+            }) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("Prometheus never answered {query:?} with a series");
+    }
+
+    pub async fn set_errors(&self, n: u64) {
+        self.errors.store(n, std::sync::atomic::Ordering::SeqCst);
+        self.wait_for(&format!("test_errors == {n}")).await;
+    }
+}

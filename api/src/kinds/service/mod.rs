@@ -18,8 +18,8 @@ mod rollout;
 
 pub use logs::{LogRateLimit, Logs};
 pub use monitors::{
-    CommandMonitor, FileMonitor, HttpMonitor, JournalMonitor, Monitor, MonitorStatus, Severity,
-    SystemdMonitor, TcpMonitor, monitor_names,
+    CommandMonitor, FileMonitor, HttpMonitor, JournalMonitor, Monitor, MonitorStatus,
+    PrometheusMonitor, Severity, SystemdMonitor, TcpMonitor, monitor_names,
 };
 pub use rollout::{
     Analysis, AnalysisStatus, HostCount, OnUnhealthy, PrometheusAnalysis, Rollout, RolloutStatus,

@@ -19,9 +19,10 @@ pub enum Severity {
     Critical,
 }
 
-/// One health check; exactly one of `systemd`, `http`, `tcp`, `file`, `command`, `journal`.
-/// Each runs on the host, inside the reconcile's state read (no extra connection), with the
-/// Kubernetes probe semantics for `failureThreshold` and `successThreshold`.
+/// One health check; exactly one of `systemd`, `http`, `tcp`, `file`, `command`, `journal`
+/// (each runs on the host, inside the reconcile's state read: no extra connection) or
+/// `prometheus` (the controller asks a Prometheus, once per pass, for every host), with
+/// the Kubernetes probe semantics for `failureThreshold` and `successThreshold`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Monitor {
@@ -41,6 +42,8 @@ pub struct Monitor {
     pub command: Option<CommandMonitor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal: Option<JournalMonitor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusMonitor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<Severity>,
     /// How often it runs between the Service's reconciles (default 10s); each reconcile
@@ -137,8 +140,26 @@ pub struct JournalMonitor {
     pub pattern: String,
 }
 
+/// A PromQL expression that must hold (a non-empty vector or a non-zero scalar), asked of
+/// `url` or of `hostkit serve --prometheus-url` by the controller.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusMonitor {
+    pub query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
 impl Monitor {
-    pub const KINDS: [&'static str; 6] = ["systemd", "http", "tcp", "file", "command", "journal"];
+    pub const KINDS: [&'static str; 7] = [
+        "systemd",
+        "http",
+        "tcp",
+        "file",
+        "command",
+        "journal",
+        "prometheus",
+    ];
 
     /// The kind this monitor is (the one section it sets), if exactly one is set.
     pub fn kind(&self) -> Option<&'static str> {
@@ -149,6 +170,7 @@ impl Monitor {
             self.file.is_some(),
             self.command.is_some(),
             self.journal.is_some(),
+            self.prometheus.is_some(),
         ];
         match set.iter().filter(|s| **s).count() {
             1 => set.iter().position(|s| *s).map(|i| Monitor::KINDS[i]),
@@ -417,6 +439,19 @@ fn check_monitor(m: &Monitor, listeners: &[String], site: bool, v: &mut Validato
     if let Some(c) = &m.command {
         check_argv("command.exec", &c.exec, v);
     }
+    if let Some(p) = &m.prometheus {
+        if p.query.trim().is_empty() || p.query.chars().any(|c| c.is_control()) {
+            v.err("prometheus.query", "one line of PromQL");
+        }
+        if let Some(u) = &p.url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            v.err(
+                "prometheus.url",
+                format!("{u:?} is not an http:// or https:// URL"),
+            );
+        }
+    }
     if let Some(j) = &m.journal {
         if let Some(u) = &j.unit {
             v.check("journal.unit", check_unit_name(u));
@@ -484,7 +519,7 @@ mod tests {
             "monitors[4].command.exec",
             "monitors[4].timeout",
             "monitors[5].journal.pattern",
-            "monitors[6]: a monitor has exactly one of systemd, http, tcp, file, command, journal",
+            "monitors[6]: a monitor has exactly one of systemd, http, tcp, file, command, journal, prometheus",
             "monitors[7].http.url",
             "monitors[8].name: \"x\" names two monitors",
         ] {

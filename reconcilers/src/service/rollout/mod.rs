@@ -19,7 +19,7 @@ use hostkit_api::kinds::{
 use hostkit_api::meta::Observed;
 use hostkit_engine::apply::{self, Applied, ApplyOptions};
 use hostkit_engine::hosts::Hosts;
-use hostkit_engine::monitor::Probe;
+use hostkit_engine::monitor::{Probe, ProbeResult};
 use hostkit_engine::outcome::Status;
 use hostkit_engine::plan::{self, Action, Plan, Prepared};
 use hostkit_engine::resource::Resource;
@@ -281,7 +281,8 @@ pub async fn reconcile(
     r.report_plans(&work);
     sink.publish(&r.status, &r.notes).await;
     r.notes.clear();
-    let monitor_notes = r.observe_monitors(&work);
+    let asked = r.ask_prometheus().await;
+    let monitor_notes = r.observe_monitors(&work, &asked);
     r.apply_waves(&mut work, hosts).await;
     r.settle_monitors(&work, monitor_notes);
     drop(work); // releases the hosts' apply locks
@@ -431,18 +432,28 @@ impl<'a> Rollout<'a> {
 
     /// Each host's monitor results into its status (the health gate reads them); the
     /// transitions they note wait for [`Rollout::settle_monitors`].
-    fn observe_monitors(&mut self, work: &[HostWork]) -> Vec<Vec<Note>> {
+    fn observe_monitors(
+        &mut self,
+        work: &[HostWork],
+        asked: &(Vec<ProbeResult>, Vec<(String, String)>),
+    ) -> Vec<Vec<Note>> {
+        let (prometheus, unknown) = asked;
         let mut notes = Vec::new();
         for w in work {
             let h = host_status(&mut self.status, &w.target.name);
             let (monitors, noted) = match (&w.prepared, &w.error) {
-                (Some(p), _) => health::observe(
-                    &w.target.name,
-                    &h.monitors,
-                    &self.probes,
-                    &p.monitors,
-                    self.input.now,
-                ),
+                (Some(p), _) => {
+                    let results: Vec<ProbeResult> =
+                        p.monitors.iter().chain(prometheus).cloned().collect();
+                    health::observe(
+                        &w.target.name,
+                        &h.monitors,
+                        &self.probes,
+                        &results,
+                        unknown,
+                        self.input.now,
+                    )
+                }
                 (None, Some((_, e))) => (
                     health::not_run(&h.monitors, &self.probes, &format!("not run: {e}")),
                     Vec::new(),
@@ -456,6 +467,34 @@ impl<'a> Rollout<'a> {
             notes.push(noted);
         }
         notes
+    }
+
+    /// The `prometheus` monitors, asked once for the pass (they hold for every host): the
+    /// results, and why a Prometheus could not answer.
+    async fn ask_prometheus(&self) -> (Vec<ProbeResult>, Vec<(String, String)>) {
+        let (mut results, mut unknown) = (Vec::new(), Vec::new());
+        for p in self.probes.iter().filter(|p| !p.on_host()) {
+            let Some(query) = p.args.first() else {
+                continue;
+            };
+            let url = p.args.get(1).filter(|u| !u.is_empty());
+            let started = std::time::Instant::now();
+            match self
+                .input
+                .analyst
+                .holds(url.map(String::as_str), query)
+                .await
+            {
+                Ok(ok) => results.push(ProbeResult {
+                    name: p.name.clone(),
+                    ok,
+                    message: format!("{query} {}", if ok { "holds" } else { "does not hold" }),
+                    duration: started.elapsed(),
+                }),
+                Err(why) => unknown.push((p.name.clone(), why)),
+            }
+        }
+        (results, unknown)
     }
 
     /// Once the pass knows which hosts it changed: results read before a host's apply say
