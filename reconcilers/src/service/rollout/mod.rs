@@ -34,6 +34,7 @@ use crate::policy_window;
 use crate::revision::history::{self, History};
 
 mod gate;
+mod gated;
 mod report;
 mod waves;
 use report::summarize;
