@@ -95,13 +95,27 @@ pub fn of_window(ctx: &dyn Context) -> Vec<ObjectKey> {
     keys
 }
 
-/// A Service changed: the Hosts it left and joined, when it moved (their firewalls change).
+/// What of a Service its Hosts' collector configs are made from: its telemetry intent and
+/// the units and listeners it names.
+fn telemetry_inputs(s: &Object<ServiceSpec>) -> serde_json::Value {
+    let daemon = s.spec.daemon.as_ref();
+    serde_json::json!({
+        "observability": s.spec.observability,
+        "daemon": daemon.map(|d| (&d.name, &d.listen)),
+        "jobs": s.spec.jobs.iter().map(|j| &j.name).collect::<Vec<_>>(),
+    })
+}
+
+/// A Service changed: the Hosts it left and joined, when it moved (their firewalls change),
+/// or all its Hosts when what their collector configs say of it changed.
 pub fn of_service(
     ctx: &dyn Context,
     before: Option<&Object<ServiceSpec>>,
     after: Option<&Object<ServiceSpec>>,
 ) -> Vec<ObjectKey> {
-    if before.map(|s| s.spec.placement()) == after.map(|s| s.spec.placement()) {
+    if before.map(|s| s.spec.placement()) == after.map(|s| s.spec.placement())
+        && before.map(telemetry_inputs) == after.map(telemetry_inputs)
+    {
         return Vec::new();
     }
     let mut keys: Vec<ObjectKey> = before
@@ -242,6 +256,33 @@ mod tests {
         assert_eq!(
             names(of_service(&c, Some(&before), Some(&moved))),
             ["hosts/a", "hosts/b"]
+        );
+    }
+
+    #[test]
+    fn a_service_wakes_its_hosts_when_what_their_collector_config_says_of_it_changes() {
+        let c = cache();
+        let ctx: &dyn Context = &c;
+        let plain = service("on-a", json!({"hosts": ["a"]}));
+        let interval = service("on-a", json!({"hosts": ["a"], "interval": "5m"}));
+        assert!(of_service(ctx, Some(&plain), Some(&interval)).is_empty());
+        let logged = service(
+            "on-a",
+            json!({"hosts": ["a"], "observability": {"logs": true}}),
+        );
+        assert_eq!(
+            names(of_service(ctx, Some(&plain), Some(&logged))),
+            ["hosts/a"]
+        );
+        let job = service(
+            "on-a",
+            json!({"hosts": ["a"], "observability": {"logs": true},
+            "jobs": [{"name": "tick", "exec": ["/bin/true"], "schedule": {"onCalendar": ["daily"]}}]}),
+        );
+        assert_eq!(
+            names(of_service(ctx, Some(&logged), Some(&job))),
+            ["hosts/a"],
+            "a new unit to read"
         );
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use hostkit_api::kinds::{
-    Firewall, HostFacts, HostSpec, HostStatus, Object, PolicyWindowSpec, ServiceSpec,
+    Firewall, HostFacts, HostSpec, HostStatus, Object, PolicyWindowSpec, ProjectSpec, ServiceSpec,
 };
 use hostkit_api::meta::{ConditionStatus, Observed, find_condition};
 use hostkit_engine::apply::{self, ApplyOptions};
@@ -40,6 +40,9 @@ pub struct Input<'a> {
     pub status: HostStatus,
     /// Firewalls of the Projects whose services run here.
     pub project_firewalls: Vec<(String, Firewall)>,
+    /// The Services that run here, with their Projects: their telemetry intent makes the
+    /// host's collector config (`spec.otelCollector`).
+    pub services: Vec<(String, ServiceSpec, Option<ProjectSpec>)>,
     /// Windows apply to the host's own resources when they select the host and no
     /// particular services.
     pub windows: &'a [(String, PolicyWindowSpec)],
@@ -176,11 +179,22 @@ pub async fn converge(input: Input<'_>, hosts: &dyn Hosts, history: &dyn History
         .iter()
         .map(|(n, f)| (n.as_str(), f))
         .collect();
-    let resources =
-        match hostkit_engine::expand::host_with_projects(input.name, input.spec, &projects) {
-            Ok(r) => r,
-            Err(e) => return pass.fail(e.to_string(), true, true),
-        };
+    let services: Vec<(&str, &ServiceSpec, Option<&ProjectSpec>)> = input
+        .services
+        .iter()
+        .map(|(n, s, p)| (n.as_str(), s, p.as_ref()))
+        .collect();
+    let expanded = hostkit_engine::expand::host_with_projects(input.name, input.spec, &projects)
+        .and_then(|mut r| {
+            r.extend(hostkit_engine::expand::telemetry(
+                input.name, input.spec, &services,
+            )?);
+            Ok(r)
+        });
+    let resources = match expanded {
+        Ok(r) => r,
+        Err(e) => return pass.fail(e.to_string(), true, true),
+    };
     // A new connection each pass: the host's key is checked again, so a changed key is
     // refused within one reconcile even while an older connection still works.
     let t = match hosts.verify(input.name, input.spec).await {
@@ -450,6 +464,23 @@ impl Reconcilers {
         }
         out
     }
+
+    /// The Services that run on `host`, with their Projects (when those exist).
+    fn services_on(&self, host: &str) -> Vec<(String, ServiceSpec, Option<ProjectSpec>)> {
+        self.ctx
+            .list::<ServiceSpec>()
+            .into_iter()
+            .filter(|s| self.targets(&s.spec).iter().any(|t| t.name == host))
+            .map(|s| {
+                let project = self
+                    .project(s.spec.project.as_deref())
+                    .ok()
+                    .flatten()
+                    .map(|p| p.spec.clone());
+                (s.name().to_string(), s.spec.clone(), project)
+            })
+            .collect()
+    }
 }
 
 #[async_trait::async_trait]
@@ -464,6 +495,11 @@ impl Reconciler<HostSpec> for Reconcilers {
             generation: o.metadata.generation.unwrap_or(1),
             status: o.status.clone().unwrap_or_default(),
             project_firewalls: self.project_firewalls(&name),
+            services: if o.spec.otel_collector.is_some() {
+                self.services_on(&name)
+            } else {
+                Vec::new()
+            },
             windows: &windows,
             labels: &o.metadata.labels,
             now,

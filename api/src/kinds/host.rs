@@ -37,6 +37,10 @@ pub struct HostSpec {
     pub interval: Option<Duration>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+    /// The host's OpenTelemetry Collector: HostKit writes its config from the
+    /// `observability` of the Services on the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otel_collector: Option<super::OtelCollector>,
 }
 
 /// How to reach a host over SSH.
@@ -268,6 +272,9 @@ fn check_key_path(field: &str, path: &str, v: &mut Validator) {
 
 fn host(spec: &HostSpec, v: &mut Validator) {
     v.check("address", check_host_address(&spec.address));
+    if let Some(c) = &spec.otel_collector {
+        super::observability::check_collector(c, v);
+    }
     v.scope("ssh", |v| ssh(&spec.ssh, v));
     if let Some(fw) = &spec.firewall {
         v.scope("firewall", |v| firewall(fw, v));

@@ -20,6 +20,9 @@ pub struct ProjectSpec {
     /// A firewall applied to every host that runs one of the project's services.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firewall: Option<Firewall>,
+    /// Telemetry its Services send to their hosts' collectors, unless they say otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observability: Option<super::Observability>,
 }
 
 /// Root folders; a service's `storage: [{name: data}]` lives at `<data>/<service>`.
@@ -100,6 +103,9 @@ impl KindSpec for ProjectSpec {
 }
 
 fn project(spec: &ProjectSpec, v: &mut Validator) {
+    if let Some(o) = &spec.observability {
+        super::observability::check_observability(o, None, v);
+    }
     v.scope("roots", |v| {
         for (name, value) in spec.roots.entries() {
             if let Some(p) = value {

@@ -17,10 +17,12 @@ use crate::{Error, Result};
 mod host;
 mod monitors;
 mod service;
+mod telemetry;
 
 pub use host::host_with_projects;
 pub use monitors::{monitors, restarts_file};
 use service::Expander;
+pub use telemetry::telemetry;
 
 /// Expands one Service for one host.
 pub fn service(

@@ -126,6 +126,7 @@ impl Desired {
             })
             .collect();
         let mut out = expand::host_with_projects(host, &h.spec, &project_firewalls)?;
+        let mut telemetry = Vec::new();
         for s in services {
             let project = match &s.spec.project {
                 Some(p) => Some(
@@ -142,7 +143,9 @@ impl Desired {
                 None => None,
             };
             out.extend(expand::service(s.name(), &s.spec, project)?);
+            telemetry.push((s.name(), &s.spec, project));
         }
+        out.extend(expand::telemetry(host, &h.spec, &telemetry)?);
         Ok(out)
     }
 }

@@ -4,4 +4,5 @@
 pub mod caddy;
 pub mod files;
 pub mod nft;
+pub mod otel;
 pub mod systemd;

@@ -35,6 +35,9 @@ pub(super) fn service(spec: &ServiceSpec, _name: &str, v: &mut Validator) {
     c.caddy_sites(v);
     let listeners: Vec<String> = c.listeners.iter().map(|l| l.to_string()).collect();
     monitors::check_monitors(&spec.monitors, &listeners, false, v);
+    if let Some(o) = &spec.observability {
+        crate::kinds::observability::check_observability(o, Some(&listeners), v);
+    }
     for (i, p) in spec.packages.iter().enumerate() {
         v.check(format!("packages[{i}]"), p.check());
     }

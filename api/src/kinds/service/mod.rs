@@ -94,6 +94,9 @@ pub struct ServiceSpec {
     /// System packages the service needs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<Package>,
+    /// Telemetry sent to the hosts' collectors (over the Project's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observability: Option<super::Observability>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
