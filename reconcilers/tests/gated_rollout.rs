@@ -193,6 +193,21 @@ async fn an_unhealthy_canary_is_rolled_back_and_the_other_hosts_never_change() {
         condition(&r.status, "Ready"),
         (ConditionStatus::False, "RolledBack".into())
     );
+    let healthy = r
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Healthy")
+        .unwrap();
+    assert_eq!(healthy.reason, "MonitorFailing");
+    assert!(
+        healthy.message.starts_with("h1: healthy:")
+            && healthy
+                .message
+                .ends_with("(seen before the rollback; runs again at the next pass)"),
+        "Healthy=False names the monitor and when it was seen: {}",
+        healthy.message
+    );
     let (undone, why) = r.hosts[0].gate_rollback.clone().expect("h1 taken back");
     assert!(undone.ok);
     assert!(

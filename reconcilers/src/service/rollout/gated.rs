@@ -182,11 +182,13 @@ impl Rollout<'_> {
                         let h = host_status(&mut self.status, name);
                         h.last_applied_generation = None;
                         h.applied_digest = None;
-                        h.monitors = health::not_run(
-                            &h.monitors,
-                            &self.probes,
-                            "rolled back; runs again at the next pass",
-                        );
+                        // What the monitors saw stays (Healthy=False names it), marked as
+                        // seen on the version now taken back.
+                        for m in h.monitors.iter_mut().filter(|m| m.ok == Some(false)) {
+                            m.message.push_str(
+                                " (seen before the rollback; runs again at the next pass)",
+                            );
+                        }
                     }
                     self.report.hosts[k].gate_rollback = Some((undone, why.to_string()));
                 }
