@@ -17,6 +17,9 @@ pub struct Resource {
     pub owner: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Dependency>,
+    /// `rollback: keep` on a file: a down plan leaves it where an apply created it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_on_rollback: bool,
 }
 
 /// An ordering edge, labelled with why it exists (shown by `hostkit plan -o json`).
@@ -211,6 +214,7 @@ impl Resource {
             spec,
             owner: owner.to_string(),
             depends_on: Vec::new(),
+            keep_on_rollback: false,
         }
     }
 

@@ -13,7 +13,7 @@ use crate::Result;
 use crate::batch::{BATCH, batch_script, parse_batch};
 use crate::outcome::{ChangeResult, Status};
 use crate::plan::{Action, Prepared};
-use crate::resource::{CommandSpec, Down, FileRole, Spec};
+use crate::resource::{CommandSpec, Down, FileRole, Resource, Spec};
 use crate::scripts::{command_script, failure_message, firewall_delete_script};
 use crate::state::firewall_stamp;
 use crate::transport::{Transport, sh_quote};
@@ -133,8 +133,9 @@ fn meta_before(before: &Option<Value>, default_mode: u32) -> (String, String, u3
     )
 }
 
-/// How to undo `res`, a change of the resource `spec` that ran.
-fn undo_of(res: &ChangeResult, spec: &Spec) -> Undo {
+/// How to undo `res`, a change of the resource `r` that ran.
+fn undo_of(res: &ChangeResult, r: &Resource) -> Undo {
+    let spec = &r.spec;
     let before = &res.before;
     let existed = before
         .as_ref()
@@ -164,6 +165,9 @@ fn undo_of(res: &ChangeResult, spec: &Spec) -> Undo {
                     mode,
                 }
             }
+            (_, false) if r.keep_on_rollback => DownAction::Skip {
+                warning: format!("file {path} is kept (rollback: keep)"),
+            },
             (_, false) => DownAction::RemoveFile {
                 path: path.clone(),
                 unit: *role == FileRole::Unit,
@@ -290,7 +294,7 @@ impl DownPlan {
                 continue;
             };
             let id = res.id.clone();
-            match undo_of(res, &r.spec) {
+            match undo_of(res, r) {
                 Undo::Step(action) => steps.push(DownStep { id, action }),
                 Undo::Restart(name) => restarts.push(DownStep {
                     id,
@@ -360,7 +364,7 @@ impl DownPlan {
                     group,
                     mode,
                 } => format!("restore {path} to {owner}:{group} {mode:04o}"),
-                DownAction::RemoveDir { path } => format!("remove directory {path}"),
+                DownAction::RemoveDir { path } => format!("remove directory {path} if empty"),
                 DownAction::RestoreLink { path, to: Some(t) } => {
                     format!("point {path} back to {t}")
                 }

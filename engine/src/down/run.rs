@@ -47,7 +47,13 @@ mv -f "$t" "$p"; trap - EXIT
             o = sh_quote(owner),
             g = sh_quote(group)
         ),
-        DownAction::RemoveDir { path } => format!("rm -rf -- {}\n", sh_quote(path)),
+        // As the original: a directory the apply created goes only if nothing else was put
+        // in it since; one that holds files is kept, and the step says so.
+        DownAction::RemoveDir { path } => format!(
+            "if [ -d {p} ] && ! rmdir -- {p} 2>/dev/null; then echo \"kept {path}: not empty\"; fi\n",
+            p = sh_quote(path),
+            path = path.replace('"', "")
+        ),
         DownAction::RestoreLink { path, to: Some(to) } => format!(
             "set -eu\nt={p}.hostkit.$$\nln -s {to} \"$t\"\nmv -Tf \"$t\" {p}\n",
             p = sh_quote(path),

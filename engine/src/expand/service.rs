@@ -231,7 +231,12 @@ impl<'a> Expander<'a> {
                 }
             };
             let (o, g) = self.owner_group(&f.owner, &f.group, "root".into(), None)?;
-            self.file(path, content, o, g, mode_of(f.mode, 0o644), FileRole::Plain)?;
+            let id = self.file(path, content, o, g, mode_of(f.mode, 0o644), FileRole::Plain)?;
+            if f.rollback == Some(RollbackPolicy::Keep)
+                && let Some(r) = self.out.iter_mut().find(|r| r.id == id)
+            {
+                r.keep_on_rollback = true;
+            }
         }
         Ok(())
     }
