@@ -15,6 +15,7 @@ mod checks;
 mod logs;
 mod monitors;
 mod rollout;
+mod status;
 
 pub use logs::{LogRateLimit, Logs};
 pub use monitors::{
@@ -24,9 +25,10 @@ pub use monitors::{
 pub use rollout::{
     Analysis, AnalysisStatus, HostCount, OnUnhealthy, PrometheusAnalysis, Rollout, RolloutStatus,
 };
+pub use status::{HostPlanStatus, PendingChanges, ServiceStatus};
 
 use super::{KindInfo, KindSpec};
-use crate::meta::{Condition, LabelSelector, Time};
+use crate::meta::LabelSelector;
 use crate::validate::Validator;
 use crate::values::{Duration, FileMode, SecretRef};
 
@@ -548,76 +550,6 @@ impl Package {
             Package::Detailed(d) => &d.name,
         }
     }
-}
-
-/// What the controller last saw and did for a service.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ServiceStatus {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
-    /// Per target host: pending changes and what was applied.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hosts: Vec<HostPlanStatus>,
-    /// Number of the newest Revision.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current_revision: Option<u64>,
-    /// The last `hostkit.dev/requestedAt` value a whole pass finished for (`hkctl
-    /// reconcile --wait` waits for it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_handled_requested_at: Option<String>,
-    /// Where the rollout of the current generation is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollout: Option<RolloutStatus>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HostPlanStatus {
-    pub host: String,
-    #[serde(default)]
-    pub pending: PendingChanges,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plan_digest: Option<String>,
-    /// The first few changes, as `+ file:/etc/x` lines.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub first_changes: Vec<String>,
-    /// Resource ids that no longer match what was applied.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub drifted: Vec<String>,
-    /// Resource ids a partial Rollback put back, left out of plans until the spec changes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub held: Vec<String>,
-    /// The Revision this host runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revision: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_applied_generation: Option<u64>,
-    /// Digest of the desired resources the host last matched: a later generation that
-    /// asks for the same (only `paused` or `interval` changed, say) still counts a hand
-    /// edit as drift.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub applied_digest: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_applied_time: Option<Time>,
-    /// What the Service's monitors last found on this host.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub monitors: Vec<MonitorStatus>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PendingChanges {
-    #[serde(default)]
-    pub create: u32,
-    #[serde(default)]
-    pub update: u32,
-    #[serde(default)]
-    pub delete: u32,
-    #[serde(default)]
-    pub read_errors: u32,
 }
 
 pub const SERVICE_INFO: KindInfo = KindInfo {
