@@ -25,6 +25,7 @@ use crate::{Error, Result};
 
 mod forward;
 mod nspawn;
+mod process;
 
 pub use forward::Forward;
 pub use nspawn::{ExitHook, Nspawn};
