@@ -18,6 +18,7 @@ mod host;
 mod monitors;
 mod service;
 mod telemetry;
+mod units;
 
 pub use host::host_with_projects;
 pub use monitors::{monitors, restarts_file};
