@@ -13,7 +13,7 @@ use hostkit_engine::offline::manifests::Desired;
 use hostkit_engine::plan;
 use hostkit_engine::resource::Resource;
 use hostkit_engine::secrets::Secrets;
-use hostkit_engine::transport::ssh::{Auth, HostKeyCheck, RetryPolicy, Ssh, SshOptions};
+use hostkit_engine::transport::ssh::Ssh;
 
 fn manifests() -> String {
     let mut y = String::from(
@@ -81,18 +81,7 @@ async fn main() {
         count("unit:")
     );
     let host = TestHost::boot();
-    let opts = SshOptions {
-        name: host.name.clone(),
-        address: host.address.clone(),
-        port: 22,
-        user: "root".into(),
-        auth: Auth::KeyFile(host.key()),
-        host_key: HostKeyCheck::Pinned(host.host_key()),
-        connect_timeout: Duration::from_secs(5),
-        retry: RetryPolicy::default(),
-        keepalive: Duration::from_secs(10),
-        sudo: false,
-    };
+    let opts = hostkit_e2e::engine::options(&host);
     let secrets = Secrets::default();
 
     // First converge: connect, read, plan, apply (settle 0: units are checked active once).

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hostkit_api::kinds::Monitor;
-use hostkit_e2e::engine::{converge, demo, demo_secrets, options};
+use hostkit_e2e::engine::{converge, demo, demo_secrets, options, web_daemon};
 use hostkit_e2e::testhost::TestHost;
 use hostkit_engine::plan;
 use hostkit_engine::transport::ssh::Ssh;
@@ -33,14 +33,7 @@ fn main() {
     runtime.block_on(async {
         let ssh = Ssh::connect(&options(&host)).await.expect("connect");
         let (mut d, _) = demo("v1", 8080);
-        let daemon = d
-            .services
-            .get_mut("web")
-            .unwrap()
-            .spec
-            .daemon
-            .as_mut()
-            .unwrap();
+        let daemon = web_daemon(&mut d);
         daemon.listen =
             vec![serde_json::from_value(json!({"name": "http", "port": 8080})).unwrap()];
         let secrets = demo_secrets("t");

@@ -122,6 +122,14 @@ spec:
     (Desired::load(&[path]).expect("demo manifests"), text)
 }
 
+/// The demo Service's daemon, to change it before converging.
+pub fn web_daemon(d: &mut Desired) -> &mut hostkit_api::kinds::Daemon {
+    d.services
+        .get_mut("web")
+        .and_then(|s| s.spec.daemon.as_mut())
+        .expect("the demo Service has a daemon")
+}
+
 pub fn demo_secrets(token: &str) -> Secrets {
     Secrets::default().with(SecretRef::Env("DEMO_TOKEN".into()), token)
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hostkit_api::kinds::{Monitor, RestartPolicy};
-use hostkit_e2e::engine::{converge, demo, demo_secrets, options};
+use hostkit_e2e::engine::{converge, demo, demo_secrets, options, web_daemon};
 use hostkit_e2e::testhost::TestHost;
 use hostkit_engine::monitor;
 use hostkit_engine::transport::ssh::Ssh;
@@ -35,14 +35,7 @@ async fn every_monitor_kind_passes_and_fails_on_a_real_host() {
     let ssh = Ssh::connect(&options(&host)).await.expect("connect");
     let (mut d, _) = demo("v1", 8080);
     {
-        let daemon = d
-            .services
-            .get_mut("web")
-            .unwrap()
-            .spec
-            .daemon
-            .as_mut()
-            .unwrap();
+        let daemon = web_daemon(&mut d);
         daemon.listen =
             vec![serde_json::from_value(json!({"name": "http", "port": 8080})).unwrap()];
         daemon.restart = Some(RestartPolicy::Always);

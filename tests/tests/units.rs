@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use hostkit_e2e::engine::{converge, demo, demo_secrets, options, prepare};
+use hostkit_e2e::engine::{converge, demo, demo_secrets, options, prepare, web_daemon};
 use hostkit_e2e::testhost::TestHost;
 use hostkit_engine::apply::{self, ApplyOptions};
 use hostkit_engine::transport::ssh::Ssh;
@@ -76,14 +76,7 @@ async fn a_crash_looping_unit_given_a_working_version_settles() {
     let ssh = Ssh::connect(&options(&host)).await.expect("connect");
     let with = |exec: Vec<String>, version: &str| {
         let (mut d, _) = demo(version, 8080);
-        let daemon = d
-            .services
-            .get_mut("web")
-            .unwrap()
-            .spec
-            .daemon
-            .as_mut()
-            .unwrap();
+        let daemon = web_daemon(&mut d);
         daemon.exec = exec;
         daemon.restart = serde_json::from_value(serde_json::json!("always")).unwrap();
         daemon.restart_sec = serde_json::from_value(serde_json::json!("400ms")).unwrap();
@@ -128,14 +121,7 @@ async fn daemon_logs_go_where_the_spec_says() {
     let host = TestHost::boot();
     let ssh = Ssh::connect(&options(&host)).await.expect("connect");
     let (mut d, _) = demo("v1", 8080);
-    let daemon = d
-        .services
-        .get_mut("web")
-        .unwrap()
-        .spec
-        .daemon
-        .as_mut()
-        .unwrap();
+    let daemon = web_daemon(&mut d);
     daemon.exec = vec![
         "/bin/sh".into(),
         "-c".into(),

@@ -313,6 +313,22 @@ pub(super) fn check_monitors(
     }
 }
 
+/// A PromQL query (one line) and the Prometheus to ask (an http(s) URL), as a
+/// `prometheus` monitor or a rollout analysis names them.
+pub(super) fn check_prometheus(query: &str, url: Option<&str>, v: &mut Validator) {
+    if query.trim().is_empty() || query.chars().any(|c| c.is_control()) {
+        v.err("prometheus.query", "one line of PromQL");
+    }
+    if let Some(u) = url
+        && !(u.starts_with("http://") || u.starts_with("https://"))
+    {
+        v.err(
+            "prometheus.url",
+            format!("{u:?} is not an http:// or https:// URL"),
+        );
+    }
+}
+
 fn check_monitor(m: &Monitor, listeners: &[String], site: bool, v: &mut Validator) {
     if m.kind().is_none() {
         v.err(
@@ -440,17 +456,7 @@ fn check_monitor(m: &Monitor, listeners: &[String], site: bool, v: &mut Validato
         check_argv("command.exec", &c.exec, v);
     }
     if let Some(p) = &m.prometheus {
-        if p.query.trim().is_empty() || p.query.chars().any(|c| c.is_control()) {
-            v.err("prometheus.query", "one line of PromQL");
-        }
-        if let Some(u) = &p.url
-            && !(u.starts_with("http://") || u.starts_with("https://"))
-        {
-            v.err(
-                "prometheus.url",
-                format!("{u:?} is not an http:// or https:// URL"),
-            );
-        }
+        check_prometheus(&p.query, p.url.as_deref(), v);
     }
     if let Some(j) = &m.journal {
         if let Some(u) = &j.unit {

@@ -173,17 +173,7 @@ pub(super) fn check_rollout(r: &Rollout, v: &mut Validator) {
         for (i, a) in r.analysis.iter().enumerate() {
             v.index("analysis", i, |v| {
                 let p = &a.prometheus;
-                if p.query.trim().is_empty() || p.query.chars().any(|c| c.is_control()) {
-                    v.err("prometheus.query", "one line of PromQL");
-                }
-                if let Some(u) = &p.url
-                    && !(u.starts_with("http://") || u.starts_with("https://"))
-                {
-                    v.err(
-                        "prometheus.url",
-                        format!("{u:?} is not an http:// or https:// URL"),
-                    );
-                }
+                super::monitors::check_prometheus(&p.query, p.url.as_deref(), v);
             });
         }
     });
