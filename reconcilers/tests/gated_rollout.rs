@@ -152,6 +152,23 @@ async fn a_canary_goes_first_and_each_wave_waits_for_the_last_to_stay_healthy() 
 }
 
 #[tokio::test]
+async fn a_monitor_failing_after_the_rollout_completed_takes_nothing_back() {
+    let hosts = three_hosts();
+    let sink = Recorder::default();
+    let v1 = gated("v1", json!({"canary": 1, "onUnhealthy": "rollback"}));
+    let status = roll_out(&v1, ServiceStatus::default(), 1, at(10, 0), &hosts, &sink).await;
+    let sent: Vec<usize> = HOSTS.iter().map(|h| changes_sent(&hosts, h)).collect();
+    std::fs::remove_file(hosts.root("h2").join("healthy")).unwrap();
+    let r = reconcile(pass(&v1, status, 1, at(10, 30)), &hosts, &sink).await;
+    assert_eq!(phase(&r).0, "Complete");
+    assert_eq!(condition(&r.status, "Healthy").1, "MonitorFailing");
+    assert!(r.hosts.iter().all(|h| h.gate_rollback.is_none()));
+    let after: Vec<usize> = HOSTS.iter().map(|h| changes_sent(&hosts, h)).collect();
+    assert_eq!(after, sent, "no host was changed");
+    assert_eq!(version(&hosts, "h2"), "v1\n");
+}
+
+#[tokio::test]
 async fn an_unhealthy_canary_is_rolled_back_and_the_other_hosts_never_change() {
     let hosts = three_hosts();
     let sink = Recorder::default();

@@ -101,6 +101,13 @@ impl Gate<'_> {
             let v = verdict("RolledBack", message, Verdict::Paused(String::new()));
             return (v, status);
         }
+        // A rollout that completed stays complete: a monitor failing later is Healthy=False
+        // and an alert, not a reason to take back a release every host already runs. Only
+        // a host that joined since (a wave not done) is gated again.
+        if same.is_some_and(|p| p.phase == "Complete") && current >= waves.len() {
+            let message = same.map(|p| p.message.clone()).unwrap_or_default();
+            return (verdict("Complete", message, Verdict::Complete), status);
+        }
         if let Some(a) = self.abort
             && status.aborted.as_deref() != Some(a)
         {

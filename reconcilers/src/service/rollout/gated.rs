@@ -31,7 +31,13 @@ impl Rollout<'_> {
             })
             .map(|w| w.target.name.clone())
             .collect();
-        let analysis = if done.is_empty() {
+        // Nothing to watch yet, or a rollout of this generation that ended: Prometheus is
+        // not asked.
+        let ended = self.input.status.rollout.as_ref().is_some_and(|r| {
+            r.generation == self.generation()
+                && matches!(r.phase.as_str(), "Complete" | "RolledBack")
+        });
+        let analysis = if done.is_empty() || (ended && done.len() == names.len()) {
             Vec::new()
         } else {
             self.analyse(&spec).await
