@@ -11,7 +11,8 @@ PKGS=(
   iproute2 nftables caddy        # network namespaces and renderer validators
   prometheus                     # promtool and a real Prometheus for alerting tests
   zstd                           # the cached test-host image
-  git curl ca-certificates apt-utils pkg-config
+  git curl ca-certificates pkg-config
+  apt-utils                      # apt-ftparchive: the package tests build their own apt repository
 )
 
 SUDO=""
@@ -39,6 +40,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   if [ -n "$created_policy" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+fi
+# The semantic package table is checked against Debian's index: make sure apt has read one.
+if ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
 fi
 if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
   export PATH="$HOME/.cargo/bin:$PATH"

@@ -81,9 +81,17 @@ pub enum Spec {
         path: String,
         to: String,
     },
+    /// `name` is semantic (mapped per package manager) unless `system` (`as:`) names the
+    /// distribution's package; `version` is a glob the installed version must match.
     #[serde(rename_all = "camelCase")]
     Package {
         name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        system: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        update: bool,
     },
     Command(CommandSpec),
     /// A systemd unit's state: enabled and (for services and timers) started; restarted

@@ -7,7 +7,6 @@ use std::time::Duration;
 use base64::Engine;
 
 use crate::outcome::Backup;
-use crate::plan::PackageLock;
 use crate::resource::CommandSpec;
 use crate::state::{INPUTS_FN, firewall_stamp};
 use crate::transport::{Output, sh_quote};
@@ -329,47 +328,6 @@ printf '%s %s\n' "$(printf '%s\n' "$l" | sha256sum | cut -c1-64)" "$(sha256sum <
     )
 }
 
-/// Installs `names` (pinned to `lock` where it has them) in one call, then prints a
-/// `LOCK<TAB>name<TAB>version` line per installed package.
-pub(crate) fn package_script(manager: &str, names: &[String], lock: &PackageLock) -> String {
-    let spec = |n: &String| match (lock.get(n), manager) {
-        (Some(v), "apt-get") => sh_quote(&format!("{n}={v}")),
-        (Some(v), "dnf") => sh_quote(&format!("{n}-{v}")),
-        _ => sh_quote(n),
-    };
-    let list = names.iter().map(spec).collect::<Vec<_>>().join(" ");
-    let plain = names
-        .iter()
-        .map(|n| sh_quote(n))
-        .collect::<Vec<_>>()
-        .join(" ");
-    match manager {
-        "dnf" => format!(
-            "set -e\ndnf install -y {list}\nrpm -q --qf 'LOCK\\t%{{NAME}}\\t%{{VERSION}}-%{{RELEASE}}\\n' {plain}\n"
-        ),
-        "apk" => format!("set -e\napk add {list}\n"),
-        "pacman" => format!(
-            "set -e\npacman -S --noconfirm --needed {list}\npacman -Q {plain} | while read -r n v; do printf 'LOCK\\t%s\\t%s\\n' \"$n\" \"$v\"; done\n"
-        ),
-        _ => format!(
-            "set -e\nexport DEBIAN_FRONTEND=noninteractive\no=\"-y -q --no-install-recommends --allow-downgrades\"\napt-get install $o {list} 2>&1 || {{ apt-get update -q 2>&1 && apt-get install $o {list} 2>&1; }}\ndpkg-query -W -f='LOCK\\t${{Package}}\\t${{Version}}\\n' {plain}\n"
-        ),
-    }
-}
-
-/// The `LOCK` lines a package install printed.
-pub(crate) fn parse_lock(text: &str) -> PackageLock {
-    text.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            match f.as_slice() {
-                ["LOCK", name, version] => Some((name.to_string(), version.to_string())),
-                _ => None,
-            }
-        })
-        .collect()
-}
-
 pub(crate) fn parse_backup(text: &str) -> Option<Backup> {
     text.lines().find_map(|l| {
         let f: Vec<&str> = l.split('\t').collect();
@@ -498,23 +456,3 @@ pub(crate) fn firewall_delete_script(table: &str) -> String {
 /// Reloads Caddy after a site file changed, when Caddy runs.
 pub(crate) const CADDY_RELOAD: &str =
     "if systemctl is-active -q caddy 2>/dev/null; then systemctl reload caddy; fi\n";
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn package_installs_pin_locked_versions_and_report_what_they_installed() {
-        let mut lock = PackageLock::new();
-        lock.insert("tree".into(), "2.1.0-1".into());
-        let names = vec!["tree".to_string(), "jq".to_string()];
-        let apt = package_script("apt-get", &names, &lock);
-        assert!(apt.contains("apt-get install $o tree=2.1.0-1 jq"), "{apt}");
-        assert!(apt.contains("dpkg-query -W -f='LOCK"));
-        let dnf = package_script("dnf", &names, &lock);
-        assert!(dnf.contains("dnf install -y tree-2.1.0-1 jq"), "{dnf}");
-        let parsed = parse_lock("noise\nLOCK\ttree\t2.1.0-1\nLOCK\tjq\t1.6\n");
-        assert_eq!(parsed.get("jq").map(String::as_str), Some("1.6"));
-        assert_eq!(parsed.len(), 2);
-    }
-}

@@ -170,8 +170,8 @@ pub fn script(resources: &[Resource], want: &BTreeMap<String, String>) -> String
             Spec::Unit { name, .. } => {
                 units.insert(name.clone());
             }
-            Spec::Package { name } => {
-                packages.insert(name.clone());
+            Spec::Package { name, system, .. } => {
+                packages.insert((name.clone(), system.clone()));
             }
             Spec::Command(c) => {
                 let mut line = format!(
@@ -233,7 +233,7 @@ pub fn script(resources: &[Resource], want: &BTreeMap<String, String>) -> String
         let list = |manager: &str| {
             let mut names: Vec<String> = packages
                 .iter()
-                .flat_map(|p| crate::packages::names(p, manager))
+                .flat_map(|(p, system)| crate::packages::resolve(p, system.as_deref(), manager))
                 .collect();
             names.sort();
             names.dedup();
@@ -557,14 +557,14 @@ impl Reader {
     fn fill_absent(&mut self, resources: &[Resource]) {
         for r in resources {
             match &r.spec {
-                Spec::Package { name } => {
+                Spec::Package { name, system, .. } => {
                     let manager = self
                         .st
                         .facts
                         .get("packageManager")
                         .cloned()
                         .unwrap_or_default();
-                    for n in crate::packages::names(name, &manager) {
+                    for n in crate::packages::resolve(name, system.as_deref(), &manager) {
                         self.st.packages.entry(n).or_insert(None);
                     }
                 }

@@ -19,6 +19,7 @@ use crate::down::DownPlan;
 use crate::journal;
 use crate::naming::{backup_root, journal_path};
 use crate::outcome::{ChangeResult, Status};
+use crate::packages;
 use crate::plan::{Action, Change, PackageLock, Plan, Prepared};
 use crate::resource::{Edge, FileRole, Resource, Spec};
 use crate::scripts::{self, output_message};
@@ -469,33 +470,46 @@ impl Applying<'_> {
     /// together, and one call is one round trip.
     fn packages_step(&self, i: usize) -> Step {
         let prepared = self.prepared;
-        let mut ids = vec![self.changes[i].id.clone()];
-        let names: Vec<String> = self.changes[i..]
-            .iter()
-            .filter(|c| matches!(c.action, Action::Create | Action::Update))
-            .filter_map(|c| match &prepared.resources[&c.id].spec {
-                Spec::Package { name } => Some((c.id.clone(), name.clone())),
-                _ => None,
-            })
-            .map(|(id, name)| {
-                ids.push(id);
-                name
-            })
-            .collect();
-        ids.dedup();
         let manager = prepared
             .facts
             .get("packageManager")
             .map(String::as_str)
             .unwrap_or("apt-get");
-        let mut real: Vec<String> = names
+        let mut ids = vec![self.changes[i].id.clone()];
+        let mut installs: Vec<packages::Install> = Vec::new();
+        let mut update = false;
+        for c in self.changes[i..]
             .iter()
-            .flat_map(|n| crate::packages::names(n, manager))
-            .collect();
-        real.dedup();
+            .filter(|c| matches!(c.action, Action::Create | Action::Update))
+        {
+            let Spec::Package {
+                name,
+                system,
+                version,
+                update: refresh,
+            } = &prepared.resources[&c.id].spec
+            else {
+                continue;
+            };
+            ids.push(c.id.clone());
+            update |= *refresh;
+            let names = packages::resolve(name, system.as_deref(), manager);
+            let pins = packages::pins(&names, version.as_deref(), &prepared.lock);
+            for n in names {
+                if installs.iter().any(|p| p.name == n) {
+                    continue;
+                }
+                installs.push(packages::Install {
+                    pin: pins.get(&n).cloned(),
+                    version: version.clone(),
+                    name: n,
+                });
+            }
+        }
+        ids.dedup();
         Step::Run {
             ids,
-            script: scripts::package_script(manager, &real, &prepared.lock),
+            script: packages::install_script(manager, &installs, update),
         }
     }
 
@@ -556,7 +570,7 @@ impl Applying<'_> {
                 Some((0, text)) => {
                     result.status = Status::Applied;
                     result.backup = scripts::parse_backup(&text);
-                    result.locked = scripts::parse_lock(&text);
+                    result.locked = packages::parse_lock(&text);
                 }
                 Some((rc, text)) => {
                     result.status = Status::Failed;

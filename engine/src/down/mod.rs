@@ -207,7 +207,7 @@ fn undo_of(res: &ChangeResult, r: &Resource) -> Undo {
         Spec::Account { name, .. } => DownAction::Skip {
             warning: format!("account {name} is kept (accounts are never removed)"),
         },
-        Spec::Package { name } => DownAction::Skip {
+        Spec::Package { name, .. } => DownAction::Skip {
             warning: format!("package {name} is kept (packages are never removed)"),
         },
         Spec::Unit { name, .. } => {

@@ -36,6 +36,9 @@ pub fn host_with_projects(
                 &owner,
                 Spec::Package {
                     name: p.name().to_string(),
+                    system: p.system_name().map(str::to_string),
+                    version: p.version().map(str::to_string),
+                    update: p.update(),
                 },
             ));
         }

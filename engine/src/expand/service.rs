@@ -474,6 +474,9 @@ impl<'a> Expander<'a> {
                 &owner,
                 Spec::Package {
                     name: p.name().to_string(),
+                    system: p.system_name().map(str::to_string),
+                    version: p.version().map(str::to_string),
+                    update: p.update(),
                 },
             ))?;
         }

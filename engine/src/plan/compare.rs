@@ -133,7 +133,12 @@ pub(super) fn plan_one(
             groups,
             ..
         } => plan_account(home, shell, groups, st.accounts.get(&r.id)),
-        Spec::Package { name } => plan_package(name, st, lock),
+        Spec::Package {
+            name,
+            system,
+            version,
+            ..
+        } => plan_package(name, system.as_deref(), version.as_deref(), st, lock),
         Spec::Unit { name, start, .. } => plan_unit(name, *start, st),
         Spec::Command(c) => plan_command(c, st.commands.get(&r.id).cloned().unwrap_or_default()),
         Spec::Firewall { .. } => {
@@ -338,30 +343,43 @@ fn plan_account(
     }
 }
 
-fn plan_package(name: &str, st: &HostState, lock: &PackageLock) -> Planned {
+fn plan_package(
+    name: &str,
+    system: Option<&str>,
+    version: Option<&str>,
+    st: &HostState,
+    lock: &PackageLock,
+) -> Planned {
     let manager = st
         .facts
         .get("packageManager")
         .map(String::as_str)
         .unwrap_or("");
-    let names = crate::packages::names(name, manager);
+    let names = crate::packages::resolve(name, system, manager);
+    if let Some(why) = unplannable(name, &names, version, manager) {
+        return change(Action::ReadError, why, None, None);
+    }
     let missing: Vec<&String> = names
         .iter()
         .filter(|n| !matches!(st.packages.get(*n), Some(Some(_))))
         .collect();
-    let off_lock: Vec<String> = names
+    let pinned = crate::packages::pins(&names, version, lock);
+    let off: Vec<String> = names
         .iter()
         .filter_map(|n| {
             let installed = st.packages.get(n).cloned().flatten()?;
-            let pinned = lock.get(n)?;
-            (installed != *pinned).then(|| format!("{n} {installed}, locked {pinned}"))
+            match (pinned.get(n), version) {
+                (Some(pin), _) if installed != *pin => {
+                    Some(format!("{n} {installed} installed, locked {pin}"))
+                }
+                (None, Some(want)) if !crate::packages::version_matches(want, &installed) => {
+                    Some(format!("{n} {installed} installed, wants {want}"))
+                }
+                _ => None,
+            }
         })
         .collect();
-    let pinned: BTreeMap<&String, &String> = names
-        .iter()
-        .filter_map(|n| Some((n, lock.get(n)?)))
-        .collect();
-    let after = json!({"installed": true, "locked": pinned});
+    let after = json!({"installed": true, "version": version, "locked": pinned});
     if !missing.is_empty() {
         change(
             Action::Create,
@@ -376,10 +394,40 @@ fn plan_package(name: &str, st: &HostState, lock: &PackageLock) -> Planned {
             Some(after),
             None,
         )
-    } else if !off_lock.is_empty() {
-        change(Action::Update, off_lock.join("; "), Some(after), None)
+    } else if !off.is_empty() {
+        change(Action::Update, off.join("; "), Some(after), None)
     } else {
         noop()
+    }
+}
+
+/// Why a package cannot be installed as asked on this host, before anything runs: a
+/// version for a name that stands for several packages, or one the manager cannot choose.
+fn unplannable(
+    name: &str,
+    names: &[String],
+    version: Option<&str>,
+    manager: &str,
+) -> Option<String> {
+    if let Some(bad) = names.iter().find(|n| !crate::packages::is_plain_word(n)) {
+        return Some(format!("{bad:?} is not a package name"));
+    }
+    let want = version?;
+    if names.len() > 1 {
+        return Some(format!(
+            "version {want:?} needs one package, and {name} is {} packages under {manager} ({}): name the one with `as:`",
+            names.len(),
+            names.join(" ")
+        ));
+    }
+    match manager {
+        "pacman" => Some(format!(
+            "version {want:?}: pacman installs only the version its repositories carry; leave `version` out on this host"
+        )),
+        "apk" if want.contains('?') || want.trim_end_matches('*').contains('*') => Some(format!(
+            "version {want:?}: apk chooses a version exactly or by prefix (`2.6.*`), not by other globs"
+        )),
+        _ => None,
     }
 }
 
@@ -489,5 +537,66 @@ mod tests {
         assert!(d.contains("~ DB (secret changed)"));
         assert!(d.contains("- GONE") && d.contains("+ NEW=y"));
         assert!(!d.contains("pw"), "{d}");
+    }
+
+    fn host(manager: &str, installed: &[(&str, &str)]) -> HostState {
+        let mut st = HostState::default();
+        st.facts.insert("packageManager".into(), manager.into());
+        for (n, v) in installed {
+            st.packages.insert(n.to_string(), Some(v.to_string()));
+        }
+        st
+    }
+
+    #[test]
+    fn a_package_plans_by_version_and_lock_and_refuses_what_no_manager_can_do() {
+        let none = PackageLock::new();
+        let st = host("apt-get", &[("hk-demo", "2.6.1-1")]);
+        let p = plan_package("hk-demo", None, Some("2.6.*"), &st, &none);
+        assert_eq!(p.action, Action::Noop);
+        let p = plan_package("hk-demo", None, Some("1.*"), &st, &none);
+        assert_eq!(
+            (p.action, p.reason.as_str()),
+            (Action::Update, "hk-demo 2.6.1-1 installed, wants 1.*")
+        );
+        // A lock the glob still accepts pins the version; one it does not is stale.
+        let lock: PackageLock = [("hk-demo".to_string(), "2.6.3-1".to_string())].into();
+        let p = plan_package("hk-demo", None, Some("2.6.*"), &st, &lock);
+        assert_eq!(p.reason, "hk-demo 2.6.1-1 installed, locked 2.6.3-1");
+        let p = plan_package("hk-demo", None, Some("2.6.1*"), &st, &lock);
+        assert_eq!(p.action, Action::Noop, "{}", p.reason);
+        // `as:` replaces the semantic name.
+        let p = plan_package("demo", Some("hk-demo"), None, &st, &none);
+        assert_eq!(p.action, Action::Noop, "{}", p.reason);
+        let p = plan_package("demo", None, None, &st, &none);
+        assert_eq!(p.reason, "not installed: demo");
+
+        let p = plan_package(
+            "build-essential",
+            None,
+            Some("1.*"),
+            &host("dnf", &[]),
+            &none,
+        );
+        assert_eq!(p.action, Action::ReadError);
+        assert!(
+            p.reason
+                .contains("build-essential is 3 packages under dnf (gcc gcc-c++ make)"),
+            "{}",
+            p.reason
+        );
+        let p = plan_package("tree", None, Some("2.*"), &host("pacman", &[]), &none);
+        assert_eq!(p.action, Action::ReadError);
+        assert!(
+            p.reason.contains("pacman installs only the version"),
+            "{}",
+            p.reason
+        );
+        let p = plan_package("tree", None, Some("2.*.1"), &host("apk", &[]), &none);
+        assert_eq!(p.action, Action::ReadError);
+        let p = plan_package("tree", None, Some("2.*"), &host("apk", &[]), &none);
+        assert_eq!(p.action, Action::Create);
+        let p = plan_package("x; reboot", None, None, &host("apt-get", &[]), &none);
+        assert_eq!(p.action, Action::ReadError, "{}", p.reason);
     }
 }

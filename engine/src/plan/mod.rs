@@ -256,19 +256,20 @@ pub fn current_view(r: &Resource, st: &HostState) -> Value {
             serde_json::to_value(st.units.get(name).cloned().unwrap_or_default())
                 .unwrap_or(Value::Null)
         }
-        Spec::Package { name } => {
+        Spec::Package { name, system, .. } => {
             let manager = st
                 .facts
                 .get("packageManager")
                 .map(String::as_str)
                 .unwrap_or("");
-            let installed: BTreeMap<String, Option<String>> = crate::packages::names(name, manager)
-                .into_iter()
-                .map(|n| {
-                    let v = st.packages.get(&n).cloned().flatten();
-                    (n, v)
-                })
-                .collect();
+            let installed: BTreeMap<String, Option<String>> =
+                crate::packages::resolve(name, system.as_deref(), manager)
+                    .into_iter()
+                    .map(|n| {
+                        let v = st.packages.get(&n).cloned().flatten();
+                        (n, v)
+                    })
+                    .collect();
             json!({"installed": installed})
         }
         Spec::Command(_) => {
@@ -570,7 +571,16 @@ mod tests {
     use super::*;
 
     fn r(id: &str, deps: &[&str]) -> Resource {
-        let mut r = Resource::new(id, "Service/t", Spec::Package { name: id.into() });
+        let mut r = Resource::new(
+            id,
+            "Service/t",
+            Spec::Package {
+                name: id.into(),
+                system: None,
+                version: None,
+                update: false,
+            },
+        );
         for d in deps {
             r.depends(*d, Edge::DependsOn);
         }

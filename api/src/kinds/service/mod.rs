@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 mod checks;
 mod logs;
 mod monitors;
+mod packages;
 mod rollout;
 mod status;
 
@@ -22,6 +23,7 @@ pub use monitors::{
     CommandMonitor, FileMonitor, HttpMonitor, JournalMonitor, Monitor, MonitorStatus,
     PrometheusMonitor, Severity, SystemdMonitor, TcpMonitor, monitor_names,
 };
+pub use packages::{Package, PackageDetails};
 pub use rollout::{
     Analysis, AnalysisStatus, HostCount, OnUnhealthy, PrometheusAnalysis, Rollout, RolloutStatus,
 };
@@ -521,37 +523,6 @@ pub struct ReverseProxy {
     pub to: Option<String>,
 }
 
-/// A package by semantic name (`ca-certificates`) or with details.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum Package {
-    Name(String),
-    Detailed(PackageDetails),
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PackageDetails {
-    pub name: String,
-    /// The exact system package name, skipping the semantic mapping.
-    #[serde(default, rename = "as", skip_serializing_if = "Option::is_none")]
-    pub as_: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    /// Refresh the package index before installing.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub update: bool,
-}
-
-impl Package {
-    pub fn name(&self) -> &str {
-        match self {
-            Package::Name(n) => n,
-            Package::Detailed(d) => &d.name,
-        }
-    }
-}
-
 pub const SERVICE_INFO: KindInfo = KindInfo {
     kind: "Service",
     plural: "services",
@@ -610,25 +581,6 @@ impl KindSpec for ServiceSpec {
                 l.on.get_or_insert_with(|| "loopback".to_string());
                 l.protocol.get_or_insert(Protocol::Tcp);
             }
-        }
-    }
-}
-
-impl Package {
-    /// A package name the package managers accept.
-    pub(crate) fn check(&self) -> Result<(), String> {
-        let p = self;
-        let name = p.name();
-        let ok = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'));
-        if ok {
-            Ok(())
-        } else {
-            Err(format!(
-                "{name:?} is not a package name (letters, digits, '-', '_', '.', '+')"
-            ))
         }
     }
 }
