@@ -72,6 +72,10 @@ pub fn format_held(generation: i64, ids: &[String]) -> String {
     format!("{generation}:{}", ids.join(","))
 }
 
+/// Set by `hkctl lock update` (a timestamp) on a Host: its package lock moves to the
+/// newest versions the specs allow, once per value (`status.packageLock.updatedFor`).
+pub const LOCK_UPDATE: &str = "hostkit.dev/lock-update";
+
 /// Set by `hkctl rollout resume` (a timestamp): a Paused rollout goes on. Acted on once
 /// per value (`status.rollout.resumed`).
 pub const ROLLOUT_RESUME: &str = "hostkit.dev/rollout-resume";

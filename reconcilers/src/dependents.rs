@@ -5,6 +5,8 @@
 //! hosts); a PolicyWindow wakes every Service and Host; a Service wakes Hosts only when it
 //! moves between them.
 
+use std::collections::BTreeMap;
+
 use hostkit_api::KindSpec;
 use hostkit_api::kinds::{HostSpec, Object, ProjectSpec, RevisionSpec, ServiceSpec};
 use hostkit_api::meta::{ConditionStatus, find_condition};
@@ -31,6 +33,14 @@ fn hosts_of(ctx: &dyn Context, service: &Object<ServiceSpec>) -> Vec<ObjectKey> 
 }
 
 /// A Host changed: the Services that select it (before or after) or report on it.
+/// The Host's package lock: its Services' plans pin it, so a change concerns them.
+fn locked(h: &Object<HostSpec>) -> Option<&BTreeMap<String, String>> {
+    h.status
+        .as_ref()
+        .and_then(|s| s.package_lock.as_ref())
+        .map(|l| &l.packages)
+}
+
 pub fn of_host(
     ctx: &dyn Context,
     before: Option<&Object<HostSpec>>,
@@ -41,6 +51,7 @@ pub fn of_host(
     if let (Some(b), Some(a)) = (before, after)
         && b.differs_only_in_status(a)
         && reachable(b) == reachable(a)
+        && locked(b) == locked(a)
     {
         return Vec::new();
     }

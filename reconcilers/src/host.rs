@@ -6,7 +6,7 @@
 //! [`Reconciler`] impl gathers the inputs (the firewalls of the Projects whose Services run
 //! here, the windows), records the history and writes the status.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -18,11 +18,13 @@ use hostkit_engine::apply::{self, ApplyOptions};
 use hostkit_engine::hosts::Hosts;
 use hostkit_engine::outcome::Status;
 use hostkit_engine::plan::{self, Prepared};
+use hostkit_engine::resource::Resource;
 use hostkit_engine::run::{self, Run};
 use hostkit_engine::secrets::Secrets;
 use hostkit_engine::transport::Transport;
 
 use crate::metrics::HostLabels;
+use crate::package_lock;
 use crate::revision;
 use crate::revision::history::{self, History, Revisions};
 use crate::service::rollout::Failure;
@@ -56,6 +58,11 @@ pub struct Input<'a> {
     /// Resource ids a Rollback with `only` put back: left out of plans until the spec
     /// changes, so that the next reconcile does not re-apply what was rolled back.
     pub held: Vec<String>,
+    /// The package resources of the Services on this host: read for the package lock,
+    /// never planned here.
+    pub service_packages: Vec<Resource>,
+    /// The `hostkit.dev/lock-update` annotation's value.
+    pub lock_update: Option<String>,
 }
 
 pub struct Outcome {
@@ -221,7 +228,46 @@ pub async fn converge(input: Input<'_>, hosts: &dyn Hosts, history: &dyn History
             return pass.fail(e.to_string(), false, false);
         }
     };
-    let mut prepared = match plan::prepare(t.as_ref(), &resources, &previous, input.secrets).await {
+    // The Services' packages are read too (never planned here): the lock records them.
+    let own: BTreeSet<&str> = resources.iter().map(|r| r.id.as_str()).collect();
+    let watched: Vec<Resource> = input
+        .service_packages
+        .iter()
+        .filter(|r| !own.contains(r.id.as_str()))
+        .cloned()
+        .collect();
+    let watched_ids: BTreeSet<String> = watched.iter().map(|r| r.id.clone()).collect();
+    let read: Vec<Resource> = resources.iter().cloned().chain(watched).collect();
+    let mut lock = pass.status.package_lock.clone().unwrap_or_default();
+    let manager = pass
+        .status
+        .facts
+        .as_ref()
+        .and_then(|f| f.package_manager.clone());
+    let asked = input.lock_update.as_deref();
+    if let Some(note) = package_lock::update_if_asked(
+        &mut lock,
+        asked,
+        t.as_ref(),
+        manager.as_deref(),
+        &read,
+        input.now,
+    )
+    .await
+    {
+        pass.notes.push(note);
+        pass.status.package_lock = Some(lock.clone());
+    }
+    let mut prepared = match plan::prepare_locked(
+        t.as_ref(),
+        &read,
+        &previous,
+        &lock.packages,
+        &[],
+        input.secrets,
+    )
+    .await
+    {
         Ok(p) => p,
         Err(e) => {
             hosts.forget(input.name);
@@ -231,7 +277,15 @@ pub async fn converge(input: Input<'_>, hosts: &dyn Hosts, history: &dyn History
     prepared
         .plan
         .changes
-        .retain(|c| !input.held.contains(&c.id));
+        .retain(|c| !input.held.contains(&c.id) && !watched_ids.contains(&c.id));
+    let manager = prepared
+        .facts
+        .get("packageManager")
+        .cloned()
+        .unwrap_or_default();
+    package_lock::record(&mut lock, &read, &manager, &prepared.installed);
+    pass.status.package_lock =
+        (!lock.packages.is_empty() || lock.updated_for.is_some()).then_some(lock);
     pass.observed(&prepared, resources.len());
     let on_hold = input.spec.paused || input.hold.is_some();
     if prepared.plan.is_empty() {
@@ -465,6 +519,18 @@ impl Reconcilers {
         out
     }
 
+    /// The package resources of every Service that runs on `host`.
+    fn service_packages(&self, host: &str) -> Vec<Resource> {
+        self.ctx
+            .list::<ServiceSpec>()
+            .into_iter()
+            .filter(|s| self.targets(&s.spec).iter().any(|t| t.name == host))
+            .flat_map(|s| {
+                hostkit_engine::expand::packages(&format!("Service/{}", s.name()), &s.spec.packages)
+            })
+            .collect()
+    }
+
     /// The Services that run on `host`, with their Projects (when those exist).
     fn services_on(&self, host: &str) -> Vec<(String, ServiceSpec, Option<ProjectSpec>)> {
         self.ctx
@@ -507,6 +573,12 @@ impl Reconciler<HostSpec> for Reconcilers {
             settle: self.settle,
             hold: self.hold_of(&o.metadata.annotations),
             held: held_ids(&o.metadata),
+            service_packages: self.service_packages(&name),
+            lock_update: o
+                .metadata
+                .annotations
+                .get(hostkit_api::wellknown::LOCK_UPDATE)
+                .cloned(),
         };
         let history = Revisions {
             ctx: self.ctx.as_ref(),

@@ -369,6 +369,7 @@ impl Reconcilers {
             name: host.to_string(),
             spec: host_spec.clone(),
             labels: BTreeMap::new(),
+            lock: Default::default(),
         }];
         input.status.hosts.retain(|h| h.host == host);
         let on: Vec<cleanup::Applied> = self

@@ -20,6 +20,7 @@ pub mod gitsource;
 pub mod host;
 pub mod instance;
 pub mod metrics;
+mod package_lock;
 pub mod policy_window;
 pub mod project;
 pub mod revision;

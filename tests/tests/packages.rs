@@ -204,3 +204,116 @@ async fn as_version_and_update_reach_the_host() {
     );
     assert_eq!(installed(&host), "2.6.3-1");
 }
+
+/// Through the controller: the Host's lock records what the Service installed, a host that
+/// drifted to another version is put back to the locked one, and `hkctl lock update` moves
+/// the lock (and so the host) to the newest version the spec allows.
+#[test]
+fn the_controller_keeps_a_package_lock_per_host_and_lock_update_moves_it() {
+    use hostkit_e2e::server::{Hostkit, condition, stdout};
+    use hostkit_e2e::wait_until;
+    use std::time::Duration;
+
+    let s = Hostkit::controller();
+    let host = TestHost::boot();
+    let repo = tempfile::tempdir().unwrap();
+    build_deb(repo.path(), "1.0.0-1");
+    build_deb(repo.path(), "2.6.1-1");
+    publish(&host, repo.path());
+    host.sh(
+        "echo 'deb [trusted=yes] file:/srv/hk-repo ./' > /etc/apt/sources.list.d/hk-repo.list && apt-get update -q >/dev/null 2>&1",
+    );
+    s.apply_yaml(&format!(
+        r#"apiVersion: hostkit.dev/v1alpha1
+kind: Host
+metadata: {{name: target}}
+spec:
+  address: {address}
+  interval: 1h
+  ssh: {{user: root, identityFile: {key}, hostKey: {{policy: pinned, key: "{hk}"}}}}
+---
+apiVersion: hostkit.dev/v1alpha1
+kind: Service
+metadata: {{name: shop}}
+spec:
+  hosts: [target]
+  interval: 1h
+  packages:
+    - {{name: demo, as: hk-demo, version: "2.6.*"}}
+"#,
+        address = host.address,
+        key = host.key().display(),
+        hk = host.host_key()
+    ));
+    let locked = || {
+        s.get("host", "target").and_then(|v| {
+            v.pointer("/status/packageLock/packages/hk-demo")
+                .and_then(|x| x.as_str())
+                .map(String::from)
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(90), || locked().as_deref()
+            == Some("2.6.1-1")),
+        "{:?}\n{}",
+        s.get("host", "target").map(|v| v["status"].clone()),
+        s.log()
+    );
+    assert_eq!(installed(&host), "2.6.1-1");
+    let yaml = stdout(&s.hkctl(&["get", "host", "target", "-o", "yaml"]));
+    assert!(
+        yaml.contains("packageLock:\n    packages:\n      hk-demo: 2.6.1-1"),
+        "{yaml}"
+    );
+    let shown = stdout(&s.hkctl(&["lock", "show", "host/target"]));
+    assert_eq!(shown, "PACKAGE  VERSION\nhk-demo  2.6.1-1\n");
+
+    // 2.6.3 is published and someone upgrades by hand: it matches the glob, but the lock
+    // says 2.6.1, and the next pass puts 2.6.1 back.
+    build_deb(repo.path(), "2.6.3-1");
+    publish(&host, repo.path());
+    host.sh("apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q hk-demo=2.6.3-1 >/dev/null 2>&1");
+    assert_eq!(installed(&host), "2.6.3-1");
+    s.hkctl_ok(&["reconcile", "service/shop", "--wait"]);
+    assert_eq!(installed(&host), "2.6.1-1", "{}", s.log());
+    s.wait_events("service/shop", &["DriftRepaired"]);
+
+    // The operator moves the lock: the Host pass asks the host for the newest 2.6.*, and
+    // the Service, woken by the lock's change, installs it.
+    let o = s.hkctl(&[
+        "lock",
+        "update",
+        "host/target",
+        "--wait",
+        "--timeout",
+        "60s",
+    ]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), s.log());
+    assert_eq!(
+        stdout(&o),
+        "host/target: lock update: hk-demo 2.6.1-1 → 2.6.3-1\nPACKAGE  VERSION\nhk-demo  2.6.3-1\n"
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || installed(&host) == "2.6.3-1"),
+        "{}",
+        s.log()
+    );
+    s.wait_events("host/target", &["PackageLockUpdated"]);
+    assert!(
+        wait_until(Duration::from_secs(30), || s
+            .get("service", "shop")
+            .and_then(|v| condition(&v, "Ready"))
+            .is_some_and(|(st, _, _)| st == "True")),
+        "{:?}",
+        s.get("service", "shop").map(|v| v["status"].clone())
+    );
+    // Not a Host: refused with what would be valid.
+    let o = s.hkctl(&["lock", "update", "service/shop"]);
+    assert!(!o.status.success());
+    assert!(
+        hostkit_e2e::server::stderr(&o)
+            .contains("package locks belong to Hosts (host/NAME), not Services"),
+        "{}",
+        hostkit_e2e::server::stderr(&o)
+    );
+}

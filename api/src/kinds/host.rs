@@ -227,6 +227,28 @@ pub struct HostStatus {
     /// Number of the newest Revision of the host's own resources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_revision: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_lock: Option<PackageLockStatus>,
+}
+
+/// The version of every distribution package this host's resources install (its own and
+/// its Services'): recorded when first seen installed, pinned by every plan after (a host
+/// that drifted to another version is put back), moved only by `hkctl lock update`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageLockStatus {
+    /// Distribution package name → version.
+    #[serde(default)]
+    pub packages: BTreeMap<String, String>,
+    /// The `hostkit.dev/lock-update` value last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_for: Option<String>,
+    /// When a lock update last moved the lock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Time>,
+    /// What the last lock update did, or why it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 pub const HOST_INFO: KindInfo = KindInfo {

@@ -30,18 +30,7 @@ pub fn host_with_projects(
     let firewall = merged;
     let mut out = Vec::new();
     if let Some(bootstrap) = &spec.bootstrap {
-        for p in &bootstrap.packages {
-            out.push(Resource::new(
-                format!("package:{}", p.name()),
-                &owner,
-                Spec::Package {
-                    name: p.name().to_string(),
-                    system: p.system_name().map(str::to_string),
-                    version: p.version().map(str::to_string),
-                    update: p.update(),
-                },
-            ));
-        }
+        out.extend(super::packages(&owner, &bootstrap.packages));
     }
     if let Some(mise) = spec.bootstrap.as_ref().and_then(|b| b.mise.as_ref()) {
         // Runtimes through mise: one command per tool, skipped once its install folder

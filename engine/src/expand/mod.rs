@@ -37,6 +37,26 @@ pub fn service(
 }
 
 /// Expands a Host's own resources: its firewall and bootstrap packages.
+/// The package resources of a Service's `packages` or a Host's `bootstrap.packages`
+/// (the Host reconciler also reads its Services' ones, for the host's package lock).
+pub fn packages(owner: &str, packages: &[hostkit_api::kinds::Package]) -> Vec<Resource> {
+    packages
+        .iter()
+        .map(|p| {
+            Resource::new(
+                format!("package:{}", p.name()),
+                owner,
+                Spec::Package {
+                    name: p.name().to_string(),
+                    system: p.system_name().map(str::to_string),
+                    version: p.version().map(str::to_string),
+                    update: p.update(),
+                },
+            )
+        })
+        .collect()
+}
+
 pub fn host(name: &str, spec: &HostSpec) -> Result<Vec<Resource>> {
     host_with_projects(name, spec, &[])
 }

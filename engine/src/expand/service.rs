@@ -468,17 +468,8 @@ impl<'a> Expander<'a> {
     fn packages(&mut self) -> Result<()> {
         let spec = self.spec;
         let owner = self.object.clone();
-        for p in &spec.packages {
-            self.push(Resource::new(
-                format!("package:{}", p.name()),
-                &owner,
-                Spec::Package {
-                    name: p.name().to_string(),
-                    system: p.system_name().map(str::to_string),
-                    version: p.version().map(str::to_string),
-                    update: p.update(),
-                },
-            ))?;
+        for r in super::packages(&owner, &spec.packages) {
+            self.push(r)?;
         }
         Ok(())
     }

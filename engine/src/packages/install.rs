@@ -69,6 +69,52 @@ pub(crate) fn install_script(manager: &str, packages: &[Install], update: bool) 
     }
 }
 
+/// The shell functions that pick, per package, the newest version apt's index offers that
+/// matches a glob (`hk_pick NAME GLOB`, appending `NAME=VERSION` to `$L`).
+const APT_PICK: &str = r#"hk_match() {
+  u=${1#*:}; r=${u%-*}
+  for x in "$1" "$u" "$r"; do case "$x" in $2) return 0;; esac; done
+  return 1
+}
+hk_pick() {
+  b=; all=
+  for v in $(apt-cache madison "$1" 2>/dev/null | awk -F'|' -v n="$1" '{gsub(/ /, "", $1); gsub(/ /, "", $2)} $1 == n && $3 ~ /Packages/ {print $2}'); do
+    all="$all $v"
+    if hk_match "$v" "$2" && { [ -z "$b" ] || dpkg --compare-versions "$v" gt "$b"; }; then b=$v; fi
+  done
+  if [ -z "$b" ]; then
+    echo "package $1: no version matching $2 in the package index (it offers:${all:- nothing})" >&2
+    return 1
+  fi
+  L="$L $1=$b"
+}
+"#;
+
+/// Refreshes the index and prints `PICK<TAB>name=version` for the newest version of
+/// each package its glob allows (`*` without one): what `hkctl lock update` moves a lock
+/// to. Only apt is supported; other managers are refused by the caller.
+pub(crate) fn newest_script(packages: &[(String, Option<String>)]) -> String {
+    let mut s = format!(
+        "set -f\nexport DEBIAN_FRONTEND=noninteractive\napt-get update -q >/dev/null 2>&1 || apt-get update -q >&2\n{APT_PICK}"
+    );
+    for (name, version) in packages {
+        s.push_str(&format!(
+            "L=; hk_pick {name} {} && printf 'PICK\\t%s\\n' \"${{L# }}\"\n",
+            sh_quote(version.as_deref().unwrap_or("*"))
+        ));
+    }
+    s
+}
+
+/// The `PICK` lines of [`newest_script`]: name → version.
+pub(crate) fn parse_newest(text: &str) -> PackageLock {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("PICK\t"))
+        .filter_map(|p| p.split_once('='))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
 /// apt cannot pick "the newest 2.6.*" itself: `hk_pick` asks `apt-cache madison` for what
 /// the index offers, keeps the newest match by `dpkg --compare-versions`, and says what was
 /// offered when nothing matches.
@@ -101,24 +147,7 @@ fn apt_script(packages: &[Install], update: bool, plain: &str) -> String {
 set -f
 export DEBIAN_FRONTEND=noninteractive
 o="-y -q --no-install-recommends --allow-downgrades"
-hk_match() {{
-  u=${{1#*:}}; r=${{u%-*}}
-  for x in "$1" "$u" "$r"; do case "$x" in $2) return 0;; esac; done
-  return 1
-}}
-hk_pick() {{
-  b=; all=
-  for v in $(apt-cache madison "$1" 2>/dev/null | awk -F'|' -v n="$1" '{{gsub(/ /, "", $1); gsub(/ /, "", $2)}} $1 == n && $3 ~ /Packages/ {{print $2}}'); do
-    all="$all $v"
-    if hk_match "$v" "$2" && {{ [ -z "$b" ] || dpkg --compare-versions "$v" gt "$b"; }}; then b=$v; fi
-  done
-  if [ -z "$b" ]; then
-    echo "package $1: no version matching $2 in the package index (it offers:${{all:- nothing}})" >&2
-    return 1
-  fi
-  L="$L $1=$b"
-}}
-{resolve}{first}{install}dpkg-query -W -f='LOCK\t${{Package}}\t${{Version}}\n' {plain}
+{APT_PICK}{resolve}{first}{install}dpkg-query -W -f='LOCK\t${{Package}}\t${{Version}}\n' {plain}
 "#
     )
 }

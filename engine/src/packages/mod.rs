@@ -3,6 +3,7 @@
 //! `as:` skips the table for the one package a distribution calls something else.
 
 mod install;
+pub mod lock;
 mod versions;
 
 pub(crate) use install::{Install, install_script, parse_lock};

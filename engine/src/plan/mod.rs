@@ -92,6 +92,9 @@ pub struct Prepared {
     pub lock: PackageLock,
     /// What the monitors found in the same read (before this plan is applied).
     pub monitors: Vec<crate::monitor::ProbeResult>,
+    /// The versions of the read's packages that are installed (distribution name →
+    /// version): what a package lock records for packages it does not hold yet.
+    pub installed: PackageLock,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -446,6 +449,11 @@ pub fn compute_locked(
         facts: state.facts.clone(),
         lock: lock.clone(),
         monitors: state.monitors.clone(),
+        installed: state
+            .packages
+            .iter()
+            .filter_map(|(n, v)| Some((n.clone(), v.clone()?)))
+            .collect(),
     })
 }
 

@@ -15,6 +15,7 @@ pub mod explain;
 pub mod get;
 pub mod history;
 pub mod label;
+pub mod lock;
 pub mod logs;
 pub mod patch;
 pub mod plan;

@@ -112,6 +112,12 @@ impl Reconcilers {
                 name: h.name().to_string(),
                 spec: h.spec.clone(),
                 labels: h.metadata.labels.clone(),
+                lock: h
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.package_lock.as_ref())
+                    .map(|l| l.packages.clone())
+                    .unwrap_or_default(),
             })
             .collect()
     }
@@ -345,6 +351,12 @@ impl Reconciler<ServiceSpec> for Reconcilers {
                 )
                 .await;
             }
+        }
+        for h in report.hosts.iter().filter(|h| h.unlocked) {
+            self.ctx.wake(
+                crate::context::ObjectKey::of::<HostSpec>(&h.host),
+                std::time::Duration::from_millis(200),
+            );
         }
         if report.hosts.iter().any(|h| h.run.is_some()) {
             let limit = o.spec.revision_history_limit.unwrap_or(10);

@@ -319,6 +319,7 @@ pub fn target(name: &str) -> Target {
         name: name.into(),
         spec: serde_json::from_value(json!({"address": "127.0.0.1"})).unwrap(),
         labels: BTreeMap::new(),
+        lock: Default::default(),
     }
 }
 

@@ -45,6 +45,8 @@ pub struct Target {
     pub name: String,
     pub spec: HostSpec,
     pub labels: BTreeMap<String, String>,
+    /// The Host's package lock (`status.packageLock`): plans pin what it holds.
+    pub lock: hostkit_engine::plan::PackageLock,
 }
 
 /// Persists what the rollout found, part way and at the end.
@@ -87,6 +89,9 @@ pub struct HostReport {
     pub gate_rollback: Option<(Undone, String)>,
     /// How long each monitor's run took in this pass's read.
     pub monitor_durations: Vec<(String, std::time::Duration)>,
+    /// A package of this Service is installed on the host and the Host's lock does not
+    /// hold it yet: the Host reconciler (the lock's only writer) should look.
+    pub unlocked: bool,
 }
 
 /// A failure of the reconcile as a whole.
@@ -555,10 +560,11 @@ impl<'a> Rollout<'a> {
                 return w;
             }
         };
-        match plan::prepare_probed(
+        match plan::prepare_locked(
             t.as_ref(),
             resources,
             &previous,
+            &w.target.lock,
             &self.probes,
             input.secrets,
         )

@@ -104,6 +104,10 @@ impl Rollout<'_> {
                     .iter()
                     .flat_map(|p| p.monitors.iter().map(|m| (m.name.clone(), m.duration)))
                     .collect(),
+                unlocked: w
+                    .prepared
+                    .as_ref()
+                    .is_some_and(|p| unlocked(p, &p.installed, &w.target.lock)),
             })
             .collect();
     }
@@ -251,4 +255,20 @@ pub(super) fn pending_total(plan: &Plan) -> u32 {
         .iter()
         .filter(|c| c.action != Action::Noop)
         .count() as u32
+}
+
+/// Whether `installed` holds a package of the plan's resources that `lock` does not.
+pub(super) fn unlocked(
+    p: &hostkit_engine::plan::Prepared,
+    installed: &hostkit_engine::plan::PackageLock,
+    lock: &hostkit_engine::plan::PackageLock,
+) -> bool {
+    let manager = p
+        .facts
+        .get("packageManager")
+        .map(String::as_str)
+        .unwrap_or("");
+    hostkit_engine::packages::lock::wanted(p.resources.values(), manager)
+        .keys()
+        .any(|n| installed.contains_key(n) && !lock.contains_key(n))
 }

@@ -240,6 +240,9 @@ impl Rollout<'_> {
                 }
                 r.drifted = false;
                 r.pending = 0;
+                if let Some(p) = &w.prepared {
+                    r.unlocked |= super::report::unlocked(p, &applied.package_lock, &w.target.lock);
+                }
                 self.report.applied_any = true;
                 let digest = self.report.digest.clone();
                 let h = host_status(&mut self.status, &name);
