@@ -53,7 +53,7 @@ ip addr add "$GW/30" dev "${NS}h" && ip link set "${NS}h" up
 ip -n "$NS" addr add "$ADDR/30" dev "${NS}c"
 ip -n "$NS" link set "${NS}c" up && ip -n "$NS" link set lo up
 systemd-nspawn -b -q --register=no --keep-unit -D "$ROOTFS" -M "$NS" --hostname=demo-host \
-  --network-namespace-path="/run/netns/$NS" --capability=CAP_NET_ADMIN --volatile=overlay \
+  --network-namespace-path="/run/netns/$NS" --capability=CAP_NET_ADMIN,CAP_BPF --system-call-filter=bpf --volatile=overlay \
   --bind-ro="$WORK/authorized_keys:/root/.ssh/authorized_keys" --bind-ro="$DEBS:/srv/debs" \
   --console=read-only >"$WORK/console.log" 2>&1 </dev/null &
 NSPAWN=$!

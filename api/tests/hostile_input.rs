@@ -266,3 +266,55 @@ fn log_directives_take_words_and_plain_paths_only() {
         refused(logs(l), field);
     }
 }
+
+#[test]
+fn network_policies_take_addresses_and_cidrs_only() {
+    let net = |n: Value| daemon(json!({"isolate": {"network": n}}));
+    assert!(problems(net(json!("loopback"))).is_empty());
+    assert!(
+        problems(net(
+            json!({"allow": ["loopback", "10.44.0.0/24", "fd00::/8"], "deny": "any"})
+        ))
+        .is_empty()
+    );
+    assert!(problems(net(json!({"deny": ["192.0.2.1", "multicast"]}))).is_empty());
+    for (bad, field) in [
+        (
+            json!({"allow": ["loopback", "10.44.0.0/24\nExecStartPre=/bin/sh"]}),
+            "spec.daemon.isolate.network.allow[1]",
+        ),
+        (
+            json!({"allow": ["10.44.0.0/33"]}),
+            "spec.daemon.isolate.network.allow[0]",
+        ),
+        (
+            json!({"allow": ["10.44.0.0/024"]}),
+            "spec.daemon.isolate.network.allow[0]",
+        ),
+        (
+            json!({"deny": "everything"}),
+            "spec.daemon.isolate.network.deny",
+        ),
+        (
+            json!({"deny": ["any", "example.com"]}),
+            "spec.daemon.isolate.network.deny[1]",
+        ),
+        (json!({}), "spec.daemon.isolate.network"),
+    ] {
+        refused(net(bad), field);
+    }
+    let p = problems(net(json!({"allow": ["10.0.0.0/8", "10.44.0.0/40"]})));
+    assert_eq!(
+        p,
+        [
+            "spec.daemon.isolate.network.allow[1]: \"10.44.0.0/40\": the prefix length must be 0 to 32"
+        ]
+    );
+    let p = problems(net(json!({"allow": ["internal"]})));
+    assert_eq!(
+        p,
+        [
+            "spec.daemon.isolate.network.allow[0]: \"internal\" is not an address entry: any, loopback, link-local, multicast, an IP address or a CIDR such as 10.44.0.0/24"
+        ]
+    );
+}

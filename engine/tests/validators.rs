@@ -135,10 +135,46 @@ fn every_rendered_unit_passes_systemd_analyze_verify() {
         );
         d.services.insert(format!("l{i}"), s);
     }
+    // Network policies: a CIDR allow list under `deny: any`, and a deny list alone.
+    for (i, network) in [
+        serde_json::json!({"allow": ["loopback", "10.44.0.0/24", "fd00::/8"], "deny": "any"}),
+        serde_json::json!({"deny": ["192.0.2.0/24", "multicast"]}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut s = base.clone();
+        let daemon = s.spec.daemon.as_mut().unwrap();
+        daemon.name = Some(format!("net-{i}.service"));
+        daemon.isolate.as_mut().unwrap().network = Some(serde_json::from_value(network).unwrap());
+        d.services.insert(format!("n{i}"), s);
+    }
     units.extend(files_of(&all_resources(&d), FileRole::Unit));
     units.sort();
     units.dedup();
-    assert!(units.len() >= 13, "{}", units.len());
+    assert!(units.len() >= 15, "{}", units.len());
+    let unit = |name: &str| {
+        units
+            .iter()
+            .find(|(p, _)| p.ends_with(name))
+            .map(|(_, t)| t.clone())
+            .unwrap_or_else(|| panic!("{name} rendered"))
+    };
+    let net = unit("net-0.service");
+    for line in [
+        "IPAddressDeny=any",
+        "IPAddressAllow=localhost 10.44.0.0/24 fd00::/8",
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+    ] {
+        assert!(net.lines().any(|l| l == line), "{line} in\n{net}");
+    }
+    let net = unit("net-1.service");
+    assert!(
+        net.lines()
+            .any(|l| l == "IPAddressDeny=192.0.2.0/24 multicast"),
+        "{net}"
+    );
+    assert!(!net.contains("IPAddressAllow="), "{net}");
     let logged = units
         .iter()
         .find(|(p, _)| p.ends_with("logs-2.service"))

@@ -162,7 +162,11 @@ impl TestHost {
             .args(["-M", &name, &format!("--hostname={name}")])
             .arg(format!("--network-namespace-path=/run/netns/{name}"))
             .args([
-                "--capability=CAP_NET_ADMIN",
+                // systemd's IP firewalling (IPAddressAllow=/Deny=) attaches BPF
+                // programs to cgroups: without these a test host would accept a
+                // network policy and not enforce it.
+                "--capability=CAP_NET_ADMIN,CAP_BPF",
+                "--system-call-filter=bpf",
                 "--volatile=overlay",
                 "--console=read-only",
             ])

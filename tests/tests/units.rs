@@ -161,3 +161,73 @@ async fn daemon_logs_go_where_the_spec_says() {
         "stderr went to the journal, not the file"
     );
 }
+
+/// `network: {allow: [...], deny: any}` reaches the unit as `IPAddressAllow=`/`IPAddressDeny=`
+/// and systemd enforces it: a daemon listening on every address answers on loopback, and
+/// from outside only once the harness's own address is in `allow`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_policy_of_cidrs_is_enforced_by_systemd() {
+    let host = TestHost::boot();
+    let ssh = Ssh::connect(&options(&host)).await.expect("connect");
+    let with = |allow: serde_json::Value| {
+        let (mut d, _) = demo("v1", 8080);
+        let daemon = web_daemon(&mut d);
+        daemon.exec[4] = "0.0.0.0".into();
+        daemon.isolate.as_mut().unwrap().network = Some(
+            serde_json::from_value(serde_json::json!({"allow": allow, "deny": "any"})).unwrap(),
+        );
+        d.resources_for("target").unwrap()
+    };
+    let from_outside = || {
+        std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-m", "2", "-w", "%{http_code}"])
+            .arg(format!("http://{}:8080/", host.address))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let r1 = with(serde_json::json!(["loopback", "10.44.0.0/24"]));
+    converge(&ssh, &r1, &[], &demo_secrets("t"), "r1").await;
+    let shown = host.sh("systemctl show -p IPAddressAllow -p IPAddressDeny demo-web.service");
+    // systemd prints each set in no fixed order.
+    let set = |key: &str| -> std::collections::BTreeSet<String> {
+        shown
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_default()
+            .split(' ')
+            .map(String::from)
+            .collect()
+    };
+    let want = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        set("IPAddressAllow="),
+        want(&["10.44.0.0/24", "127.0.0.0/8", "::1/128"]),
+        "{shown}"
+    );
+    assert_eq!(
+        set("IPAddressDeny="),
+        want(&["0.0.0.0/0", "::/0"]),
+        "{shown}"
+    );
+    assert_eq!(
+        host.sh("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/"),
+        "200"
+    );
+    assert_ne!(
+        from_outside(),
+        "200",
+        "the harness's address is not allowed"
+    );
+
+    let r2 = with(serde_json::json!([
+        "loopback",
+        format!("{}/32", host.gateway)
+    ]));
+    converge(&ssh, &r2, &r1, &demo_secrets("t"), "r2").await;
+    assert!(
+        hostkit_e2e::wait_until(Duration::from_secs(10), || from_outside() == "200"),
+        "{}",
+        host.sh("systemctl show -p IPAddressAllow demo-web.service")
+    );
+}

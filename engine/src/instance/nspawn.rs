@@ -274,7 +274,10 @@ impl Nspawn {
                 "--network-namespace-path=/run/netns/{}",
                 record.netns
             ))
-            .arg("--capability=CAP_NET_ADMIN")
+            // The machine's systemd enforces IPAddressAllow=/Deny= with cgroup BPF
+            // programs: a Service's network policy must hold inside an Instance too.
+            .arg("--capability=CAP_NET_ADMIN,CAP_BPF")
+            .arg("--system-call-filter=bpf")
             .arg("--console=read-only")
             .arg(format!(
                 "--bind-ro={}:/root/.ssh/authorized_keys",

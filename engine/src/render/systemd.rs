@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use hostkit_api::kinds::{
-    Isolate, NetworkAccess, ResourceProfile, RestartPolicy, SandboxProfile, Schedule, ServiceType,
+    Isolate, Network, NetworkAccess, ResourceProfile, RestartPolicy, SandboxProfile, Schedule,
+    ServiceType,
 };
 
 /// A unit being rendered: `(section, directive) → values` in insertion order per section.
@@ -209,9 +210,31 @@ pub fn isolate(isolate: &Isolate, writable: &[String]) -> Vec<(&'static str, Str
     if isolate.private_network == Some(true) && !d.iter().any(|(k, _)| *k == "PrivateNetwork") {
         d.push(("PrivateNetwork", yes()));
     }
-    if isolate.network == Some(NetworkAccess::Loopback) {
-        d.push(("IPAddressDeny", "any".to_string()));
-        d.push(("IPAddressAllow", "localhost".to_string()));
+    let (allow, deny): (Vec<String>, Vec<String>) = match &isolate.network {
+        Some(Network::Access(NetworkAccess::Loopback)) => {
+            (vec!["localhost".into()], vec!["any".into()])
+        }
+        Some(Network::Policy(p)) => {
+            // Checked by the API; an entry that is not an address never reaches the unit.
+            let entries = |list: Vec<&str>| -> Vec<String> {
+                list.into_iter()
+                    .filter_map(|e| hostkit_api::kinds::address_entry(e).ok())
+                    .collect()
+            };
+            (
+                entries(p.allow.iter().map(String::as_str).collect()),
+                entries(p.deny_entries()),
+            )
+        }
+        Some(Network::Access(NetworkAccess::Any)) | None => (Vec::new(), Vec::new()),
+    };
+    if !allow.is_empty() || !deny.is_empty() {
+        if !deny.is_empty() {
+            d.push(("IPAddressDeny", deny.join(" ")));
+        }
+        if !allow.is_empty() {
+            d.push(("IPAddressAllow", allow.join(" ")));
+        }
         if !d.iter().any(|(k, _)| *k == "RestrictAddressFamilies") {
             d.push((
                 "RestrictAddressFamilies",
@@ -456,7 +479,7 @@ mod tests {
     fn loopback_network_denies_everything_but_localhost() {
         let d = isolate(
             &Isolate {
-                network: Some(NetworkAccess::Loopback),
+                network: Some(Network::Access(NetworkAccess::Loopback)),
                 memory_max: Some("256M".into()),
                 resources: Some(ResourceProfile::Large),
                 ..Default::default()

@@ -244,6 +244,33 @@ impl ServiceCheck<'_> {
             if let Some(c) = &i.cpu_quota {
                 v.check("cpuQuota", check_percent(c));
             }
+            if let Some(crate::kinds::Network::Policy(p)) = &i.network {
+                v.scope("network", |v| {
+                    if p.allow.is_empty() && p.deny.is_none() {
+                        v.err("", "a network policy needs allow, deny or both".to_string());
+                    }
+                    for (k, a) in p.allow.iter().enumerate() {
+                        v.check(
+                            format!("allow[{k}]"),
+                            crate::kinds::address_entry(a).map(|_| ()),
+                        );
+                    }
+                    match &p.deny {
+                        Some(crate::kinds::AddressList::One(d)) => {
+                            v.check("deny", crate::kinds::address_entry(d).map(|_| ()));
+                        }
+                        Some(crate::kinds::AddressList::Many(ds)) => {
+                            for (k, d) in ds.iter().enumerate() {
+                                v.check(
+                                    format!("deny[{k}]"),
+                                    crate::kinds::address_entry(d).map(|_| ()),
+                                );
+                            }
+                        }
+                        None => {}
+                    }
+                });
+            }
         });
     }
 
