@@ -359,7 +359,7 @@ fn the_hostkit_plan_apply_down_commands() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
         stdout(&out).contains(&format!(
-            "~ package:tree  (tree {version}, locked 9.9-pinned)"
+            "~ package:tree  (tree {version} installed, locked 9.9-pinned)"
         )),
         "{}",
         stdout(&out)

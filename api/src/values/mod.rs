@@ -12,6 +12,10 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+mod mode;
+
+pub use mode::{FileMode, MODE_ALIASES, mode_text};
+
 /// A length of time written with units: `250ms`, `10s`, `10min`, `1h30m`, `2d`.
 ///
 /// Both Go-style (`1m`) and systemd-style (`1min`) minutes are accepted, because
@@ -187,117 +191,6 @@ impl JsonSchema for Duration {
             "type": "string",
             "description": "A duration with units: 250ms, 10s, 10min (or 10m), 1h30m, 2d.",
             "pattern": "^\\s*([0-9]+\\s*(ms|s|sec|secs|m|min|mins|h|hr|hour|hours|d|day|days|w|week|weeks)\\s*)+$"
-        })
-    }
-}
-
-/// A Unix permission mode written as a quoted octal string: `"0750"`, `"0640"`, `"1777"`.
-///
-/// Integers are refused on purpose: YAML 1.1 reads `0750` as octal and YAML 1.2 as
-/// decimal 750, and a wrong guess changes who can read a secret.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FileMode(pub u32);
-
-impl FileMode {
-    pub fn parse(text: &str) -> Result<FileMode, String> {
-        let t = text.trim();
-        let digits = t.strip_prefix("0o").unwrap_or(t);
-        if !(3..=4).contains(&digits.len()) || !digits.chars().all(|c| ('0'..='7').contains(&c)) {
-            return Err(format!(
-                "invalid mode {text:?}: expected 3 or 4 octal digits as a quoted string, e.g. \"0750\""
-            ));
-        }
-        u32::from_str_radix(digits, 8)
-            .map(FileMode)
-            .map_err(|e| format!("invalid mode {text:?}: {e}"))
-    }
-}
-
-impl fmt::Display for FileMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04o}", self.0)
-    }
-}
-
-impl Serialize for FileMode {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for FileMode {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = FileMode;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a quoted octal mode such as \"0750\"")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<FileMode, E> {
-                FileMode::parse(v).map_err(E::custom)
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<FileMode, E> {
-                Err(E::custom(format!(
-                    "invalid mode {v}: write modes as quoted octal strings, e.g. \"0750\" \
-                     (an unquoted number is ambiguous in YAML)"
-                )))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<FileMode, E> {
-                self.visit_u64(v.unsigned_abs())
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<FileMode, E> {
-                self.visit_u64(v as u64)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// `#[serde(with = "mode_text")]` for a `u32` mode in records people read (down plans in
-/// `hkctl get rev -o yaml`): written as `"0640"`, not `416`. Reads either form, so records
-/// written before stay readable.
-pub mod mode_text {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
-        FileMode(*mode).serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = u32;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an octal mode such as \"0640\"")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<u32, E> {
-                FileMode::parse(v).map(|m| m.0).map_err(E::custom)
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
-                u32::try_from(v)
-                    .ok()
-                    .filter(|m| *m <= 0o7777)
-                    .ok_or_else(|| E::custom(format!("mode {v} is out of range")))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
-                u64::try_from(v)
-                    .map_err(|_| E::custom(format!("mode {v} is out of range")))
-                    .and_then(|v| self.visit_u64(v))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl JsonSchema for FileMode {
-    fn schema_name() -> Cow<'static, str> {
-        "FileMode".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "description": "A permission mode as a quoted octal string, e.g. \"0750\".",
-            "pattern": "^(0o)?[0-7]{3,4}$"
         })
     }
 }
