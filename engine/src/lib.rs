@@ -22,6 +22,7 @@
 //! API server and the queue (`hostkit-controller`).
 
 pub mod apply;
+pub mod backup;
 pub mod batch;
 pub mod down;
 pub mod expand;

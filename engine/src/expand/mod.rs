@@ -14,6 +14,7 @@ use crate::render::{caddy, files, nft, systemd};
 use crate::resource::{CommandSpec, Content, Down, Edge, FileRole, Resource, Spec};
 use crate::{Error, Result};
 
+mod backups;
 mod host;
 mod monitors;
 mod service;

@@ -105,6 +105,7 @@ impl<'a> Expander<'a> {
         let env_paths = self.env_files(&default_group)?;
         let daemon_unit = self.daemon(&user, &env_paths)?;
         self.jobs(&user, &env_paths)?;
+        self.backups(&user, &default_group, &env_paths)?;
         let before_start = self.commands(&env_paths, daemon_unit.as_deref())?;
         self.order_phases(&before_start, daemon_unit.as_deref());
         self.caddy_sites()?;

@@ -52,8 +52,24 @@ impl Expander<'_> {
 
     pub(super) fn jobs(&mut self, user: &Option<String>, env_paths: &EnvPaths) -> Result<()> {
         let spec = self.spec;
-        let owner = self.object.clone();
         for job in &spec.jobs {
+            let exec = self.xs(&job.exec)?;
+            self.job_units(job, exec, user, env_paths)?;
+        }
+        Ok(())
+    }
+
+    /// A job's service and timer units, its `exec` already expanded (backups build their
+    /// own, which must not be expanded again).
+    pub(super) fn job_units(
+        &mut self,
+        job: &hostkit_api::kinds::Job,
+        exec: Vec<String>,
+        user: &Option<String>,
+        env_paths: &EnvPaths,
+    ) -> Result<()> {
+        let owner = self.object.clone();
+        {
             let service_unit = self.c.unit(self.name, None, Some(&job.name), ".service");
             let timer_unit = self.c.unit(self.name, None, Some(&job.name), ".timer");
             let mut svc = systemd::Unit {
@@ -85,7 +101,7 @@ impl Expander<'_> {
                 svc.service.push(("EnvironmentFile", path.clone()));
             }
             svc.service
-                .push(("ExecStart", systemd::command_line(&self.xs(&job.exec)?)));
+                .push(("ExecStart", systemd::command_line(&exec)));
             if let Some(iso) = &job.isolate {
                 let writable = self.writable(iso)?;
                 svc.service.extend(systemd::isolate(iso, &writable));

@@ -117,6 +117,9 @@ impl ServiceCheck<'_> {
                     None => {}
                 }
                 check_owner(&s.owner, &s.group, v);
+                if let Some(b) = &s.backup {
+                    v.scope("backup", |v| super::backup::check_backup(b, v));
+                }
             });
         }
         for (i, d) in spec.directories.iter().enumerate() {
@@ -340,6 +343,16 @@ impl ServiceCheck<'_> {
         for (i, j) in spec.jobs.iter().enumerate() {
             v.index("jobs", i, |v| {
                 v.check("name", check_dns_label(&j.name));
+                if j.name.starts_with(super::BACKUP_JOB_PREFIX) {
+                    v.err(
+                        "name",
+                        format!(
+                            "{:?}: job names starting with {:?} are the storage backups' (storage[].backup)",
+                            j.name,
+                            super::BACKUP_JOB_PREFIX
+                        ),
+                    );
+                }
                 check_argv("exec", &j.exec, v);
                 self.env_names("env", &j.env, v);
                 if let Some(text) = &j.description {

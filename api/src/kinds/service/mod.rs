@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod backup;
 mod checks;
 mod logs;
 mod monitors;
@@ -18,6 +19,7 @@ mod packages;
 mod rollout;
 mod status;
 
+pub use backup::{BACKUP_JOB_PREFIX, BackupPlan, BackupSettings, StorageBackup};
 pub use logs::{LogRateLimit, Logs};
 pub use monitors::{
     CommandMonitor, FileMonitor, HttpMonitor, JournalMonitor, Monitor, MonitorStatus,
@@ -147,9 +149,10 @@ pub struct Storage {
     /// Overrides the derived path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// Include in backups.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub backup: bool,
+    /// Snapshots of this storage on the host: `true` (daily, 7 kept) or
+    /// `{schedule, keep, paths}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<StorageBackup>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
