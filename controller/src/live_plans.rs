@@ -8,7 +8,7 @@ use hostkit_reconcilers::Context;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::server::{LivePlans, LogRequest, ServiceLogs};
+use crate::server::{BackupRequest, LivePlans, LogRequest, ServiceBackups, ServiceLogs};
 
 pub struct ServicePlans(pub Arc<dyn Context>);
 
@@ -53,6 +53,46 @@ impl ServiceLogs for ServicePlans {
         hostkit_reconcilers::service::logs::logs(self.0.as_ref(), name, &query)
             .await
             .map_err(status_of)
+    }
+}
+
+#[async_trait::async_trait]
+impl ServiceBackups for ServicePlans {
+    async fn list(&self, name: &str, r: &BackupRequest) -> Result<Value> {
+        hostkit_reconcilers::service::backups::list(self.0.as_ref(), name, &query(r))
+            .await
+            .map_err(status_of)
+    }
+
+    async fn run(&self, name: &str, r: &BackupRequest) -> Result<Value> {
+        hostkit_reconcilers::service::backups::run(self.0.as_ref(), name, &query(r))
+            .await
+            .map_err(status_of)
+    }
+
+    async fn restore(
+        &self,
+        name: &str,
+        r: &BackupRequest,
+        id: &str,
+        dry_run: bool,
+    ) -> Result<Value> {
+        hostkit_reconcilers::service::backups::restore(
+            self.0.as_ref(),
+            name,
+            &query(r),
+            id,
+            dry_run,
+        )
+        .await
+        .map_err(status_of)
+    }
+}
+
+fn query(r: &BackupRequest) -> hostkit_reconcilers::service::backups::BackupQuery {
+    hostkit_reconcilers::service::backups::BackupQuery {
+        storage: r.storage.clone(),
+        host: r.host.clone(),
     }
 }
 

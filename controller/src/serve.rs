@@ -344,6 +344,9 @@ impl Controller {
             logs: self.runtime.is_some().then(|| {
                 Arc::new(ServicePlans(self.ctx.clone())) as Arc<dyn crate::server::ServiceLogs>
             }),
+            backups: self.runtime.is_some().then(|| {
+                Arc::new(ServicePlans(self.ctx.clone())) as Arc<dyn crate::server::ServiceBackups>
+            }),
             health: self
                 .runtime
                 .clone()

@@ -196,6 +196,18 @@ impl Client {
             .map(|c| c.map_err(|e| Error::Protocol(format!("log stream: {e}")))))
     }
 
+    /// `GET …/services/{name}/backups` (a list, or a restore's steps).
+    pub async fn backups(&self, name: &str, query: &[(&str, String)]) -> Result<Value> {
+        let url = format!("{}{API}/services/{name}/backups", self.base);
+        Ok(self.json(self.http.get(url).query(query)).await?.0)
+    }
+
+    /// `POST …/services/{name}/backups` (take a snapshot now, or restore one).
+    pub async fn backup_action(&self, name: &str, query: &[(&str, String)]) -> Result<Value> {
+        let url = format!("{}{API}/services/{name}/backups", self.base);
+        Ok(self.json(self.http.post(url).query(query)).await?.0)
+    }
+
     pub async fn get(&self, kind: &KindInfo, name: &str) -> Result<Value> {
         Ok(self
             .json(self.http.get(self.url(kind, Some(name))))

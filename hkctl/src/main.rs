@@ -107,6 +107,8 @@ enum Command {
     Rollout(rollout::Args),
     /// Show a Host's package lock, or move it to the newest versions the specs allow.
     Lock(lock::Args),
+    /// List, take or restore snapshots of a Service's storage (storage[].backup).
+    Backup(backup::Args),
     /// Show what apply would change (exit 0: none, 1: differences, 2: error).
     Diff(diff::Args),
     /// Document a kind or one of its fields: `hkctl explain service.spec.daemon`.
@@ -183,6 +185,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Rollback(args) => rollback::run(&o, args).await,
         Command::Rollout(args) => rollout::run(&o, args).await,
         Command::Lock(args) => lock::run(&o, args).await,
+        Command::Backup(args) => backup::run(&o, args).await,
         Command::Diff(args) => diff::run(&o, args).await,
         Command::Explain(args) => explain::run(args),
         Command::Events(args) => events::run(&o, args).await,

@@ -109,3 +109,130 @@ async fn backups_keep_exactly_keep_and_a_restore_is_byte_exact_and_reversible() 
     assert!(e.contains("FAILED") || e.contains("checksum"), "{e}");
     assert_eq!(contents(&host), broken);
 }
+
+/// Through the controller and `hkctl`: `backup run` takes snapshots on the host, `list`
+/// shows them, `restore` shows its steps, refuses without a yes when no one can answer,
+/// restores with `--yes`, and prints the command that undoes it, which does.
+#[test]
+fn hkctl_backup_lists_runs_and_restores_through_the_controller() {
+    use hostkit_e2e::server::{Hostkit, condition, stderr, stdout};
+    use hostkit_e2e::wait_until;
+    use std::time::Duration;
+
+    let s = Hostkit::controller();
+    let host = TestHost::boot();
+    s.apply_yaml(&format!(
+        r#"apiVersion: hostkit.dev/v1alpha1
+kind: Host
+metadata: {{name: target}}
+spec:
+  address: {address}
+  ssh: {{user: root, identityFile: {key}, hostKey: {{policy: pinned, key: "{hk}"}}}}
+---
+apiVersion: hostkit.dev/v1alpha1
+kind: Service
+metadata: {{name: shop}}
+spec:
+  hosts: [target]
+  interval: 1h
+  account: {{system: true}}
+  storage:
+    - {{name: data, path: /srv/shop, backup: {{keep: 3}}}}
+"#,
+        address = host.address,
+        key = host.key().display(),
+        hk = host.host_key()
+    ));
+    assert!(
+        wait_until(Duration::from_secs(90), || s
+            .get("service", "shop")
+            .and_then(|v| condition(&v, "Ready"))
+            .is_some_and(|(st, _, _)| st == "True")),
+        "{:?}\n{}",
+        s.get("service", "shop").map(|v| v["status"].clone()),
+        s.log()
+    );
+    let list = || stdout(&s.hkctl_ok(&["backup", "list", "service/shop", "--storage", "data"]));
+    assert_eq!(
+        list(),
+        "HOST     STORAGE   SNAPSHOT     BYTES   SHA256\ntarget   data      (none yet)\n"
+    );
+    host.sh("echo one > /srv/shop/a.txt && chown shop:shop /srv/shop/a.txt");
+    s.hkctl_ok(&["backup", "run", "service/shop", "--storage", "data"]);
+    host.sh("echo two > /srv/shop/a.txt");
+    let shown = stdout(&s.hkctl_ok(&["backup", "run", "service/shop", "--storage", "data"]));
+    let ids: Vec<String> = shown
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().nth(2).unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2, "{shown}");
+    assert_eq!(list(), shown);
+    let first = &ids[1];
+
+    host.sh("echo broken > /srv/shop/a.txt");
+    let restore = [
+        "backup",
+        "restore",
+        "service/shop",
+        "--storage",
+        "data",
+        "--id",
+        first.as_str(),
+    ];
+    let o = s.hkctl(&restore);
+    assert!(!o.status.success());
+    assert!(stdout(&o).starts_with("Restore of service/shop storage data on host target:\n  1. verify the checksum of /var/backups/hostkit/shop/data/"), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("not restoring: confirm on a terminal, or pass --yes"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        host.sh("cat /srv/shop/a.txt"),
+        "broken\n",
+        "nothing changed"
+    );
+
+    let mut yes = restore.to_vec();
+    yes.push("--yes");
+    let done = stdout(&s.hkctl_ok(&yes));
+    assert_eq!(host.sh("cat /srv/shop/a.txt"), "one\n");
+    let undo = done
+        .lines()
+        .last()
+        .and_then(|l| l.split("to undo: hkctl ").nth(1))
+        .unwrap_or_else(|| panic!("no undo command in {done}"));
+    let mut args: Vec<&str> = undo.split(' ').collect();
+    args.push("--yes");
+    s.hkctl_ok(&args);
+    assert_eq!(
+        host.sh("cat /srv/shop/a.txt"),
+        "broken\n",
+        "the undo put back what the restore replaced"
+    );
+
+    // What a client sends is checked: a storage without a backup, a malformed id.
+    let o = s.hkctl(&["backup", "list", "service/shop", "--storage", "nope"]);
+    assert!(
+        stderr(&o)
+            .contains("\"nope\" is not a storage with a backup; its storage with backups: data"),
+        "{}",
+        stderr(&o)
+    );
+    let o = s.hkctl(&[
+        "backup",
+        "restore",
+        "service/shop",
+        "--storage",
+        "data",
+        "--id",
+        "../../etc",
+        "--yes",
+    ]);
+    assert!(
+        stderr(&o).contains("is not a snapshot id"),
+        "{}",
+        stderr(&o)
+    );
+}

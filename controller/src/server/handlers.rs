@@ -506,6 +506,91 @@ pub(super) async fn logs(
         .into_response())
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupParams {
+    storage: Option<String>,
+    host: Option<String>,
+    /// GET: the steps of restoring this snapshot (nothing is changed).
+    restore: Option<String>,
+    /// POST: `run` or `restore`.
+    op: Option<String>,
+    /// POST with `op=restore`: the snapshot.
+    id: Option<String>,
+}
+
+fn backup_request(
+    state: &AppState,
+    params: &BackupParams,
+) -> Result<(
+    std::sync::Arc<dyn super::ServiceBackups>,
+    super::BackupRequest,
+)> {
+    let answerer = state.backups.clone().ok_or_else(|| {
+        Error::NotAllowed(
+            "this server runs no controllers (--controllers none): backups are read by a server that does"
+                .into(),
+        )
+    })?;
+    let storage = params
+        .storage
+        .clone()
+        .ok_or_else(|| Error::BadRequest("storage: name the storage (?storage=NAME)".into()))?;
+    Ok((
+        answerer,
+        super::BackupRequest {
+            storage,
+            host: params.host.clone(),
+        },
+    ))
+}
+
+/// `GET …/services/{name}/backups?storage=S[&host=H]`: the snapshots on each host, newest
+/// first; with `&restore=ID`, the steps restoring it would take (nothing changes).
+pub(super) async fn backups(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let params: BackupParams = query_of(query)?;
+    if params.op.is_some() || params.id.is_some() {
+        return Err(Error::BadRequest(
+            "op and id are for POST; GET lists, or shows a restore with ?restore=ID".into(),
+        ));
+    }
+    let (answerer, request) = backup_request(&state, &params)?;
+    let value = match &params.restore {
+        Some(id) => answerer.restore(&name, &request, id, true).await?,
+        None => answerer.list(&name, &request).await?,
+    };
+    Ok(Json(value).into_response())
+}
+
+/// `POST …/services/{name}/backups?storage=S[&host=H]&op=run` takes a snapshot now;
+/// `&op=restore&id=ID` restores one (on one host).
+pub(super) async fn backup_action(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let params: BackupParams = query_of(query)?;
+    let (answerer, request) = backup_request(&state, &params)?;
+    let value = match (params.op.as_deref(), params.id.as_deref()) {
+        (Some("run"), None) => answerer.run(&name, &request).await?,
+        (Some("restore"), Some(id)) => answerer.restore(&name, &request, id, false).await?,
+        (Some("restore"), None) => {
+            return Err(Error::BadRequest("op=restore needs id=SNAPSHOT".into()));
+        }
+        (op, _) => {
+            return Err(Error::BadRequest(format!(
+                "op must be run or restore (with id), not {:?}",
+                op.unwrap_or("")
+            )));
+        }
+    };
+    Ok(Json(value).into_response())
+}
+
 /// `POST …/services/{name}/plan[?host=H]` with a Service: the live plan of that proposed
 /// Service, validated as an apply would and never stored.
 pub(super) async fn plan_proposed(

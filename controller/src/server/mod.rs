@@ -71,6 +71,28 @@ pub trait ServiceLogs: Send + Sync {
     ) -> Result<tokio::sync::mpsc::Receiver<String>>;
 }
 
+/// What `…/services/{name}/backups` asked for (the storage, the host, and for a restore
+/// the snapshot id), checked again by whoever answers it.
+#[derive(Clone, Debug, Default)]
+pub struct BackupRequest {
+    pub storage: String,
+    pub host: Option<String>,
+}
+
+/// A Service's storage snapshots on its hosts: answered by whoever runs the server.
+#[async_trait::async_trait]
+pub trait ServiceBackups: Send + Sync {
+    async fn list(&self, name: &str, r: &BackupRequest) -> Result<serde_json::Value>;
+    async fn run(&self, name: &str, r: &BackupRequest) -> Result<serde_json::Value>;
+    async fn restore(
+        &self,
+        name: &str,
+        r: &BackupRequest,
+        id: &str,
+        dry_run: bool,
+    ) -> Result<serde_json::Value>;
+}
+
 /// Adds metric families to the server's registry.
 pub type RegisterMetrics = Arc<dyn Fn(&mut prometheus_client::registry::Registry) + Send + Sync>;
 
@@ -84,6 +106,8 @@ pub struct Extras {
     pub plans: Option<Arc<dyn LivePlans>>,
     /// Journals for `hkctl logs`; without them the endpoint answers 405.
     pub logs: Option<Arc<dyn ServiceLogs>>,
+    /// Storage snapshots for `hkctl backup`; without them the endpoint answers 405.
+    pub backups: Option<Arc<dyn ServiceBackups>>,
     /// Whether the controller beside the server can make progress; `/readyz` fails with its
     /// reason when it cannot.
     pub health: Option<Health>,
@@ -124,6 +148,7 @@ pub(crate) struct AppState {
     bookmark_interval: Duration,
     plans: Option<Arc<dyn LivePlans>>,
     logs: Option<Arc<dyn ServiceLogs>>,
+    backups: Option<Arc<dyn ServiceBackups>>,
     health: Option<Health>,
 }
 
@@ -159,6 +184,7 @@ pub fn router_with(
         })),
         plans: extras.plans,
         logs: extras.logs,
+        backups: extras.backups,
         health: extras.health,
         stored: StoredTokens::new(objects.store().clone()),
         objects,
@@ -186,6 +212,10 @@ pub fn router_with(
         .route(
             &format!("{api}/services/{{name}}/logs"),
             get(handlers::logs),
+        )
+        .route(
+            &format!("{api}/services/{{name}}/backups"),
+            get(handlers::backups).post(handlers::backup_action),
         )
         .route(
             &format!("{api}/{{plural}}/{{name}}/status"),

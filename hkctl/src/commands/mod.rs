@@ -4,6 +4,7 @@
 
 pub mod api_resources;
 pub mod apply;
+pub mod backup;
 pub mod config;
 pub mod create;
 pub mod delete;

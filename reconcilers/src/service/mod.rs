@@ -6,6 +6,7 @@
 //! metrics. [`cleanup`] undoes a deleted Service on its hosts; [`live_plan`] is
 //! `hkctl plan`.
 
+pub mod backups;
 pub mod cleanup;
 mod conditions;
 mod health;
