@@ -56,16 +56,23 @@ impl ServiceLogs for ServicePlans {
     }
 }
 
+/// Backups through the store-backed context, restoring under the reconcilers' apply lock
+/// of the host.
+pub struct Backups {
+    pub ctx: Arc<dyn Context>,
+    pub hosts: hostkit_reconcilers::SharedHosts,
+}
+
 #[async_trait::async_trait]
-impl ServiceBackups for ServicePlans {
+impl ServiceBackups for Backups {
     async fn list(&self, name: &str, r: &BackupRequest) -> Result<Value> {
-        hostkit_reconcilers::service::backups::list(self.0.as_ref(), name, &query(r))
+        hostkit_reconcilers::service::backups::list(self.ctx.as_ref(), name, &query(r))
             .await
             .map_err(status_of)
     }
 
     async fn run(&self, name: &str, r: &BackupRequest) -> Result<Value> {
-        hostkit_reconcilers::service::backups::run(self.0.as_ref(), name, &query(r))
+        hostkit_reconcilers::service::backups::run(self.ctx.as_ref(), name, &query(r))
             .await
             .map_err(status_of)
     }
@@ -78,7 +85,8 @@ impl ServiceBackups for ServicePlans {
         dry_run: bool,
     ) -> Result<Value> {
         hostkit_reconcilers::service::backups::restore(
-            self.0.as_ref(),
+            self.ctx.as_ref(),
+            self.hosts.as_ref(),
             name,
             &query(r),
             id,

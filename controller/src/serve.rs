@@ -239,6 +239,8 @@ fn write_client_config(options: &ServeOptions, admin_token: &str) -> Result<()> 
 /// while this one leads.
 struct Controller {
     ctx: Arc<dyn Context>,
+    /// The reconcilers' SSH connections and per-host apply locks (a restore holds one).
+    hosts: hostkit_reconcilers::SharedHosts,
     /// The runtime, for its health (`None` with `--controllers none`).
     runtime: Option<Arc<Runtime>>,
     runtime_metrics: RuntimeMetrics,
@@ -277,6 +279,7 @@ impl Controller {
                 prometheus_url: options.prometheus_url.clone(),
             },
         ));
+        let hosts = reconcilers.hosts();
         control_every_kind(&runtime, reconcilers);
         let (lead_tx, mut lead_rx) = tokio::sync::watch::channel(false);
         // The lease is released only after in-flight reconciles finished: released at the
@@ -316,6 +319,7 @@ impl Controller {
         });
         Controller {
             ctx,
+            hosts,
             runtime: health,
             runtime_metrics,
             reconciler_metrics,
@@ -345,7 +349,10 @@ impl Controller {
                 Arc::new(ServicePlans(self.ctx.clone())) as Arc<dyn crate::server::ServiceLogs>
             }),
             backups: self.runtime.is_some().then(|| {
-                Arc::new(ServicePlans(self.ctx.clone())) as Arc<dyn crate::server::ServiceBackups>
+                Arc::new(crate::live_plans::Backups {
+                    ctx: self.ctx.clone(),
+                    hosts: self.hosts.clone(),
+                }) as Arc<dyn crate::server::ServiceBackups>
             }),
             health: self
                 .runtime

@@ -96,6 +96,10 @@ pub struct Setup {
     pub prometheus_url: Option<String>,
 }
 
+/// The reconcilers' SSH connections and per-host apply locks, shared with what else
+/// changes a host from the controller (a backup restore).
+pub type SharedHosts = Arc<dyn Hosts>;
+
 /// Every kind's reconciler: one value implementing [`Reconciler`] for each kind it knows.
 pub struct Reconcilers {
     pub(crate) ctx: Arc<dyn Context>,
@@ -135,6 +139,12 @@ impl Reconcilers {
             analyst: Arc::new(analysis::Prometheus::new(setup.prometheus_url)),
             metrics,
         }
+    }
+
+    /// The SSH connections and per-host apply locks the reconcilers use: what else changes
+    /// a host (a backup restore) holds the same lock.
+    pub fn hosts(&self) -> SharedHosts {
+        self.hosts.clone()
     }
 
     /// The Project a spec names, from the cache; a missing one is retried (it may be

@@ -3,6 +3,9 @@
 //! credentials). A restore is shown first (`dryRun`), then run on one host; it snapshots
 //! what it replaces, and that snapshot's id undoes it.
 //!
+//! A restore holds the host's apply lock (the reconcilers' own), so no apply of the host
+//! runs during it; it is not gated by policy windows: it is an operator's explicit act.
+//!
 //! Nothing a client sends reaches a host's shell as text: the storage must be one of the
 //! Service's with a backup, the id must have a snapshot id's shape, the host must be one
 //! the Service selects.
@@ -144,6 +147,7 @@ pub async fn run(ctx: &dyn Context, name: &str, q: &BackupQuery) -> Result<Value
 /// (`{kind: RestorePlan, host, steps}`); else `{kind: RestoreResult, host, restored, undo}`.
 pub async fn restore(
     ctx: &dyn Context,
+    hosts: &dyn hostkit_engine::hosts::Hosts,
     name: &str,
     q: &BackupQuery,
     id: &str,
@@ -197,6 +201,9 @@ pub async fn restore(
     if dry_run {
         return Ok(json!({"kind": "RestorePlan", "host": opts.name, "steps": r.describe()}));
     }
+    // An apply on this host waits for the restore (and the restore for an apply): an
+    // apply's restart in the middle would start the daemon on half-replaced data.
+    let _guard = hosts.lock(&opts.name).await;
     let undo = backup::restore(&ssh, &r)
         .await
         .map_err(|e| upstream(&opts.name, e))?;
