@@ -225,6 +225,17 @@ spec:
         s.metrics()
             .contains("hostkit_monitor_duration_seconds{kind=\"Service\",name=\"web\",host=\"target\",monitor=\"ready\",severity=\"critical\"}")
     );
+    // `hkctl get` shows it in its own column.
+    let table = stdout(&s.hkctl(&["get", "svc", "web"]));
+    let mut lines = table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>());
+    let (header, row) = (lines.next().unwrap(), lines.next().unwrap());
+    let healthy_at = header
+        .iter()
+        .position(|h| *h == "HEALTHY")
+        .expect("a HEALTHY column");
+    assert_eq!(row[healthy_at], "False", "{table}");
     let page = stdout(&s.hkctl(&["describe", "service", "web"]));
     assert!(
         page.contains("Monitors:\n  HOST     MONITOR   KIND   SEVERITY   OK   SINCE")

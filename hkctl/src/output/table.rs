@@ -13,7 +13,7 @@ use super::{age, condition, join, labels, or_dash, ready, s, status};
 fn columns(kind: &str) -> (&'static [&'static str], &'static [&'static str]) {
     match kind {
         "Service" => (
-            &["READY", "STATUS", "HOSTS"],
+            &["READY", "HEALTHY", "STATUS", "HOSTS"],
             &["PROJECT", "GENERATION", "OBSERVED", "REVISION", "LABELS"],
         ),
         "Host" => (
@@ -81,6 +81,11 @@ fn cell(kind: &str, c: &str, v: &Value) -> String {
         | ("Host", "READY")
         | ("GitSource", "READY")
         | ("Instance", "READY") => ready(v),
+        // The Healthy condition (monitors): `Unknown` until a controller read them.
+        ("Service", "HEALTHY") => super::condition(v, "Healthy")
+            .and_then(|c| c.get("status").and_then(Value::as_str))
+            .unwrap_or("Unknown")
+            .to_string(),
         ("Service", "STATUS") | ("Rollback", "STATUS") => status(v),
         (_, "LABELS") => or_dash(labels(v)),
         ("Rollback", "TARGET") | ("Revision", "TARGET") => {
@@ -340,19 +345,22 @@ mod tests {
         let svc = json!({
             "metadata": {"name": "exograph", "creationTimestamp": "2026-11-21T11:59:00Z", "labels": {"tier": "search"}, "generation": 2},
             "spec": {"hosts": ["elixir-toys"], "project": "toys"},
-            "status": {"observedGeneration": 2, "conditions": [{"type": "Ready", "status": "True", "reason": "Applied", "lastTransitionTime": "2026-11-21T11:59:30Z"}]}
+            "status": {"observedGeneration": 2, "conditions": [{"type": "Ready", "status": "True", "reason": "Applied", "lastTransitionTime": "2026-11-21T11:59:30Z"}, {"type": "Healthy", "status": "True", "reason": "MonitorsPassing"}]}
         });
         let kind = find_kind("svc").unwrap();
         let (headers, rows) = table(kind, std::slice::from_ref(&svc), false, now());
-        assert_eq!(headers, ["NAME", "READY", "STATUS", "HOSTS", "AGE"]);
+        assert_eq!(
+            headers,
+            ["NAME", "READY", "HEALTHY", "STATUS", "HOSTS", "AGE"]
+        );
         assert_eq!(
             rows[0],
-            ["exograph", "True", "Applied", "elixir-toys", "60s"]
+            ["exograph", "True", "True", "Applied", "elixir-toys", "60s"]
         );
         let text = render_table(Some(&headers), &rows, &mut Vec::new());
         assert_eq!(
             text,
-            "NAME       READY   STATUS    HOSTS         AGE\nexograph   True    Applied   elixir-toys   60s\n"
+            "NAME       READY   HEALTHY   STATUS    HOSTS         AGE\nexograph   True    True      Applied   elixir-toys   60s\n"
         );
         let (headers, rows) = table(kind, &[svc], true, now());
         assert_eq!(
@@ -360,6 +368,7 @@ mod tests {
             [
                 "NAME",
                 "READY",
+                "HEALTHY",
                 "STATUS",
                 "HOSTS",
                 "PROJECT",
@@ -370,6 +379,6 @@ mod tests {
                 "AGE"
             ]
         );
-        assert_eq!(rows[0][4..9], ["toys", "2", "2", "<none>", "tier=search"]);
+        assert_eq!(rows[0][5..10], ["toys", "2", "2", "<none>", "tier=search"]);
     }
 }
