@@ -15,7 +15,7 @@ use serde_json::Value;
 
 /// `(schema field, API method that reads it)`: read inside the API on behalf of the
 /// crates that call the method.
-const READ_THROUGH: &[(&str, &str)] = &[("as", "system_name"), ("hostSelector", "selects")];
+const READ_THROUGH: &[(&str, &str)] = &[("hostSelector", "selects")];
 
 fn rust_name(field: &str) -> String {
     let mut out = String::new();

@@ -44,14 +44,20 @@ pub fn packages(owner: &str, packages: &[hostkit_api::kinds::Package]) -> Vec<Re
     packages
         .iter()
         .map(|p| {
+            let (system, version, update) = match p {
+                hostkit_api::kinds::Package::Name(_) => (None, None, false),
+                hostkit_api::kinds::Package::Detailed(d) => {
+                    (d.as_.clone(), d.version.clone(), d.update)
+                }
+            };
             Resource::new(
                 format!("package:{}", p.name()),
                 owner,
                 Spec::Package {
                     name: p.name().to_string(),
-                    system: p.system_name().map(str::to_string),
-                    version: p.version().map(str::to_string),
-                    update: p.update(),
+                    system,
+                    version,
+                    update,
                 },
             )
         })

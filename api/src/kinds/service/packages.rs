@@ -40,33 +40,17 @@ impl Package {
         }
     }
 
-    /// The distribution name `as:` gives, if any.
-    pub fn system_name(&self) -> Option<&str> {
-        match self {
-            Package::Name(_) => None,
-            Package::Detailed(d) => d.as_.as_deref(),
-        }
-    }
-
-    pub fn version(&self) -> Option<&str> {
-        match self {
-            Package::Name(_) => None,
-            Package::Detailed(d) => d.version.as_deref(),
-        }
-    }
-
-    pub fn update(&self) -> bool {
-        matches!(self, Package::Detailed(d) if d.update)
-    }
-
     /// Names the package managers accept and a version glob they can match, never shell
     /// text: every string lands in an install script.
     pub(crate) fn check(&self) -> Result<(), String> {
         check_name(self.name(), "name")?;
-        if let Some(real) = self.system_name() {
+        let Package::Detailed(d) = self else {
+            return Ok(());
+        };
+        if let Some(real) = &d.as_ {
             check_name(real, "as")?;
         }
-        if let Some(v) = self.version() {
+        if let Some(v) = &d.version {
             let ok = !v.is_empty()
                 && v.len() <= 64
                 && v.chars().all(|c| {
@@ -111,14 +95,13 @@ mod tests {
     fn details_carry_the_distribution_name_a_version_glob_and_a_refresh() {
         let p = detailed("{name: demo, as: hk-demo, version: '2.6.*', update: true}");
         assert_eq!(p.check(), Ok(()));
-        assert_eq!(p.system_name(), Some("hk-demo"));
-        assert_eq!(p.version(), Some("2.6.*"));
-        assert!(p.update());
-        let plain = detailed("tree");
-        assert_eq!(
-            (plain.system_name(), plain.version(), plain.update()),
-            (None, None, false)
-        );
+        let Package::Detailed(d) = &p else {
+            panic!("details parse as details: {p:?}")
+        };
+        assert_eq!(d.as_.as_deref(), Some("hk-demo"));
+        assert_eq!(d.version.as_deref(), Some("2.6.*"));
+        assert!(d.update);
+        assert_eq!(detailed("tree"), Package::Name("tree".into()));
     }
 
     #[test]
