@@ -29,6 +29,15 @@ pub fn options(host: &TestHost) -> SshOptions {
     }
 }
 
+/// The resources manifests `text` give Host `target` (loaded as `hostkit plan -f` would).
+pub fn target_resources(text: &str) -> Vec<Resource> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("manifests.yaml");
+    std::fs::write(&path, text).unwrap();
+    let d = Desired::load(&[path]).expect("the manifests load");
+    d.resources_for("target").expect("resources for target")
+}
+
 pub async fn prepare(
     t: &dyn Transport,
     resources: &[Resource],

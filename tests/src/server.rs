@@ -315,6 +315,29 @@ impl Hostkit {
             .flatten()
     }
 
+    /// Waits until KIND/NAME's condition `type_` has `status`; panics with the object's
+    /// status and the server's log when it does not within `timeout`.
+    pub fn wait_condition(
+        &self,
+        kind: &str,
+        name: &str,
+        type_: &str,
+        status: &str,
+        timeout: Duration,
+    ) {
+        let reached = crate::wait_until(timeout, || {
+            self.get(kind, name)
+                .and_then(|v| condition(&v, type_))
+                .is_some_and(|(st, _, _)| st == status)
+        });
+        assert!(
+            reached,
+            "{kind}/{name} {type_} is not {status} after {timeout:?}: {:?}\n{}",
+            self.get(kind, name).map(|v| v["status"].clone()),
+            self.log()
+        );
+    }
+
     /// `hkctl apply -f` of manifest text; panics with hkctl's output when it fails.
     pub fn apply_yaml(&self, text: &str) {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

@@ -198,6 +198,17 @@ impl TestHost {
         host
     }
 
+    /// A Host manifest named `name` that reaches this host as root with its key, the host
+    /// key pinned; `extra` lines (indented two spaces) go into its spec.
+    pub fn manifest(&self, name: &str, extra: &str) -> String {
+        format!(
+            "apiVersion: hostkit.dev/v1alpha1\nkind: Host\nmetadata: {{name: {name}}}\nspec:\n  address: {}\n  ssh: {{user: root, identityFile: {}, hostKey: {{policy: pinned, key: \"{}\"}}}}\n{extra}",
+            self.address,
+            self.key().display(),
+            self.host_key()
+        )
+    }
+
     /// The private key that root@host accepts.
     pub fn key(&self) -> PathBuf {
         self.dir.path().join("id_ed25519")

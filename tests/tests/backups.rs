@@ -115,20 +115,13 @@ async fn backups_keep_exactly_keep_and_a_restore_is_byte_exact_and_reversible() 
 /// restores with `--yes`, and prints the command that undoes it, which does.
 #[test]
 fn hkctl_backup_lists_runs_and_restores_through_the_controller() {
-    use hostkit_e2e::server::{Hostkit, condition, stderr, stdout};
-    use hostkit_e2e::wait_until;
+    use hostkit_e2e::server::{Hostkit, stderr, stdout};
     use std::time::Duration;
 
     let s = Hostkit::controller();
     let host = TestHost::boot();
     s.apply_yaml(&format!(
-        r#"apiVersion: hostkit.dev/v1alpha1
-kind: Host
-metadata: {{name: target}}
-spec:
-  address: {address}
-  ssh: {{user: root, identityFile: {key}, hostKey: {{policy: pinned, key: "{hk}"}}}}
----
+        r#"{host}---
 apiVersion: hostkit.dev/v1alpha1
 kind: Service
 metadata: {{name: shop}}
@@ -139,19 +132,9 @@ spec:
   storage:
     - {{name: data, path: /srv/shop, backup: {{keep: 3}}}}
 "#,
-        address = host.address,
-        key = host.key().display(),
-        hk = host.host_key()
+        host = host.manifest("target", "")
     ));
-    assert!(
-        wait_until(Duration::from_secs(90), || s
-            .get("service", "shop")
-            .and_then(|v| condition(&v, "Ready"))
-            .is_some_and(|(st, _, _)| st == "True")),
-        "{:?}\n{}",
-        s.get("service", "shop").map(|v| v["status"].clone()),
-        s.log()
-    );
+    s.wait_condition("service", "shop", "Ready", "True", Duration::from_secs(90));
     let list = || stdout(&s.hkctl_ok(&["backup", "list", "service/shop", "--storage", "data"]));
     assert_eq!(
         list(),

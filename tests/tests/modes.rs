@@ -2,9 +2,8 @@
 //! (`private_dir`, `secret_group_file`) or permissions by who (`[owner: rw, group: r]`),
 //! on a booted test host.
 
-use hostkit_e2e::engine::{converge, options};
+use hostkit_e2e::engine::{converge, options, target_resources};
 use hostkit_e2e::testhost::TestHost;
-use hostkit_engine::offline::manifests::Desired;
 use hostkit_engine::secrets::Secrets;
 use hostkit_engine::transport::ssh::Ssh;
 
@@ -32,11 +31,7 @@ spec:
 async fn mode_names_and_permissions_by_who_reach_the_host() {
     let host = TestHost::boot();
     let ssh = Ssh::connect(&options(&host)).await.expect("connect");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.yaml");
-    std::fs::write(&path, MANIFESTS).unwrap();
-    let d = Desired::load(&[path]).unwrap();
-    let resources = d.resources_for("target").unwrap();
+    let resources = target_resources(MANIFESTS);
     converge(&ssh, &resources, &[], &Secrets::default(), "r1").await;
     let modes = host.sh(
         "stat -c '%n %a' /srv/modes /srv/modes/shared /srv/modes/secret.env /srv/modes/listed.txt /srv/modes/digits.txt",

@@ -8,10 +8,9 @@ use std::path::Path;
 use std::process::Command;
 
 use base64::Engine;
-use hostkit_e2e::engine::{options, prepare};
+use hostkit_e2e::engine::{options, prepare, target_resources};
 use hostkit_e2e::testhost::TestHost;
 use hostkit_engine::apply::{self, Applied, ApplyOptions};
-use hostkit_engine::offline::manifests::Desired;
 use hostkit_engine::plan::Action;
 use hostkit_engine::secrets::Secrets;
 use hostkit_engine::transport::ssh::Ssh;
@@ -106,11 +105,7 @@ spec:
 /// Plans and applies the Service with `package`; returns the package change's action and
 /// reason, and what the apply did.
 async fn apply_package(ssh: &Ssh, package: &str) -> (Action, String, Applied) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.yaml");
-    std::fs::write(&path, manifests(package)).unwrap();
-    let d = Desired::load(&[path]).unwrap();
-    let resources = d.resources_for("target").unwrap();
+    let resources = target_resources(&manifests(package));
     let prepared = prepare(ssh, &resources, &[], &Secrets::default()).await;
     let change = prepared
         .plan
@@ -210,7 +205,7 @@ async fn as_version_and_update_reach_the_host() {
 /// the lock (and so the host) to the newest version the spec allows.
 #[test]
 fn the_controller_keeps_a_package_lock_per_host_and_lock_update_moves_it() {
-    use hostkit_e2e::server::{Hostkit, condition, stdout};
+    use hostkit_e2e::server::{Hostkit, stdout};
     use hostkit_e2e::wait_until;
     use std::time::Duration;
 
@@ -224,14 +219,7 @@ fn the_controller_keeps_a_package_lock_per_host_and_lock_update_moves_it() {
         "echo 'deb [trusted=yes] file:/srv/hk-repo ./' > /etc/apt/sources.list.d/hk-repo.list && apt-get update -q >/dev/null 2>&1",
     );
     s.apply_yaml(&format!(
-        r#"apiVersion: hostkit.dev/v1alpha1
-kind: Host
-metadata: {{name: target}}
-spec:
-  address: {address}
-  interval: 1h
-  ssh: {{user: root, identityFile: {key}, hostKey: {{policy: pinned, key: "{hk}"}}}}
----
+        r#"{host}---
 apiVersion: hostkit.dev/v1alpha1
 kind: Service
 metadata: {{name: shop}}
@@ -241,9 +229,7 @@ spec:
   packages:
     - {{name: demo, as: hk-demo, version: "2.6.*"}}
 "#,
-        address = host.address,
-        key = host.key().display(),
-        hk = host.host_key()
+        host = host.manifest("target", "  interval: 1h\n")
     ));
     let locked = || {
         s.get("host", "target").and_then(|v| {
@@ -299,14 +285,7 @@ spec:
         s.log()
     );
     s.wait_events("host/target", &["PackageLockUpdated"]);
-    assert!(
-        wait_until(Duration::from_secs(30), || s
-            .get("service", "shop")
-            .and_then(|v| condition(&v, "Ready"))
-            .is_some_and(|(st, _, _)| st == "True")),
-        "{:?}",
-        s.get("service", "shop").map(|v| v["status"].clone())
-    );
+    s.wait_condition("service", "shop", "Ready", "True", Duration::from_secs(30));
     // Not a Host: refused with what would be valid.
     let o = s.hkctl(&["lock", "update", "service/shop"]);
     assert!(!o.status.success());

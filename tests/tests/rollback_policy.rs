@@ -3,9 +3,8 @@
 //! original HostKit did, `rmdir`, never `rm -rf` over files someone else put there). On a
 //! booted test host.
 
-use hostkit_e2e::engine::{converge, options};
+use hostkit_e2e::engine::{converge, options, target_resources};
 use hostkit_e2e::testhost::TestHost;
-use hostkit_engine::offline::manifests::Desired;
 use hostkit_engine::secrets::Secrets;
 use hostkit_engine::transport::ssh::Ssh;
 
@@ -34,11 +33,7 @@ spec:
 async fn a_kept_file_stays_and_a_directory_goes_only_while_empty() {
     let host = TestHost::boot();
     let ssh = Ssh::connect(&options(&host)).await.expect("connect");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.yaml");
-    std::fs::write(&path, MANIFESTS).unwrap();
-    let d = Desired::load(&[path]).unwrap();
-    let resources = d.resources_for("target").unwrap();
+    let resources = target_resources(MANIFESTS);
     let applied = converge(&ssh, &resources, &[], &Secrets::default(), "r1").await;
     // Someone else's file in a directory HostKit created.
     host.sh("echo theirs > /srv/policy/full/theirs.txt");

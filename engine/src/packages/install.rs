@@ -95,7 +95,7 @@ hk_pick() {
 /// to. Only apt is supported; other managers are refused by the caller.
 pub(crate) fn newest_script(packages: &[(String, Option<String>)]) -> String {
     let mut s = format!(
-        "set -f\nexport DEBIAN_FRONTEND=noninteractive\napt-get update -q >/dev/null 2>&1 || apt-get update -q >&2\n{APT_PICK}"
+        "set -f\nexport DEBIAN_FRONTEND=noninteractive\napt-get update -q >/dev/null || exit 1\n{APT_PICK}"
     );
     for (name, version) in packages {
         s.push_str(&format!(

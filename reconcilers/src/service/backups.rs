@@ -112,12 +112,27 @@ fn upstream(host: &str, e: impl std::fmt::Display) -> Error {
 
 /// `{kind: BackupList, items: [{host, storage, root, keep, snapshots}]}`, newest first.
 pub async fn list(ctx: &dyn Context, name: &str, q: &BackupQuery) -> Result<Value> {
+    each_host(ctx, name, q, false).await
+}
+
+/// Takes a snapshot on each host now (the backup job, as its timer would), then lists.
+pub async fn run(ctx: &dyn Context, name: &str, q: &BackupQuery) -> Result<Value> {
+    each_host(ctx, name, q, true).await
+}
+
+/// One connection per host: the backup job first when `run`, then the listing.
+async fn each_host(ctx: &dyn Context, name: &str, q: &BackupQuery, run: bool) -> Result<Value> {
     let t = target(ctx, name, q).await?;
     let mut items = Vec::new();
     for opts in &t.hosts {
         let ssh = Ssh::connect(opts)
             .await
             .map_err(|e| upstream(&opts.name, e))?;
+        if run {
+            backup::run_now(&ssh, &t.job_unit)
+                .await
+                .map_err(|e| upstream(&opts.name, e))?;
+        }
         let snaps = backup::list(&ssh, &t.root)
             .await
             .map_err(|e| upstream(&opts.name, e))?;
@@ -127,20 +142,6 @@ pub async fn list(ctx: &dyn Context, name: &str, q: &BackupQuery) -> Result<Valu
         }));
     }
     Ok(json!({"kind": "BackupList", "items": items}))
-}
-
-/// Takes a snapshot on each host now (the backup job, as its timer would), then lists.
-pub async fn run(ctx: &dyn Context, name: &str, q: &BackupQuery) -> Result<Value> {
-    let t = target(ctx, name, q).await?;
-    for opts in &t.hosts {
-        let ssh = Ssh::connect(opts)
-            .await
-            .map_err(|e| upstream(&opts.name, e))?;
-        backup::run_now(&ssh, &t.job_unit)
-            .await
-            .map_err(|e| upstream(&opts.name, e))?;
-    }
-    list(ctx, name, q).await
 }
 
 /// Restores snapshot `id` on one host: with `dry_run`, only the steps
