@@ -44,7 +44,7 @@ fn manifest(path: &str) -> bool {
     path.ends_with(".yaml") || path.ends_with(".yml")
 }
 
-fn fetch_error(url: &str, e: impl std::error::Error) -> Error {
+pub(crate) fn fetch_error(url: &str, e: impl std::error::Error) -> Error {
     // The whole chain: the remote's own words are usually at the end of it.
     let mut message = e.to_string();
     let mut source = e.source();
@@ -64,7 +64,7 @@ fn fetch_error(url: &str, e: impl std::error::Error) -> Error {
 
 /// A secret that must be a file for `ssh`: the path itself, or the value written to a
 /// private temporary file that is removed when dropped.
-struct SecretFile {
+pub(crate) struct SecretFile {
     path: PathBuf,
     temporary: bool,
 }
@@ -114,7 +114,7 @@ impl Drop for SecretFile {
 
 /// Sets (or clears) `core.sshCommand` in the cache's own config: one source's key never
 /// leaks into another's fetch, as a process-wide GIT_SSH_COMMAND would.
-fn set_ssh_command(cache: &Path, command: Option<&str>) -> Result<()> {
+pub(crate) fn set_ssh_command(cache: &Path, command: Option<&str>) -> Result<()> {
     let config = cache.join("config");
     let text = std::fs::read_to_string(&config).unwrap_or_default();
     let mut kept: Vec<&str> = text
@@ -185,7 +185,7 @@ pub fn fetch(
 
 /// SSH: the key and known_hosts of this source only, host keys always checked. The files
 /// live as long as the returned list.
-fn ssh_command(
+pub(crate) fn ssh_command(
     url: &str,
     cache: &Path,
     auth: Option<&GitAuth>,

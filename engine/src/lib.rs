@@ -15,7 +15,8 @@
 //!
 //! Also here, because they are the engine's other inputs and outputs: [`secrets`] (values
 //! resolved at apply time, never stored), [`packages`] (semantic package names), [`git`]
-//! (fetching a GitSource's manifests), [`instance`] (machines behind an Instance), and
+//! (fetching a GitSource's manifests), [`release`] (application code from git, built on
+//! the host), [`instance`] (machines behind an Instance), and
 //! [`offline`] (`hostkit plan/apply/down` without a server).
 //!
 //! Not here: what a kind *means* to the controller (`hostkit-reconcilers`), the store, the
@@ -36,6 +37,7 @@ pub mod offline;
 pub mod outcome;
 pub mod packages;
 pub mod plan;
+pub mod release;
 pub mod render;
 pub mod resource;
 pub mod run;

@@ -1,6 +1,6 @@
 //! Naming conventions in one place: where a service's storage lives, what its account and
 //! units are called, and what `${roots.X}`, `${storage.X}`, `${service.user}`,
-//! `${service.unit}`, `${service.name}` and `${listen.X}` expand to.
+//! `${service.unit}`, `${service.name}`, `${listen.X}` and `${source.current}` expand to.
 //!
 //! HostKit's rules (reference §2, items 5–12): a service's identity is its name with `_`
 //! turned into `-`; storage `data` lives at `<data root>/<identity>` (`/var/lib/<identity>`
@@ -217,6 +217,15 @@ impl Conventions {
             })
     }
 
+    /// Where a Service's releases and `current` link live: `<source root>/<identity>`.
+    pub fn source_dir(&self, service: &str) -> String {
+        format!(
+            "{}/{}",
+            self.root("source").unwrap_or("/opt"),
+            Self::identity(service)
+        )
+    }
+
     /// True when the project set this root explicitly.
     pub fn is_explicit(&self, root: &str) -> bool {
         self.explicit.get(root).copied().unwrap_or(false)
@@ -232,6 +241,10 @@ impl Conventions {
                 Some(("service", "user")) => Some(self.user(service, spec)),
                 Some(("service", "unit")) => Some(self.daemon_unit(service, spec)),
                 Some(("service", "name")) => Some(Self::identity(service)),
+                Some(("source", "current")) => spec
+                    .source
+                    .as_ref()
+                    .map(|s| crate::release::current_path(&self.source_dir(service), s.subdir())),
                 Some(("listen", l)) => spec
                     .daemon
                     .as_ref()

@@ -42,6 +42,9 @@ pub enum Edge {
     Phase,
     Package,
     DependsOn,
+    /// The daemon runs the code a `current` link points at (restarted when it switches);
+    /// the link points at a release (made first).
+    Source,
 }
 
 /// What a resource is. File-like kinds (`File`) carry their content; the rest carry the
@@ -105,6 +108,8 @@ pub enum Spec {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         wanted_by: Vec<String>,
     },
+    /// A release of `spec.source`, fetched and built on the host (see `crate::release`).
+    Release(crate::release::ReleaseSpec),
     /// The loaded nftables table, compared by the digest of `nft list table`.
     #[serde(rename_all = "camelCase")]
     Firewall {

@@ -86,6 +86,15 @@ pub struct FirewallState {
     pub stamp: Option<String>,
 }
 
+/// A release: whether the wanted commit's folder is complete, and how many releases the
+/// host holds (none: the first release is a create).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseState {
+    pub present: bool,
+    pub releases: u32,
+}
+
 /// Everything one read returned.
 #[derive(Clone, Debug, Default)]
 pub struct HostState {
@@ -95,6 +104,7 @@ pub struct HostState {
     pub packages: BTreeMap<String, Option<String>>,
     pub commands: BTreeMap<String, CommandState>,
     pub firewalls: BTreeMap<String, FirewallState>,
+    pub releases: BTreeMap<String, ReleaseState>,
     /// Per resource id: why it could not be read.
     pub errors: BTreeMap<String, String>,
     pub facts: BTreeMap<String, String>,
@@ -192,6 +202,12 @@ pub fn script(resources: &[Resource], want: &BTreeMap<String, String>) -> String
                 sh_quote(table),
                 sh_quote(&firewall_stamp(table))
             )),
+            Spec::Release(rel) => {
+                if !s.contains("hk_r()") {
+                    s.push_str(crate::release::script::READ_FN);
+                }
+                s.push_str(&crate::release::script::read_line(&r.id, rel));
+            }
         }
     }
     if !paths.is_empty() {
@@ -482,6 +498,15 @@ impl Reader {
                     FirewallState {
                         loaded: (*loaded != "-").then(|| loaded.to_string()),
                         stamp: (*stamp != "-").then(|| b64s(stamp).trim().to_string()),
+                    },
+                );
+            }
+            ["R", id, present, n] => {
+                self.st.releases.insert(
+                    id.to_string(),
+                    ReleaseState {
+                        present: *present == "1",
+                        releases: n.trim().parse().unwrap_or(0),
                     },
                 );
             }

@@ -6,6 +6,7 @@
 
 pub mod engine;
 pub mod etcd;
+pub mod gitserver;
 pub mod server;
 pub mod testhost;
 

@@ -267,6 +267,10 @@ pub struct RevisionSpec {
     /// never depends on expanding the spec again (its Project may be gone by then).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<serde_json::Value>,
+    /// For a Service with `source`: the commit its release was built from, and the URL
+    /// and ref it was resolved from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<RevisionRelease>,
     /// Set on a revision a Rollback wrote: the revision it went back to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_back_to: Option<u64>,
@@ -275,6 +279,18 @@ pub struct RevisionSpec {
     pub source: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Time>,
+}
+
+/// The source commit of a Revision (kept when the controller caches it slim: pruning and
+/// a rollback while the git server is down read it).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RevisionRelease {
+    pub git: String,
+    /// `tag v1.4.2`, `branch main` or `commit <id>`.
+    #[serde(rename = "ref")]
+    pub ref_: String,
+    pub commit: String,
 }
 
 /// The applies of one revision on one host, oldest first.

@@ -359,6 +359,10 @@ impl Applying<'_> {
                 file,
                 self.root.as_deref(),
             )),
+            (Spec::Release(rel), Action::Delete) => {
+                run(crate::release::script::remove_all(&rel.dir))
+            }
+            (Spec::Release(rel), _) => run(crate::release::script::apply(rel)),
             (Spec::Account { .. } | Spec::Package { .. }, _) => {
                 kept("kept: accounts and packages are not removed")
             }

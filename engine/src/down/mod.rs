@@ -74,6 +74,9 @@ pub enum DownAction {
     },
     #[serde(rename_all = "camelCase")]
     DeleteFirewall { table: String },
+    /// The apply made a Service's first release: remove every release of it.
+    #[serde(rename_all = "camelCase")]
+    RemoveReleases { dir: String },
     #[serde(rename_all = "camelCase")]
     RestoreAccount {
         name: String,
@@ -230,6 +233,20 @@ fn undo_of(res: &ChangeResult, r: &Resource) -> Undo {
                 warning: format!("command {} is irreversible (no down)", c.name),
             },
         },
+        // The first release goes with everything it brought; a later one stays (its
+        // `current` link switches back, to a release that is still there).
+        Spec::Release(rel) => match res.action {
+            Action::Create => DownAction::RemoveReleases {
+                dir: rel.dir.clone(),
+            },
+            Action::Delete => DownAction::Skip {
+                warning: format!(
+                    "the releases in {} were removed; the spec's next pass fetches its release again",
+                    rel.releases_dir()
+                ),
+            },
+            _ => DownAction::Noop,
+        },
         Spec::Firewall { table, .. } => match &res.backup {
             Some(b) => DownAction::RestoreFirewall {
                 table: table.clone(),
@@ -377,6 +394,10 @@ impl DownPlan {
                 }
                 DownAction::DeleteFirewall { table } => format!("delete table {table}"),
                 DownAction::RestoreAccount { name, .. } => format!("restore account {name}"),
+                DownAction::RemoveReleases { dir } => format!("remove every release in {dir}"),
+                DownAction::Noop if s.id.starts_with("release:") => {
+                    "keep the release (the current link points back at the previous one)".into()
+                }
                 DownAction::Noop => "nothing (down: noop)".into(),
                 DownAction::Skip { warning } => format!("skip: {warning}"),
             };

@@ -6,6 +6,7 @@ use super::*;
 pub(super) fn down_script(action: &DownAction) -> Option<String> {
     Some(match action {
         DownAction::RemoveFile { path, .. } => format!("rm -f {}\n", sh_quote(path)),
+        DownAction::RemoveReleases { dir } => crate::release::script::remove_all(dir),
         DownAction::RestoreFile {
             path,
             backup,

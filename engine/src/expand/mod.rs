@@ -18,6 +18,7 @@ mod backups;
 mod host;
 mod monitors;
 mod service;
+mod source;
 mod telemetry;
 mod units;
 
@@ -26,13 +27,36 @@ pub use monitors::{monitors, restarts_file};
 use service::Expander;
 pub use telemetry::telemetry;
 
-/// Expands one Service for one host.
+/// Expands one Service for one host. A Service with a `source` needs its ref resolved
+/// ([`service_at`]) unless the ref is a commit.
 pub fn service(
     name: &str,
     spec: &ServiceSpec,
     project: Option<&ProjectSpec>,
 ) -> Result<Vec<Resource>> {
-    let resources = Expander::new(name, spec, project).run()?;
+    service_at(name, spec, project, None)
+}
+
+/// [`service`] with `spec.source`'s ref resolved to `source` (see
+/// [`crate::release::resolve`]); a commit ref needs no resolving.
+pub fn service_at(
+    name: &str,
+    spec: &ServiceSpec,
+    project: Option<&ProjectSpec>,
+    source: Option<&crate::release::resolve::Resolved>,
+) -> Result<Vec<Resource>> {
+    let pinned = spec
+        .source
+        .as_ref()
+        .and_then(|s| s.ref_.commit.clone())
+        .filter(|c| hostkit_api::kinds::is_commit_id(c))
+        .map(|commit| crate::release::resolve::Resolved {
+            commit,
+            fallback_ref: String::new(),
+        });
+    let mut expander = Expander::new(name, spec, project);
+    expander.resolved = source.or(pinned.as_ref());
+    let resources = expander.run()?;
     check_paths(&format!("Service/{name}"), &resources)?;
     Ok(resources)
 }

@@ -13,6 +13,8 @@ pub(super) struct Expander<'a> {
     pub(super) spec: &'a ServiceSpec,
     pub(super) c: Conventions,
     pub(super) out: Vec<Resource>,
+    /// What `spec.source`'s ref resolved to (the controller asks the repository).
+    pub(super) resolved: Option<&'a crate::release::resolve::Resolved>,
 }
 
 fn mode_of(m: Option<hostkit_api::values::FileMode>, default: u32) -> u32 {
@@ -27,6 +29,7 @@ impl<'a> Expander<'a> {
             spec,
             c: Conventions::new(project),
             out: Vec::new(),
+            resolved: None,
         }
     }
 
@@ -106,6 +109,7 @@ impl<'a> Expander<'a> {
         let daemon_unit = self.daemon(&user, &env_paths)?;
         self.jobs(&user, &env_paths)?;
         self.backups(&user, &default_group, &env_paths)?;
+        self.source(self.resolved)?;
         let before_start = self.commands(&env_paths, daemon_unit.as_deref())?;
         self.order_phases(&before_start, daemon_unit.as_deref());
         self.caddy_sites()?;

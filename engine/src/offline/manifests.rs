@@ -17,6 +17,8 @@ pub struct Desired {
     pub projects: BTreeMap<String, Object<ProjectSpec>>,
     pub hosts: BTreeMap<String, Object<HostSpec>>,
     pub services: BTreeMap<String, Object<ServiceSpec>>,
+    /// Per Service with a `source`: the commit its ref names ([`Desired::resolve_sources`]).
+    pub resolved: BTreeMap<String, crate::release::resolve::Resolved>,
 }
 
 fn files_in(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -88,6 +90,28 @@ impl Desired {
         }
     }
 
+    /// Asks each Service's repository which commit its `source.ref` names now. Blocking.
+    pub fn resolve_sources(&mut self, secrets: &crate::secrets::Secrets) -> Result<()> {
+        for (name, s) in &self.services {
+            let Some(source) = &s.spec.source else {
+                continue;
+            };
+            let resolved = crate::release::resolve::resolve_once(source, secrets).map_err(|e| {
+                Error::Invalid {
+                    object: format!("Service/{name}"),
+                    field: "spec.source".into(),
+                    message: format!(
+                        "cannot resolve {} of {}: {e}",
+                        source.ref_label(),
+                        source.git
+                    ),
+                }
+            })?;
+            self.resolved.insert(name.clone(), resolved);
+        }
+        Ok(())
+    }
+
     /// The services that run on `host`: named in `hosts:` or matched by `hostSelector`.
     pub fn services_on(&self, host: &str) -> Vec<&Object<ServiceSpec>> {
         let labels = self
@@ -142,7 +166,12 @@ impl Desired {
                 ),
                 None => None,
             };
-            out.extend(expand::service(s.name(), &s.spec, project)?);
+            out.extend(expand::service_at(
+                s.name(),
+                &s.spec,
+                project,
+                self.resolved.get(s.name()),
+            )?);
             telemetry.push((s.name(), &s.spec, project));
         }
         out.extend(expand::telemetry(host, &h.spec, &telemetry)?);

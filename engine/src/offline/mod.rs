@@ -119,11 +119,14 @@ struct Loaded {
 
 impl Loaded {
     fn read(inputs: &Inputs) -> Result<Loaded> {
+        let mut desired = Desired::load(&inputs.files).map_err(Error::Manifests)?;
+        let secrets = Secrets::default();
+        desired.resolve_sources(&secrets)?;
         Ok(Loaded {
-            desired: Desired::load(&inputs.files).map_err(Error::Manifests)?,
+            desired,
             previous: previous(inputs.previous.as_deref())?,
             lock: read_lock(inputs.lock.as_deref())?,
-            secrets: Secrets::default(),
+            secrets,
         })
     }
 

@@ -144,6 +144,7 @@ pub(super) fn plan_one(
         Spec::Firewall { .. } => {
             plan_firewall(st.firewalls.get(&r.id).cloned().unwrap_or_default())
         }
+        Spec::Release(rel) => plan_release(rel, st.releases.get(&r.id)),
     }
 }
 
@@ -519,6 +520,26 @@ fn plan_firewall(fw: FirewallState) -> Planned {
             None,
         ),
     }
+}
+
+/// A release is made once per commit: there (complete) is a no-op; otherwise the first
+/// release is a create and any later one an update (the host already runs one).
+fn plan_release(r: &crate::release::ReleaseSpec, st: Option<&ReleaseState>) -> Planned {
+    let st = st.cloned().unwrap_or_default();
+    if st.present {
+        return noop();
+    }
+    let steps = match r.build.len() {
+        0 => String::new(),
+        n => format!(" and build it ({n} step(s))"),
+    };
+    let reason = format!("fetch {} from {}{steps}", r.short(), r.git);
+    let action = if st.releases == 0 {
+        Action::Create
+    } else {
+        Action::Update
+    };
+    change(action, reason, Some(json!({"commit": r.commit})), None)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::render::files::parse_dotenv;
 use crate::resource::{CommandSpec, Content, Dependency, Edge, FileRole, Resource, Spec};
 use crate::secrets::Secrets;
-use crate::state::{AccountState, CommandState, FirewallState, HostState, PathState};
+use crate::state::{AccountState, CommandState, FirewallState, HostState, PathState, ReleaseState};
 use crate::{Error, Result};
 
 mod compare;
@@ -283,6 +283,10 @@ pub fn current_view(r: &Resource, st: &HostState) -> Value {
             serde_json::to_value(st.firewalls.get(&r.id).cloned().unwrap_or_default())
                 .unwrap_or(Value::Null)
         }
+        Spec::Release(_) => match st.releases.get(&r.id) {
+            Some(rel) => serde_json::to_value(rel).unwrap_or(Value::Null),
+            None => json!({"unread": true}),
+        },
     }
 }
 
@@ -350,7 +354,11 @@ pub fn compute_locked(
                 .filter(|d| {
                     matches!(
                         d.edge,
-                        Edge::UnitFile | Edge::EnvFile | Edge::TimerService | Edge::ExecPath
+                        Edge::UnitFile
+                            | Edge::EnvFile
+                            | Edge::TimerService
+                            | Edge::ExecPath
+                            | Edge::Source
                     )
                 })
                 .filter(|d| matches!(action_of.get(&d.id), Some(Action::Create | Action::Update)))
@@ -413,6 +421,7 @@ pub fn compute_locked(
                 .firewalls
                 .get(&r.id)
                 .is_some_and(|f| f.loaded.is_some()),
+            Spec::Release(_) => state.releases.get(&r.id).is_some_and(|r| r.releases > 0),
             Spec::Account { .. } | Spec::Package { .. } | Spec::Command(_) => false,
         };
         if !exists {

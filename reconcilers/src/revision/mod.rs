@@ -214,6 +214,7 @@ async fn create(
             spec_snapshot: target.spec.clone(),
             hosts,
             resources: target.resources.clone(),
+            release: release_of(&target.spec, &target.resources),
             rolled_back_to: target.rolled_back_to,
             source: target.source.clone(),
             created_at: Some(ctx.now()),
@@ -224,6 +225,20 @@ async fn create(
     ctx.create(<RevisionSpec as hostkit_api::KindSpec>::INFO, body)
         .await
         .map(|_| ())
+}
+
+/// The source commit a spec's resources were built from, with the URL and ref.
+fn release_of(spec: &Value, resources: &[Value]) -> Option<hostkit_api::kinds::RevisionRelease> {
+    let commit = resources
+        .iter()
+        .find_map(hostkit_engine::release::commit_of)?;
+    let source: hostkit_api::kinds::Source =
+        serde_json::from_value(spec.get("source")?.clone()).ok()?;
+    Some(hostkit_api::kinds::RevisionRelease {
+        git: source.git.clone(),
+        ref_: source.ref_label(),
+        commit: commit.to_string(),
+    })
 }
 
 async fn append_runs(ctx: &dyn Context, name: &str, runs: &[(String, Run)]) -> Result<()> {

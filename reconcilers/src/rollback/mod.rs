@@ -334,7 +334,14 @@ impl Reconcilers {
     ) -> Result<()> {
         let t = &p.rb.spec.target_ref;
         let actor = format!("rollback/{}", p.rb.name());
-        let snapshot = to_rev.spec.spec_snapshot.clone();
+        let snapshot = if kind == ServiceSpec::INFO {
+            crate::service::source::pinned(
+                to_rev.spec.spec_snapshot.clone(),
+                to_rev.spec.release.as_ref().map(|r| r.commit.as_str()),
+            )
+        } else {
+            to_rev.spec.spec_snapshot.clone()
+        };
         let only = p.rb.spec.only.clone();
         let reset = Reset {
             rollback: p.rb.name(),

@@ -34,8 +34,21 @@ async fn prepared_of(
         Some(p) => Some(ctx.fetch::<ProjectSpec>(p).await?.spec),
         None => None,
     };
-    let resources = hostkit_engine::expand::service(name, spec, project.as_ref())?;
     let secrets = Secrets::keyed();
+    let resolved = match spec.source.clone() {
+        Some(source) => {
+            let s = secrets.clone();
+            let r = tokio::task::spawn_blocking(move || {
+                hostkit_engine::release::resolve::resolve_once(&source, &s)
+            })
+            .await
+            .map_err(|e| Error::Retry(format!("the resolve task failed: {e}")))??;
+            Some(r)
+        }
+        None => None,
+    };
+    let resources =
+        hostkit_engine::expand::service_at(name, spec, project.as_ref(), resolved.as_ref())?;
     let mut plans = Vec::new();
     for opts in ssh_targets(ctx, name, spec, only_host, &secrets).await? {
         let ssh = Ssh::connect(&opts).await?;

@@ -13,6 +13,7 @@ mod health;
 pub mod live_plan;
 pub mod logs;
 pub mod rollout;
+pub mod source;
 
 use std::sync::Arc;
 
@@ -174,6 +175,7 @@ impl Reconcilers {
                 .get(hostkit_api::wellknown::ROLLOUT_ABORT)
                 .cloned(),
             analyst: self.analyst.as_ref(),
+            source: Default::default(),
         }
     }
 
@@ -311,6 +313,10 @@ impl Reconciler<ServiceSpec> for Reconcilers {
         let recheck = || self.current_hold::<ServiceSpec>(o.name());
         let mut input = self.rollout_input(&o, project.as_ref().map(|p| &p.spec), &windows);
         input.recheck_hold = Some(&recheck);
+        let previous = o.status.as_ref().and_then(|s| s.source.as_ref());
+        let recorded = source::recorded(self.ctx.as_ref(), o.name(), &o.spec);
+        input.source = source::resolve(&o.spec, previous, recorded, &self.secrets, input.now).await;
+        input.source.protect = source::needed(self.ctx.as_ref(), o.name());
         let now = input.now;
         let sink = StatusSink {
             r: self,

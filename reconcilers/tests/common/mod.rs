@@ -414,6 +414,7 @@ pub async fn reconcile_annotated(
             resume: asked.resume.map(String::from),
             abort: asked.abort.map(String::from),
             analyst: &analyst,
+            source: Default::default(),
         },
         hosts,
         sink,

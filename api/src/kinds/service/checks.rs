@@ -27,6 +27,11 @@ pub(super) fn service(spec: &ServiceSpec, _name: &str, v: &mut Validator) {
     };
     c.placement(v);
     c.account(v);
+    if let Some(s) = &spec.source {
+        let has_user =
+            spec.account.is_some() || spec.daemon.as_ref().is_some_and(|d| d.user.is_some());
+        v.scope("source", |v| source::check_source(s, has_user, v));
+    }
     c.paths(v);
     c.env(v);
     c.daemon(v);
@@ -513,10 +518,15 @@ fn references(spec: &ServiceSpec, v: &mut Validator) {
         .flat_map(|d| d.listen.iter().map(|l| l.name.clone()))
         .collect();
     let valid = format!(
-        "${{roots.<{}>}}, ${{storage.<{}>}}, ${{service.user}}, ${{service.unit}}, ${{service.name}}, ${{listen.<{}>}}",
+        "${{roots.<{}>}}, ${{storage.<{}>}}, ${{service.user}}, ${{service.unit}}, ${{service.name}}, ${{listen.<{}>}}{}",
         crate::kinds::Roots::NAMES.join("|"),
         storage.iter().cloned().collect::<Vec<_>>().join("|"),
         listeners.iter().cloned().collect::<Vec<_>>().join("|"),
+        if spec.source.is_some() {
+            ", ${source.current}"
+        } else {
+            ""
+        },
     );
     walk_strings(&value, &mut String::new(), &mut |path, s| {
         for reference in find_references(s) {
@@ -525,6 +535,7 @@ fn references(spec: &ServiceSpec, v: &mut Validator) {
                 Some(("storage", s)) => storage.contains(s),
                 Some(("listen", l)) => listeners.contains(l),
                 Some(("service", f)) => matches!(f, "user" | "unit" | "name"),
+                Some(("source", "current")) => spec.source.is_some(),
                 _ => false,
             };
             if !ok {

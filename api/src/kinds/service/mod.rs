@@ -18,6 +18,7 @@ mod monitors;
 mod network;
 mod packages;
 mod rollout;
+mod source;
 mod status;
 
 pub use backup::{BACKUP_JOB_PREFIX, BackupPlan, BackupSettings, StorageBackup};
@@ -31,7 +32,8 @@ pub use packages::{Package, PackageDetails};
 pub use rollout::{
     Analysis, AnalysisStatus, HostCount, OnUnhealthy, PrometheusAnalysis, Rollout, RolloutStatus,
 };
-pub use status::{HostPlanStatus, PendingChanges, ServiceStatus};
+pub use source::{DEFAULT_KEEP, Source, SourceAuth, is_commit_id};
+pub use status::{HostPlanStatus, PendingChanges, ServiceStatus, SourceStatus};
 
 use super::{KindInfo, KindSpec};
 use crate::meta::LabelSelector;
@@ -66,6 +68,10 @@ pub struct ServiceSpec {
     /// The system account the service runs as.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<Account>,
+    /// Application code from git, deployed as releases under `<source root>/<service>`
+    /// with a `current` link (`${source.current}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
     /// Directories named by root: `data` → `<data root>/<service>`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub storage: Vec<Storage>,

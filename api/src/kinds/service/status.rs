@@ -28,6 +28,28 @@ pub struct ServiceStatus {
     /// Where the rollout of the current generation is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
+    /// `spec.source`'s ref as last resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceStatus>,
+}
+
+/// What `spec.source`'s ref named when the controller last asked the repository.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceStatus {
+    /// The repository asked.
+    pub git: String,
+    /// The ref as given: `tag v1.4.2`, `branch main`, `commit <id>`.
+    #[serde(rename = "ref")]
+    pub ref_: String,
+    /// The commit it resolved to: what new releases are built from.
+    pub commit: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<Time>,
+    /// Why the last attempt to resolve the ref failed (the commit above is then the one
+    /// resolved before, still deployed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -59,6 +81,9 @@ pub struct HostPlanStatus {
     pub applied_digest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_time: Option<Time>,
+    /// The `spec.source` commit the host's current release was built from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_commit: Option<String>,
     /// What the Service's monitors last found on this host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub monitors: Vec<MonitorStatus>,

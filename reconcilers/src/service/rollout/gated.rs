@@ -25,8 +25,7 @@ impl Rollout<'_> {
                 w.plan().is_some_and(Plan::is_empty)
                     || self.status.hosts.iter().any(|h| {
                         h.host == w.target.name
-                            && (h.last_applied_generation == Some(generation)
-                                || h.applied_digest.as_deref() == Some(digest.as_str()))
+                            && super::applied_here(h, generation as i64, &digest)
                     })
             })
             .map(|w| w.target.name.clone())

@@ -167,13 +167,36 @@ pub struct Input<'a> {
     pub abort: Option<String>,
     /// Asks `rollout.analysis`'s queries.
     pub analyst: &'a dyn crate::analysis::Analyst,
+    /// `spec.source`'s ref, resolved for this pass.
+    pub source: super::source::Resolution,
 }
 
-/// Expands the service (errors are terminal: the spec must change).
+/// Expands the service (errors are terminal: the spec must change), with its source at
+/// the resolved commit and the releases its history needs protected from pruning.
 pub fn resources(input: &Input<'_>) -> std::result::Result<Vec<Resource>, Failure> {
-    hostkit_engine::expand::service(input.name, input.spec, input.project).map_err(|e| Failure {
+    let mut resources = hostkit_engine::expand::service_at(
+        input.name,
+        input.spec,
+        input.project,
+        input.source.resolved.as_ref(),
+    )
+    .map_err(|e| Failure {
         terminal: true,
         message: e.to_string(),
+    })?;
+    for r in &mut resources {
+        if let hostkit_engine::resource::Spec::Release(rel) = &mut r.spec {
+            rel.protect = input.source.protect.clone();
+        }
+    }
+    Ok(resources)
+}
+
+/// The commit of the release among `resources`, if the Service has a source.
+fn release_commit(resources: &[Resource]) -> Option<String> {
+    resources.iter().find_map(|r| match &r.spec {
+        hostkit_engine::resource::Spec::Release(rel) => Some(rel.commit.clone()),
+        _ => None,
     })
 }
 
@@ -215,6 +238,16 @@ impl HostWork {
     }
 }
 
+/// Whether `h` already ran what this pass wants: the same desired resources (its digest)
+/// — a new commit of a moving branch is a new rollout even within one generation, not
+/// drift — or, for a status written before digests were recorded, this generation.
+pub(super) fn applied_here(h: &HostPlanStatus, generation: i64, digest: &str) -> bool {
+    match &h.applied_digest {
+        Some(d) => d == digest,
+        None => h.last_applied_generation == Some(generation as u64),
+    }
+}
+
 /// The message of `Stalled=True AutoRolledBack` when it is about this very generation.
 fn auto_rolled_back(input: &Input<'_>) -> Option<String> {
     input
@@ -238,6 +271,9 @@ pub async fn reconcile(
     history: &dyn History,
 ) -> Report {
     let mut r = Rollout::new(&input, history);
+    if input.spec.source.is_some() && input.source.resolved.is_none() {
+        return r.source_unresolved(sink).await;
+    }
     let resources = match resources(&input) {
         Ok(res) => res,
         Err(f) => return r.invalid_spec(f, sink).await,
@@ -343,6 +379,10 @@ impl<'a> Rollout<'a> {
         status
             .hosts
             .retain(|h| input.targets.iter().any(|t| t.name == h.host));
+        status.source = match &input.spec.source {
+            Some(_) => input.source.status.clone().or(status.source),
+            None => None,
+        };
         Rollout {
             input,
             history,
@@ -398,6 +438,34 @@ impl<'a> Rollout<'a> {
         sink.publish(&self.status, &notes).await;
         self.report.status = self.status;
         self.report.failure = Some(f);
+        self.report
+    }
+
+    /// The source's ref could not be resolved, and never was: nothing can be planned. Not
+    /// terminal (the repository may answer at the next try); no host was read, so what
+    /// they run is unknown.
+    async fn source_unresolved(mut self, sink: &dyn Sink) -> Report {
+        let message = self
+            .input
+            .source
+            .error
+            .clone()
+            .unwrap_or_else(|| "spec.source's ref is not resolved".into());
+        self.set("Ready", false, "SourceUnresolved", message.clone());
+        self.set("Reconciling", false, "SourceUnresolved", message.clone());
+        self.unknown(
+            "Drifted",
+            "SourceUnresolved",
+            "no host was read: the source's commit is not known",
+        );
+        let notes = [Note::warning("SourceUnresolved", message.clone())];
+        self.status.last_handled_requested_at = self.input.requested.clone();
+        sink.publish(&self.status, &notes).await;
+        self.report.status = self.status;
+        self.report.failure = Some(Failure {
+            terminal: false,
+            message,
+        });
         self.report
     }
 
@@ -578,10 +646,7 @@ impl<'a> Rollout<'a> {
                     .hosts
                     .iter()
                     .find(|h| h.host == w.target.name)
-                    .is_some_and(|h| {
-                        h.last_applied_generation == Some(input.generation as u64)
-                            || h.applied_digest.as_deref() == Some(digest.as_str())
-                    });
+                    .is_some_and(|h| applied_here(h, input.generation, digest));
                 w.drift = applied_here && !p.plan.is_empty();
                 w.prepared = Some(p);
                 w.transport = Some(t);

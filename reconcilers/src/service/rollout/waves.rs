@@ -60,9 +60,11 @@ impl Rollout<'_> {
         if plan.is_empty() {
             // Converged with nothing to apply: this generation is what the host runs.
             let (generation, digest) = (self.generation(), self.report.digest.clone());
+            let commit = super::release_commit(&self.resources);
             let h = host_status(&mut self.status, name);
             h.last_applied_generation = Some(generation as u64);
             h.applied_digest = Some(digest);
+            h.source_commit = commit;
             return false;
         }
         if self.stopped.is_some() {
@@ -245,10 +247,12 @@ impl Rollout<'_> {
                 }
                 self.report.applied_any = true;
                 let digest = self.report.digest.clone();
+                let commit = super::release_commit(&self.resources);
                 let h = host_status(&mut self.status, &name);
                 h.last_applied_generation = Some(generation as u64);
                 h.applied_digest = Some(digest);
                 h.last_applied_time = Some(now);
+                h.source_commit = commit;
                 h.pending = PendingChanges::default();
                 h.drifted.clear();
                 h.first_changes.clear();
