@@ -157,10 +157,16 @@ fn a_service_deploys_from_git_rolls_back_without_a_fetch_and_keeps_current_on_a_
         "no-git\n"
     );
     // The Revision records the commit, by its release resource.
-    let revisions = stdout(&s.hkctl(&["get", "revisions", "-o", "json"]));
-    assert!(
-        revisions.contains(&format!("\"commit\":\"{v1}\""))
-            || revisions.contains(&format!("\"commit\": \"{v1}\"")),
+    let revisions: serde_json::Value =
+        serde_json::from_str(&stdout(&s.hkctl(&["get", "revisions", "-o", "json"]))).unwrap();
+    let release = &revisions["items"][0]["spec"]["release"];
+    assert_eq!(
+        (&release["commit"], &release["ref"], &release["git"]),
+        (
+            &serde_json::json!(v1),
+            &serde_json::json!("tag v1"),
+            &serde_json::json!(url)
+        ),
         "{revisions}"
     );
 
@@ -296,7 +302,7 @@ async fn pruning_keeps_keep_releases_and_those_history_needs() {
             .await
             .resources;
         if i == 2 {
-            let mut want = vec![commits[1].clone(), commits[2].clone()];
+            let mut want = [commits[1].clone(), commits[2].clone()];
             want.sort();
             assert_eq!(
                 host.sh("ls /opt/web/releases | sort"),
