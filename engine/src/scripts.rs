@@ -2,8 +2,6 @@
 //! quotes every value that came from a spec with [`sh_quote`], and writes files through a
 //! temp file in the same folder and a rename, so a host never sees half a file.
 
-use std::time::Duration;
-
 use base64::Engine;
 
 use crate::outcome::Backup;
@@ -195,43 +193,6 @@ pub(crate) fn enable_script(name: &str, wanted_by: &[String]) -> String {
         ));
     }
     s
-}
-
-pub(crate) fn unit_start_script(name: &str, wanted_by: &[String], settle: Duration) -> String {
-    let enable = enable_script(name, wanted_by);
-    let n = sh_quote(name);
-    let settle_ms = settle.as_millis();
-    let settle = format!("{}.{:03}", settle_ms / 1000, settle_ms % 1000);
-    let restarts = sh_quote(&crate::expand::restarts_file(name));
-    let restarts_dir = sh_quote(&format!("{}/restarts", crate::naming::STATE_DIR));
-    format!(
-        r#"set -u
-{enable}systemctl reset-failed {n} 2>/dev/null
-t0=$(date +%s)
-if ! systemctl restart {n} 2>&1; then
-  echo "HOSTKIT_JOURNAL"; journalctl -u {n} -n 20 --no-pager 2>&1; exit 1
-fi
-r0=$(systemctl show -p NRestarts --value {n})
-# For monitors: restarts since this start (the count) and the journal since it (the mtime).
-mkdir -p {restarts_dir} && printf '%s\n' "${{r0:-0}}" > {restarts}.tmp && touch -d "@$t0" {restarts}.tmp && mv -f {restarts}.tmp {restarts}
-hk_state() {{ systemctl show -p ActiveState --value {n}; }}
-i=0
-while :; do
-  s=$(hk_state)
-  case "$s" in
-    active) break ;;
-    failed|inactive) echo "{name} is $s"; echo "HOSTKIT_JOURNAL"; journalctl -u {n} -n 20 --no-pager 2>&1; exit 1 ;;
-  esac
-  i=$((i+1)); [ $i -gt 100 ] && {{ echo "{name} did not become active within 10s (state $s)"; echo "HOSTKIT_JOURNAL"; journalctl -u {n} -n 20 --no-pager 2>&1; exit 1; }}
-  sleep 0.1
-done
-if [ {settle_ms} -gt 0 ]; then
-  sleep {settle}
-  s=$(hk_state); r1=$(systemctl show -p NRestarts --value {n}); r=$(( ${{r1:-0}} - ${{r0:-0}} ))
-  if [ "$s" != active ] || [ "$r" != 0 ]; then echo "{name} did not stay active (state $s, restarts since the apply's start $r)"; echo "HOSTKIT_JOURNAL"; journalctl -u {n} -n 20 --no-pager 2>&1; exit 1; fi
-fi
-"#,
-    )
 }
 
 pub(crate) fn command_script(c: &CommandSpec, argv: &[String], write_stamp: bool) -> String {

@@ -231,3 +231,71 @@ async fn a_network_policy_of_cidrs_is_enforced_by_systemd() {
         host.sh("systemctl show -p IPAddressAllow demo-web.service")
     );
 }
+
+/// Units start together and are judged after one shared settle window: a daemon that
+/// crashes 100 ms after it started is caught by that window and named (with its journal),
+/// and the timer started beside it is applied, not blamed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_that_crashes_after_starting_is_caught_by_the_shared_settle_window() {
+    use hostkit_engine::outcome::Status;
+    let host = TestHost::boot();
+    let ssh = Ssh::connect(&options(&host)).await.expect("connect");
+    let (mut d, _) = demo("v1", 8080);
+    web_daemon(&mut d).exec = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "echo starting; sleep 0.1; echo crashed-late >&2; exit 1".into(),
+    ];
+    let resources = d.resources_for("target").unwrap();
+    let prepared = prepare(&ssh, &resources, &[], &demo_secrets("t")).await;
+    let applied = apply::apply(&ssh, &prepared, &ApplyOptions::new("r1"))
+        .await
+        .unwrap();
+    assert!(!applied.ok);
+    let error = applied.error.clone().unwrap();
+    assert!(
+        error.starts_with(
+            "unit:demo-web.service: exit status 1: demo-web.service did not stay active"
+        ),
+        "{error}"
+    );
+    assert!(
+        error.contains("crashed-late"),
+        "the journal is in the message: {error}"
+    );
+    let status = |id: &str| {
+        applied
+            .results
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| r.status)
+            .unwrap_or_else(|| panic!("no result for {id}: {:?}", applied.results))
+    };
+    assert_eq!(status("unit:demo-web.service"), Status::Failed);
+    assert_eq!(status("unit:demo-web-tick.timer"), Status::Applied);
+    assert_eq!(
+        host.sh("systemctl is-active demo-web-tick.timer"),
+        "active\n"
+    );
+    // The down plan undoes both: each was (re)started.
+    let ids: Vec<&str> = applied.down.steps.iter().map(|s| s.id.as_str()).collect();
+    assert!(
+        ids.contains(&"unit:demo-web.service") && ids.contains(&"unit:demo-web-tick.timer"),
+        "{ids:?}"
+    );
+    // Fixed, the same units converge, and the restart counts monitors read are written.
+    web_daemon(&mut d).exec = vec!["/bin/sleep".into(), "infinity".into()];
+    let resources = d.resources_for("target").unwrap();
+    converge(
+        &ssh,
+        &resources,
+        &applied.resources,
+        &demo_secrets("t"),
+        "r2",
+    )
+    .await;
+    assert_eq!(
+        host.sh("cat /var/lib/hostkit/restarts/demo-web.service /var/lib/hostkit/restarts/demo-web-tick.timer"),
+        "0\n0\n"
+    );
+}

@@ -26,6 +26,8 @@ use crate::scripts::{self, output_message};
 use crate::transport::{Transport, sh_quote};
 use crate::{Error, Result};
 
+mod units;
+
 /// What an apply did, and how to undo it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -340,14 +342,9 @@ impl Applying<'_> {
                     self.units_dirty = false;
                 }
                 if *start {
-                    s.push_str(&scripts::unit_start_script(
-                        name,
-                        wanted_by,
-                        self.opts.settle,
-                    ));
-                } else {
-                    s.push_str(&scripts::enable_script(name, wanted_by));
+                    return self.units_step(i, s);
                 }
+                s.push_str(&scripts::enable_script(name, wanted_by));
                 run(s)
             }
             (Spec::Command(c), _) => run(scripts::command_script(c, &c.exec, true)),
@@ -470,6 +467,36 @@ impl Applying<'_> {
         scripts::prewrite_script(&files)
     }
 
+    /// One start for the unit starts from `i` on that are ready together (consecutive in
+    /// the graph order: anything between them may depend on the ones before it), after
+    /// `prefix` (a daemon-reload), judged after one settle window.
+    fn units_step(&self, i: usize, prefix: String) -> Step {
+        let prepared = self.prepared;
+        let group: Vec<(&str, &str, &[String])> = self.changes[i..]
+            .iter()
+            .map_while(|c| match (&prepared.resources[&c.id].spec, c.action) {
+                (
+                    Spec::Unit {
+                        name,
+                        start: true,
+                        wanted_by,
+                    },
+                    Action::Create | Action::Update,
+                ) if !self.done.contains(&c.id) => {
+                    Some((c.id.as_str(), name.as_str(), wanted_by.as_slice()))
+                }
+                _ => None,
+            })
+            .collect();
+        let units: Vec<(&str, &[String])> = group.iter().map(|(_, n, w)| (*n, *w)).collect();
+        let mut script = prefix;
+        script.push_str(&units::start_script(&units, self.opts.settle));
+        Step::Run {
+            ids: group.iter().map(|(id, _, _)| id.to_string()).collect(),
+            script,
+        }
+    }
+
     /// One install for every package change from `i` on: the package manager resolves them
     /// together, and one call is one round trip.
     fn packages_step(&self, i: usize) -> Step {
@@ -570,6 +597,7 @@ impl Applying<'_> {
         let pending = std::mem::take(&mut self.pending);
         for (p, output) in pending.into_iter().zip(outputs) {
             let mut result = p.result;
+            let mut failed_only: Option<String> = None;
             match output {
                 Some((0, text)) => {
                     result.status = Status::Applied;
@@ -578,10 +606,16 @@ impl Applying<'_> {
                 }
                 Some((rc, text)) => {
                     result.status = Status::Failed;
-                    let msg = scripts::failure_message(rc, &text);
+                    // Units started together: only the one named failed.
+                    if p.ids.len() > 1
+                        && let Some(u) = units::failed_unit(&text)
+                    {
+                        failed_only = Some(format!("unit:{u}"));
+                    }
+                    let msg = scripts::failure_message(rc, &units::without_mark(&text));
                     result.message = Some(msg.clone());
-                    self.failed
-                        .get_or_insert_with(|| format!("{}: {msg}", result.id));
+                    let id = failed_only.clone().unwrap_or_else(|| result.id.clone());
+                    self.failed.get_or_insert_with(|| format!("{id}: {msg}"));
                 }
                 None if self.failed.is_none() => {
                     let msg = transport_error
@@ -600,6 +634,11 @@ impl Applying<'_> {
                 self.done.insert(id.clone());
                 let mut r = result.clone();
                 r.id = id.clone();
+                if failed_only.as_ref().is_some_and(|f| f != id) {
+                    // Restarted with the one that failed, and not seen failing.
+                    r.status = Status::Applied;
+                    r.message = None;
+                }
                 if let Some(c) = self.changes.iter().find(|c| &c.id == id) {
                     r.before = c.before.clone();
                 }
