@@ -34,6 +34,9 @@ pub struct PlanArgs {
     /// from it are planned as updates back to the pinned version.
     #[arg(long)]
     lock: Option<PathBuf>,
+    /// How many hosts to read and plan at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    parallel: u16,
 }
 
 #[derive(clap::Args)]
@@ -59,6 +62,10 @@ pub struct ApplyArgs {
     /// How long a (re)started unit must stay active, e.g. 300ms.
     #[arg(long, default_value = "300ms")]
     settle: String,
+    /// How many hosts to apply to at once; each host's output is printed together, in
+    /// host-name order, and the exit code is the worst host's.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    parallel: u16,
 }
 
 #[derive(clap::Args)]
@@ -71,6 +78,9 @@ pub struct DownArgs {
     only: Vec<String>,
     #[arg(long)]
     confirm: bool,
+    /// How many hosts to undo at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    parallel: u16,
 }
 
 /// Prints each manifest problem and says nothing was done.
@@ -90,21 +100,29 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
         host: args.host,
         previous: args.previous,
         lock: args.lock,
+        parallel: usize::from(args.parallel),
     };
     let text = args.output == "text";
     let show_unchanged = args.show_unchanged;
-    let mut print = |p: &hostkit_engine::plan::Plan| {
-        if text {
-            print!("{}", p.render_with(true, show_unchanged));
-        }
+    let mut print = |host: &str, planned: Result<&hostkit_engine::plan::Plan, &str>| match planned {
+        Ok(p) if text => print!("{}", p.render_with(true, show_unchanged)),
+        Ok(_) => {}
+        Err(e) => eprintln!("host {host}: cannot plan: {e}"),
     };
-    let plans = offline::plan(&inputs, &mut print).await.map_err(explain)?;
-    let file = PlanFile { plans };
+    let outcome = offline::plan(&inputs, &mut print).await.map_err(explain)?;
+    let file = PlanFile {
+        plans: outcome.plans,
+    };
     if args.output == "json" {
         println!("{}", serde_json::to_string_pretty(&file)?);
     }
     if let Some(out) = &args.out {
         offline::write_atomic(out, &serde_json::to_vec_pretty(&file)?)?;
+    }
+    if !outcome.failed.is_empty() {
+        let names: Vec<&str> = outcome.failed.iter().map(|(h, _)| h.as_str()).collect();
+        eprintln!("error: could not plan host(s) {}", names.join(", "));
+        return Ok(2);
     }
     Ok(u8::from(!file.plans.iter().all(|p| p.is_empty())))
 }
@@ -127,6 +145,7 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
             host: args.host,
             previous: args.previous,
             lock: args.lock.clone(),
+            parallel: usize::from(args.parallel),
         },
         expected,
         settle,
@@ -151,31 +170,54 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         offline::write_atomic(path, &serde_json::to_vec_pretty(&outcome.lock)?)?;
         eprintln!("wrote {}", path.display());
     }
+    if !outcome.ok {
+        let names: Vec<&str> = outcome.failed.iter().map(|(h, _)| h.as_str()).collect();
+        eprintln!("error: host(s) {} failed", names.join(", "));
+    }
     Ok(if outcome.ok { 0 } else { 1 })
 }
 
 pub async fn down(args: DownArgs) -> anyhow::Result<u8> {
     let file = offline::read_applied(&args.from)?;
-    let mut ok = true;
-    for down in offline::down_plans(&file, &args.only) {
+    let downs = offline::down_plans(&file, &args.only);
+    for down in &downs {
         print!("{}", down.render());
-        if !args.confirm {
-            continue;
-        }
-        let result = offline::run_host_down(&file, &down).await?;
-        for s in &result.steps {
-            if s.status == Status::Failed {
-                eprintln!("  {} FAILED: {}", s.id, s.message.as_deref().unwrap_or(""));
-            }
-        }
-        if !result.ok {
-            ok = false;
-            break;
-        }
-        eprintln!("host {}: down plan of {} done", down.host, down.revision);
     }
     if !args.confirm {
         eprintln!("dry run: add --confirm to run the down plan");
+        return Ok(0);
     }
-    Ok(if ok { 0 } else { 1 })
+    let mut failed = Vec::new();
+    offline::run_downs(
+        &file,
+        &downs,
+        usize::from(args.parallel),
+        |down, result| match result {
+            Ok(result) => {
+                for s in &result.steps {
+                    if s.status == Status::Failed {
+                        eprintln!("  {} FAILED: {}", s.id, s.message.as_deref().unwrap_or(""));
+                    }
+                }
+                if result.ok {
+                    eprintln!("host {}: down plan of {} done", down.host, down.revision);
+                } else {
+                    failed.push(down.host.clone());
+                }
+            }
+            Err(e) => {
+                eprintln!(
+                    "host {}: down plan of {} failed: {e}",
+                    down.host, down.revision
+                );
+                failed.push(down.host.clone());
+            }
+        },
+    )
+    .await;
+    if !failed.is_empty() {
+        eprintln!("error: host(s) {} failed", failed.join(", "));
+        return Ok(1);
+    }
+    Ok(0)
 }

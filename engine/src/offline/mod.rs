@@ -14,7 +14,7 @@ use std::time::Duration;
 use hostkit_api::kinds::HostSpec;
 use serde::{Deserialize, Serialize};
 
-use crate::apply::{self, Applied, ApplyOptions, Progress};
+use crate::apply::{self, Applied, ApplyOptions};
 use crate::down::{DownPlan, DownResult, run_down};
 use crate::outcome::ChangeResult;
 use crate::plan::{self, PackageLock, Plan, Prepared};
@@ -107,6 +107,8 @@ pub struct Inputs {
     pub previous: Option<PathBuf>,
     /// A package lock file.
     pub lock: Option<PathBuf>,
+    /// How many hosts are worked on at once (at least 1).
+    pub parallel: usize,
 }
 
 /// The manifests and files of one command, read once.
@@ -177,18 +179,67 @@ async fn connect(name: &str, spec: &HostSpec, secrets: &Secrets) -> Result<Ssh> 
     Ssh::connect(&SshOptions::from_host(name, spec, secrets)?).await
 }
 
-/// Plans every host the manifests declare (or `inputs.host`), in name order; `each` sees
-/// every plan as soon as it is made.
-pub async fn plan(inputs: &Inputs, each: &mut (dyn FnMut(&Plan) + Send)) -> Result<Vec<Plan>> {
-    let loaded = Loaded::read(inputs)?;
-    let mut plans = Vec::new();
-    for h in loaded.hosts(inputs.host.as_deref())? {
-        if let Some((_, prepared)) = loaded.prepare(&h).await? {
-            each(&prepared.plan);
-            plans.push(prepared.plan);
-        }
+/// Runs `work` for each host, at most `parallel` at once, and hands each outcome to
+/// `done` in host order as soon as it and every host before it are finished: output per
+/// host stays together, in a stable order, however the hosts overlap.
+async fn each_host<'a, T, F>(
+    hosts: Vec<String>,
+    parallel: usize,
+    work: impl Fn(String) -> F,
+    mut done: impl FnMut(String, T),
+) where
+    F: std::future::Future<Output = T> + 'a,
+{
+    use futures::StreamExt;
+    let mut outcomes = futures::stream::iter(hosts.into_iter().map(|h| {
+        let f = work(h.clone());
+        async move { (h, f.await) }
+    }))
+    .buffered(parallel.max(1));
+    while let Some((h, outcome)) = outcomes.next().await {
+        done(h, outcome);
     }
-    Ok(plans)
+}
+
+/// What `hostkit plan` found: the plans, and the hosts that could not be planned (why).
+pub struct PlanOutcome {
+    pub plans: Vec<Plan>,
+    pub failed: Vec<(String, String)>,
+}
+
+/// Plans every host the manifests declare (or `inputs.host`), `inputs.parallel` at once;
+/// `each` sees every plan (or why a host could not be planned) in host-name order. A host
+/// that cannot be reached does not stop the others.
+pub async fn plan(
+    inputs: &Inputs,
+    each: &mut (dyn FnMut(&str, std::result::Result<&Plan, &str>) + Send),
+) -> Result<PlanOutcome> {
+    let loaded = Loaded::read(inputs)?;
+    let hosts = loaded.hosts(inputs.host.as_deref())?;
+    let mut out = PlanOutcome {
+        plans: Vec::new(),
+        failed: Vec::new(),
+    };
+    let loaded = &loaded;
+    each_host(
+        hosts,
+        inputs.parallel,
+        |h| async move { loaded.prepare(&h).await },
+        |h, planned| match planned {
+            Ok(Some((_, prepared))) => {
+                each(&h, Ok(&prepared.plan));
+                out.plans.push(prepared.plan);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let e = e.to_string();
+                each(&h, Err(&e));
+                out.failed.push((h, e));
+            }
+        },
+    )
+    .await;
+    Ok(out)
 }
 
 /// Called with a host and a line about it (its plan's summary, then its outcome).
@@ -203,76 +254,113 @@ pub struct ApplyRequest {
     pub settle: Duration,
     /// Names the backup folders of this apply.
     pub revision: String,
-    /// Called after each change.
+    /// Called for each change of a host once that host is done (in host order).
     pub progress: Arc<dyn Fn(&ChangeResult) + Send + Sync>,
-    /// Called when a host starts (its plan's summary) and ends (its outcome).
+    /// Called when a host is done: its plan's summary, then its outcome.
     pub report: Report,
 }
 
-/// What an apply did: the file to write, the lock after it, and whether every host
-/// succeeded. The apply stops at the first host that fails.
+/// What an apply did: the file to write (every host that was changed, with its down
+/// plan, also when another host failed), the lock after it, whether every host
+/// succeeded, and the hosts that did not (why).
 pub struct ApplyOutcome {
     pub applied: AppliedFile,
     pub lock: LockFile,
     pub ok: bool,
+    pub failed: Vec<(String, String)>,
 }
 
-/// Applies the manifests host by host, stopping at the first host that fails.
+/// What one host's apply did: its plan's summary and the result; `None` when nothing is
+/// declared for it.
+type HostApplied = Option<(String, Applied)>;
+
+/// One host's share of `hostkit apply`: plan, check against the plan file, apply.
+async fn apply_host(loaded: &Loaded, req: &ApplyRequest, h: &str) -> Result<HostApplied> {
+    let Some((ssh, prepared)) = loaded.prepare(h).await? else {
+        return Ok(None);
+    };
+    if let Some(expected) = &req.expected {
+        let plan = expected
+            .plans
+            .iter()
+            .find(|p| p.host == h)
+            .ok_or_else(|| Error::Input {
+                path: "--plan".into(),
+                message: format!("the plan file has no plan for host {h}"),
+            })?;
+        apply::check_fresh(plan, &prepared.plan)?;
+    }
+    let mut opts = ApplyOptions::new(&req.revision);
+    opts.settle = req.settle;
+    let applied = apply::apply(&ssh, &prepared, &opts).await?;
+    Ok(Some((prepared.plan.summary(), applied)))
+}
+
+/// Applies the manifests, `inputs.parallel` hosts at once. A host that fails (or cannot
+/// be reached) does not stop the others; every host that was changed is in the result.
 pub async fn apply(req: &ApplyRequest) -> Result<ApplyOutcome> {
     let mut loaded = Loaded::read(&req.inputs)?;
+    let hosts = loaded.hosts(req.inputs.host.as_deref())?;
+    let mut done: Vec<(String, Result<HostApplied>)> = Vec::new();
+    {
+        let shared = &loaded;
+        each_host(
+            hosts,
+            req.inputs.parallel,
+            |h| async move { apply_host(shared, req, &h).await },
+            |h, outcome| {
+                match &outcome {
+                    Ok(Some((summary, applied))) => {
+                        (req.report)(&h, summary);
+                        for r in &applied.results {
+                            (req.progress)(r);
+                        }
+                        match &applied.error {
+                            Some(e) => (req.report)(&h, &format!("apply failed: {e}")),
+                            None => (req.report)(
+                                &h,
+                                &format!("applied; down plan: {} steps", applied.down.steps.len()),
+                            ),
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => (req.report)(&h, &format!("failed: {e}")),
+                }
+                done.push((h, outcome));
+            },
+        )
+        .await;
+    }
     let mut out = AppliedFile {
         hosts: BTreeMap::new(),
         applied: Vec::new(),
     };
-    let mut ok = true;
-    for h in loaded.hosts(req.inputs.host.as_deref())? {
-        let Some((ssh, prepared)) = loaded.prepare(&h).await? else {
-            continue;
-        };
-        if let Some(expected) = &req.expected {
-            let plan = expected
-                .plans
-                .iter()
-                .find(|p| p.host == h)
-                .ok_or_else(|| Error::Input {
-                    path: "--plan".into(),
-                    message: format!("the plan file has no plan for host {h}"),
-                })?;
-            apply::check_fresh(plan, &prepared.plan)?;
-        }
-        (req.report)(&h, &prepared.plan.summary());
-        let mut opts = ApplyOptions::new(&req.revision);
-        opts.settle = req.settle;
-        let progress = req.progress.clone();
-        opts.progress = Some(Box::new(move |r: &ChangeResult| progress(r)) as Progress);
-        let applied = apply::apply(&ssh, &prepared, &opts).await?;
-        match &applied.error {
-            Some(e) => {
-                (req.report)(&h, &format!("apply failed: {e}"));
-                ok = false;
+    let mut failed = Vec::new();
+    for (h, outcome) in done {
+        match outcome {
+            Ok(Some((_, applied))) => {
+                if let Some(e) = &applied.error {
+                    failed.push((h.clone(), e.clone()));
+                }
+                if !applied.package_lock.is_empty() {
+                    loaded
+                        .lock
+                        .hosts
+                        .insert(h.clone(), applied.package_lock.clone());
+                }
+                out.hosts
+                    .insert(h.clone(), loaded.desired.hosts[&h].spec.clone());
+                out.applied.push(applied);
             }
-            None => (req.report)(
-                &h,
-                &format!("applied; down plan: {} steps", applied.down.steps.len()),
-            ),
-        }
-        if !applied.package_lock.is_empty() {
-            loaded
-                .lock
-                .hosts
-                .insert(h.clone(), applied.package_lock.clone());
-        }
-        out.hosts
-            .insert(h.clone(), loaded.desired.hosts[&h].spec.clone());
-        out.applied.push(applied);
-        if !ok {
-            break;
+            Ok(None) => {}
+            Err(e) => failed.push((h, e.to_string())),
         }
     }
     Ok(ApplyOutcome {
         applied: out,
         lock: loaded.lock,
-        ok,
+        ok: failed.is_empty(),
+        failed,
     })
 }
 
@@ -299,4 +387,25 @@ pub async fn run_host_down(file: &AppliedFile, down: &DownPlan) -> Result<DownRe
     })?;
     let ssh = connect(&down.host, spec, &Secrets::default()).await?;
     run_down(&ssh, down).await
+}
+
+/// Runs the down plans `downs` (one per host), `parallel` hosts at once; `done` sees each
+/// host's result in the order given. A host that fails does not stop the others.
+pub async fn run_downs(
+    file: &AppliedFile,
+    downs: &[DownPlan],
+    parallel: usize,
+    mut done: impl FnMut(&DownPlan, Result<DownResult>),
+) {
+    let order: Vec<String> = (0..downs.len()).map(|i| i.to_string()).collect();
+    each_host(
+        order,
+        parallel,
+        |i| async move {
+            let down = &downs[i.parse::<usize>().unwrap_or(0)];
+            run_host_down(file, down).await
+        },
+        |i, result| done(&downs[i.parse::<usize>().unwrap_or(0)], result),
+    )
+    .await;
 }
