@@ -32,6 +32,10 @@ pub struct HostSpec {
     /// Host-level packages and runtimes, applied before any service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<Bootstrap>,
+    /// Accounts several Services share (a group's owner, a daemon's `user`), declared
+    /// once here rather than by one Service the others would depend on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<HostAccount>,
     /// How often facts and reachability are refreshed (default 1m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<Duration>,
@@ -41,6 +45,25 @@ pub struct HostSpec {
     /// `observability` of the Services on the host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub otel_collector: Option<super::OtelCollector>,
+}
+
+/// An account the host itself declares.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostAccount {
+    pub name: String,
+    /// A system account (no login, low uid).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub system: bool,
+    /// Default `/var/lib/<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<String>,
+    /// Default `/usr/sbin/nologin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
+    /// Supplementary groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// How to reach a host over SSH.
@@ -298,6 +321,23 @@ fn host(spec: &HostSpec, v: &mut Validator) {
         super::observability::check_collector(c, v);
     }
     v.scope("ssh", |v| ssh(&spec.ssh, v));
+    let mut names = std::collections::BTreeSet::new();
+    for (i, a) in spec.accounts.iter().enumerate() {
+        v.index("accounts", i, |v| {
+            check_user_name("name", &a.name, v);
+            if !names.insert(a.name.as_str()) {
+                v.err("name", format!("{:?} is declared twice", a.name));
+            }
+            for (field, value) in [("home", &a.home), ("shell", &a.shell)] {
+                if let Some(p) = value {
+                    check_path(field, p, v);
+                }
+            }
+            for (k, g) in a.groups.iter().enumerate() {
+                check_user_name(format!("groups[{k}]"), g, v);
+            }
+        });
+    }
     if let Some(fw) = &spec.firewall {
         v.scope("firewall", |v| firewall(fw, v));
     }

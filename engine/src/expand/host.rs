@@ -1,5 +1,5 @@
-//! A Host's own resources: its firewall (with the Projects' rules of the Services on it),
-//! bootstrap packages and language runtimes.
+//! A Host's own resources: its shared accounts, its firewall (with the Projects' rules of
+//! the Services on it), bootstrap packages and language runtimes.
 
 use super::*;
 
@@ -29,6 +29,25 @@ pub fn host_with_projects(
     }
     let firewall = merged;
     let mut out = Vec::new();
+    for a in &spec.accounts {
+        out.push(Resource::new(
+            format!("account:{}", a.name),
+            &owner,
+            Spec::Account {
+                name: a.name.clone(),
+                system: a.system,
+                home: a
+                    .home
+                    .clone()
+                    .unwrap_or_else(|| format!("/var/lib/{}", a.name)),
+                shell: a
+                    .shell
+                    .clone()
+                    .unwrap_or_else(|| "/usr/sbin/nologin".into()),
+                groups: a.groups.clone(),
+            },
+        ));
+    }
     if let Some(bootstrap) = &spec.bootstrap {
         out.extend(super::packages(&owner, &bootstrap.packages));
     }

@@ -115,7 +115,9 @@ fn check_paths(object: &str, resources: &[Resource]) -> Result<()> {
 }
 
 /// Adds the edges that follow from paths and owners: a path after its parent directory,
-/// anything owned by an account after the account, a unit after the file it executes.
+/// anything owned by an account (or a unit running as it) after the account, a unit after
+/// the file it executes. Run over everything planned for a host, so the edges cross
+/// Services and the Host's own resources.
 pub fn link_paths(resources: &mut [Resource]) {
     let dirs: BTreeMap<String, String> = resources
         .iter()
@@ -159,6 +161,25 @@ pub fn link_paths(resources: &mut [Resource]) {
         for o in owners {
             if accounts.contains(&o) {
                 r.depends(format!("account:{o}"), Edge::OwnerAccount);
+            }
+        }
+        // A unit runs as its `User=`/`Group=`: its file comes after that account, so
+        // systemd never starts it before the user exists.
+        if let Spec::File {
+            role: FileRole::Unit,
+            content,
+            ..
+        } = &r.spec
+        {
+            let runs_as: Vec<String> = content
+                .text
+                .lines()
+                .filter_map(|l| l.strip_prefix("User=").or_else(|| l.strip_prefix("Group=")))
+                .map(|u| u.trim().to_string())
+                .filter(|u| accounts.contains(u))
+                .collect();
+            for u in runs_as {
+                r.depends(format!("account:{u}"), Edge::OwnerAccount);
             }
         }
         let exec_path = match &r.spec {

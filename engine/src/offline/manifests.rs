@@ -175,6 +175,9 @@ impl Desired {
             telemetry.push((s.name(), &s.spec, project));
         }
         out.extend(expand::telemetry(host, &h.spec, &telemetry)?);
+        // One plan for the whole host: a Service's folder owned by another's (or the
+        // Host's) account comes after that account, whichever sorts first.
+        expand::link_paths(&mut out);
         Ok(out)
     }
 }
