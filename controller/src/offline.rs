@@ -37,6 +37,9 @@ pub struct PlanArgs {
     /// How many hosts to read and plan at once.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     parallel: u16,
+    /// Print how long each phase took on each host (connect, read, plan), on stderr.
+    #[arg(long)]
+    timings: bool,
 }
 
 #[derive(clap::Args)]
@@ -66,6 +69,10 @@ pub struct ApplyArgs {
     /// host-name order, and the exit code is the worst host's.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     parallel: u16,
+    /// Print how long each phase took on each host (connect, read, plan, apply script,
+    /// unit start, settle), on stderr.
+    #[arg(long)]
+    timings: bool,
 }
 
 #[derive(clap::Args)]
@@ -104,9 +111,16 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
     };
     let text = args.output == "text";
     let show_unchanged = args.show_unchanged;
+    let timings = args.timings;
     let mut print = |host: &str, planned: Result<&hostkit_engine::plan::Plan, &str>| match planned {
-        Ok(p) if text => print!("{}", p.render_with(true, show_unchanged)),
-        Ok(_) => {}
+        Ok(p) => {
+            if text {
+                print!("{}", p.render_with(true, show_unchanged));
+            }
+            if timings {
+                eprintln!("host {host}: timings: {}", p.timings.render());
+            }
+        }
         Err(e) => eprintln!("host {host}: cannot plan: {e}"),
     };
     let outcome = offline::plan(&inputs, &mut print).await.map_err(explain)?;
@@ -162,6 +176,7 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
             }
         }),
         report: Box::new(|host, what| eprintln!("host {host}: {what}")),
+        timings: args.timings,
     };
     let outcome = offline::apply(&req).await.map_err(explain)?;
     offline::write_atomic(&args.out, &serde_json::to_vec_pretty(&outcome.applied)?)?;

@@ -44,6 +44,7 @@ pub mod run;
 pub mod scripts;
 pub mod secrets;
 pub mod state;
+pub mod timings;
 pub mod transport;
 
 /// Errors of the host engine. Those a user can cause name the object and field.

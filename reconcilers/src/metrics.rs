@@ -8,6 +8,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -49,11 +50,28 @@ pub struct MonitorLabels {
     pub severity: String,
 }
 
+/// A phase of a reconcile's work on a host (`connect`, `read`, `plan`, `apply script`,
+/// `unit start`, `settle`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub kind: String,
+    pub phase: String,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
+type PhaseHistogram = Family<PhaseLabels, Histogram, fn() -> Histogram>;
+
+fn phase_histogram() -> Histogram {
+    // 1 ms to about 33 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
 /// The reconcilers' metrics; cheap to clone (the families are shared).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Metrics {
+    /// How long each phase of a reconcile's work on one host took.
+    pub phase: PhaseHistogram,
     pub drift: Family<ObjectHostLabels, Gauge>,
     pub pending: Family<ObjectHostLabels, Gauge>,
     pub applied: Family<IntentLabels, Counter>,
@@ -66,7 +84,36 @@ pub struct Metrics {
     pub monitor_duration: Family<MonitorLabels, FloatGauge>,
 }
 
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            phase: Family::new_with_constructor(phase_histogram),
+            drift: Default::default(),
+            pending: Default::default(),
+            applied: Default::default(),
+            host_up: Default::default(),
+            window_open: Default::default(),
+            last_apply_success: Default::default(),
+            resync_interval: Default::default(),
+            monitor_up: Default::default(),
+            monitor_duration: Default::default(),
+        }
+    }
+}
+
 impl Metrics {
+    /// Observes the phases of one host's share of a reconcile of a `kind`.
+    pub fn observe_phases(&self, kind: &str, timings: &hostkit_engine::timings::Timings) {
+        for (phase, d) in &timings.0 {
+            self.phase
+                .get_or_create(&PhaseLabels {
+                    kind: kind.into(),
+                    phase: (*phase).into(),
+                })
+                .observe(d.as_secs_f64());
+        }
+    }
+
     /// Drops an object's per-host series on `hosts` (it left them, or is gone): a stale
     /// `hostkit_drift 1` would page someone about a service that no longer exists.
     pub fn forget_object_on(&self, kind: &str, name: &str, hosts: &[String]) {
@@ -109,6 +156,11 @@ impl Metrics {
     }
 
     pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "hostkit_reconcile_phase_seconds",
+            "How long each phase of a reconcile's work on one host took (connect, read, plan, apply script, unit start, settle)",
+            self.phase.clone(),
+        );
         r.register(
             "hostkit_drift",
             "1 when the host no longer matches the applied generation",

@@ -69,6 +69,7 @@ fn an_unreachable_host_does_not_stop_the_others_or_lose_their_down_plans() {
         "applied.json",
         "--parallel",
         "3",
+        "--timings",
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
@@ -80,6 +81,13 @@ fn an_unreachable_host_does_not_stop_the_others_or_lose_their_down_plans() {
             && at("host b: failed") < at("host c: applied"),
         "{err}"
     );
+    let timings = err
+        .lines()
+        .find(|l| l.starts_with("host a: timings: "))
+        .unwrap_or_else(|| panic!("no timings for host a in:\n{err}"));
+    for phase in ["connect ", "read ", "plan ", "apply script "] {
+        assert!(timings.contains(phase), "{timings}");
+    }
     assert_eq!(a.sh("cat /etc/fleet-note"), "a\n");
     assert_eq!(c.sh("cat /etc/fleet-note"), "c\n");
     let applied: serde_json::Value =

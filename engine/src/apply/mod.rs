@@ -49,6 +49,9 @@ pub struct Applied {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub package_lock: PackageLock,
     pub down: DownPlan,
+    /// How long the apply's scripts, unit starts and settle windows took.
+    #[serde(skip)]
+    pub timings: crate::timings::Timings,
 }
 
 impl Applied {
@@ -168,6 +171,7 @@ struct Applying<'a> {
     prewritten: BTreeSet<String>,
     /// Temps written ahead, removed at the end of the next batch if still there.
     cleanup: Vec<String>,
+    timings: crate::timings::Timings,
 }
 
 /// Applies a prepared plan. Returns what ran (also on failure, with `ok: false`).
@@ -197,6 +201,7 @@ pub async fn apply(
         temps: BTreeMap::new(),
         prewritten: BTreeSet::new(),
         cleanup: Vec::new(),
+        timings: Default::default(),
     };
     for i in 0..a.changes.len() {
         let change = a.changes[i];
@@ -237,7 +242,9 @@ pub async fn apply(
     }
     a.flush(transport).await;
     if a.units_dirty && a.failed.is_none() {
+        let t = std::time::Instant::now();
         let out = transport.run("systemctl daemon-reload").await?;
+        a.timings.add("apply script", t.elapsed());
         if out.status != 0 {
             a.failed = Some(format!("systemctl daemon-reload: {}", output_message(&out)));
         }
@@ -581,7 +588,10 @@ impl Applying<'_> {
         ));
         let mut outputs: Vec<Option<(i32, String)>> = vec![None; self.pending.len()];
         let mut transport_error = None;
-        match transport.run(&script).await {
+        let started = std::time::Instant::now();
+        let ran = transport.run(&script).await;
+        let took = started.elapsed();
+        match ran {
             Err(e) => transport_error = Some(e.to_string()),
             Ok(out) => {
                 outputs = parse_batch(&out.stdout_text(), self.pending.len());
@@ -593,6 +603,26 @@ impl Applying<'_> {
                     ));
                 }
             }
+        }
+        // The units' own start and settle times, out of the batch's round trip.
+        let (mut units_ms, mut settle_ms) = (0u64, 0u64);
+        for (_, text) in outputs.iter().flatten() {
+            if let Some((u, s)) = units::timing(text) {
+                units_ms += u;
+                settle_ms += s;
+            }
+        }
+        let (units_t, settle_t) = (
+            std::time::Duration::from_millis(units_ms),
+            std::time::Duration::from_millis(settle_ms),
+        );
+        self.timings.add(
+            "apply script",
+            took.saturating_sub(units_t).saturating_sub(settle_t),
+        );
+        if units_ms > 0 || settle_ms > 0 {
+            self.timings.add("unit start", units_t);
+            self.timings.add("settle", settle_t);
         }
         let pending = std::mem::take(&mut self.pending);
         for (p, output) in pending.into_iter().zip(outputs) {
@@ -681,6 +711,7 @@ impl Applying<'_> {
             results: self.results,
             resources,
             down,
+            timings: self.timings,
         }
     }
 }

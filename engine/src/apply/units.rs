@@ -28,7 +28,7 @@ pub(super) fn start_script(units: &[(&str, &[String])], settle: Duration) -> Str
 # (a timer has no restart count: 0).
 hk_states() {{ systemctl show -p Id -p ActiveState -p NRestarts {all} | awk -F= '/^Id=/{{id=$2}} /^ActiveState=/{{st=$2}} /^NRestarts=/{{nr=$2}} /^$/{{if (id != "") print id, st, (nr == "" ? 0 : nr); id = ""; st = ""; nr = ""}} END{{if (id != "") print id, st, (nr == "" ? 0 : nr)}}'; }}
 systemctl reset-failed {all} 2>/dev/null
-t0=$(date +%s)
+t0=$(date +%s); m0=$(date +%s%3N)
 if ! out=$(systemctl restart {all} 2>&1); then
   while read -r u st nr; do case "$st" in active|activating|reloading) ;; *) hk_fail "$u" "$u is $st: $out" ;; esac; done <<HK_STATES
 $(hk_states)
@@ -59,6 +59,7 @@ HK_STATES
   [ "$up" -ge {count} ] && break
   n=$((n+1)); sleep 0.1
 done
+m1=$(date +%s%3N)
 if [ {settle_ms} -gt 0 ]; then
   sleep {settle_text}
   while read -r u st nr; do
@@ -69,12 +70,23 @@ if [ {settle_ms} -gt 0 ]; then
 $(hk_states)
 HK_STATES
 fi
+printf '{TIMING_MARK}%s %s\n' "$((m1 - m0))" "$(($(date +%s%3N) - m1))"
 "#,
         first = sh_quote(units[0].0),
         dir = sh_quote(&format!("{}/restarts", crate::naming::STATE_DIR)),
         count = units.len(),
     ));
     s
+}
+
+/// The line a started group reports its start and settle times on (milliseconds).
+const TIMING_MARK: &str = "HK_UNITS_TIMING ";
+
+/// A started group's (start, settle) milliseconds, from its step's output.
+pub(super) fn timing(text: &str) -> Option<(u64, u64)> {
+    let rest = text.lines().find_map(|l| l.strip_prefix(TIMING_MARK))?;
+    let (a, b) = rest.split_once(' ')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
 }
 
 /// The unit a failed step's output names.

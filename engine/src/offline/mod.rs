@@ -160,9 +160,11 @@ impl Loaded {
         if resources.is_empty() {
             return Ok(None);
         }
+        let started = std::time::Instant::now();
         let ssh = connect(host, &self.desired.hosts[host].spec, &self.secrets).await?;
+        let connected = started.elapsed();
         let empty = PackageLock::new();
-        let prepared = plan::prepare_locked(
+        let mut prepared = plan::prepare_locked(
             &ssh,
             &resources,
             self.previous.get(host).map(Vec::as_slice).unwrap_or(&[]),
@@ -171,6 +173,7 @@ impl Loaded {
             &self.secrets,
         )
         .await?;
+        prepared.plan.timings.0.insert(0, ("connect", connected));
         Ok(Some((ssh, prepared)))
     }
 }
@@ -258,6 +261,8 @@ pub struct ApplyRequest {
     pub progress: Arc<dyn Fn(&ChangeResult) + Send + Sync>,
     /// Called when a host is done: its plan's summary, then its outcome.
     pub report: Report,
+    /// Also report how long each phase took on each host.
+    pub timings: bool,
 }
 
 /// What an apply did: the file to write (every host that was changed, with its down
@@ -292,7 +297,10 @@ async fn apply_host(loaded: &Loaded, req: &ApplyRequest, h: &str) -> Result<Host
     }
     let mut opts = ApplyOptions::new(&req.revision);
     opts.settle = req.settle;
-    let applied = apply::apply(&ssh, &prepared, &opts).await?;
+    let mut applied = apply::apply(&ssh, &prepared, &opts).await?;
+    let mut timings = prepared.plan.timings.clone();
+    timings.extend(&applied.timings);
+    applied.timings = timings;
     Ok(Some((prepared.plan.summary(), applied)))
 }
 
@@ -321,6 +329,9 @@ pub async fn apply(req: &ApplyRequest) -> Result<ApplyOutcome> {
                                 &h,
                                 &format!("applied; down plan: {} steps", applied.down.steps.len()),
                             ),
+                        }
+                        if req.timings {
+                            (req.report)(&h, &format!("timings: {}", applied.timings.render()));
                         }
                     }
                     Ok(None) => {}

@@ -73,6 +73,9 @@ pub struct Plan {
     /// Digest of every change's id, action, state fingerprint and desired digest.
     pub fingerprint: String,
     pub changes: Vec<Change>,
+    /// How long reading and planning took (not part of a plan file).
+    #[serde(skip)]
+    pub timings: crate::timings::Timings,
 }
 
 /// Pinned package versions of one host: distribution package name → version. Written by
@@ -452,6 +455,7 @@ pub fn compute_locked(
             generation: None,
             fingerprint: hex::encode(h.finalize())[..16].to_string(),
             changes,
+            timings: Default::default(),
         },
         resources: all,
         bytes,
@@ -527,8 +531,15 @@ pub async fn prepare_locked(
             .filter(|r| !ids.contains(r.id.as_str()))
             .cloned(),
     );
+    let t = std::time::Instant::now();
     let state = crate::state::read(transport, &all, &want, probes).await?;
-    compute_locked(transport.host(), resources, previous, lock, &state, secrets)
+    let read = t.elapsed();
+    let t = std::time::Instant::now();
+    let mut prepared =
+        compute_locked(transport.host(), resources, previous, lock, &state, secrets)?;
+    prepared.plan.timings.add("read", read);
+    prepared.plan.timings.add("plan", t.elapsed());
+    Ok(prepared)
 }
 
 impl Plan {

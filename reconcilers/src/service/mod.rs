@@ -188,6 +188,7 @@ impl Reconcilers {
             .collect();
         self.metrics.forget_object_on(KIND, name, &left);
         for h in &report.hosts {
+            self.metrics.observe_phases(KIND, &h.timings);
             let labels = ObjectHostLabels {
                 kind: KIND.into(),
                 name: name.into(),

@@ -92,6 +92,8 @@ pub struct HostReport {
     /// A package of this Service is installed on the host and the Host's lock does not
     /// hold it yet: the Host reconciler (the lock's only writer) should look.
     pub unlocked: bool,
+    /// How long each phase of this pass's work on the host took.
+    pub timings: hostkit_engine::timings::Timings,
 }
 
 /// A failure of the reconcile as a whole.
@@ -230,6 +232,8 @@ struct HostWork {
     /// Why the host could not be planned: a reason (`HostNotRead`, `SecretMissing`,
     /// `PlanFailed`) and the error.
     error: Option<(&'static str, String)>,
+    /// Connecting (when the pool had no connection) and planning.
+    timings: hostkit_engine::timings::Timings,
 }
 
 impl HostWork {
@@ -611,8 +615,12 @@ impl<'a> Rollout<'a> {
             _guard: None,
             drift: false,
             error: None,
+            timings: Default::default(),
         };
-        let t = match hosts.transport(&w.target.name, &w.target.spec).await {
+        let started = std::time::Instant::now();
+        let connected = hosts.transport(&w.target.name, &w.target.spec).await;
+        w.timings.add("connect", started.elapsed());
+        let t = match connected {
             Ok(t) => t,
             Err(e) => {
                 w.error = Some(("HostNotRead", e.to_string()));
@@ -639,6 +647,7 @@ impl<'a> Rollout<'a> {
         .await
         {
             Ok(mut p) => {
+                w.timings.extend(&p.plan.timings);
                 p.plan.changes.retain(|c| !input.held.contains(&c.id));
                 let digest = &self.report.digest;
                 let applied_here = self

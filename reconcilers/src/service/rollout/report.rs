@@ -108,6 +108,7 @@ impl Rollout<'_> {
                     .prepared
                     .as_ref()
                     .is_some_and(|p| unlocked(p, &p.installed, &w.target.lock)),
+                timings: w.timings.clone(),
             })
             .collect();
     }

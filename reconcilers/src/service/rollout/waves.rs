@@ -231,6 +231,9 @@ impl Rollout<'_> {
             other => other,
         };
         w.answered = outcome.is_ok();
+        if let Ok(a) = &outcome {
+            self.report.hosts[k].timings.extend(&a.timings);
+        }
         match outcome {
             Ok(applied) if applied.ok => {
                 let (generation, now) = (self.generation(), self.input.now);
