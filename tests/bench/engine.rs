@@ -345,4 +345,101 @@ async fn main() {
         median(noop).as_secs_f64() / raw.as_secs_f64(),
         median(noop_connect).as_secs_f64() / raw.as_secs_f64()
     );
+    drop(ssh);
+    drop(host);
+    fleet().await;
+}
+
+/// Ten hosts, 20 files and one unit each: `hostkit apply --parallel 10`'s first converge
+/// and `hostkit plan`'s no-op over all ten, beside the floor (ten raw `ssh` converges at
+/// once) on the same hosts once HostKit's down plans have put them back.
+async fn fleet() {
+    use hostkit_engine::offline::{self, ApplyRequest, Inputs};
+    const HOSTS: usize = 10;
+    let hosts: Vec<TestHost> = (0..HOSTS).map(|_| TestHost::boot()).collect();
+    let mut y = String::new();
+    for (i, h) in hosts.iter().enumerate() {
+        y.push_str(&h.manifest(&format!("h{i}"), ""));
+        write!(
+            y,
+            "---\napiVersion: hostkit.dev/v1alpha1\nkind: Service\nmetadata: {{name: s{i}}}\nspec:\n  hosts: [h{i}]\n  directories: [{{path: /srv/s{i}}}]\n  files:\n"
+        )
+        .unwrap();
+        for f in 0..20 {
+            writeln!(
+                y,
+                "    - {{path: /srv/s{i}/f{f}.txt, content: \"{i} {f}\\n\"}}"
+            )
+            .unwrap();
+        }
+        y.push_str("  daemon: {exec: [/bin/sleep, infinity]}\n---\n");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("fleet.yaml");
+    std::fs::write(&m, &y).unwrap();
+    let inputs = Inputs {
+        files: vec![m.clone()],
+        parallel: HOSTS,
+        ..Default::default()
+    };
+    let req = ApplyRequest {
+        inputs: inputs.clone(),
+        expected: None,
+        settle: Duration::from_millis(300),
+        revision: "fleet".into(),
+        progress: std::sync::Arc::new(|_| {}),
+        report: Box::new(|_, _| {}),
+        timings: false,
+    };
+    let t = Instant::now();
+    let outcome = offline::apply(&req).await.unwrap();
+    let first = t.elapsed();
+    assert!(outcome.ok, "{:?}", outcome.failed);
+    let mut noop = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let p = offline::plan(&inputs, &mut |_, _| {}).await.unwrap();
+        noop.push(t.elapsed());
+        assert!(p.plans.iter().all(|p| p.is_empty()) && p.failed.is_empty());
+    }
+    // Back to clean hosts, then the floor on them, all ten at once.
+    let downs = offline::down_plans(&outcome.applied, &[]);
+    offline::run_downs(&outcome.applied, &downs, HOSTS, |d, r| {
+        assert!(r.is_ok_and(|r| r.ok), "down of {}", d.host)
+    })
+    .await;
+    let desired = Desired::load(&[m]).unwrap();
+    let t = Instant::now();
+    std::thread::scope(|scope| {
+        for (i, h) in hosts.iter().enumerate() {
+            let resources = desired.resources_for(&format!("h{i}")).unwrap();
+            scope.spawn(move || raw_converge(h, &resources));
+        }
+    });
+    let floor = t.elapsed();
+    let noop = median(noop);
+    println!(
+        "\n{:<58} {:>10}",
+        "10 hosts, 20 files + 1 unit each", "time"
+    );
+    println!(
+        "{:<58} {:>10}",
+        "first converge (--parallel 10, default settle)",
+        ms(first)
+    );
+    println!(
+        "{:<58} {:>10}",
+        "no-op plan of all ten, with connects (median of 5)",
+        ms(noop)
+    );
+    println!(
+        "{:<58} {:>10}",
+        "floor: ten raw `ssh` converges at once",
+        ms(floor)
+    );
+    println!(
+        "\n10 hosts: first converge / floor {:.2}x (target <= 1.5x); no-op {} (target <= 600 ms).",
+        first.as_secs_f64() / floor.as_secs_f64(),
+        ms(noop)
+    );
 }
