@@ -150,9 +150,7 @@ pub fn write_file_script(
 /// that cannot be written here is simply absent, and its own change writes it and reports
 /// the real error. Nothing visible changes: temps are hidden names in existing folders.
 pub(crate) fn prewrite_script(files: &[(String, &[u8], &str, &str, u32)]) -> String {
-    // Each temp in a brace group, not a subshell: one fork less per file. The umask and
-    // noclobber each one sets are put back once, at the end.
-    let mut s = String::from("hk_um=$(umask)\n");
+    let mut s = String::new();
     let mut temps = Vec::new();
     for (temp, bytes, owner, group, mode) in files {
         let parent = std::path::Path::new(temp)
@@ -160,7 +158,7 @@ pub(crate) fn prewrite_script(files: &[(String, &[u8], &str, &str, u32)]) -> Str
             .and_then(|p| p.to_str())
             .unwrap_or("/");
         s.push_str(&format!(
-            "if [ -d {} ]; then {{\n{}}} >/dev/null 2>&1 || rm -f {}; fi\n",
+            "if [ -d {} ]; then (\n{}) >/dev/null 2>&1 || rm -f {}; fi\n",
             sh_quote(parent),
             temp_write_script(temp, bytes, owner, group, *mode),
             sh_quote(temp)
@@ -168,7 +166,7 @@ pub(crate) fn prewrite_script(files: &[(String, &[u8], &str, &str, u32)]) -> Str
         temps.push(sh_quote(temp));
     }
     s.push_str(&format!(
-        "set +C; umask \"$hk_um\"\nfor t in {}; do [ -f \"$t\" ] && set -- \"$@\" \"$t\"; done\n[ $# -eq 0 ] || sync \"$@\" 2>/dev/null || sync\n",
+        "for t in {}; do [ -f \"$t\" ] && set -- \"$@\" \"$t\"; done\n[ $# -eq 0 ] || sync \"$@\" 2>/dev/null || sync\n",
         temps.join(" ")
     ));
     s
