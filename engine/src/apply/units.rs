@@ -48,6 +48,7 @@ n=0
 while :; do
   up=0
   while read -r u st nr; do
+    [ -n "$u" ] || continue
     case "$st" in
       active) up=$((up+1)) ;;
       failed|inactive) hk_fail "$u" "$u is $st" ;;
@@ -57,18 +58,24 @@ while :; do
 $(hk_states)
 HK_STATES
   [ "$up" -ge {count} ] && break
+  [ $n -gt 101 ] && hk_fail {first} "the units did not all become active within 10s: $(hk_states 2>&1 | head -c 300)"
   n=$((n+1)); sleep 0.1
 done
 m1=$(date +%s%3N)
 if [ {settle_ms} -gt 0 ]; then
   sleep {settle_text}
+  # Every unit must be reported: a `systemctl show` that printed nothing is not "stayed up".
+  seen=0
   while read -r u st nr; do
+    [ -n "$u" ] || continue
+    seen=$((seen+1))
     before=$(printf '%s\n' "$r0" | awk -v u="$u" '$1 == u {{print $3}}')
     r=$(( nr - ${{before:-0}} ))
     if [ "$st" != active ] || [ "$r" != 0 ]; then hk_fail "$u" "$u did not stay active (state $st, restarts since the apply's start $r)"; fi
   done <<HK_STATES
-$(hk_states)
+$(hk_states 2>&1)
 HK_STATES
+  [ "$seen" -eq {count} ] || hk_fail {first} "systemctl reported $seen of {count} unit(s) after the settle window: $(hk_states 2>&1 | head -c 300)"
 fi
 printf '{TIMING_MARK}%s %s\n' "$((m1 - m0))" "$(($(date +%s%3N) - m1))"
 "#,
