@@ -26,6 +26,7 @@ use crate::scripts::{self, output_message};
 use crate::transport::{Transport, sh_quote};
 use crate::{Error, Result};
 
+mod packages_step;
 mod units;
 
 /// What an apply did, and how to undo it.
@@ -472,83 +473,6 @@ impl Applying<'_> {
             self.prewritten.insert(c.id.clone());
         }
         scripts::prewrite_script(&files)
-    }
-
-    /// One start for the unit starts from `i` on that are ready together (consecutive in
-    /// the graph order: anything between them may depend on the ones before it), after
-    /// `prefix` (a daemon-reload), judged after one settle window.
-    fn units_step(&self, i: usize, prefix: String) -> Step {
-        let prepared = self.prepared;
-        let group: Vec<(&str, &str, &[String])> = self.changes[i..]
-            .iter()
-            .map_while(|c| match (&prepared.resources[&c.id].spec, c.action) {
-                (
-                    Spec::Unit {
-                        name,
-                        start: true,
-                        wanted_by,
-                    },
-                    Action::Create | Action::Update,
-                ) if !self.done.contains(&c.id) => {
-                    Some((c.id.as_str(), name.as_str(), wanted_by.as_slice()))
-                }
-                _ => None,
-            })
-            .collect();
-        let units: Vec<(&str, &[String])> = group.iter().map(|(_, n, w)| (*n, *w)).collect();
-        let mut script = prefix;
-        script.push_str(&units::start_script(&units, self.opts.settle));
-        Step::Run {
-            ids: group.iter().map(|(id, _, _)| id.to_string()).collect(),
-            script,
-        }
-    }
-
-    /// One install for every package change from `i` on: the package manager resolves them
-    /// together, and one call is one round trip.
-    fn packages_step(&self, i: usize) -> Step {
-        let prepared = self.prepared;
-        let manager = prepared
-            .facts
-            .get("packageManager")
-            .map(String::as_str)
-            .unwrap_or("apt-get");
-        let mut ids = vec![self.changes[i].id.clone()];
-        let mut installs: Vec<packages::Install> = Vec::new();
-        let mut update = false;
-        for c in self.changes[i..]
-            .iter()
-            .filter(|c| matches!(c.action, Action::Create | Action::Update))
-        {
-            let Spec::Package {
-                name,
-                system,
-                version,
-                update: refresh,
-            } = &prepared.resources[&c.id].spec
-            else {
-                continue;
-            };
-            ids.push(c.id.clone());
-            update |= *refresh;
-            let names = packages::resolve(name, system.as_deref(), manager);
-            let pins = packages::pins(&names, version.as_deref(), &prepared.lock);
-            for n in names {
-                if installs.iter().any(|p| p.name == n) {
-                    continue;
-                }
-                installs.push(packages::Install {
-                    pin: pins.get(&n).cloned(),
-                    version: version.clone(),
-                    name: n,
-                });
-            }
-        }
-        ids.dedup();
-        Step::Run {
-            ids,
-            script: packages::install_script(manager, &installs, update),
-        }
     }
 
     /// Runs the pending changes as one script with a begin/end marker around each, and

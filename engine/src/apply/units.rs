@@ -6,7 +6,42 @@
 
 use std::time::Duration;
 
+use super::{Applying, Step};
+use crate::plan::Action;
+use crate::resource::Spec;
 use crate::transport::sh_quote;
+
+impl Applying<'_> {
+    /// One start for the unit starts from `i` on that are ready together (consecutive in
+    /// the graph order: anything between them may depend on the ones before it), after
+    /// `prefix` (a daemon-reload), judged after one settle window.
+    pub(super) fn units_step(&self, i: usize, prefix: String) -> Step {
+        let prepared = self.prepared;
+        let group: Vec<(&str, &str, &[String])> = self.changes[i..]
+            .iter()
+            .map_while(|c| match (&prepared.resources[&c.id].spec, c.action) {
+                (
+                    Spec::Unit {
+                        name,
+                        start: true,
+                        wanted_by,
+                    },
+                    Action::Create | Action::Update,
+                ) if !self.done.contains(&c.id) => {
+                    Some((c.id.as_str(), name.as_str(), wanted_by.as_slice()))
+                }
+                _ => None,
+            })
+            .collect();
+        let units: Vec<(&str, &[String])> = group.iter().map(|(_, n, w)| (*n, *w)).collect();
+        let mut script = prefix;
+        script.push_str(&start_script(&units, self.opts.settle));
+        Step::Run {
+            ids: group.iter().map(|(id, _, _)| id.to_string()).collect(),
+            script,
+        }
+    }
+}
 
 /// The line a failed unit is named by in the step's output (first line of the failure).
 pub(super) const FAILED_MARK: &str = "HK_UNIT_FAILED ";
