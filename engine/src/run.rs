@@ -162,7 +162,7 @@ pub async fn settle(transport: &dyn Transport, pending: &Run) -> Result<Option<R
     Ok(Some(run))
 }
 
-/// Removes the temp files a cut-off apply left beside the files it was writing.
+/// Removes the staging folders a cut-off apply left beside the files it was writing.
 async fn remove_temps(transport: &dyn Transport, pending: &Run) -> Result<()> {
     let dirs: std::collections::BTreeSet<&str> = pending
         .changes
@@ -176,7 +176,7 @@ async fn remove_temps(transport: &dyn Transport, pending: &Run) -> Result<()> {
     let mut script = String::new();
     for d in dirs {
         script.push_str(&format!(
-            "rm -f -- {}\n",
+            "rm -rf -- {}\n",
             crate::scripts::temp_glob(d, &pending.id)
         ));
     }
@@ -515,8 +515,8 @@ mod tests {
         assert_eq!(settle(&t, &pending).await.unwrap(), None);
         let scripts = t.recorded();
         assert!(
-            scripts[1].contains("rm -f -- /etc/web/.hostkit.web-g2-1.*\n"),
-            "the temps it left go: {}",
+            scripts[1].contains("rm -rf -- /etc/web/.hostkit.web-g2-1.*\n"),
+            "the staging folders it left go: {}",
             scripts[1]
         );
         assert!(scripts[2].contains("rm -rf -- /var/lib/hostkit/backups/web-g2-1\n"));

@@ -42,134 +42,14 @@ fi
     )
 }
 
-/// The temp-file name of the `n`th file an apply (`run`) writes, next to `path`:
-/// `.hostkit.<run>.<n>`. Created exclusively, so never an existing file; named by the run,
-/// so that the temps of an apply a crash cut off can be found and removed when it is
-/// settled ([`temp_glob`]).
-pub fn temp_path(path: &str, run: &str, n: usize) -> String {
-    format!(
-        "{}/.hostkit.{run}.{n}",
-        parent_of(path).trim_end_matches('/')
-    )
-}
-
-/// A shell word matching every temp of `run` in `dir` (quoted, but for the glob).
+/// A shell word matching every staging folder of `run` in `dir` (quoted, but for the glob):
+/// each is `<dir>/.hostkit.<run>.<n>`.
 pub(crate) fn temp_glob(dir: &str, run: &str) -> String {
     format!(
         "{}/.hostkit.{}.*",
         sh_quote(dir.trim_end_matches('/')),
         sh_quote(run)
     )
-}
-
-fn parent_of(path: &str) -> &str {
-    std::path::Path::new(path)
-        .parent()
-        .and_then(|p| p.to_str())
-        .unwrap_or("/")
-}
-
-/// Creates `temp` exclusively with `bytes`, owner and mode (no fsync, no rename). Text is
-/// written by the shell's own `printf` (no process, no argv); bytes with NUL or invalid
-/// UTF-8 go through `base64 -d`.
-pub(crate) fn temp_write_script(
-    temp: &str,
-    bytes: &[u8],
-    owner: &str,
-    group: &str,
-    mode: u32,
-) -> String {
-    let t = sh_quote(temp);
-    let mut s = format!("set -C\numask {:04o}\n", 0o666 & !mode & 0o777);
-    match std::str::from_utf8(bytes) {
-        Ok(text) if !bytes.contains(&0) => {
-            s.push_str(&format!("printf '%s' {} > {t}\n", sh_single(text)));
-        }
-        _ => s.push_str(&format!(
-            "base64 -d > {t} <<'HOSTKIT_CONTENT_EOF'\n{}\nHOSTKIT_CONTENT_EOF\n",
-            b64(bytes)
-        )),
-    }
-    s.push_str("set +C\n");
-    // As root, a new file is already root:root, and a mode without x or special bits is
-    // set by the umask at creation: no chown/chmod process for the common case.
-    if owner != "root" || group != "root" {
-        s.push_str(&format!(
-            "chown {}:{} {t}\n",
-            sh_quote(owner),
-            sh_quote(group)
-        ));
-    }
-    if mode & !0o666 != 0 {
-        s.push_str(&format!("chmod {mode:04o} {t}\n"));
-    }
-    s
-}
-
-/// The script that writes `bytes` to `path` atomically with owner and mode: a temp file
-/// created exclusively in the same directory, fsync, owner and mode, rename. When `temp`
-/// was already written and fsynced by [`prewrite_script`], only the backup and the rename
-/// remain.
-#[allow(clippy::too_many_arguments)]
-pub fn write_file_script(
-    path: &str,
-    temp: &str,
-    bytes: &[u8],
-    owner: &str,
-    group: &str,
-    mode: u32,
-    backup_root: Option<&str>,
-    make_parent: bool,
-) -> String {
-    let parent = std::path::Path::new(path)
-        .parent()
-        .and_then(|p| p.to_str())
-        .unwrap_or("/");
-    let mut s = String::from("set -eu\n");
-    s.push_str(&format!(
-        "p={}\nd={}\nt={}\n",
-        sh_quote(path),
-        sh_quote(parent),
-        sh_quote(temp)
-    ));
-    if make_parent {
-        s.push_str("[ -d \"$d\" ] || mkdir -p \"$d\"\n");
-    }
-    s.push_str("trap 'rm -f \"$t\"' EXIT\nif [ ! -f \"$t\" ]; then\n");
-    s.push_str(&temp_write_script(temp, bytes, owner, group, mode));
-    s.push_str("sync \"$t\" 2>/dev/null || sync\nfi\n");
-    if let Some(root) = backup_root {
-        s.push_str(&backup_script(path, root));
-    }
-    s.push_str("mv -f \"$t\" \"$p\"\ntrap - EXIT\n");
-    s
-}
-
-/// Writes the temp files of a run of file changes ahead, then fsyncs them all with one
-/// `sync`: each change then only renames its (already durable) temp file, in order. A temp
-/// that cannot be written here is simply absent, and its own change writes it and reports
-/// the real error. Nothing visible changes: temps are hidden names in existing folders.
-pub(crate) fn prewrite_script(files: &[(String, &[u8], &str, &str, u32)]) -> String {
-    let mut s = String::new();
-    let mut temps = Vec::new();
-    for (temp, bytes, owner, group, mode) in files {
-        let parent = std::path::Path::new(temp)
-            .parent()
-            .and_then(|p| p.to_str())
-            .unwrap_or("/");
-        s.push_str(&format!(
-            "if [ -d {} ]; then (\n{}) >/dev/null 2>&1 || rm -f {}; fi\n",
-            sh_quote(parent),
-            temp_write_script(temp, bytes, owner, group, *mode),
-            sh_quote(temp)
-        ));
-        temps.push(sh_quote(temp));
-    }
-    s.push_str(&format!(
-        "for t in {}; do [ -f \"$t\" ] && set -- \"$@\" \"$t\"; done\n[ $# -eq 0 ] || sync \"$@\" 2>/dev/null || sync\n",
-        temps.join(" ")
-    ));
-    s
 }
 
 /// Always single-quotes (also the empty string and plain words).
@@ -289,8 +169,9 @@ printf '%s %s\n' "$(printf '%s\n' "$l" | sha256sum | cut -c1-64)" "$(sha256sum <
     )
 }
 
-pub(crate) fn parse_backup(text: &str) -> Option<Backup> {
-    text.lines().find_map(|l| {
+/// Every `BACKUP` line of a step's output (a files step backs up several).
+pub(crate) fn parse_backups(text: &str) -> impl Iterator<Item = Backup> + '_ {
+    text.lines().filter_map(|l| {
         let f: Vec<&str> = l.split('\t').collect();
         match f.as_slice() {
             ["BACKUP", path, sha] => Some(Backup {

@@ -21,11 +21,12 @@ use crate::naming::{backup_root, journal_path};
 use crate::outcome::{ChangeResult, Status};
 use crate::packages;
 use crate::plan::{Action, Change, PackageLock, Plan, Prepared};
-use crate::resource::{Edge, FileRole, Resource, Spec};
+use crate::resource::{FileRole, Resource, Spec};
 use crate::scripts::{self, output_message};
-use crate::transport::{Transport, sh_quote};
+use crate::transport::Transport;
 use crate::{Error, Result};
 
+mod files_step;
 mod packages_step;
 mod units;
 
@@ -137,15 +138,6 @@ enum Step {
     Done(ChangeResult),
 }
 
-/// Where and how a file change writes.
-struct FileTarget<'a> {
-    path: &'a str,
-    owner: &'a str,
-    group: &'a str,
-    mode: u32,
-    role: FileRole,
-}
-
 /// An apply in progress: the results so far and what the next batch carries.
 struct Applying<'a> {
     prepared: &'a Prepared,
@@ -166,12 +158,8 @@ struct Applying<'a> {
     /// Changes already sent (a package install covers several).
     done: BTreeSet<String>,
     pending: Vec<Pending>,
-    /// The temp file of each file change, once named.
-    temps: BTreeMap<String, String>,
-    /// File changes whose temp file an earlier step wrote ahead.
-    prewritten: BTreeSet<String>,
-    /// Temps written ahead, removed at the end of the next batch if still there.
-    cleanup: Vec<String>,
+    /// Staging folders named so far ([`files_step::staging_dir`]).
+    staged: usize,
     timings: crate::timings::Timings,
 }
 
@@ -199,9 +187,7 @@ pub async fn apply(
         units_dirty: false,
         done: BTreeSet::new(),
         pending: Vec::new(),
-        temps: BTreeMap::new(),
-        prewritten: BTreeSet::new(),
-        cleanup: Vec::new(),
+        staged: 0,
         timings: Default::default(),
     };
     for i in 0..a.changes.len() {
@@ -277,26 +263,7 @@ impl Applying<'_> {
             (Spec::Symlink { path, .. }, Action::Delete) => {
                 run(scripts::remove_file_script(path, self.root.as_deref()))
             }
-            (
-                Spec::File {
-                    path,
-                    owner,
-                    group,
-                    mode,
-                    role,
-                    ..
-                },
-                _,
-            ) => {
-                let target = FileTarget {
-                    path,
-                    owner,
-                    group,
-                    mode: *mode,
-                    role: *role,
-                };
-                run(self.file_script(i, change, r, target))
-            }
+            (Spec::File { .. }, _) => self.files_step(i),
             (Spec::Directory { .. }, Action::Delete) => {
                 kept("kept: directories are not removed when they leave the spec")
             }
@@ -374,107 +341,6 @@ impl Applying<'_> {
         }
     }
 
-    /// Writes a file through its temp file. The first of a run of file changes also writes
-    /// the temps of the following ones ahead, so that one `sync` makes them all durable and
-    /// each change only renames its own, in order.
-    fn file_script(&mut self, i: usize, change: &Change, r: &Resource, f: FileTarget) -> String {
-        let FileTarget {
-            path,
-            owner,
-            group,
-            mode,
-            role,
-        } = f;
-        let existed = change
-            .before
-            .as_ref()
-            .and_then(|b| b.get("type"))
-            .is_some_and(|t| t == "file");
-        let parent = std::path::Path::new(path)
-            .parent()
-            .and_then(|p| p.to_str())
-            .unwrap_or("/");
-        let parent_managed = r
-            .depends_on
-            .iter()
-            .any(|d| d.edge == Edge::ParentDirectory && d.id == Resource::directory_id(parent));
-        let mut s = String::new();
-        if !self.prewritten.contains(&change.id) {
-            s.push_str(&self.prewrite(i));
-        }
-        let n = self.temps.len();
-        let run = &self.opts.revision;
-        let temp = self
-            .temps
-            .entry(change.id.clone())
-            .or_insert_with(|| scripts::temp_path(path, run, n))
-            .clone();
-        s.push_str(&scripts::write_file_script(
-            path,
-            &temp,
-            &self.prepared.bytes[&r.id],
-            owner,
-            group,
-            mode,
-            self.root.as_deref().filter(|_| existed),
-            !parent_managed,
-        ));
-        match role {
-            FileRole::Unit => self.units_dirty = true,
-            FileRole::Caddy => s.push_str(scripts::CADDY_RELOAD),
-            _ => {}
-        }
-        s
-    }
-
-    /// The script that writes ahead the temps of the file changes from `i` on (as many as
-    /// the batch has room for); empty when fewer than two follow.
-    fn prewrite(&mut self, i: usize) -> String {
-        let prepared = self.prepared;
-        let room = BATCH.saturating_sub(self.pending.len());
-        let run: Vec<&Change> = self.changes[i..]
-            .iter()
-            .take(room)
-            .take_while(|c| {
-                matches!(c.action, Action::Create | Action::Update)
-                    && matches!(prepared.resources[&c.id].spec, Spec::File { .. })
-            })
-            .copied()
-            .collect();
-        if run.len() < 2 {
-            return String::new();
-        }
-        let mut files = Vec::new();
-        for c in &run {
-            if let Spec::File {
-                path,
-                owner,
-                group,
-                mode,
-                ..
-            } = &prepared.resources[&c.id].spec
-            {
-                let n = self.temps.len();
-                let run = &self.opts.revision;
-                let t = self
-                    .temps
-                    .entry(c.id.clone())
-                    .or_insert_with(|| scripts::temp_path(path, run, n))
-                    .clone();
-                self.cleanup.push(t.clone());
-                files.push((
-                    t,
-                    prepared.bytes[&c.id].as_slice(),
-                    owner.as_str(),
-                    group.as_str(),
-                    *mode,
-                ));
-            }
-            self.prewritten.insert(c.id.clone());
-        }
-        scripts::prewrite_script(&files)
-    }
-
     /// Runs the pending changes as one script with a begin/end marker around each, and
     /// records each change's own outcome.
     async fn flush(&mut self, transport: &dyn Transport) {
@@ -482,14 +348,6 @@ impl Applying<'_> {
             return;
         }
         let mut script = String::new();
-        if !self.cleanup.is_empty() {
-            // Temps written ahead for changes that did not run (after a failure) go away.
-            let list: Vec<String> = self.cleanup.drain(..).map(|t| sh_quote(&t)).collect();
-            script.push_str(&format!(
-                "trap 'rm -f {}' EXIT\n",
-                list.join(" ").replace('\'', "'\\''")
-            ));
-        }
         if self.unopened {
             script.push_str(&journal::open_script(&self.opts.revision));
             self.unopened = false;
@@ -552,10 +410,12 @@ impl Applying<'_> {
         for (p, output) in pending.into_iter().zip(outputs) {
             let mut result = p.result;
             let mut failed_only: Option<String> = None;
+            let mut backups = Vec::new();
             match output {
                 Some((0, text)) => {
                     result.status = Status::Applied;
-                    result.backup = scripts::parse_backup(&text);
+                    backups = scripts::parse_backups(&text).collect();
+                    result.backup = backups.first().cloned();
                     result.locked = packages::parse_lock(&text);
                 }
                 Some((rc, text)) => {
@@ -595,6 +455,14 @@ impl Applying<'_> {
                 }
                 if let Some(c) = self.changes.iter().find(|c| &c.id == id) {
                     r.before = c.before.clone();
+                }
+                if p.ids.len() > 1 {
+                    // Files written together: each has its own backup, found by its path.
+                    let own = self.root.as_deref().zip(id.strip_prefix("file:"));
+                    r.backup = own.and_then(|(root, path)| {
+                        let at = crate::naming::file_backup(root, path);
+                        backups.iter().find(|b| b.path == at).cloned()
+                    });
                 }
                 if let Some(progress) = &self.opts.progress {
                     progress(&r);

@@ -656,7 +656,9 @@ pub(crate) mod tests {
         };
         let path = file.to_str().unwrap();
         let out = sh(&crate::scripts::backup_script(path, root.to_str().unwrap()));
-        let backup = crate::scripts::parse_backup(&String::from_utf8_lossy(&out.stdout)).unwrap();
+        let backup = crate::scripts::parse_backups(&String::from_utf8_lossy(&out.stdout))
+            .next()
+            .unwrap();
         assert!(backup.salted);
         use sha2::Digest;
         let plain = hex::encode(sha2::Sha256::digest(b"SECRET=hunter2\n"));
