@@ -9,6 +9,7 @@ use hostkit_e2e::engine::{converge, demo, demo_secrets, options, prepare};
 use hostkit_e2e::testhost::TestHost;
 use hostkit_engine::apply::{self, ApplyOptions};
 use hostkit_engine::offline::manifests::Desired;
+use hostkit_engine::outcome::Status;
 use hostkit_engine::plan::Action;
 use hostkit_engine::resource::{Resource, Spec};
 use hostkit_engine::secrets::Secrets;
@@ -521,14 +522,16 @@ fn property_plan_after_apply_is_empty() {
         .unwrap();
 }
 
-/// Temps are written and fsynced ahead for a run of files; a failure in the middle still
-/// applies everything before it, nothing after it, and leaves no temp file behind.
+/// A run of files is written in one step: a failure in the middle (a file whose owner
+/// does not exist) is named, the step's other files are reported not changed and are not
+/// changed (one already there keeps its content and inode), and nothing staged is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_file_in_a_run_leaves_earlier_files_and_no_temps() {
+async fn a_failing_file_in_a_run_is_named_and_its_step_changes_nothing() {
     use hostkit_engine::resource::{Content, FileRole};
     let host = TestHost::boot();
     let ssh = Ssh::connect(&options(&host)).await.expect("connect");
-    host.sh("mkdir -p /srv/run");
+    host.sh("mkdir -p /srv/run && echo before > /srv/run/f0");
+    let inode = host.sh("stat -c %i /srv/run/f0");
     let mut resources = Vec::new();
     for i in 0..6 {
         let owner = if i == 3 { "no-such-user" } else { "root" };
@@ -556,6 +559,18 @@ async fn a_failing_file_in_a_run_leaves_earlier_files_and_no_temps() {
         error.starts_with("file:/srv/run/f3") && error.contains("no-such-user"),
         "{error}"
     );
-    assert_eq!(host.sh("ls -A /srv/run"), "f0\nf1\nf2\n");
-    assert_eq!(host.sh("cat /srv/run/f2"), "file 2\n");
+    assert_eq!(host.sh("ls -A /srv/run"), "f0\n");
+    assert_eq!(host.sh("cat /srv/run/f0"), "before\n");
+    assert_eq!(host.sh("stat -c %i /srv/run/f0"), inode);
+    let status = |id: &str| {
+        let r = applied.results.iter().find(|r| r.id == id).unwrap();
+        (r.status, r.message.clone().unwrap_or_default())
+    };
+    assert_eq!(status("file:/srv/run/f3").0, Status::Failed);
+    for i in [0, 1, 2, 4, 5] {
+        let (st, msg) = status(&format!("file:/srv/run/f{i}"));
+        assert_eq!(st, Status::NotRun, "f{i}");
+        assert!(msg.contains("file:/srv/run/f3"), "f{i}: {msg}");
+    }
+    assert!(applied.down.steps.is_empty(), "nothing to undo");
 }

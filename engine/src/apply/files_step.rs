@@ -17,6 +17,24 @@ use crate::resource::{Edge, FileRole, Resource, Spec};
 use crate::scripts::{b64, backup_script, sh_single};
 use crate::transport::sh_quote;
 
+/// The line that names, by its index in the step, the file a failed files step failed on.
+pub(super) const FAILED_MARK: &str = "HK_FILE_FAILED ";
+
+/// Which of a failed files step's files it failed on.
+pub(super) fn failed_file(text: &str) -> Option<usize> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(FAILED_MARK))
+        .and_then(|k| k.trim().parse().ok())
+}
+
+/// The failure's message without the marker line.
+pub(super) fn without_mark(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.starts_with(FAILED_MARK))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 /// At most this many files in one step: their names go on a few command lines.
 const GROUP_FILES: usize = 128;
 /// And at most this many content bytes, so that a batch stays under its byte budget.
@@ -181,17 +199,19 @@ pub(crate) fn write_files_script(
     };
     let q = |v: &[String]| v.join(" ");
 
-    let mut s = String::from("set -eu\nset --\n");
     let in_dir = |d: &str, f: &&Staged| parent_of(f.path) == d;
-    let mut make = false;
+    let first_in = |d: &str| files.iter().position(|f| in_dir(d, &f)).unwrap_or(0);
+    // Which file a failure is about: `hk_at` is set before each part of the work, and
+    // the marker names it (the step's other files were not changed either).
+    let mut s = format!("set -eu\nhk_fail() {{ printf '{FAILED_MARK}%s\\n' \"$1\"; exit 1; }}\n");
     for (d, _) in &dirs {
         if files.iter().any(|f| f.make_parent && in_dir(d, &f)) {
-            s.push_str(&format!("[ -d {0} ] || set -- \"$@\" {0}\n", sh_quote(d)));
-            make = true;
+            s.push_str(&format!(
+                "[ -d {0} ] || mkdir -p -- {0} || hk_fail {1}\n",
+                sh_quote(d),
+                first_in(d)
+            ));
         }
-    }
-    if make {
-        s.push_str("[ $# -eq 0 ] || mkdir -p -- \"$@\"\nset --\n");
     }
     let mut folders = Vec::new();
     for (d, st) in &dirs {
@@ -207,22 +227,28 @@ pub(crate) fn write_files_script(
     let mut undo = folders.clone();
     undo.reverse();
     s.push_str(&format!(
-        "mkdir -m 0700 -- {} || {{ rmdir -- {} 2>/dev/null; exit 1; }}\n",
+        "mkdir -m 0700 -- {} || {{ rmdir -- {} 2>/dev/null; hk_fail 0; }}\n",
         q(&folders),
         q(&undo)
     ));
     let all: Vec<String> = dirs.iter().map(|(_, st)| sh_quote(st)).collect();
     s.push_str(&format!(
-        "trap {} EXIT\n",
-        sh_single(&format!("rm -rf -- {}", q(&all)))
+        "hk_at=0\ntrap {} EXIT\n",
+        sh_single(&format!(
+            "rc=$?; rm -rf -- {}; [ \"$rc\" -eq 0 ] || printf '{FAILED_MARK}%s\\n' \"$hk_at\"",
+            q(&all)
+        ))
     ));
 
     // Contents: text by the shell's own printf (no process, no argv), other bytes through
     // base64. Created exclusively, with the mode's permission bits from the umask.
     s.push_str("set -C\n");
-    for f in files {
+    for (k, f) in files.iter().enumerate() {
         let t = staged_new(f);
-        s.push_str(&format!("umask {:04o}\n", 0o666 & !f.mode & 0o777));
+        s.push_str(&format!(
+            "hk_at={k}; umask {:04o}\n",
+            0o666 & !f.mode & 0o777
+        ));
         match std::str::from_utf8(f.bytes) {
             Ok(text) if !f.bytes.contains(&0) => {
                 s.push_str(&format!("printf '%s' {} > {t}\n", sh_single(text)));
@@ -235,36 +261,41 @@ pub(crate) fn write_files_script(
     }
     s.push_str("set +C\numask 0022\n");
     // Owners, then modes (chown clears set-id bits): one call per value. As root, a new
-    // file is already root:root, and a mode within 0666 was set by the umask.
-    let mut owners: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
-    let mut modes: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for f in files {
+    // file is already root:root, and a mode within 0666 was set by the umask; execute or
+    // special bits (setuid, setgid, sticky) need the chmod.
+    // A failing owner or mode is blamed on the first file that has it.
+    let mut owners: BTreeMap<(&str, &str), (usize, Vec<String>)> = BTreeMap::new();
+    let mut modes: BTreeMap<u32, (usize, Vec<String>)> = BTreeMap::new();
+    for (k, f) in files.iter().enumerate() {
         if f.owner != "root" || f.group != "root" {
-            owners
-                .entry((f.owner, f.group))
-                .or_default()
-                .push(staged_new(f));
+            let e = owners.entry((f.owner, f.group)).or_insert((k, Vec::new()));
+            e.1.push(staged_new(f));
         }
         if f.mode & !0o666 != 0 {
-            modes.entry(f.mode).or_default().push(staged_new(f));
+            modes
+                .entry(f.mode)
+                .or_insert((k, Vec::new()))
+                .1
+                .push(staged_new(f));
         }
     }
-    for ((o, g), paths) in &owners {
+    for ((o, g), (k, paths)) in &owners {
         s.push_str(&format!(
-            "chown -- {}:{} {}\n",
+            "hk_at={k}; chown -- {}:{} {}\n",
             sh_quote(o),
             sh_quote(g),
             q(paths)
         ));
     }
-    for (m, paths) in &modes {
-        s.push_str(&format!("chmod -- {m:04o} {}\n", q(paths)));
+    for (m, (k, paths)) in &modes {
+        s.push_str(&format!("hk_at={k}; chmod -- {m:04o} {}\n", q(paths)));
     }
     let news: Vec<String> = files.iter().map(staged_new).collect();
     s.push_str(&format!("sync -- {} 2>/dev/null || sync\n", q(&news)));
 
     // The previous files: backed up (when asked), and kept as hard links for a put-back.
-    for f in files.iter().filter(|f| f.existed) {
+    for (k, f) in files.iter().enumerate().filter(|(_, f)| f.existed) {
+        s.push_str(&format!("hk_at={k}\n"));
         if let Some(root) = backup_root {
             s.push_str(&backup_script(f.path, root));
         }
@@ -287,15 +318,23 @@ pub(crate) fn write_files_script(
     }
     s.push_str("}\n");
     for (d, _) in &dirs {
-        let moving: Vec<String> = files
+        let moving: Vec<(usize, String)> = files
             .iter()
-            .filter(|f| in_dir(d, f))
-            .map(staged_new)
+            .enumerate()
+            .filter(|(_, f)| in_dir(d, f))
+            .map(|(k, f)| (k, staged_new(f)))
             .collect();
+        // The first file still staged after a failed mv is the one it failed on.
+        let blame: String = moving
+            .iter()
+            .rev()
+            .map(|(k, n)| format!("[ ! -e {n} ] || hk_at={k}; "))
+            .collect();
+        let names: Vec<String> = moving.into_iter().map(|(_, n)| n).collect();
         s.push_str(&format!(
-            "mv -f -t {} -- {} || {{ hk_put_back; exit 1; }}\n",
+            "mv -f -t {} -- {} || {{ {blame}hk_put_back; exit 1; }}\n",
             sh_quote(d),
-            q(&moving)
+            q(&names)
         ));
     }
     (s, dirs.len())
@@ -345,7 +384,7 @@ mod tests {
     }
 
     /// Under the real `sh`: files in two folders (one still to be made), text and binary
-    /// content, an executable mode, a previous file backed up; nothing staged is left.
+    /// content, an executable setgid mode, a previous file backed up; nothing staged is left.
     #[test]
     fn a_run_of_files_lands_with_contents_modes_and_backups() {
         use std::os::unix::fs::PermissionsExt;
@@ -361,7 +400,7 @@ mod tests {
         let files = [
             file(&a, b"after\n", 0o640, true),
             file(&b, &binary, 0o644, false),
-            file(&c, b"#!/bin/sh\necho '$x'\n", 0o750, false),
+            file(&c, b"#!/bin/sh\necho '$x'\n", 0o2750, false),
         ];
         let root = format!("{d}/backups/r1");
         let (script, used) = write_files_script(&files, "r1", 7, Some(&root));
@@ -379,7 +418,7 @@ mod tests {
             "#!/bin/sh\necho '$x'\n"
         );
         let mode = |p: &str| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
-        assert_eq!((mode(&a), mode(&b), mode(&c)), (0o640, 0o644, 0o750));
+        assert_eq!((mode(&a), mode(&b), mode(&c)), (0o640, 0o644, 0o2750));
         let backups: Vec<_> =
             crate::scripts::parse_backups(&String::from_utf8_lossy(&out.stdout)).collect();
         assert_eq!(backups.len(), 1);
@@ -414,6 +453,11 @@ mod tests {
         let (script, _) = write_files_script(&files, "r2", 0, None);
         let out = sh(&script);
         assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            failed_file(&String::from_utf8_lossy(&out.stdout)),
+            Some(2),
+            "the marker names the file whose rename failed"
+        );
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("blocked"),
             "the failure names the file: {}",
@@ -448,5 +492,25 @@ mod tests {
             std::fs::read_dir(format!("{planted}/n")).unwrap().count(),
             1
         );
+    }
+
+    /// An owner that does not exist is blamed on the first file that has it, and nothing
+    /// of the step lands.
+    #[test]
+    fn a_bad_owner_names_its_first_file_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let paths: Vec<String> = (0..3).map(|i| format!("{d}/f{i}")).collect();
+        let mut files: Vec<Staged> = paths
+            .iter()
+            .map(|p| file(p, b"x\n", 0o644, false))
+            .collect();
+        files[1].owner = "no-such-user-hk";
+        files[2].owner = "no-such-user-hk";
+        let (script, _) = write_files_script(&files, "r4", 0, None);
+        let out = sh(&script);
+        assert!(!out.status.success());
+        assert_eq!(failed_file(&String::from_utf8_lossy(&out.stdout)), Some(1));
+        assert_eq!(walk(dir.path()), Vec::<String>::new(), "nothing lands");
     }
 }

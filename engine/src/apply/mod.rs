@@ -409,7 +409,8 @@ impl Applying<'_> {
         let pending = std::mem::take(&mut self.pending);
         for (p, output) in pending.into_iter().zip(outputs) {
             let mut result = p.result;
-            let mut failed_only: Option<String> = None;
+            // The one change of a shared step that failed, and what the others did.
+            let mut failed_only: Option<(String, Status)> = None;
             let mut backups = Vec::new();
             match output {
                 Some((0, text)) => {
@@ -424,11 +425,22 @@ impl Applying<'_> {
                     if p.ids.len() > 1
                         && let Some(u) = units::failed_unit(&text)
                     {
-                        failed_only = Some(format!("unit:{u}"));
+                        // Units started together: the others were restarted, and stayed up.
+                        failed_only = Some((format!("unit:{u}"), Status::Applied));
+                    } else if p.ids.len() > 1
+                        && let Some(k) = files_step::failed_file(&text)
+                        && let Some(id) = p.ids.get(k)
+                    {
+                        // Files written together: the others were put back, not changed.
+                        failed_only = Some((id.clone(), Status::NotRun));
                     }
-                    let msg = scripts::failure_message(rc, &units::without_mark(&text));
+                    let text = units::without_mark(&files_step::without_mark(&text));
+                    let msg = scripts::failure_message(rc, &text);
                     result.message = Some(msg.clone());
-                    let id = failed_only.clone().unwrap_or_else(|| result.id.clone());
+                    let id = failed_only
+                        .as_ref()
+                        .map(|(id, _)| id.clone())
+                        .unwrap_or_else(|| result.id.clone());
                     self.failed.get_or_insert_with(|| format!("{id}: {msg}"));
                 }
                 None if self.failed.is_none() => {
@@ -448,10 +460,11 @@ impl Applying<'_> {
                 self.done.insert(id.clone());
                 let mut r = result.clone();
                 r.id = id.clone();
-                if failed_only.as_ref().is_some_and(|f| f != id) {
-                    // Restarted with the one that failed, and not seen failing.
-                    r.status = Status::Applied;
-                    r.message = None;
+                if let Some((failed, others)) = failed_only.as_ref().filter(|(f, _)| f != id) {
+                    r.status = *others;
+                    r.message = (*others == Status::NotRun).then(|| {
+                        format!("not changed: written in one step with {failed}, which failed")
+                    });
                 }
                 if let Some(c) = self.changes.iter().find(|c| &c.id == id) {
                     r.before = c.before.clone();

@@ -82,7 +82,9 @@ impl Transport for TestTransport {
             .run(
                 &script
                     .replace("/var/lib/hostkit/", &state)
-                    .replace("/hk-host/", &own),
+                    .replace("/hk-host/", &own)
+                    // The folder itself, too (a files step moves into it by name).
+                    .replace("/hk-host", own.trim_end_matches('/')),
             )
             .await
             .map(|mut o| {
