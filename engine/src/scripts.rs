@@ -1,6 +1,6 @@
 //! The shell snippets every change and every undo step is made of. Each is POSIX `sh`,
-//! quotes every value that came from a spec with [`sh_quote`], and writes files through a
-//! temp file in the same folder and a rename, so a host never sees half a file.
+//! quotes every value that came from a spec with [`sh_quote`], and replaces files by a
+//! rename from the same folder, so a host never sees half a file.
 
 use base64::Engine;
 

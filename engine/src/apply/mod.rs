@@ -1,10 +1,10 @@
 //! Apply: a prepared plan's changes run on the host in graph order, and the first failure
 //! stops the apply (later changes are left untouched).
 //!
-//! Files are written atomically (temp file in the same directory, fsync, owner and mode set,
-//! rename); a file-like resource's previous bytes are backed up on the host under
-//! `/var/lib/hostkit/backups/<revision>/files/` (0600) first, and the backup's sha256 is
-//! recorded. Changes travel in batches ([`crate::batch`]): one round trip per batch, each
+//! Files are written atomically (staged in a folder inside the same directory, fsync, owner
+//! and mode set, rename: `files_step.rs`); a file-like resource's previous bytes are backed
+//! up on the host under `/var/lib/hostkit/backups/<revision>/files/` (0600) first, and the
+//! backup's sha256 is recorded. Changes travel in batches ([`crate::batch`]): one round trip per batch, each
 //! change still judged on its own, and each written to the run's journal on the host
 //! ([`crate::journal`]) as it begins and ends. From what actually ran, [`DownPlan::derive`]
 //! builds the plan that undoes it.
