@@ -12,8 +12,10 @@
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod install;
 pub mod live_plans;
 pub mod objects;
+pub mod readiness;
 pub mod runtime;
 pub mod serve;
 pub mod server;

@@ -38,11 +38,30 @@ enum Command {
     Down(offline::DownArgs),
     /// Mint, list and revoke the tokens every replica honours (through the API server).
     Token(token::TokenArgs),
+    /// Install HostKit as a system service: the hardened systemd unit, /etc/hostkit/hostkit.env
+    /// and the controller's SSH key (each only where missing but the unit).
+    Install(InstallArgs),
     /// Write the JSON Schema of every kind into a folder.
     Schemas {
         /// Folder to write into, e.g. manifests/schemas.
         dir: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct InstallArgs {
+    /// Install the systemd unit (the only kind of install there is; says what is made).
+    #[arg(long, required = true)]
+    systemd: bool,
+    /// Write into this folder instead of / (a package's staging tree).
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// The binary's path on the target, for the unit's ExecStart= (default: this binary).
+    #[arg(long)]
+    bin: Option<PathBuf>,
+    /// Then reload systemd and enable and start the service.
+    #[arg(long)]
+    now: bool,
 }
 
 #[derive(clap::Args)]
@@ -57,13 +76,13 @@ struct ServeArgs {
     #[arg(long, value_delimiter = ',', env = "HOSTKIT_ETCD")]
     etcd: Vec<String>,
     /// Extra bearer tokens: a CSV of `token,user,role` (role admin or read-only).
-    #[arg(long)]
+    #[arg(long, env = "HOSTKIT_TOKENS")]
     tokens: Option<PathBuf>,
     /// Serve HTTPS with this PEM certificate (needs --tls-key).
-    #[arg(long, requires = "tls_key")]
+    #[arg(long, requires = "tls_key", env = "HOSTKIT_TLS_CERT")]
     tls_cert: Option<PathBuf>,
     /// PEM private key for --tls-cert.
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, requires = "tls_cert", env = "HOSTKIT_TLS_KEY")]
     tls_key: Option<PathBuf>,
     /// How often idle watches get a BOOKMARK.
     #[arg(long, default_value = "10s", value_parser = HkDuration::parse_std)]
@@ -158,6 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Apply(args) => engine(Box::pin(offline::apply(args))),
         Command::Down(args) => engine(Box::pin(offline::down(args))),
         Command::Token(args) => engine(Box::pin(token::run(args))),
+        Command::Install(args) => install(args),
         Command::Schemas { dir } => {
             hostkit_api::schema::write_schemas(&dir)?;
             println!(
@@ -201,6 +221,35 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+fn install(args: InstallArgs) -> anyhow::Result<u8> {
+    use hostkit_controller::install::{self, InstallOptions};
+    debug_assert!(args.systemd);
+    let bin = match args.bin {
+        Some(bin) => bin,
+        None => std::env::current_exe().context("finding this binary's path for ExecStart=")?,
+    };
+    let done = install::systemd(&InstallOptions {
+        root: args.root,
+        bin,
+        start: args.now,
+    })?;
+    for path in &done.written {
+        println!("wrote {}", path.display());
+    }
+    for path in &done.kept {
+        println!("kept {}", path.display());
+    }
+    if let Some(key) = &done.public_key {
+        println!("the controller's SSH key (add it to each host's authorized_keys):\n{key}");
+    }
+    if done.started {
+        println!("started hostkit.service");
+    } else {
+        println!("start it with: systemctl daemon-reload && systemctl enable --now hostkit");
+    }
+    Ok(0)
 }
 
 /// Resolves on SIGTERM or SIGINT.

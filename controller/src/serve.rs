@@ -173,6 +173,7 @@ pub async fn run(
     let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: no new reconciles; waiting for in-flight ones");
+        crate::readiness::tell("STOPPING=1");
         let _ = stop.send(true);
     };
     let config = ServerConfig {
@@ -191,6 +192,8 @@ pub async fn run(
             data_dir = %data_dir.display(),
             "hostkit API server listening"
         );
+        // Only now can a client talk to it: `systemctl start` returns here.
+        crate::readiness::tell("READY=1");
     })
     .await;
     controller.stopped().await;

@@ -234,24 +234,54 @@ impl TestHost {
 
     fn ssh_output(&self, command: &str) -> Output {
         Command::new("ssh")
-            .args([
-                "-q",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "ConnectTimeout=2",
-                "-i",
-            ])
-            .arg(self.key())
-            .arg(format!("root@{}", self.address))
+            .args(self.ssh_args())
             .arg(command)
             .stdin(Stdio::null())
             .output()
             .expect("ssh")
+    }
+
+    /// Copies the local file `from` to `to` on the host at `mode` (through SSH's stdin, into
+    /// a temporary name renamed into place).
+    pub fn copy_in(&self, from: &Path, to: &str, mode: u32) {
+        let file = File::open(from).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+        let out = Command::new("ssh")
+            .args(self.ssh_args())
+            .arg(format!(
+                "set -e; t='{to}.hk-copy'; cat > \"$t\"; chmod {mode:o} \"$t\"; mv -f \"$t\" '{to}'"
+            ))
+            .stdin(file)
+            .output()
+            .expect("ssh");
+        assert!(
+            out.status.success(),
+            "copying {} to {}:{to}: {}",
+            from.display(),
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// OpenSSH client arguments that log in as root with [`TestHost::key`], up to the
+    /// command.
+    fn ssh_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "-q",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=2",
+            "-i",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(self.key().display().to_string());
+        args.push(format!("root@{}", self.address));
+        args
     }
 
     /// Runs a shell command on the host with OpenSSH's client and returns stdout; panics

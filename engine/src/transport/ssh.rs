@@ -407,6 +407,27 @@ impl Ssh {
     }
 }
 
+/// The key a Host without `spec.ssh.identityFile` logs in with: `$HOSTKIT_SSH_KEY` (the
+/// systemd unit points it at the key it passes as a credential, the chart at its Secret),
+/// else the user's `~/.ssh/id_ed25519`.
+pub const SSH_KEY_ENV: &str = "HOSTKIT_SSH_KEY";
+/// The known_hosts file of a Host that names none: `$HOSTKIT_KNOWN_HOSTS`, else
+/// `~/.ssh/known_hosts` (a service has no home of its own).
+pub const KNOWN_HOSTS_ENV: &str = "HOSTKIT_KNOWN_HOSTS";
+
+fn default_path(env: &str, fallback: &str) -> PathBuf {
+    chosen_path(std::env::var_os(env), fallback)
+}
+
+/// A set, non-empty variable wins; an empty one counts as unset (as systemd's
+/// `Environment=NAME=` clears a setting).
+fn chosen_path(set: Option<std::ffi::OsString>, fallback: &str) -> PathBuf {
+    match set {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => home_path(fallback),
+    }
+}
+
 fn home_path(p: &str) -> PathBuf {
     match p.strip_prefix("~/") {
         Some(rest) => PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(rest),
@@ -458,13 +479,13 @@ impl SshOptions {
         let auth = match (&ssh.password, &ssh.identity_file) {
             (Some(r), None) => Auth::Password(secrets.resolve(r)?),
             (_, Some(f)) => Auth::KeyFile(home_path(f)),
-            (None, None) => Auth::KeyFile(home_path("~/.ssh/id_ed25519")),
+            (None, None) => Auth::KeyFile(default_path(SSH_KEY_ENV, "~/.ssh/id_ed25519")),
         };
-        let known_hosts = |hk: Option<&hostkit_api::kinds::HostKey>| {
-            home_path(
-                hk.and_then(|k| k.known_hosts.as_deref())
-                    .unwrap_or("~/.ssh/known_hosts"),
-            )
+        let known_hosts = |hk: Option<&hostkit_api::kinds::HostKey>| match hk
+            .and_then(|k| k.known_hosts.as_deref())
+        {
+            Some(file) => home_path(file),
+            None => default_path(KNOWN_HOSTS_ENV, "~/.ssh/known_hosts"),
         };
         let host_key = match &ssh.host_key {
             None => HostKeyCheck::KnownHosts(known_hosts(None)),
@@ -540,6 +561,26 @@ mod tests {
             .expect("ssh-keygen");
         assert!(out.status.success());
         path
+    }
+
+    #[test]
+    fn a_service_s_key_and_known_hosts_come_from_its_environment_before_home() {
+        let set = Some(std::ffi::OsString::from(
+            "/run/credentials/hostkit.service/ssh-key",
+        ));
+        assert_eq!(
+            chosen_path(set, "~/.ssh/id_ed25519"),
+            PathBuf::from("/run/credentials/hostkit.service/ssh-key")
+        );
+        let home = PathBuf::from(std::env::var("HOME").unwrap_or_default());
+        assert_eq!(
+            chosen_path(Some("".into()), "~/.ssh/known_hosts"),
+            home.join(".ssh/known_hosts")
+        );
+        assert_eq!(
+            chosen_path(None, "~/.ssh/id_ed25519"),
+            home.join(".ssh/id_ed25519")
+        );
     }
 
     #[tokio::test]
